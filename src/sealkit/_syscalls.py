@@ -1,0 +1,338 @@
+"""The raw system-call layer: the only module that loads libc.
+
+Every call goes through ``syscall(2)`` with the architecture's number, so
+glibc wrappers (which pre-check some arguments, and which older glibc lacks
+for mseal) never stand between sealkit and the kernel. Values are passed
+through unchanged: unaligned addresses, lengths that overflow, unknown flag
+bits all reach the kernel, which decides. Only what cannot be passed at all
+is refused here: a non-integer, or an integer that does not fit in 64 bits
+(``ArgumentTypeError`` / ``ArgumentError``).
+
+:func:`_fail` is the one place where ``-1`` becomes an exception.
+
+This module is dangerous by design: ``mseal`` of memory you do not own can
+crash the process much later. The safe API lives in :mod:`sealkit.memory`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import platform
+from collections.abc import Callable, Sequence
+from typing import Final, cast
+
+from .errors import ArgumentError, ArgumentTypeError, NotSupportedError, kernel_error
+
+__all__ = [
+    "ARCH",
+    "NR",
+    "brk",
+    "madvise",
+    "mincore",
+    "mlock",
+    "mlock2",
+    "mmap",
+    "mprotect",
+    "mremap",
+    "mseal",
+    "msync",
+    "munlock",
+    "munmap",
+    "pidfd_open",
+    "pkey_alloc",
+    "pkey_free",
+    "pkey_mprotect",
+    "process_madvise",
+    "process_vm_readv",
+    "process_vm_writev",
+    "procmap_query",
+]
+
+ARCH: Final = platform.machine()
+
+# System call numbers: x86_64 (arch/x86/entry/syscalls/syscall_64.tbl) and the
+# generic table (include/uapi/asm-generic/unistd.h) used by aarch64, riscv64
+# and loongarch64. mseal is 462 on both (spec linux-mseal §1.1).
+_X86_64: Final = {
+    "mmap": 9, "mprotect": 10, "munmap": 11, "brk": 12, "ioctl": 16, "msync": 26,
+    "mincore": 27, "madvise": 28, "mremap": 25, "getpid": 39, "mlock": 149,
+    "munlock": 150, "process_vm_readv": 310, "process_vm_writev": 311,
+    "mlock2": 325, "pkey_mprotect": 329, "pkey_alloc": 330, "pkey_free": 331,
+    "pidfd_open": 434, "process_madvise": 440, "mseal": 462,
+}  # fmt: skip
+_GENERIC: Final = {
+    "ioctl": 29, "brk": 214, "munmap": 215, "mremap": 216, "mmap": 222,
+    "mprotect": 226, "msync": 227, "mlock": 228, "munlock": 229, "mincore": 232,
+    "madvise": 233, "getpid": 172, "process_vm_readv": 270, "process_vm_writev": 271,
+    "mlock2": 284, "pkey_mprotect": 288, "pkey_alloc": 289, "pkey_free": 290,
+    "pidfd_open": 434, "process_madvise": 440, "mseal": 462,
+}  # fmt: skip
+_TABLES: Final = {
+    "x86_64": _X86_64,
+    "aarch64": _GENERIC,
+    "arm64": _GENERIC,
+    "riscv64": _GENERIC,
+    "loongarch64": _GENERIC,
+}
+NR: Final[dict[str, int]] = dict(_TABLES.get(ARCH, {}))
+"""System call numbers for this machine (empty on an unsupported architecture)."""
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_L, _U = ctypes.c_long, ctypes.c_ulong
+
+
+def _proto(nargs: int) -> Callable[..., int]:
+    fn_type = ctypes.CFUNCTYPE(_L, _L, *([_U] * nargs), use_errno=True)
+    return cast(Callable[..., int], fn_type(("syscall", _libc)))
+
+
+_sys1 = _proto(1)
+_sys2 = _proto(2)
+_sys3 = _proto(3)
+_sys4 = _proto(4)
+_sys5 = _proto(5)
+_sys6 = _proto(6)
+
+_MASK: Final = (1 << 64) - 1
+_MIN: Final = -(1 << 63)
+_NR_MSEAL: Final = NR.get("mseal")
+
+
+def _nr(name: str) -> int:
+    try:
+        return NR[name]
+    except KeyError:
+        raise NotSupportedError(38, name, detail=f"no system call table for {ARCH}") from None
+
+
+def _fail(call: str, addr: int | None = None, length: int | None = None) -> None:
+    """Raise the exception for a ``-1`` return of ``call``, from ``errno``."""
+    raise kernel_error(ctypes.get_errno(), call, addr, length)
+
+
+def _u64(value: object, name: str) -> int:
+    """``value`` as an unsigned 64-bit integer, two's complement for negatives."""
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ArgumentTypeError(f"{name} must be an int, not {type(value).__name__}")
+        value = int(value)
+    if not _MIN <= value <= _MASK:
+        raise ArgumentError(f"{name}={value:#x} does not fit in 64 bits")
+    return value & _MASK
+
+
+def mseal(addr: int, length: int, flags: int = 0) -> None:
+    """``mseal(addr, length, flags)``: seal ``[addr, addr+length)`` against
+    unmapping, remapping, permission changes and destructive madvise, until
+    the process exits. **Dangerous**: sealing memory you do not own (the
+    heap behind a ``bytes``, an allocator's arena) makes later frees fail in
+    ways that crash the process. Prefer :mod:`sealkit.memory`.
+    """
+    # The fast path: ctypes checks the types; the bounds check is ours because
+    # ctypes silently truncates ints wider than 64 bits.
+    if (
+        _NR_MSEAL is None
+        or type(addr) is not int
+        or type(length) is not int
+        or type(flags) is not int
+        or not (_MIN <= addr <= _MASK and _MIN <= length <= _MASK and _MIN <= flags <= _MASK)
+    ):
+        _call("mseal", 3, addr, length, flags, addr=addr, length=length)
+        return
+    if _sys3(_NR_MSEAL, addr, length, flags) == -1:
+        _fail("mseal", addr, length)
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+def _call(call: str, nargs: int, *args: object, addr: object = None, length: object = None) -> int:
+    """Validate ``args`` as 64-bit integers, make the call, raise on ``-1``."""
+    values = [_u64(a, f"{call} argument {i + 1}") for i, a in enumerate(args)]
+    nr = _nr(call)
+    fn = (_sys1, _sys2, _sys3, _sys4, _sys5, _sys6)[nargs - 1]
+    ret: int = fn(nr, *values)
+    if ret == -1:
+        _fail(call, _int_or_none(addr), _int_or_none(length))
+    return ret
+
+
+def mmap(addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
+    """``mmap`` returning the mapped address; the kernel validates everything."""
+    return _call("mmap", 6, addr, length, prot, flags, fd, offset, addr=addr, length=length) & _MASK
+
+
+def munmap(addr: int, length: int) -> None:
+    """``munmap``: EPERM (``SealedError``) if any VMA in range is sealed; atomic."""
+    _call("munmap", 2, addr, length, addr=addr, length=length)
+
+
+def mprotect(addr: int, length: int, prot: int) -> None:
+    """``mprotect``: EPERM on sealed VMAs, after changing the VMAs before them (6.12+)."""
+    _call("mprotect", 3, addr, length, prot, addr=addr, length=length)
+
+
+def pkey_mprotect(addr: int, length: int, prot: int, pkey: int) -> None:
+    """``pkey_mprotect``; ``pkey=-1`` behaves as mprotect."""
+    _call("pkey_mprotect", 4, addr, length, prot, pkey, addr=addr, length=length)
+
+
+def pkey_alloc(flags: int = 0, access_rights: int = 0) -> int:
+    """``pkey_alloc``: EINVAL (``InvalidArgumentError``) when the CPU lacks PKU."""
+    return _call("pkey_alloc", 2, flags, access_rights)
+
+
+def pkey_free(pkey: int) -> None:
+    """``pkey_free``."""
+    _call("pkey_free", 1, pkey)
+
+
+def mremap(old_addr: int, old_len: int, new_len: int, flags: int = 0, new_addr: int = 0) -> int:
+    """``mremap`` returning the new address."""
+    ret = _call(
+        "mremap", 5, old_addr, old_len, new_len, flags, new_addr, addr=old_addr, length=old_len
+    )
+    return ret & _MASK
+
+
+def madvise(addr: int, length: int, advice: int) -> None:
+    """``madvise``: discard advice on sealed read-only anonymous memory is EPERM."""
+    _call("madvise", 3, addr, length, advice, addr=addr, length=length)
+
+
+def brk(addr: int) -> int:
+    """Raw ``brk``: returns the (possibly unchanged) break; never raises for a
+    refused change, exactly like the kernel. ``brk(0)`` queries the break.
+    """
+    return _call("brk", 1, addr) & _MASK
+
+
+def pidfd_open(pid: int, flags: int = 0) -> int:
+    """``pidfd_open``: a file descriptor for ``pid`` (the caller closes it)."""
+    return _call("pidfd_open", 2, pid, flags)
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = (("base", ctypes.c_void_p), ("len", ctypes.c_size_t))
+
+
+def _iovecs(ranges: Sequence[tuple[int, int]]) -> ctypes.Array[_IoVec]:
+    array = (_IoVec * len(ranges))()
+    for i, (base, size) in enumerate(ranges):
+        array[i].base = _u64(base, "iovec base") or None
+        array[i].len = _u64(size, "iovec length")
+    return array
+
+
+def process_madvise(
+    pidfd: int, ranges: Sequence[tuple[int, int]], advice: int, flags: int = 0
+) -> int:
+    """``process_madvise`` over ``ranges`` [(addr, length), ...]; returns the
+    bytes advised. A refusal after some ranges were done returns the count
+    done so far with no error (spec kernel-behaviour 11.7).
+    """
+    vec = _iovecs(ranges)
+    first = ranges[0] if ranges else (None, None)
+    return _call(
+        "process_madvise", 5, pidfd, ctypes.addressof(vec), len(ranges), advice, flags,
+        addr=first[0], length=first[1],
+    )  # fmt: skip
+
+
+def process_vm_readv(pid: int, remote: Sequence[tuple[int, int]], size: int) -> bytes:
+    """Read ``remote`` ranges of ``pid`` (honours page permissions, unlike /proc/PID/mem)."""
+    buf = ctypes.create_string_buffer(size)
+    local = _iovecs([(ctypes.addressof(buf), size)])
+    rvec = _iovecs(remote)
+    got = _call(
+        "process_vm_readv", 6, pid, ctypes.addressof(local), 1, ctypes.addressof(rvec),
+        len(remote), 0, addr=remote[0][0] if remote else None, length=size,
+    )  # fmt: skip
+    return buf.raw[:got]
+
+
+def process_vm_writev(pid: int, remote: Sequence[tuple[int, int]], data: bytes) -> int:
+    """Write ``data`` into ``remote`` ranges of ``pid``: a user-space store
+    (EFAULT on a page without write permission), never a forced write.
+    """
+    buf = ctypes.create_string_buffer(data, len(data))
+    local = _iovecs([(ctypes.addressof(buf), len(data))])
+    rvec = _iovecs(remote)
+    return _call(
+        "process_vm_writev", 6, pid, ctypes.addressof(local), 1, ctypes.addressof(rvec),
+        len(remote), 0, addr=remote[0][0] if remote else None, length=len(data),
+    )  # fmt: skip
+
+
+def mlock(addr: int, length: int) -> None:
+    """``mlock``: not blocked by sealing (spec kernel-behaviour rule 16)."""
+    _call("mlock", 2, addr, length, addr=addr, length=length)
+
+
+def mlock2(addr: int, length: int, flags: int) -> None:
+    """``mlock2`` (``flags=1`` is MLOCK_ONFAULT)."""
+    _call("mlock2", 3, addr, length, flags, addr=addr, length=length)
+
+
+def munlock(addr: int, length: int) -> None:
+    """``munlock``."""
+    _call("munlock", 2, addr, length, addr=addr, length=length)
+
+
+def msync(addr: int, length: int, flags: int) -> None:
+    """``msync`` (MS_ASYNC=1, MS_INVALIDATE=2, MS_SYNC=4)."""
+    _call("msync", 3, addr, length, flags, addr=addr, length=length)
+
+
+def mincore(addr: int, length: int) -> bytes:
+    """``mincore``: one byte per page, bit 0 set when resident. ENOMEM on a hole."""
+    pages = (_u64(length, "length") + 4095) // 4096
+    vec = ctypes.create_string_buffer(max(pages, 1))
+    _call("mincore", 3, addr, length, ctypes.addressof(vec), addr=addr, length=length)
+    return vec.raw[:pages]
+
+
+class ProcmapQuery(ctypes.Structure):
+    """``struct procmap_query`` (include/uapi/linux/fs.h, Linux 6.11+)."""
+
+    _fields_ = (
+        ("size", ctypes.c_uint64),
+        ("query_flags", ctypes.c_uint64),
+        ("query_addr", ctypes.c_uint64),
+        ("vma_start", ctypes.c_uint64),
+        ("vma_end", ctypes.c_uint64),
+        ("vma_flags", ctypes.c_uint64),
+        ("vma_page_size", ctypes.c_uint64),
+        ("vma_offset", ctypes.c_uint64),
+        ("inode", ctypes.c_uint64),
+        ("dev_major", ctypes.c_uint32),
+        ("dev_minor", ctypes.c_uint32),
+        ("vma_name_size", ctypes.c_uint32),
+        ("build_id_size", ctypes.c_uint32),
+        ("vma_name_addr", ctypes.c_uint64),
+        ("build_id_addr", ctypes.c_uint64),
+    )
+
+
+PROCMAP_QUERY: Final = (3 << 30) | (ctypes.sizeof(ProcmapQuery) << 16) | (ord("f") << 8) | 17
+"""``_IOWR('f', 17, struct procmap_query)``."""
+
+
+def procmap_query(maps_fd: int, addr: int, flags: int, query: ProcmapQuery) -> bool:
+    """One ``PROCMAP_QUERY`` ioctl on an open ``/proc/PID/maps`` fd, filling
+    ``query`` in place. Returns ``False`` when no VMA matches (ENOENT);
+    raises for any other error (ENOTTY on kernels before 6.11).
+    """
+    query.size = ctypes.sizeof(ProcmapQuery)
+    query.query_flags = flags
+    query.query_addr = addr
+    query.vma_name_size = 0
+    query.build_id_size = 0
+    ret = _sys3(_nr("ioctl"), maps_fd, PROCMAP_QUERY, ctypes.addressof(query))
+    if ret == -1:
+        if ctypes.get_errno() == 2:  # ENOENT: nothing at or after addr
+            return False
+        _fail("ioctl(PROCMAP_QUERY)", addr)
+    return True

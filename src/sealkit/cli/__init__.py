@@ -1,0 +1,1 @@
+"""The ``sealkit`` command line. Uses only sealkit's public API."""

@@ -1,0 +1,116 @@
+"""Entry point of the ``sealkit`` command and of ``python -m sealkit``.
+
+Exit codes: 0 success; 1 a requirement or check failed (``--require``,
+conformance or fuzzing failures); 2 bad usage (one line on stderr, never a
+traceback); 3 an unexpected internal error (one line; set ``SEALKIT_DEBUG=1``
+for the traceback); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import NoReturn, Protocol, cast
+
+from .. import __version__
+from ..errors import SealkitError
+from . import commands
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+class Command(Protocol):
+    NAME: str
+    HELP: str
+    ORDER: int
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+class UsageError(Exception):
+    """Raised instead of argparse's exit, so every usage error is one line."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2, no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def discover() -> list[Command]:
+    """Every command module under :mod:`sealkit.cli.commands`, in ``ORDER``."""
+    found: list[Command] = []
+    for info in pkgutil.iter_modules(commands.__path__):
+        module: ModuleType = importlib.import_module(f"{commands.__name__}.{info.name}")
+        if hasattr(module, "NAME") and hasattr(module, "run"):
+            found.append(cast(Command, module))
+    return sorted(found, key=lambda c: (c.ORDER, c.NAME))
+
+
+def build_parser(found: Sequence[Command]) -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="sealkit",
+        description="Memory sealing (mseal) for Linux: seal, harden, audit, model, analyze.",
+    )
+    parser.add_argument("--version", action="version", version=f"sealkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    for command in found:
+        p = sub.add_parser(command.NAME, help=command.HELP, description=command.HELP)
+        command.add_arguments(p)
+        p.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(discover())
+        try:
+            args = parser.parse_args(args_list)
+        except UsageError as exc:
+            print(str(exc), file=sys.stderr)
+            return EXIT_USAGE
+        run: Callable[[argparse.Namespace], int] | None = getattr(args, "_run", None)
+        if run is None:
+            parser.print_help()
+            return EXIT_USAGE
+        return run(args)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sealkit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`sealkit audit | head`): not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except SealkitError as exc:
+        print(f"sealkit: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        if os.environ.get("SEALKIT_DEBUG"):
+            raise
+        print(
+            f"sealkit: internal error: {type(exc).__name__}: {exc} (SEALKIT_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def entry() -> NoReturn:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,832 @@
+"""The op language: one frozen value per memory-management call.
+
+Pure data: no I/O. The same ``Op`` objects run on the model
+(:mod:`sealkit.model`) and on the real kernel (:mod:`sealkit.executor`), and a
+trace recorded on one side replays on the other.
+
+Addresses
+---------
+Ops hold absolute 64-bit addresses. Two *zones* give traces their
+page-relative spelling: the arena (``p``: ``p0`` is the arena base) and the
+heap (``h``: ``h0`` is the initial program break). A :class:`Bases` says
+where the zones are; the model uses :data:`MODEL_BASES`, a kernel executor
+its own reservation. :func:`rebase` moves ops and results from one to the
+other. Addresses outside both zones (``0``, ``0xfffffffffffff000``, the
+kernel half) are written in hex and are never moved.
+
+Results
+-------
+A result is an ``int`` in the kernel's own convention: ``>= 0`` is a value
+(0, an address, a byte count) and ``-errno`` is an error. :data:`ELSEWHERE`
+stands for "an address outside the arena" (a mapping placed or moved where
+the trace cannot see it).
+
+Text form
+---------
+One call per line, ``#`` comments, blank lines ignored::
+
+    mmap        p0 4p rw- private|anon|fixed        = p0
+    write       p0 4p                               = 0
+    mseal       p1 2p                               = 0
+    munmap      p0 4p                               = EPERM
+    mmap        p8 4p r-- private|fixed file=f1 off=2p
+    mremap      p0 4p 8p maymove|fixed p12          = EPERM
+    madvise     p0 4p dontneed                      = EPERM
+    brk         h4                                  = h4
+
+``format_trace(parse_trace(text)) == format_trace(...)`` exactly, and
+``parse_trace(format_trace(steps)) == steps`` (tested with Hypothesis).
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import ClassVar, Final
+
+from .errors import ParseError
+from .flags import (
+    PAGE_SIZE,
+    Madv,
+    MapFlag,
+    MremapFlag,
+    Prot,
+    SealV1,
+    SealV3,
+    SplitSeal,
+    prot_to_str,
+)
+
+__all__ = [
+    "ELSEWHERE",
+    "MODEL_BASES",
+    "Bases",
+    "Brk",
+    "Fork",
+    "Madvise",
+    "Mimmutable",
+    "Mlock",
+    "Mmap",
+    "Mprotect",
+    "Mremap",
+    "Mseal",
+    "MsealSplit",
+    "MsealV1",
+    "MsealV3",
+    "Munlock",
+    "Munmap",
+    "Op",
+    "PkeyMprotect",
+    "ProcessMadvise",
+    "Step",
+    "Write",
+    "errno_name",
+    "format_result",
+    "format_step",
+    "format_trace",
+    "op_names",
+    "parse_op",
+    "parse_result",
+    "parse_step",
+    "parse_trace",
+    "rebase",
+]
+
+MASK64: Final = (1 << 64) - 1
+ELSEWHERE: Final = 1 << 64
+"""Result of an mmap/mremap that placed the mapping outside the arena."""
+
+ZONE_PAGES: Final = 1 << 20
+"""Pages on each side of a zone base that are spelled zone-relative (4 GiB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bases:
+    """Where the zones are: ``arena`` is ``p0``, ``heap`` is ``h0`` (both page-aligned)."""
+
+    arena: int
+    heap: int
+
+    def zone_of(self, addr: int) -> tuple[str, int] | None:
+        """``("p", offset)`` / ``("h", offset)`` if ``addr`` is near a zone base."""
+        for zone, base in (("p", self.arena), ("h", self.heap)):
+            off = addr - base
+            if -ZONE_PAGES * PAGE_SIZE <= off < ZONE_PAGES * PAGE_SIZE:
+                return zone, off
+        return None
+
+    def base(self, zone: str) -> int:
+        """The base address of ``zone`` ("p" or "h")."""
+        return self.arena if zone == "p" else self.heap
+
+
+MODEL_BASES: Final = Bases(arena=0x7E00_0000_0000, heap=0x5555_5600_0000)
+"""The zone bases the model uses (and that traces are parsed against by default)."""
+
+
+# --------------------------------------------------------------------------- ops
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """Base of every call. ``NAME`` is the text-form keyword."""
+
+    NAME: ClassVar[str] = ""
+    RETURNS_ADDRESS: ClassVar[bool] = False
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ("addr",)
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in self.ADDRESS_FIELDS and isinstance(value, int):
+                parts.append(f"{f.name}={value:#x}")
+            else:
+                parts.append(f"{f.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Mmap(Op):
+    """``mmap(addr, length, prot, flags, fd, offset)``.
+
+    ``file`` names a file the runner provides (filled with ``F`` pages);
+    ``file_ro`` maps it from an O_RDONLY descriptor (no VM_MAYWRITE). ``None``
+    with ``MapFlag.ANONYMOUS`` is anonymous memory; ``None`` without it is
+    ``fd=-1`` (which the kernel rejects with EBADF).
+    """
+
+    NAME: ClassVar[str] = "mmap"
+    RETURNS_ADDRESS: ClassVar[bool] = True
+    addr: int
+    length: int
+    prot: Prot
+    flags: MapFlag
+    file: str | None = None
+    offset: int = 0
+    file_ro: bool = False
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Munmap(Op):
+    """``munmap(addr, length)``."""
+
+    NAME: ClassVar[str] = "munmap"
+    addr: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Mprotect(Op):
+    """``mprotect(addr, length, prot)``."""
+
+    NAME: ClassVar[str] = "mprotect"
+    addr: int
+    length: int
+    prot: Prot
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class PkeyMprotect(Op):
+    """``pkey_mprotect(addr, length, prot, pkey)``."""
+
+    NAME: ClassVar[str] = "pkey_mprotect"
+    addr: int
+    length: int
+    prot: Prot
+    pkey: int = -1
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Mremap(Op):
+    """``mremap(addr, old_length, new_length, flags, new_addr)``."""
+
+    NAME: ClassVar[str] = "mremap"
+    RETURNS_ADDRESS: ClassVar[bool] = True
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ("addr", "new_addr")
+    addr: int
+    old_length: int
+    new_length: int
+    flags: MremapFlag = MremapFlag.NONE
+    new_addr: int = 0
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Madvise(Op):
+    """``madvise(addr, length, advice)``; ``advice`` is a ``Madv`` or any int."""
+
+    NAME: ClassVar[str] = "madvise"
+    addr: int
+    length: int
+    advice: int
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ProcessMadvise(Op):
+    """``process_madvise(pidfd(self), iovecs, advice, 0)``: ``ranges`` are (addr, length)."""
+
+    NAME: ClassVar[str] = "process_madvise"
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ()
+    advice: int
+    ranges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Mseal(Op):
+    """Linux ``mseal(addr, length, flags)`` (6.10+)."""
+
+    NAME: ClassVar[str] = "mseal"
+    addr: int
+    length: int
+    flags: int = 0
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MsealV1(Op):
+    """The Oct 2023 RFC's ``mseal(addr, length, types, flags)`` with per-syscall types."""
+
+    NAME: ClassVar[str] = "mseal_v1"
+    addr: int
+    length: int
+    types: SealV1
+    flags: int = 0
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MsealV3(Op):
+    """The Dec 2023 v3 proposal's ``mseal(addr, length, types, flags)`` with functional types."""
+
+    NAME: ClassVar[str] = "mseal_v3"
+    addr: int
+    length: int
+    types: SealV3
+    flags: int = 0
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Mimmutable(Op):
+    """OpenBSD ``mimmutable(addr, length)``."""
+
+    NAME: ClassVar[str] = "mimmutable"
+    addr: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MsealSplit(Op):
+    """Chrome's split sealing: an unmap seal and/or a protection seal."""
+
+    NAME: ClassVar[str] = "mseal_split"
+    addr: int
+    length: int
+    seals: SplitSeal
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Brk(Op):
+    """Raw ``brk(addr)``; returns the resulting break (``brk(0)`` queries it)."""
+
+    NAME: ClassVar[str] = "brk"
+    RETURNS_ADDRESS: ClassVar[bool] = True
+    addr: int
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Mlock(Op):
+    """``mlock(addr, length)``, or ``mlock2(..., MLOCK_ONFAULT)`` when ``onfault``."""
+
+    NAME: ClassVar[str] = "mlock"
+    addr: int
+    length: int
+    onfault: bool = False
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Munlock(Op):
+    """``munlock(addr, length)``."""
+
+    NAME: ClassVar[str] = "munlock"
+    addr: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Write(Op):
+    """A user-space store into ``[addr, addr+length)``, page by page.
+
+    Each page gets the content token ``tag`` or, when ``tag`` is ``None``,
+    the letter of its zone page index (``a`` for page 0, as the probe does).
+    Stops with ``-EFAULT`` at the first page that cannot be written (no
+    PROT_WRITE, unmapped, guard): the pages before it were written. Never a
+    forced write (that is ``/proc/PID/mem``, which sealing does not stop).
+    """
+
+    NAME: ClassVar[str] = "write"
+    addr: int
+    length: int
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Fork(Op):
+    """``fork()``; the ops after it run in the child."""
+
+    NAME: ClassVar[str] = "fork"
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+
+OP_TYPES: Final[tuple[type[Op], ...]] = (
+    Mmap, Munmap, Mprotect, PkeyMprotect, Mremap, Madvise, ProcessMadvise, Mseal,
+    MsealV1, MsealV3, Mimmutable, MsealSplit, Brk, Mlock, Munlock, Write, Fork,
+)  # fmt: skip
+_BY_NAME: Final = {t.NAME: t for t in OP_TYPES}
+
+
+def op_names() -> tuple[str, ...]:
+    """The text-form keywords, in a stable order."""
+    return tuple(_BY_NAME)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One call of a trace and its result (``None`` when not run yet)."""
+
+    op: Op
+    result: int | None = None
+    note: str = field(default="", compare=False)
+
+
+# ------------------------------------------------------------------ formatting
+
+_WORD_RE: Final = re.compile(r"[a-z_]+")
+
+
+def _fmt_addr(addr: int, bases: Bases) -> str:
+    zoned = bases.zone_of(addr)
+    if zoned is None:
+        return "0" if addr == 0 else f"{addr & MASK64:#x}"
+    zone, off = zoned
+    pages, rest = divmod(off, PAGE_SIZE)
+    if rest == 0:
+        return f"{zone}{pages}"
+    if rest <= PAGE_SIZE // 2:
+        return f"{zone}{pages}+{rest}"
+    return f"{zone}{pages + 1}-{PAGE_SIZE - rest}"
+
+
+def _fmt_len(length: int) -> str:
+    length &= MASK64
+    if length >= 1 << 63 or length >= ZONE_PAGES * PAGE_SIZE * 16:
+        return f"{length:#x}"
+    pages, rest = divmod(length, PAGE_SIZE)
+    if pages == 0:
+        return str(rest)
+    if rest == 0:
+        return f"{pages}p"
+    if rest <= PAGE_SIZE // 2:
+        return f"{pages}p+{rest}"
+    return f"{pages + 1}p-{PAGE_SIZE - rest}"
+
+
+def _fmt_prot(prot: int) -> str:
+    if prot & ~0x7:
+        return f"{prot & MASK64:#x}"
+    return prot_to_str(prot)
+
+
+_FLAG_WORDS: Final[dict[type, dict[str, int]]] = {
+    MapFlag: {
+        "shared_validate": MapFlag.SHARED_VALIDATE, "shared": MapFlag.SHARED,
+        "private": MapFlag.PRIVATE, "anon": MapFlag.ANONYMOUS,
+        "fixed_noreplace": MapFlag.FIXED_NOREPLACE, "fixed": MapFlag.FIXED,
+        "growsdown": MapFlag.GROWSDOWN,
+        "denywrite": MapFlag.DENYWRITE, "executable": MapFlag.EXECUTABLE,
+        "locked": MapFlag.LOCKED, "noreserve": MapFlag.NORESERVE,
+        "populate": MapFlag.POPULATE, "nonblock": MapFlag.NONBLOCK, "stack": MapFlag.STACK,
+        "hugetlb": MapFlag.HUGETLB, "sync": MapFlag.SYNC,
+        "uninitialized": MapFlag.UNINITIALIZED, "sealable": MapFlag.SEALABLE,
+    },
+    MremapFlag: {
+        "maymove": MremapFlag.MAYMOVE, "fixed": MremapFlag.FIXED,
+        "dontunmap": MremapFlag.DONTUNMAP,
+    },
+    SealV1: {
+        "mseal": SealV1.MSEAL, "mprotect": SealV1.MPROTECT, "munmap": SealV1.MUNMAP,
+        "mmap": SealV1.MMAP, "mremap": SealV1.MREMAP,
+    },
+    SealV3: {
+        "seal": SealV3.SEAL, "base": SealV3.BASE, "prot_pkey": SealV3.PROT_PKEY,
+        "discard_ro_anon": SealV3.DISCARD_RO_ANON,
+    },
+    SplitSeal: {"unmap": SplitSeal.UNMAP, "prot": SplitSeal.PROT},
+}  # fmt: skip
+
+
+def _fmt_flags(value: int, kind: type) -> str:
+    words = _FLAG_WORDS[kind]
+    rest = value & MASK64
+    parts = []
+    for word, bit in words.items():
+        if bit and rest & bit == bit:
+            parts.append(word)
+            rest &= ~int(bit)
+    if rest:
+        parts.append(f"{rest:#x}")
+    return "|".join(parts) if parts else "0"
+
+
+def _fmt_advice(advice: int) -> str:
+    try:
+        return Madv(advice).name.lower()
+    except ValueError:
+        return str(advice)
+
+
+def errno_name(err: int) -> str:
+    """``1`` -> ``"EPERM"`` (``"E<n>"`` for an unknown number)."""
+    return _errno.errorcode.get(err, f"E{err}")
+
+
+def format_result(op: Op, result: int, bases: Bases = MODEL_BASES) -> str:
+    """The text after ``=``: ``0``, ``p12``, ``EPERM``, ``elsewhere``, ``4p``."""
+    if result < 0:
+        return errno_name(-result)
+    if result == ELSEWHERE:
+        return "elsewhere"
+    if op.RETURNS_ADDRESS:
+        return _fmt_addr(result, bases)
+    if isinstance(op, ProcessMadvise):
+        return _fmt_len(result)
+    return str(result)
+
+
+def format_op(op: Op, bases: Bases = MODEL_BASES) -> str:
+    """The text form of one call, without its result."""
+
+    def a(value: int) -> str:
+        return _fmt_addr(value, bases)
+
+    words: list[str] = [f"{op.NAME:<8}"]
+    if isinstance(op, Mmap):
+        words += [
+            a(op.addr),
+            _fmt_len(op.length),
+            _fmt_prot(op.prot),
+            _fmt_flags(op.flags, MapFlag),
+        ]
+        if op.file is not None:
+            words.append(f"file={op.file}{':ro' if op.file_ro else ''}")
+        if op.offset:
+            words.append(f"off={_fmt_len(op.offset)}")
+    elif isinstance(op, Mremap):
+        words += [a(op.addr), _fmt_len(op.old_length), _fmt_len(op.new_length),
+                  _fmt_flags(op.flags, MremapFlag)]  # fmt: skip
+        if op.new_addr or op.flags & MremapFlag.FIXED:
+            words.append(a(op.new_addr))
+    elif isinstance(op, ProcessMadvise):
+        words.append(_fmt_advice(op.advice))
+        words += [f"{a(addr)}:{_fmt_len(length)}" for addr, length in op.ranges]
+    elif isinstance(op, Brk):
+        words.append(a(op.addr))
+    elif isinstance(op, Fork):
+        pass
+    else:
+        words += [a(op.addr), _fmt_len(op.length)]  # type: ignore[attr-defined]
+        if isinstance(op, Mprotect | PkeyMprotect):
+            words.append(_fmt_prot(op.prot))
+        if isinstance(op, PkeyMprotect):
+            words.append(str(op.pkey))
+        elif isinstance(op, Madvise):
+            words.append(_fmt_advice(op.advice))
+        elif isinstance(op, MsealV1):
+            words.append(_fmt_flags(op.types, SealV1))
+        elif isinstance(op, MsealV3):
+            words.append(_fmt_flags(op.types, SealV3))
+        elif isinstance(op, MsealSplit):
+            words.append(_fmt_flags(op.seals, SplitSeal))
+        elif isinstance(op, Mlock) and op.onfault:
+            words.append("onfault")
+        elif isinstance(op, Write) and op.tag is not None:
+            words.append(op.tag)
+        if isinstance(op, Mseal | MsealV1 | MsealV3) and op.flags:
+            words.append(f"flags={op.flags & MASK64:#x}")
+    return " ".join(words).rstrip()
+
+
+def format_step(step: Step, bases: Bases = MODEL_BASES, width: int = 48) -> str:
+    """One trace line: the call, padded, then ``= result`` when known."""
+    text = format_op(step.op, bases)
+    if step.result is not None:
+        text = f"{text:<{width}} = {format_result(step.op, step.result, bases)}"
+    if step.note:
+        text = f"{text}  # {step.note}"
+    return text
+
+
+def format_trace(steps: Iterable[Step], bases: Bases = MODEL_BASES) -> str:
+    """The whole trace, one line per call, ending with a newline."""
+    return "".join(format_step(s, bases) + "\n" for s in steps)
+
+
+# --------------------------------------------------------------------- parsing
+
+_ADDR_RE: Final = re.compile(r"^([ph])(-?\d+)(?:([+-])(0x[0-9a-fA-F]+|\d+))?$")
+_LEN_RE: Final = re.compile(r"^(\d+)p(?:([+-])(0x[0-9a-fA-F]+|\d+))?$")
+_INT_RE: Final = re.compile(r"^-?(0x[0-9a-fA-F]+|\d+)$")
+_TAG_RE: Final = re.compile(r"^[a-z]$")
+
+
+class _Bad(Exception):
+    pass
+
+
+def _int(text: str) -> int:
+    if not _INT_RE.match(text):
+        raise _Bad(f"expected a number, got {text!r}")
+    return int(text, 0)
+
+
+def _parse_addr(text: str, bases: Bases) -> int:
+    m = _ADDR_RE.match(text)
+    if m:
+        zone, pages, sign, rest = m.groups()
+        value = bases.base(zone) + int(pages) * PAGE_SIZE
+        if rest is not None:
+            value += int(rest, 0) if sign == "+" else -int(rest, 0)
+        return value & MASK64
+    if _INT_RE.match(text):
+        return int(text, 0) & MASK64
+    raise _Bad(f"expected an address (p3, h0, p3+100, 0x7f00...), got {text!r}")
+
+
+def _parse_len(text: str) -> int:
+    m = _LEN_RE.match(text)
+    if m:
+        pages, sign, rest = m.groups()
+        value = int(pages) * PAGE_SIZE
+        if rest is not None:
+            value += int(rest, 0) if sign == "+" else -int(rest, 0)
+        return value & MASK64
+    if _INT_RE.match(text):
+        return int(text, 0) & MASK64
+    raise _Bad(f"expected a length (4p, 4p+1, 4096, 0x...), got {text!r}")
+
+
+def _parse_prot(text: str) -> Prot:
+    if re.fullmatch(r"[r-][w-][x-]", text):
+        return Prot(sum(bit for ch, bit in zip(text, (1, 2, 4), strict=True) if ch != "-"))
+    if _INT_RE.match(text):
+        return Prot(int(text, 0) & MASK64)
+    raise _Bad(f"expected a protection (rw-, r-x, ---) or a number, got {text!r}")
+
+
+def _parse_flags(text: str, kind: type) -> int:
+    words = _FLAG_WORDS[kind]
+    value = 0
+    if text == "0":
+        return kind(0)  # type: ignore[no-any-return]
+    for part in text.split("|"):
+        if part in words:
+            value |= words[part]
+        elif _INT_RE.match(part):
+            value |= int(part, 0)
+        else:
+            known = ", ".join(words)
+            raise _Bad(f"unknown {kind.__name__} flag {part!r} (known: {known})")
+    return kind(value & MASK64)  # type: ignore[no-any-return]
+
+
+def _parse_advice(text: str) -> int:
+    try:
+        return Madv[text.upper()]
+    except KeyError:
+        pass
+    if _INT_RE.match(text):
+        value = int(text, 0)
+        try:
+            return Madv(value)
+        except ValueError:
+            return value
+    raise _Bad(f"unknown advice {text!r}")
+
+
+def _options(words: list[str], allowed: Sequence[str]) -> dict[str, str]:
+    opts: dict[str, str] = {}
+    for word in words:
+        key, eq, value = word.partition("=")
+        if not eq or key not in allowed:
+            raise _Bad(f"unexpected {word!r} (allowed here: {', '.join(k + '=' for k in allowed)})")
+        if key in opts:
+            raise _Bad(f"{key}= given twice")
+        opts[key] = value
+    return opts
+
+
+def _arity(words: list[str], low: int, high: int, usage: str) -> None:
+    if not low <= len(words) <= high:
+        raise _Bad(f"expected: {usage}")
+
+
+def _parse_op_words(name: str, args: list[str], bases: Bases) -> Op:
+    def A(text: str) -> int:
+        return _parse_addr(text, bases)
+
+    if name == "mmap":
+        _arity(args, 4, 6, "mmap ADDR LEN PROT FLAGS [file=NAME[:ro]] [off=LEN]")
+        opts = _options(args[4:], ("file", "off"))
+        file = opts.get("file")
+        ro = False
+        if file is not None:
+            file, colon, mode = file.partition(":")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", file) or (colon and mode != "ro"):
+                raise _Bad(f"bad file= value {opts['file']!r} (use file=f1 or file=f1:ro)")
+            ro = bool(colon)
+        offset = _parse_len(opts["off"]) if "off" in opts else 0
+        return Mmap(A(args[0]), _parse_len(args[1]), _parse_prot(args[2]),
+                    MapFlag(_parse_flags(args[3], MapFlag)), file, offset, ro)  # fmt: skip
+    if name == "mremap":
+        _arity(args, 4, 5, "mremap ADDR OLDLEN NEWLEN FLAGS [NEWADDR]")
+        new_addr = A(args[4]) if len(args) == 5 else 0
+        return Mremap(A(args[0]), _parse_len(args[1]), _parse_len(args[2]),
+                      MremapFlag(_parse_flags(args[3], MremapFlag)), new_addr)  # fmt: skip
+    if name == "process_madvise":
+        _arity(args, 1, 64, "process_madvise ADVICE ADDR:LEN...")
+        ranges = []
+        for word in args[1:]:
+            addr, colon, length = word.partition(":")
+            if not colon:
+                raise _Bad(f"expected ADDR:LEN, got {word!r}")
+            ranges.append((A(addr), _parse_len(length)))
+        return ProcessMadvise(_parse_advice(args[0]), tuple(ranges))
+    if name == "brk":
+        _arity(args, 1, 1, "brk ADDR")
+        return Brk(A(args[0]))
+    if name == "fork":
+        _arity(args, 0, 0, "fork")
+        return Fork()
+    if name in ("munmap", "mimmutable", "munlock"):
+        _arity(args, 2, 2, f"{name} ADDR LEN")
+        start, size = A(args[0]), _parse_len(args[1])
+        if name == "munmap":
+            return Munmap(start, size)
+        if name == "mimmutable":
+            return Mimmutable(start, size)
+        return Munlock(start, size)
+    if name == "mprotect":
+        _arity(args, 3, 3, "mprotect ADDR LEN PROT")
+        return Mprotect(A(args[0]), _parse_len(args[1]), _parse_prot(args[2]))
+    if name == "pkey_mprotect":
+        _arity(args, 4, 4, "pkey_mprotect ADDR LEN PROT PKEY")
+        return PkeyMprotect(A(args[0]), _parse_len(args[1]), _parse_prot(args[2]), _int(args[3]))
+    if name == "madvise":
+        _arity(args, 3, 3, "madvise ADDR LEN ADVICE")
+        return Madvise(A(args[0]), _parse_len(args[1]), _parse_advice(args[2]))
+    if name == "mseal":
+        _arity(args, 2, 3, "mseal ADDR LEN [flags=N]")
+        mseal_flags = _options(args[2:], ("flags",)).get("flags", "0")
+        return Mseal(A(args[0]), _parse_len(args[1]), _int(mseal_flags) & MASK64)
+    if name in ("mseal_v1", "mseal_v3"):
+        _arity(args, 3, 4, f"{name} ADDR LEN TYPES [flags=N]")
+        seal_flags = _int(_options(args[3:], ("flags",)).get("flags", "0")) & MASK64
+        if name == "mseal_v1":
+            return MsealV1(
+                A(args[0]), _parse_len(args[1]), SealV1(_parse_flags(args[2], SealV1)), seal_flags
+            )
+        return MsealV3(
+            A(args[0]), _parse_len(args[1]), SealV3(_parse_flags(args[2], SealV3)), seal_flags
+        )
+    if name == "mseal_split":
+        _arity(args, 3, 3, "mseal_split ADDR LEN unmap|prot")
+        return MsealSplit(
+            A(args[0]), _parse_len(args[1]), SplitSeal(_parse_flags(args[2], SplitSeal))
+        )
+    if name == "mlock":
+        _arity(args, 2, 3, "mlock ADDR LEN [onfault]")
+        if len(args) == 3 and args[2] != "onfault":
+            raise _Bad(f"expected 'onfault', got {args[2]!r}")
+        return Mlock(A(args[0]), _parse_len(args[1]), len(args) == 3)
+    if name == "write":
+        _arity(args, 2, 3, "write ADDR LEN [TAG]")
+        tag = None
+        if len(args) == 3:
+            if not _TAG_RE.match(args[2]):
+                raise _Bad(f"a write tag is one lowercase letter, got {args[2]!r}")
+            tag = args[2]
+        return Write(A(args[0]), _parse_len(args[1]), tag)
+    raise _Bad(f"unknown call {name!r} (known: {', '.join(_BY_NAME)})")
+
+
+def parse_op(text: str, bases: Bases = MODEL_BASES) -> Op:
+    """Parse one call (no result). Raises :class:`ParseError`."""
+    step = parse_step(text, bases)
+    if step is None:
+        raise ParseError("empty line: expected a call")
+    if step.result is not None:
+        raise ParseError("expected a call without '= result'")
+    return step.op
+
+
+_ERRNO_BY_NAME: Final = {name: num for num, name in _errno.errorcode.items()}
+
+
+def parse_result(op: Op, text: str, bases: Bases = MODEL_BASES) -> int:
+    """Parse the text after ``=`` for ``op``."""
+    text = text.strip()
+    if text in _ERRNO_BY_NAME:
+        return -_ERRNO_BY_NAME[text]
+    if text == "elsewhere":
+        return ELSEWHERE
+    try:
+        if op.RETURNS_ADDRESS:
+            return _parse_addr(text, bases)
+        if isinstance(op, ProcessMadvise):
+            return _parse_len(text)
+        return _int(text)
+    except _Bad as exc:
+        raise ParseError(f"bad result {text!r}: {exc}") from None
+
+
+def parse_step(text: str, bases: Bases = MODEL_BASES, line: int | None = None) -> Step | None:
+    """Parse one trace line; ``None`` for a blank or comment-only line."""
+    body, _, note = text.partition("#")
+    body = body.strip()
+    if not body:
+        return None
+    # The result follows a "=" that starts a word ("munmap p0 4p = EPERM");
+    # options keep their "=" inside a word ("file=f1", "off=2p", "flags=1").
+    m = re.search(r"(?:^|\s)=", body)
+    if m:
+        call, eq, result_text = body[: m.start()], "=", body[m.end() :]
+    else:
+        call, eq, result_text = body, "", ""
+    words = call.split()
+    try:
+        op = _parse_op_words(words[0], words[1:], bases)
+    except _Bad as exc:
+        raise ParseError(str(exc), line) from None
+    result = None
+    if eq:
+        try:
+            result = parse_result(op, result_text, bases)
+        except ParseError as exc:
+            raise ParseError(exc.message, line) from None
+    return Step(op, result, note.strip())
+
+
+def parse_trace(text: str, bases: Bases = MODEL_BASES, source: str | None = None) -> list[Step]:
+    """Parse a whole trace. Raises :class:`ParseError` with the line number."""
+    steps = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            step = parse_step(line, bases, number)
+        except ParseError as exc:
+            raise ParseError(exc.message, number, source) from None
+        if step is not None:
+            steps.append(step)
+    return steps
+
+
+# ------------------------------------------------------------------- rebasing
+
+
+def _move(addr: int, old: Bases, new: Bases) -> int:
+    zoned = old.zone_of(addr)
+    if zoned is None:
+        return addr
+    zone, off = zoned
+    return (new.base(zone) + off) & MASK64
+
+
+def rebase(op: Op, old: Bases, new: Bases) -> Op:
+    """``op`` with its zone addresses moved from ``old`` bases to ``new``."""
+    if isinstance(op, ProcessMadvise):
+        return replace(op, ranges=tuple((_move(a, old, new), n) for a, n in op.ranges))
+    changes = {name: _move(getattr(op, name), old, new) for name in op.ADDRESS_FIELDS}
+    return replace(op, **changes) if changes else op
+
+
+def rebase_result(op: Op, result: int, old: Bases, new: Bases) -> int:
+    """A result of ``op`` moved from ``old`` bases to ``new`` (addresses only)."""
+    if result < 0 or result == ELSEWHERE or not op.RETURNS_ADDRESS:
+        return result
+    return _move(result, old, new)
+
+
+def iter_ranges(op: Op) -> Iterator[tuple[int, int]]:
+    """Every (addr, length) range ``op`` names (for arena-bounds checks)."""
+    if isinstance(op, ProcessMadvise):
+        yield from op.ranges
+    elif isinstance(op, Mremap):
+        yield op.addr, op.old_length
+        if op.flags & MremapFlag.FIXED:
+            yield op.new_addr, op.new_length
+        else:
+            yield op.addr, op.new_length
+    elif isinstance(op, Brk):
+        yield op.addr, 0
+    elif isinstance(op, Fork):
+        return
+    else:
+        yield op.addr, op.length  # type: ignore[attr-defined]

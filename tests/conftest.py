@@ -1,0 +1,133 @@
+"""Shared test machinery.
+
+* ``kernel`` tests are skipped, with the reason, only when the running kernel
+  lacks mseal(2) (probed with ``mseal(0, 0, 0)``, which has no side effect).
+* ``in_child(fn, *args)`` runs ``fn`` in a forked child and returns its
+  result (or re-raises its exception): seals made there vanish when the child
+  exits, so they never pile up in the test runner.
+* ``run_python(code, *args)`` runs code in a fresh interpreter with sealkit
+  importable, for tests that need a whole process (CLI, harden, audit).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+
+def _mseal_status() -> str | None:
+    """``None`` when mseal works, else why not."""
+    from sealkit import _syscalls
+    from sealkit.errors import KernelError
+
+    try:
+        _syscalls.mseal(0, 0, 0)
+    except KernelError as exc:
+        return f"this kernel lacks mseal(2): mseal(0, 0, 0) failed with {exc}"
+    return None
+
+
+MSEAL_MISSING = _mseal_status()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if MSEAL_MISSING is None:
+        return
+    skip = pytest.mark.skip(reason=MSEAL_MISSING)
+    for item in items:
+        if "kernel" in item.keywords:
+            item.add_marker(skip)
+
+
+class ChildDied(AssertionError):
+    """The forked child was killed by a signal or exited without a result."""
+
+
+def run_in_child(fn: Callable[..., Any], *args: Any, timeout: float = 60.0) -> Any:
+    """Run ``fn(*args)`` in a forked child; return its result or raise its exception."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(read_fd)
+        try:
+            payload = pickle.dumps(("ok", fn(*args)))
+        except BaseException as exc:
+            try:
+                payload = pickle.dumps(("err", exc))
+            except Exception:
+                payload = pickle.dumps(("err", AssertionError(f"{type(exc).__name__}: {exc}")))
+        with os.fdopen(write_fd, "wb") as out:
+            out.write(payload)
+        os._exit(0)
+    os.close(write_fd)
+    signal.alarm(int(timeout))
+    try:
+        with os.fdopen(read_fd, "rb") as inp:
+            data = inp.read()
+        _, status = os.waitpid(pid, 0)
+    finally:
+        signal.alarm(0)
+    if os.WIFSIGNALED(status):
+        raise ChildDied(f"child killed by signal {os.WTERMSIG(status)}")
+    if not data:
+        raise ChildDied(
+            f"child exited with status {os.waitstatus_to_exitcode(status)} and no result"
+        )
+    kind, value = pickle.loads(data)
+    if kind == "err":
+        raise value
+    return value
+
+
+@pytest.fixture
+def in_child() -> Callable[..., Any]:
+    return run_in_child
+
+
+def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("SEALKIT_DEBUG", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_python(
+    code: str, *args: str, timeout: float = 120.0, env: dict[str, str] | None = None,
+    cwd: str | None = None,
+) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """``python -c code args...`` in a fresh interpreter; returns the completed process."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True, text=True, timeout=timeout, env=python_env(env), cwd=cwd, check=False,
+    )  # fmt: skip
+
+
+def run_sealkit(*args: str, timeout: float = 300.0, env: dict[str, str] | None = None,
+                cwd: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """``python -m sealkit args...``; returns the completed process."""
+    return subprocess.run(
+        [sys.executable, "-m", "sealkit", *args],
+        capture_output=True, text=True, timeout=timeout, env=python_env(env), cwd=cwd, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def sealkit_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return run_sealkit
+
+
+@pytest.fixture
+def python() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return run_python
