@@ -61,6 +61,7 @@ from .flags import (
 
 __all__ = [
     "ELSEWHERE",
+    "FILE_PAGES",
     "MODEL_BASES",
     "Bases",
     "Brk",
@@ -92,6 +93,8 @@ __all__ = [
     "parse_step",
     "parse_trace",
     "rebase",
+    "token_page",
+    "write_token",
 ]
 
 MASK64: Final = (1 << 64) - 1
@@ -100,6 +103,24 @@ ELSEWHERE: Final = 1 << 64
 
 ZONE_PAGES: Final = 1 << 20
 """Pages on each side of a zone base that are spelled zone-relative (4 GiB)."""
+
+FILE_PAGES: Final = 64
+"""Size in pages of every file a trace names (``file=f1``): whoever runs the
+trace (model or kernel executor) provides it, every byte ``F`` (0x46)."""
+
+
+def token_page(token: str) -> bytes:
+    """The page a content token stands for on a real kernel: ``"0"`` is zeroes,
+    any other one-character token is that byte repeated (``F`` for file data,
+    ``a``..``z`` for written data)."""
+    if token == "0":
+        return bytes(PAGE_SIZE)
+    return token.encode("ascii") * PAGE_SIZE
+
+
+def write_token(op_tag: str | None, zone_page: int) -> str:
+    """The token a :class:`Write` stores into the page at ``zone_page``."""
+    return op_tag if op_tag is not None else chr(ord("a") + zone_page % 26)
 
 
 @dataclass(frozen=True, slots=True)
