@@ -19,8 +19,9 @@ Kinds, and how they are told apart (first rule that matches):
             ``[vectors]`` (sealed by ``CONFIG_MSEAL_SYSTEM_MAPPINGS``)
 ``heap``    ``[heap]`` (the brk area)
 ``stack``   ``[stack]`` (the main thread's stack)
-``shm``     any shared mapping (``s`` in the permissions): shared anonymous
-            memory, SysV/POSIX shared memory, memfd, shared file mappings
+``shm``     shared memory: a shared mapping (``s`` in the permissions) of
+            shared anonymous memory, SysV or POSIX shared memory, or a memfd
+            (told apart by the names the kernel gives them)
 ``guard``   a private mapping with no access (``---p``): the loader's holes
             between an object's segments, guard pages, reservations
 ``text``    a private file mapping with execute permission
@@ -31,8 +32,8 @@ Kinds, and how they are told apart (first rule that matches):
             its ``PT_GNU_RELRO`` range (data the loader made read-only
             after relocation)
 ``rodata``  any other read-only private mapping of a loaded ELF object
-``file``    a private mapping of a file that is not an ELF object loaded
-            by the loader (an ``mmap`` of a data file)
+``file``    a mapping of a file that is not an ELF object placed by the
+            loader: an ``mmap`` of a data file, private or shared
 ``anon``    other private anonymous memory
 ==========  ================================================================
 
@@ -102,6 +103,10 @@ SYSTEM_MAPPINGS: Final = frozenset(
 """Names of kernel-provided mappings (spec other-systems §7.2)."""
 
 _PAGE_MASK: Final = PAGE_SIZE - 1
+# How shared memory names itself in /proc/PID/maps: POSIX shm, SysV shm
+# (ipc/shm.c "SYSV%08x"), memfd (mm/memfd.c "memfd:"), shared anonymous memory
+# (mm/shmem.c shmem_zero_setup: "/dev/zero (deleted)", or [anon_shmem:NAME]).
+_SHM_PATHS: Final = ("/dev/shm/", "/SYSV", "/memfd:", "/dev/zero", "[anon_shmem")
 
 
 def _down(value: int) -> int:
@@ -193,7 +198,7 @@ def _kind(
     if path.startswith("[stack"):
         return "stack"
     if vma.shared:
-        return "shm"
+        return "shm" if path.startswith(_SHM_PATHS) or not _is_file(vma) else "file"
     if vma.perms.startswith("---"):
         return "guard"
     if _is_file(vma):

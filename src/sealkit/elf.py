@@ -63,6 +63,10 @@ NT_GNU_PROPERTY_TYPE_0: Final = 5
 GNU_PROPERTY_MEMORY_SEAL: Final = 3
 PF_X: Final = 1
 PF_W: Final = 2
+DT_NULL: Final = 0
+DT_BIND_NOW: Final = 24
+DT_FLAGS: Final = 30
+DT_FLAGS_1: Final = 0x6FFFFFFB
 DF_BIND_NOW: Final = 0x8
 DF_1_NOW: Final = 0x1
 DF_1_PIE: Final = 0x08000000
@@ -362,7 +366,10 @@ def inspect(path: str) -> ElfReport:
         return ElfReport(path, error="is a directory (use -r to walk it)")
     except OSError as exc:
         return ElfReport(path, error=exc.strerror or str(exc))
-    except (ELFError, ConstructError, struct.error, ValueError, EOFError, KeyError) as exc:
+    except (
+        ELFError, ConstructError, struct.error, ValueError, EOFError, KeyError, AssertionError,
+    ) as exc:  # fmt: skip
+        # pyelftools checks some structure with assert: still a malformed file.
         return ElfReport(path, error=f"malformed or truncated ELF: {exc}")
 
 
@@ -408,23 +415,26 @@ def _inspect(path: str, elf: Any, size: int) -> ElfReport:
             marker, detail = "section-only", "no PT_GNU_PROPERTY segment carries it"
 
     e_type = header["e_type"]
+    # Dynamic tags straight from PT_DYNAMIC (or .dynamic): pyelftools'
+    # iter_tags wants a string table, which only names need.
+    dyn_blob = b""
+    if PT_DYNAMIC in types:
+        dyn_blob = next(s for s, t in zip(segments, types, strict=True) if t == PT_DYNAMIC).data()
+    elif (dynamic := elf.get_section_by_name(".dynamic")) is not None:
+        dyn_blob = dynamic.data()
     flags = flags_1 = 0
     bind_now = False
-    dynamic = elf.get_section_by_name(".dynamic")
-    dyn_tags: Any = None
-    if PT_DYNAMIC in types:
-        dyn_tags = next(s for s, t in zip(segments, types, strict=True) if t == PT_DYNAMIC)
-    elif dynamic is not None:
-        dyn_tags = dynamic
-    if dyn_tags is not None:
-        for tag in dyn_tags.iter_tags():
-            name = tag.entry.d_tag
-            if name == "DT_BIND_NOW":
-                bind_now = True
-            elif name == "DT_FLAGS":
-                flags = tag.entry.d_val
-            elif name == "DT_FLAGS_1":
-                flags_1 = tag.entry.d_val
+    entry = struct.Struct(("<" if little else ">") + ("iI" if elfclass == 32 else "qQ"))
+    for off in range(0, len(dyn_blob) - entry.size + 1, entry.size):
+        tag, value = entry.unpack_from(dyn_blob, off)
+        if tag == DT_NULL:
+            break
+        if tag == DT_BIND_NOW:
+            bind_now = True
+        elif tag == DT_FLAGS:
+            flags = value
+        elif tag == DT_FLAGS_1:
+            flags_1 = value
     bind_now = bind_now or bool(flags & DF_BIND_NOW) or bool(flags_1 & DF_1_NOW)
     relro = "no"
     if PT_GNU_RELRO in types:
