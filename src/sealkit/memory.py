@@ -261,6 +261,19 @@ def _mbuf_exports_offset() -> int | None:
 _EXPORTS_OFFSET: Final = _mbuf_exports_offset()
 
 
+_OPEN: Final = PageState.OPEN
+_SEALED: Final = PageState.SEALED
+_CLOSED: Final = PageState.CLOSED
+_PAGE_MASK: Final = PAGE - 1
+_mmap_call: Final = _syscalls.mmap
+_mseal_call: Final = _syscalls.mseal
+# One lock for every Pages object: state checks and the memory access or
+# system call they guard must not interleave with another thread's close()
+# (a read racing an munmap would crash). Operations take microseconds, and
+# one shared lock costs nothing per object (benchmarks/bench_mseal.py).
+_LOCK: Final = threading.Lock()
+
+
 class _ViewBase:
     """A raw memoryview over the pages plus the count of live views derived
     from it (see :func:`_mbuf_exports_offset`)."""
@@ -305,22 +318,28 @@ class Pages:
     process exits, and :attr:`state` keeps saying ``SEALED``. Reads and
     writes that the protection would turn into a crash raise
     :class:`~sealkit.errors.StateError` instead. A ``Pages`` object
-    serialises its own methods with a lock.
+    serialises its methods with a lock.
     """
 
-    __slots__ = ("__weakref__", "_addr", "_length", "_lock", "_prot", "_ro", "_rw", "_state")
+    __slots__ = ("__weakref__", "_addr", "_length", "_prot", "_ro", "_rw", "_state")
 
     def __init__(self, size: int, prot: str = "rw") -> None:
-        length = _round_up(_check_size(size))
-        prot_bits = _check_prot(prot)
-        self._lock = threading.Lock()
+        # Lean on purpose (benchmarks/bench_mseal.py): the common case is
+        # checked inline, the general checks only run for anything else.
+        if type(size) is int and 0 < size <= _MAX_LENGTH:
+            length = (size + _PAGE_MASK) & ~_PAGE_MASK
+        else:
+            length = _round_up(_check_size(size))
+        prot_bits = _PROTS.get(prot) if type(prot) is str else None
+        if prot_bits is None:
+            prot_bits = _check_prot(prot)
         self._ro: _ViewBase | None = None
         self._rw: _ViewBase | None = None
-        self._state = PageState.CLOSED  # until the mapping exists
+        self._state = _CLOSED  # until the mapping exists
         self._length = length
         self._prot = prot
-        self._addr = _syscalls.mmap(0, length, prot_bits, _ANON_PRIVATE)
-        self._state = PageState.OPEN
+        self._addr = _mmap_call(0, length, prot_bits, _ANON_PRIVATE)
+        self._state = _OPEN
 
     # -- what it is
 
@@ -407,7 +426,7 @@ class Pages:
         :class:`ArgumentError` when ``data`` does not fit.
         """
         src = _bytes_like(data)
-        with self._lock:
+        with _LOCK:
             self._mapped("write")
             if self._prot != "rw":
                 raise StateError(
@@ -431,7 +450,7 @@ class Pages:
 
     def read(self, size: int = -1, offset: int = 0) -> bytes:
         """``size`` bytes from ``offset`` (``-1``: to the end) as ``bytes``."""
-        with self._lock:
+        with _LOCK:
             self._readable("read")
             start, size = self._span(offset, size)
             return bytes(self._view_base().base[start : start + size])
@@ -450,7 +469,7 @@ class Pages:
         ``"rw"``, read-only otherwise. While any view is alive, :meth:`close`
         and protection changes that would make it fault are refused.
         """
-        with self._lock:
+        with _LOCK:
             self._readable("make a view")
             return self._view_base().base[:]
 
@@ -465,7 +484,7 @@ class Pages:
         protection without write; any view and ``"none"``).
         """
         bits = _check_prot(prot)
-        with self._lock:
+        with _LOCK:
             self._mapped("change protection")
             if self._state is PageState.SEALED:
                 raise StateError(
@@ -496,12 +515,13 @@ class Pages:
         :class:`~sealkit.errors.SealingDeniedError`) if sealing is
         unavailable; the state is then unchanged.
         """
-        with self._lock:
-            if self._state is PageState.SEALED:
-                return
-            self._mapped("seal")
-            _syscalls.mseal(self._addr, self._length)
-            self._state = PageState.SEALED
+        with _LOCK:
+            state = self._state
+            if state is _OPEN:
+                _mseal_call(self._addr, self._length)
+                self._state = _SEALED
+            elif state is _CLOSED:
+                raise StateError("cannot seal: the pages are closed (unmapped)")
 
     def close(self) -> None:
         """Unmap open pages; do nothing for sealed or closed ones.
@@ -512,7 +532,7 @@ class Pages:
         ``SEALED``. Open pages with live views are not unmapped: that raises
         :class:`StateError` (a view into unmapped memory crashes on access).
         """
-        with self._lock:
+        with _LOCK:
             if self._state is not PageState.OPEN:
                 return
             alive = self.views_alive
@@ -539,7 +559,7 @@ class Pages:
         # survives (then the mapping is deliberately leaked: a view into
         # unmapped memory would crash). Never raise, even at interpreter exit.
         try:
-            if getattr(self, "_state", None) is PageState.OPEN and not self.views_alive:
+            if self._state is _OPEN and not self.views_alive:
                 _syscalls.munmap(self._addr, self._length)
                 self._state = PageState.CLOSED
         except Exception:
