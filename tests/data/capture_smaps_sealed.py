@@ -48,7 +48,9 @@ def main() -> int:
         base_hex, _, smaps = inp.read().partition("\n")
     os.waitpid(pid, 0)
     OUT.write_text(smaps)
-    print(f"wrote {OUT} (window base 0x{base_hex}: VMAs [0,2) [2,4)sl [4,8) [8,10)--- [10]sl [11,16)---)")
+    print(
+        f"wrote {OUT} (window base 0x{base_hex}: VMAs [0,2) [2,4)sl [4,8) [8,10)--- [10]sl [11,16)---)"
+    )
     return 0
 
 

@@ -51,7 +51,9 @@ def errno_of(call: Callable[[], object]) -> tuple[int, KernelError]:
         (-PAGE, PAGE, 0, errno.EINVAL),  # two's complement top page: wraps
     ],
 )
-def test_mseal_arguments_reach_the_kernel(addr: int, length: int, flags: int, expected: int) -> None:
+def test_mseal_arguments_reach_the_kernel(
+    addr: int, length: int, flags: int, expected: int
+) -> None:
     got, exc = errno_of(lambda: _syscalls.mseal(addr, length, flags))
     assert got == expected, exc
     assert exc.call == "mseal" and exc.addr == addr and exc.length == length
