@@ -120,19 +120,24 @@ def main(argv: list[str]) -> int:
         results: dict[str, list[float]] = {"C": [], "raw": [], "pages": []}
         most_vmas = 0
         for _ in range(rounds):  # interleaved, so noise hits every variant alike
-            for kind in results:
+            for kind, times in results.items():
                 per, vmas = run_c(binary, n) if kind == "C" else run_python(kind, n)
-                results[kind].append(per)
+                times.append(per)
                 most_vmas = max(most_vmas, vmas)
     c = statistics.median(results["C"])
     print(f"mseal of a fresh one-page mapping, {n} per child, {rounds} rounds (median ns/iter)")
     print(f"  C (gcc -O2, mmap + syscall(462)):     {c:8.0f} ns")
-    for kind, label in (("raw", "sealkit raw (_syscalls.mmap + mseal)"), ("pages", "sealkit Pages(4096).seal()")):
+    for kind, label in (
+        ("raw", "sealkit raw (_syscalls.mmap + mseal)"),
+        ("pages", "sealkit Pages(4096).seal()"),
+    ):
         med = statistics.median(results[kind])
         print(f"  {label + ':':38s}{med:8.0f} ns   ratio {med / c:.2f}x")
     print(f"  most VMAs in a child: {most_vmas} (vm.max_map_count {max_map})")
     ratio = statistics.median(results["pages"]) / c
-    print(f"ratio sealkit Pages / C: {ratio:.2f}x (target <= 1.5x: {'met' if ratio <= 1.5 else 'MISSED'})")
+    print(
+        f"ratio sealkit Pages / C: {ratio:.2f}x (target <= 1.5x: {'met' if ratio <= 1.5 else 'MISSED'})"
+    )
     return 0
 
 
