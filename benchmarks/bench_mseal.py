@@ -43,6 +43,13 @@ C_SOURCE = r"""
 int main(int argc, char **argv) {
     long n = atol(argv[1]);
     struct timespec a, b;
+    if (argc > 2) {  /* the floor: mseal(0, 0, 0), a kernel entry that does nothing */
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        for (long i = 0; i < n; i++) syscall(462, 0UL, 0UL, 0UL);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        printf("%.1f 0\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / n);
+        return 0;
+    }
     clock_gettime(CLOCK_MONOTONIC, &a);
     for (long i = 0; i < n; i++) {
         void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -68,6 +75,9 @@ def _python_loop(kind: str, n: int) -> tuple[float, int]:
     if kind == "raw":
         for _ in range(n):
             mseal(mmap(0, 4096, 3, 0x22), 4096)
+    elif kind == "noop":
+        for _ in range(n):
+            mseal(0, 0, 0)
     else:
         for _ in range(n):
             Pages(4096).seal()
@@ -94,8 +104,9 @@ def run_python(kind: str, n: int) -> tuple[float, int]:
     return float(per), int(vmas)
 
 
-def run_c(binary: str, n: int) -> tuple[float, int]:
-    out = subprocess.run([binary, str(n)], capture_output=True, text=True, check=True).stdout
+def run_c(binary: str, n: int, noop: bool = False) -> tuple[float, int]:
+    argv = [binary, str(n)] + (["noop"] if noop else [])
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     per, vmas = out.split()
     return float(per), int(vmas)
 
@@ -117,11 +128,20 @@ def main(argv: list[str]) -> int:
         src, binary = os.path.join(tmp, "loop.c"), os.path.join(tmp, "loop")
         Path(src).write_text(C_SOURCE)
         subprocess.run(["gcc", "-O2", "-o", binary, src], check=True)
-        results: dict[str, list[float]] = {"C": [], "raw": [], "pages": []}
+        results: dict[str, list[float]] = {
+            "C": [],
+            "raw": [],
+            "pages": [],
+            "C noop": [],
+            "noop": [],
+        }
         most_vmas = 0
         for _ in range(rounds):  # interleaved, so noise hits every variant alike
             for kind, times in results.items():
-                per, vmas = run_c(binary, n) if kind == "C" else run_python(kind, n)
+                if kind.startswith("C"):
+                    per, vmas = run_c(binary, n, noop=kind == "C noop")
+                else:
+                    per, vmas = run_python(kind, n)
                 times.append(per)
                 most_vmas = max(most_vmas, vmas)
     c = statistics.median(results["C"])
@@ -133,6 +153,12 @@ def main(argv: list[str]) -> int:
     ):
         med = statistics.median(results[kind])
         print(f"  {label + ':':38s}{med:8.0f} ns   ratio {med / c:.2f}x")
+    floor = statistics.median(results["noop"]) - statistics.median(results["C noop"])
+    print(
+        f"  floor: mseal(0,0,0) costs {statistics.median(results['C noop']):.0f} ns from C, "
+        f"{statistics.median(results['noop']):.0f} ns through sealkit: "
+        f"{floor:.0f} ns of ctypes per call, x2 calls per iteration"
+    )
     print(f"  most VMAs in a child: {most_vmas} (vm.max_map_count {max_map})")
     ratio = statistics.median(results["pages"]) / c
     print(
