@@ -8,7 +8,7 @@ bits all reach the kernel, which decides. Only what cannot be passed at all
 is refused here: a non-integer, or an integer that does not fit in 64 bits
 (``ArgumentTypeError`` / ``ArgumentError``).
 
-:func:`_fail` is the one place where ``-1`` becomes an exception.
+:func:`_fail` is the one place where a failed call becomes an exception.
 
 This module is dangerous by design: ``mseal`` of memory you do not own can
 crash the process much later. The safe API lives in :mod:`sealkit.memory`.
@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import platform
 from collections.abc import Callable, Sequence
-from typing import Final, cast
+from typing import Final, NoReturn, cast
 
 from .errors import ArgumentError, ArgumentTypeError, NotSupportedError, kernel_error
 
@@ -81,20 +82,53 @@ NR: Final[dict[str, int]] = dict(_TABLES.get(ARCH, {}))
 """System call numbers for this machine (empty on an unsupported architecture)."""
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+"""libc through ctypes: structures, buffers and symbol lookups (not the hot path)."""
+
+
+def _ctypes_prototype(nargs: int) -> Callable[..., int]:
+    """``syscall(2)`` through ctypes with ``nargs`` unsigned long arguments,
+    returning the kernel convention (``-errno`` on failure) like ``_fastsys``.
+    """
+    fn = ctypes.CFUNCTYPE(_L, _L, *([_U] * nargs), use_errno=True)(("syscall", _libc))
+
+    def call(number: int, *args: int) -> int:
+        ret: int = fn(number, *args)
+        return -ctypes.get_errno() if ret == -1 else ret
+
+    return call
+
+
 _L, _U = ctypes.c_long, ctypes.c_ulong
 
+# The fast path is sealkit._fastsys, a 40-line C extension (ctypes costs
+# ~1 us per call here, more than mmap + mseal themselves; see
+# benchmarks/bench_mseal.py). Without it (no compiler at install time) the
+# ctypes prototypes below do the same job, slower. Both return the kernel
+# convention: the result, or -errno.
+_fast: Callable[..., int] | None
+try:
+    from ._fastsys import syscall as _fast
+except ImportError:  # pragma: no cover - depends on how sealkit was installed
+    _fast = None
+if not NR or os.environ.get("SEALKIT_NO_FASTSYS"):
+    # No table for this architecture (every call raises NotSupportedError),
+    # or the fast path is switched off (tests compare both paths).
+    _fast = None
 
-def _proto(nargs: int) -> Callable[..., int]:
-    fn_type = ctypes.CFUNCTYPE(_L, _L, *([_U] * nargs), use_errno=True)
-    return cast(Callable[..., int], fn_type(("syscall", _libc)))
+FAST_PATH: Final = _fast is not None
+"""Whether the C fast path (``sealkit._fastsys``) is in use."""
 
 
-_sys1 = _proto(1)
-_sys2 = _proto(2)
-_sys3 = _proto(3)
-_sys4 = _proto(4)
-_sys5 = _proto(5)
-_sys6 = _proto(6)
+def _syscall(nargs: int) -> Callable[..., int]:
+    return _fast if _fast is not None else _ctypes_prototype(nargs)
+
+
+_sys1 = _syscall(1)
+_sys2 = _syscall(2)
+_sys3 = _syscall(3)
+_sys4 = _syscall(4)
+_sys5 = _syscall(5)
+_sys6 = _syscall(6)
 
 _MASK: Final = (1 << 64) - 1
 _MIN: Final = -(1 << 63)
@@ -111,9 +145,12 @@ def _nr(name: str) -> int:
         raise NotSupportedError(38, name, detail=f"no system call table for {ARCH}") from None
 
 
-def _fail(call: str, addr: int | None = None, length: int | None = None) -> None:
-    """Raise the exception for a ``-1`` return of ``call``, from ``errno``."""
-    raise kernel_error(ctypes.get_errno(), call, addr, length)
+def _fail(call: str, ret: int, addr: int | None = None, length: int | None = None) -> NoReturn:
+    """Raise the exception for a failed ``call`` that returned ``ret`` (``-errno``).
+
+    The one place where a failed system call becomes an exception.
+    """
+    raise kernel_error(-ret, call, addr, length)
 
 
 def _u64(value: object, name: str) -> int:
@@ -134,19 +171,19 @@ def mseal(addr: int, length: int, flags: int = 0) -> None:
     heap behind a ``bytes``, an allocator's arena) makes later frees fail in
     ways that crash the process. Prefer :mod:`sealkit.memory`.
     """
-    # The fast path: ctypes checks the types; the bounds check is ours because
-    # ctypes silently truncates ints wider than 64 bits.
-    if (
-        _NR_MSEAL is None
-        or type(addr) is not int
-        or type(length) is not int
-        or type(flags) is not int
-        or not (_MIN <= addr <= _MASK and _MIN <= length <= _MASK and _MIN <= flags <= _MASK)
-    ):
-        _call("mseal", 3, addr, length, flags, addr=addr, length=length)
-        return
-    if _sys3(_NR_MSEAL, addr, length, flags) == -1:
-        _fail("mseal", addr, length)
+    # Fast path (benchmarks/bench_mseal.py): exact ints go straight to C,
+    # which refuses anything outside [0, 2**64) with OverflowError; then (and
+    # for anything else) _call masks negatives and raises typed errors.
+    if _fast is not None and type(addr) is int and type(length) is int and type(flags) is int:
+        try:
+            ret = _fast(_NR_MSEAL, addr, length, flags)
+        except OverflowError:
+            pass
+        else:
+            if ret < 0:
+                _fail("mseal", ret, addr, length)
+            return
+    _call("mseal", 3, addr, length, flags, addr=addr, length=length)
 
 
 def _int_or_none(value: object) -> int | None:
@@ -154,71 +191,66 @@ def _int_or_none(value: object) -> int | None:
 
 
 def _call(call: str, nargs: int, *args: object, addr: object = None, length: object = None) -> int:
-    """Validate ``args`` as 64-bit integers, make the call, raise on ``-1``."""
+    """Validate ``args`` as 64-bit integers, make the call, raise on failure."""
     values = [_u64(a, f"{call} argument {i + 1}") for i, a in enumerate(args)]
     nr = _nr(call)
     fn = (_sys1, _sys2, _sys3, _sys4, _sys5, _sys6)[nargs - 1]
     ret: int = fn(nr, *values)
-    if ret == -1:
-        _fail(call, _int_or_none(addr), _int_or_none(length))
+    if ret < 0:
+        _fail(call, ret, _int_or_none(addr), _int_or_none(length))
     return ret
 
 
 def mmap(addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
     """``mmap`` returning the mapped address; the kernel validates everything."""
-    # Fast path (the safe API allocates through here; benchmarks/bench_mseal.py):
-    # plain in-range ints go straight to the prebuilt prototype.
+    # Fast path, as in mseal (the safe API allocates through here). fd=-1 is
+    # the common negative value: passed as the kernel reads it, 2**64 - 1.
     if (
-        _NR_MMAP is not None
+        _fast is not None
         and type(addr) is int
         and type(length) is int
         and type(prot) is int
         and type(flags) is int
         and type(fd) is int
         and type(offset) is int
-        and _MIN <= addr <= _MASK
-        and _MIN <= length <= _MASK
-        and _MIN <= prot <= _MASK
-        and _MIN <= flags <= _MASK
-        and _MIN <= fd <= _MASK
-        and _MIN <= offset <= _MASK
+        and fd >= _MIN
     ):
-        ret: int = _sys6(_NR_MMAP, addr, length, prot, flags, fd, offset)
-        if ret == -1:
-            _fail("mmap", addr, length)
-        return ret & _MASK
+        try:
+            ret = _fast(_NR_MMAP, addr, length, prot, flags, fd & _MASK, offset)
+        except OverflowError:
+            pass
+        else:
+            if ret < 0:
+                _fail("mmap", ret, addr, length)
+            return ret
     return _call("mmap", 6, addr, length, prot, flags, fd, offset, addr=addr, length=length) & _MASK
 
 
 def munmap(addr: int, length: int) -> None:
     """``munmap``: EPERM (``SealedError``) if any VMA in range is sealed; atomic."""
-    if (
-        _NR_MUNMAP is not None
-        and type(addr) is int
-        and type(length) is int
-        and _MIN <= addr <= _MASK
-        and _MIN <= length <= _MASK
-    ):
-        if _sys2(_NR_MUNMAP, addr, length) == -1:
-            _fail("munmap", addr, length)
-        return
+    if _fast is not None and type(addr) is int and type(length) is int:
+        try:
+            ret = _fast(_NR_MUNMAP, addr, length)
+        except OverflowError:
+            pass
+        else:
+            if ret < 0:
+                _fail("munmap", ret, addr, length)
+            return
     _call("munmap", 2, addr, length, addr=addr, length=length)
 
 
 def mprotect(addr: int, length: int, prot: int) -> None:
     """``mprotect``: EPERM on sealed VMAs, after changing the VMAs before them (6.12+)."""
-    if (
-        _NR_MPROTECT is not None
-        and type(addr) is int
-        and type(length) is int
-        and type(prot) is int
-        and _MIN <= addr <= _MASK
-        and _MIN <= length <= _MASK
-        and _MIN <= prot <= _MASK
-    ):
-        if _sys3(_NR_MPROTECT, addr, length, prot) == -1:
-            _fail("mprotect", addr, length)
-        return
+    if _fast is not None and type(addr) is int and type(length) is int and type(prot) is int:
+        try:
+            ret = _fast(_NR_MPROTECT, addr, length, prot)
+        except OverflowError:
+            pass
+        else:
+            if ret < 0:
+                _fail("mprotect", ret, addr, length)
+            return
     _call("mprotect", 3, addr, length, prot, addr=addr, length=length)
 
 
@@ -419,10 +451,10 @@ def procmap_query(maps_fd: int, addr: int, flags: int, query: ProcmapQuery) -> b
     query.vma_name_size = 0
     query.build_id_size = 0
     ret = _sys3(_nr("ioctl"), maps_fd, PROCMAP_QUERY, ctypes.addressof(query))
-    if ret == -1:
-        if ctypes.get_errno() == 2:  # ENOENT: nothing at or after addr
+    if ret < 0:
+        if ret == -2:  # ENOENT: nothing at or after addr
             return False
-        _fail("ioctl(PROCMAP_QUERY)", addr)
+        _fail("ioctl(PROCMAP_QUERY)", ret, addr)
     return True
 
 
