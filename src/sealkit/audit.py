@@ -69,7 +69,7 @@ from typing import Any, Final, Literal
 
 from .errors import AccessDeniedError, ArgumentError, ParseError, ProcessGoneError
 from .flags import PAGE_SIZE
-from .procfs import ProcessDir, TaskStatus, Vma, parse_smaps, parse_status, scan_smaps
+from .procfs import ProcessDir, TaskStatus, Vma, parse_smaps, scan_smaps
 
 __all__ = [
     "KINDS",
@@ -436,7 +436,7 @@ class _Filters:
 def _audit_pid(pid: int, procfs: str, filters: _Filters, layouts: _Layouts) -> ProcessAudit | str:
     try:
         with ProcessDir(pid, procfs) as proc:
-            status = parse_status(proc.read("status"), f"{procfs}/{pid}/status")
+            status = proc.status()
             if status.state in ("Z", "X"):
                 return _VANISHED  # exited: its address space is gone
             if status.kthread:
@@ -473,7 +473,7 @@ def _audit_pid(pid: int, procfs: str, filters: _Filters, layouts: _Layouts) -> P
 
 def _status_or_none(proc: ProcessDir, procfs: str, pid: int) -> TaskStatus | None:
     try:
-        return parse_status(proc.read("status"), f"{procfs}/{pid}/status")
+        return proc.status()
     except ProcessGoneError:
         return None
 
@@ -693,7 +693,7 @@ def process_maps(pid: int | str = "self", procfs: str = "/proc") -> ProcessMaps:
     :class:`AccessDeniedError`.
     """
     with ProcessDir(pid, procfs) as proc:
-        status = parse_status(proc.read("status"), f"{procfs}/{proc.pid}/status")
+        status = proc.status()
         text = proc.read("smaps").decode("utf-8", "surrogateescape")
         vmas = parse_smaps(text, f"{procfs}/{proc.pid}/smaps")
         layouts = _Layouts()

@@ -15,6 +15,7 @@ OS errors become :class:`~sealkit.errors.ProcessGoneError` or
 from __future__ import annotations
 
 import errno as _errno
+import gzip
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -31,16 +32,18 @@ from .errors import (
 
 __all__ = [
     "ProcessDir",
-    "ScannedVmas",
-    "TaskStatus",
     "Vma",
+    "parse_kernel_config",
     "parse_maps",
     "parse_smaps",
     "parse_status",
+    "read_kernel_config",
     "read_maps",
     "read_smaps",
+    "read_status",
     "resolve_pid",
     "scan_smaps",
+    "task_status",
 ]
 
 
@@ -120,8 +123,16 @@ def _parse_header(line: str, number: int, source: str | None) -> Vma:
     return Vma(start, end, perms, int(offset, 16), dev, int(inode), path)
 
 
+def _check_text(text: object, source: object) -> None:
+    if not isinstance(text, str):
+        raise ArgumentTypeError(f"text must be a str, not {type(text).__name__}")
+    if source is not None and not isinstance(source, str):
+        raise ArgumentTypeError(f"source must be a str or None, not {type(source).__name__}")
+
+
 def parse_maps(text: str, source: str | None = None) -> list[Vma]:
     """Parse ``/proc/PID/maps`` text. Raises :class:`ParseError` with the line number."""
+    _check_text(text, source)
     return [
         _parse_header(line, number, source)
         for number, line in enumerate(text.splitlines(), 1)
@@ -138,6 +149,7 @@ def parse_smaps(text: str, source: str | None = None) -> list[Vma]:
     (with the line number) on a malformed header or a field before any
     header.
     """
+    _check_text(text, source)
     out: list[Vma] = []
     header: Vma | None = None
     fields: dict[str, int | str] = {}
@@ -224,18 +236,98 @@ def _read_bytes(path: str, pid: str, dir_fd: int | None = None) -> bytes:
         raise
 
 
+def _check_root(procfs: object) -> str:
+    if not isinstance(procfs, str):
+        raise ArgumentTypeError(f"procfs must be a str, not {type(procfs).__name__}")
+    if not procfs or "\0" in procfs:
+        raise ArgumentError(f"procfs must be a directory path, not {procfs!r}")
+    return procfs
+
+
 def read_maps(pid: int | str = "self", procfs: str = "/proc") -> list[Vma]:
     """Parsed ``/proc/PID/maps`` (no seal information)."""
+    procfs = _check_root(procfs)
     name = resolve_pid(pid)
     return parse_maps(_read_text(os.path.join(procfs, name, "maps"), name), f"{procfs}/{name}/maps")
 
 
 def read_smaps(pid: int | str = "self", procfs: str = "/proc") -> list[Vma]:
     """Parsed ``/proc/PID/smaps``, with ``VmFlags`` (and so ``sealed``)."""
+    procfs = _check_root(procfs)
     name = resolve_pid(pid)
     return parse_smaps(
         _read_text(os.path.join(procfs, name, "smaps"), name), f"{procfs}/{name}/smaps"
     )
+
+
+def parse_status(text: str, source: str | None = None) -> dict[str, str]:
+    """Parse ``/proc/PID/status`` (``Key:\tvalue`` lines) into ``{key: value}``.
+
+    Values are kept as text (``"Seccomp": "2"``); a line without ``:`` is a
+    :class:`ParseError` with its line number.
+    """
+    _check_text(text, source)
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        key, colon, value = line.partition(":")
+        if not colon or not key.strip():
+            raise ParseError(f"malformed status line {line!r}", number, source)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def read_status(pid: int | str = "self", procfs: str = "/proc") -> dict[str, str]:
+    """Parsed ``/proc/PID/status`` (seccomp mode, ``Seccomp_filters``, ...)."""
+    procfs = _check_root(procfs)
+    name = resolve_pid(pid)
+    path = os.path.join(procfs, name, "status")
+    return parse_status(_read_text(path, name), path)
+
+
+def parse_kernel_config(text: str) -> dict[str, str]:
+    """Parse a kernel ``.config``: ``{"CONFIG_X": "y" | "m" | "n" | value}``.
+
+    ``# CONFIG_X is not set`` becomes ``"n"``; other comments and blank
+    lines are skipped; an option absent from the text is absent from the dict
+    (on a real config that means its dependencies were not met).
+    """
+    _check_text(text, None)
+    out: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            out[line[2 : -len(" is not set")]] = "n"
+        elif line.startswith("CONFIG_") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key] = value.strip('"')
+    return out
+
+
+def read_kernel_config(
+    release: str, procfs: str = "/proc", boot: str = "/boot"
+) -> tuple[dict[str, str], str] | None:
+    """The running kernel's config and where it was read from:
+    ``/proc/config.gz`` (``CONFIG_IKCONFIG_PROC``) first, then
+    ``/boot/config-RELEASE``. ``None`` when neither is readable.
+    """
+    procfs = _check_root(procfs)
+    boot = _check_root(boot)
+    if not isinstance(release, str) or "/" in release or "\0" in release:
+        raise ArgumentError(f"not a kernel release: {release!r}")
+    candidates = [(os.path.join(procfs, "config.gz"), True)]
+    if release:
+        candidates.append((os.path.join(boot, f"config-{release}"), False))
+    for path, compressed in candidates:
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+            data = gzip.decompress(raw) if compressed else raw
+        except (OSError, EOFError, gzip.BadGzipFile):
+            continue
+        return parse_kernel_config(data.decode("utf-8", "replace")), path
+    return None
 
 
 # --- The fast path of host-wide sweeps (sealkit.audit) -----------------------
@@ -343,6 +435,11 @@ def scan_smaps(data: bytes, source: str | None = None) -> tuple[int, ScannedVmas
     malformed text, as :func:`parse_smaps` does (a header whose end precedes
     its start, when that mapping is read).
     """
+    if not isinstance(data, bytes | bytearray):
+        raise ArgumentTypeError(f"data must be bytes, not {type(data).__name__}")
+    if source is not None and not isinstance(source, str):
+        raise ArgumentTypeError(f"source must be a str or None, not {type(source).__name__}")
+    data = bytes(data)
     lines = _FLAGS_LINES.findall(data)
     if not lines:
         if not data.strip():
@@ -408,31 +505,37 @@ class TaskStatus:
     kthread: bool
 
 
-_STATUS_FIELD: Final = re.compile(rb"^(Name|State|Pid|Uid|Kthread|VmSize):[ \t]*([^\n]*)", re.M)
 _COMM_ESCAPE: Final = re.compile(r"\\[n\\]")
 
 
-def parse_status(data: bytes, source: str | None = None) -> TaskStatus:
-    """Parse ``/proc/PID/status`` bytes (pure). Raises :class:`ParseError`
-    when ``Name``, ``State``, ``Pid`` or ``Uid`` is missing or malformed.
+def task_status(fields: Mapping[str, str], source: str | None = None) -> TaskStatus:
+    """The :class:`TaskStatus` in parsed ``/proc/PID/status`` fields (from
+    :func:`parse_status`). Raises :class:`ParseError` when ``Name``,
+    ``State``, ``Pid`` or ``Uid`` is missing or malformed.
     """
-    found = {m.group(1): m.group(2) for m in _STATUS_FIELD.finditer(data)}
+    if not isinstance(fields, Mapping):
+        raise ArgumentTypeError(f"fields must be a mapping, not {type(fields).__name__}")
+    if not all(
+        isinstance(fields.get(k, ""), str)
+        for k in ("Name", "State", "Pid", "Uid", "Kthread", "VmSize")
+    ):
+        raise ArgumentTypeError("status fields must be strings (as parse_status returns)")
     try:
-        raw_name = found[b"Name"].decode("utf-8", "surrogateescape")
-        state = found[b"State"][:1].decode("ascii")
-        pid = int(found[b"Pid"])
-        ruid, euid = (int(x) for x in found[b"Uid"].split()[:2])
+        raw_name = fields["Name"]
+        state = fields["State"][:1]
+        pid = int(fields["Pid"])
+        ruid, euid = (int(x) for x in fields["Uid"].split()[:2])
     except (KeyError, ValueError) as exc:
         raise ParseError(f"malformed status text ({exc})", None, source) from None
     # proc_task_name escapes only "\n" and "\\" (fs/proc/array.c,
     # seq_escape_str(..., "\n\\")): undo exactly those.
     name = _COMM_ESCAPE.sub(lambda m: "\n" if m.group() == "\\n" else "\\", raw_name)
-    if b"Kthread" in found:
-        kthread = found[b"Kthread"].strip() == b"1"
+    if "Kthread" in fields:
+        kthread = fields["Kthread"] == "1"
     else:
         # Before the Kthread line (Linux 6.0?) a task without VmSize has no mm:
         # a kernel thread, unless it is a zombie (which has lost its mm).
-        kthread = b"VmSize" not in found and state not in ("Z", "X")
+        kthread = "VmSize" not in fields and state not in ("Z", "X")
     return TaskStatus(pid, name, state, euid, ruid, kthread)
 
 
@@ -448,16 +551,22 @@ class ProcessDir:
 
     __slots__ = ("_fd", "pid")
 
+    _fd: int | None
+    pid: str
+
     def __init__(self, pid: int | str, procfs: str = "/proc") -> None:
+        self._fd = None
+        procfs = _check_root(procfs)
         self.pid = resolve_pid(pid)
+        path = os.path.join(procfs, self.pid)
         try:
-            self._fd: int | None = os.open(
-                os.path.join(procfs, self.pid), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-            )
+            self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
             raise ProcessGoneError(self.pid) from None
         except PermissionError:
             raise AccessDeniedError(self.pid) from None
+        except OSError as exc:
+            raise ArgumentError(f"cannot open {path}: {exc.strerror}") from None
 
     @property
     def fd(self) -> int:
@@ -471,6 +580,12 @@ class ProcessDir:
         if self._fd is None:
             raise ProcessGoneError(self.pid, f"process {self.pid}: directory already closed")
         return _read_bytes(name, self.pid, self._fd)
+
+    def status(self) -> TaskStatus:
+        """The process's :class:`TaskStatus` (``/proc/PID/status``)."""
+        source = f"/proc/{self.pid}/status"
+        text = self.read("status").decode("utf-8", "surrogateescape")
+        return task_status(parse_status(text, source), source)
 
     def readlink(self, name: str) -> str:
         """The target of the symlink ``/proc/PID/<name>`` (``exe``, ``map_files/...``)."""

@@ -194,8 +194,9 @@ def test_neighbours_in_crafted_files(tmp_path: Path, elfclass: int, little: bool
     note = [gnu_note([(3, b"")], elfclass, little)]
     cases = {
         "pie-full": craft(elfclass, little, note, relro=True, dyn_flags_1=0x08000001),
-        "dso-partial-execstack": craft(elfclass, little, note, relro=True, dyn_flags_1=0,
-                                       execstack=True),  # fmt: skip
+        "dso-partial-execstack": craft(
+            elfclass, little, note, relro=True, dyn_flags_1=0, execstack=True
+        ),
         "exec-norelro": craft(elfclass, little, note, e_type=ET_EXEC),
     }
     got = {
@@ -343,7 +344,14 @@ def test_load_layout_agrees_with_pyelftools(binaries: dict[str, str], tmp_path: 
         with open(path, "rb") as fh:
             ref = ELFFile(fh)
             expected = [
-                (s["p_offset"], s["p_vaddr"], s["p_filesz"], s["p_memsz"], s["p_flags"], s["p_align"])
+                (
+                    s["p_offset"],
+                    s["p_vaddr"],
+                    s["p_filesz"],
+                    s["p_memsz"],
+                    s["p_flags"],
+                    s["p_align"],
+                )
                 for s in ref.iter_segments()
             ]
             assert layout.elfclass == ref.elfclass and layout.little == ref.little_endian
@@ -370,7 +378,9 @@ def _truncations(size: int) -> list[int]:
 
 
 @pytest.mark.parametrize(("elfclass", "little"), CLASSES, ids=CLASS_IDS)
-def test_truncated_crafted_files_get_error_rows(tmp_path: Path, elfclass: int, little: bool) -> None:
+def test_truncated_crafted_files_get_error_rows(
+    tmp_path: Path, elfclass: int, little: bool
+) -> None:
     data = craft(elfclass, little, [gnu_note([(3, b"")], elfclass, little)], relro=True)
     for cut in _truncations(len(data)):
         report = elf.inspect(_write(tmp_path, f"cut{cut}", data[:cut]))
@@ -388,7 +398,9 @@ def test_truncated_binaries_get_error_rows(binaries: dict[str, str], tmp_path: P
 
 
 def test_non_elf_files_get_error_rows(tmp_path: Path) -> None:
-    assert elf.inspect(_write(tmp_path, "t.txt", b"#!/bin/sh\necho hi\n")).error == "not an ELF file"
+    assert (
+        elf.inspect(_write(tmp_path, "t.txt", b"#!/bin/sh\necho hi\n")).error == "not an ELF file"
+    )
     assert elf.inspect(_write(tmp_path, "e", b"")).error == "not an ELF file"
     bad_class = b"\x7fELF\x05\x01\x01" + bytes(57)
     assert "unknown ELF class" in (elf.inspect(_write(tmp_path, "c", bad_class)).error or "")

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sealkit.errors import ParseError, ProcessGoneError
-from sealkit.procfs import ProcessDir, parse_smaps, parse_status, scan_smaps
+from sealkit.procfs import ProcessDir, parse_smaps, parse_status, scan_smaps, task_status
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "audit"
 
@@ -133,7 +133,9 @@ def test_edge_cases_agree_with_the_general_parser(text: str, expected: tuple[int
         pytest.param("garbage line\n" + FIELDS + "VmFlags: rd sl \n", id="malformed header"),
         pytest.param(_vma("7f00-7f01 r--p 0 00:00", "rd sl "), id="header without inode"),
         pytest.param(HEADER + "\n" + FIELDS, id="no VmFlags at all"),
-        pytest.param(_vma() + "not a header\n" + FIELDS + "VmFlags: rd sl \n", id="bad header later"),
+        pytest.param(
+            _vma() + "not a header\n" + FIELDS + "VmFlags: rd sl \n", id="bad header later"
+        ),
     ],
 )
 def test_malformed_text_raises_parse_error(text: str) -> None:
@@ -200,21 +202,21 @@ STATUS = (
         ("my prog", "S (sleeping)", "VmSize:\t1 kB\n", ("my prog", "S", False)),
     ],
 )
-def test_parse_status(name: str, state: str, extra: str, expected: tuple[str, str, bool]) -> None:
-    status = parse_status(STATUS.format(name=name, state=state, extra=extra).encode())
+def test_task_status(name: str, state: str, extra: str, expected: tuple[str, str, bool]) -> None:
+    status = task_status(parse_status(STATUS.format(name=name, state=state, extra=extra)))
     assert (status.name, status.state, status.kthread) == expected
     assert (status.pid, status.uid, status.ruid) == (42, 1001, 1000)
 
 
 @pytest.mark.parametrize("text", ["", "Name:\tx\n", "Name:\tx\nState:\tS\nPid:\tx\nUid:\t1 1\n"])
-def test_parse_status_rejects_incomplete_text(text: str) -> None:
+def test_task_status_rejects_incomplete_text(text: str) -> None:
     with pytest.raises(ParseError):
-        parse_status(text.encode())
+        task_status(parse_status(text))
 
 
 def test_process_dir_reads_the_same_process() -> None:
     with ProcessDir("self") as proc:
-        status = parse_status(proc.read("status"))
+        status = proc.status()
         assert status.pid == os.getpid()
         assert proc.readlink("exe") == os.path.realpath("/proc/self/exe")
     with pytest.raises(ProcessGoneError):
