@@ -67,9 +67,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Final, Literal
 
-from .errors import AccessDeniedError, ArgumentError, ParseError, ProcessGoneError
+from .errors import (
+    AccessDeniedError,
+    ArgumentError,
+    ArgumentTypeError,
+    ParseError,
+    ProcessGoneError,
+)
 from .flags import PAGE_SIZE
-from .procfs import ProcessDir, TaskStatus, Vma, parse_smaps, scan_smaps
+from .procfs import ProcessDir, ScannedVmas, TaskStatus, Vma, parse_smaps, scan_smaps
 
 __all__ = [
     "KINDS",
@@ -163,6 +169,16 @@ def classify(
     ``"unknown"``; without it the heuristics apply. Files are looked up only
     for the mappings being classified and the neighbours they need.
     """
+    # A ScannedVmas builds its VMAs on demand: checking each would build all.
+    if not isinstance(vmas, ScannedVmas) and (
+        not isinstance(vmas, Sequence) or not all(isinstance(v, Vma) for v in vmas)
+    ):
+        raise ArgumentTypeError("vmas must be a sequence of procfs.Vma")
+    if layout_of is not None and not callable(layout_of):
+        raise ArgumentTypeError("layout_of must be callable or None")
+    wanted = range(len(vmas)) if indices is None else _int_list(indices, "indices", 0)
+    if any(i >= len(vmas) for i in wanted):
+        raise ArgumentError("indices must point into vmas")
     cache: dict[int, FileLayout] = {}
 
     def layout(j: int) -> FileLayout:
@@ -179,7 +195,6 @@ def classify(
             exec_files = {(v.dev, v.inode) for v in vmas if _is_file(v) and v.executable}
         return exec_files
 
-    wanted = range(len(vmas)) if indices is None else indices
     return [_kind(vmas, i, layout, executable_files) for i in wanted]
 
 
@@ -555,6 +570,18 @@ def default_jobs() -> int:
     return max(1, min(cpus, 4))
 
 
+def _int_list(values: object, name: str, minimum: int) -> list[int]:
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ArgumentTypeError(f"{name} must be an iterable of ints, not {type(values).__name__}")
+    out = list(values)
+    for value in out:
+        if type(value) is not int:
+            raise ArgumentTypeError(f"{name} must hold ints, not {type(value).__name__}")
+        if value < minimum or value >= 1 << 32:
+            raise ArgumentError(f"{name}: {value} is out of range")
+    return out
+
+
 def _list_pids(procfs: str) -> list[int]:
     return sorted(int(name) for name in os.listdir(procfs) if name.isdigit())
 
@@ -576,10 +603,23 @@ def scan_host(
     ``progress(done, total)`` is called from the calling thread now and
     then. Never raises for a process that exits or may not be read.
     """
+    pid_list = None if pids is None else _int_list(pids, "pids", 1)
+    uid_list = None if users is None else _int_list(users, "users", 0)
+    if comm is not None and not isinstance(comm, str):
+        raise ArgumentTypeError(f"comm must be a str pattern or None, not {type(comm).__name__}")
+    if not isinstance(procfs, str) or not procfs or "\0" in procfs:
+        raise ArgumentTypeError(f"procfs must be a directory path, not {procfs!r}")
+    if jobs is not None and (type(jobs) is not int or jobs < 1):
+        raise ArgumentError(f"jobs must be a positive int or None, not {jobs!r}")
+    if progress is not None and not callable(progress):
+        raise ArgumentTypeError("progress must be callable or None")
     started = time.time()
     t0 = time.perf_counter()
-    candidates = _list_pids(procfs) if pids is None else sorted(set(pids))
-    filters = _Filters(None if users is None else frozenset(users), comm)
+    try:
+        candidates = _list_pids(procfs) if pid_list is None else sorted(set(pid_list))
+    except OSError as exc:
+        raise ArgumentError(f"cannot list {procfs}: {exc.strerror}") from None
+    filters = _Filters(None if uid_list is None else frozenset(uid_list), comm)
     layouts = _Layouts()
     todo = deque(candidates)
     outcomes: list[ProcessAudit | str] = []
@@ -728,6 +768,8 @@ class Requirement:
 
 def parse_requirement(text: str) -> Requirement:
     """Parse a ``--require`` value; :class:`ArgumentError` when malformed."""
+    if not isinstance(text, str):
+        raise ArgumentTypeError(f"a requirement is a str, not {type(text).__name__}")
     if text == "complete":
         return Requirement(text, "complete")
     if text == "system":
@@ -761,6 +803,10 @@ class RequirementResult:
         return {"requirement": self.requirement, "met": self.met, "reason": self.reason}
 
 
+def _count(procs: Sequence[ProcessAudit]) -> str:
+    return f"{len(procs)} process" + ("" if len(procs) == 1 else "es")
+
+
 def _pids(procs: Sequence[ProcessAudit], limit: int = 5) -> str:
     shown = ", ".join(str(p.pid) for p in procs[:limit])
     return shown + (f" and {len(procs) - limit} more" if len(procs) > limit else "")
@@ -770,16 +816,17 @@ def check_requirements(
     audit: HostAudit, requirements: Sequence[Requirement]
 ) -> list[RequirementResult]:
     """Evaluate each requirement against a sweep."""
+    if not isinstance(audit, HostAudit):
+        raise ArgumentTypeError(f"audit must be a HostAudit, not {type(audit).__name__}")
+    given: object = requirements
+    if not isinstance(given, list | tuple) or not all(isinstance(r, Requirement) for r in given):
+        raise ArgumentTypeError("requirements must be Requirement objects (parse_requirement)")
     results = []
     for req in requirements:
         procs = audit.processes
         if req.name == "complete":
             denied = [p for p in procs if p.status == "denied"]
-            reason = (
-                f"{len(denied)} processes could not be read (pids {_pids(denied)})"
-                if denied
-                else ""
-            )
+            reason = f"{_count(denied)} could not be read (pids {_pids(denied)})" if denied else ""
             results.append(RequirementResult(req.text, not denied, reason))
             continue
         if req.name == "system":
@@ -808,7 +855,7 @@ def check_requirements(
         reasons = []
         if unsealed:
             reasons.append(
-                f"{len(unsealed)} of {len(matching)} processes named {req.pattern!r} have no "
+                f"{len(unsealed)} of {_count(matching)} named {req.pattern!r} without "
                 f"{what} (pids {_pids(unsealed)})"
             )
         if denied:
@@ -823,8 +870,8 @@ def check_requirements(
 def human_size(size: int) -> str:
     """``4096`` -> ``"4.0 KiB"``: sizes for people (tables, pictures)."""
     value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if value < 1024 or unit == "EiB":
             return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"  # pragma: no cover - the loop always returns
@@ -837,6 +884,8 @@ def to_json(
     requirements: Sequence[RequirementResult] = (),
 ) -> dict[str, Any]:
     """The sweep as a JSON-ready dict (schema ``sealkit/data/audit.schema.json``)."""
+    if not isinstance(audit, HostAudit):
+        raise ArgumentTypeError(f"audit must be a HostAudit, not {type(audit).__name__}")
     rows = [p for p in audit.processes if not sealed_only or p.any_sealed or p.status == "denied"]
     return {
         "schema": "sealkit.audit/1",
@@ -844,7 +893,13 @@ def to_json(
         "kernel": audit.kernel,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(audit.started)),
         "duration_seconds": round(audit.duration, 6),
-        "filters": {**audit.filters, "sealed_only": sealed_only},
+        "filters": {
+            "pid": None,
+            "user": None,
+            "comm": None,
+            **audit.filters,
+            "sealed_only": sealed_only,
+        },
         "summary": {
             "seen": audit.seen,
             "sealed": audit.sealed,
@@ -891,6 +946,10 @@ def to_prometheus(
     timestamps (the collector refuses them). Per-command series aggregate
     processes by command name so the number of series stays bounded.
     """
+    if not isinstance(audit, HostAudit):
+        raise ArgumentTypeError(f"audit must be a HostAudit, not {type(audit).__name__}")
+    if host is not None and not isinstance(host, str):
+        raise ArgumentTypeError(f"host must be a str or None, not {type(host).__name__}")
     h = _label(host if host is not None else audit.host)
     samples: dict[str, list[str]] = {name: [] for name, _ in _METRICS}
     for state, value in (

@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from .errors import ParseError
+from .errors import ArgumentError, ArgumentTypeError, ParseError
 
 __all__ = [
     "GNU_PROPERTY_MEMORY_SEAL",
@@ -141,6 +141,14 @@ def load_layout(path: str, dir_fd: int | None = None, inode: int | None = None) 
     :class:`ParseError` for a file that is not ELF, is truncated or is not
     the expected inode, and ``OSError`` when the file cannot be read.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise ArgumentTypeError(f"path must be a str or path, not {type(path).__name__}")
+    if dir_fd is not None and type(dir_fd) is not int:
+        raise ArgumentTypeError(f"dir_fd must be an int or None, not {type(dir_fd).__name__}")
+    if inode is not None and type(inode) is not int:
+        raise ArgumentTypeError(f"inode must be an int or None, not {type(inode).__name__}")
+    if "\0" in os.fspath(path):
+        raise ArgumentError("path contains a NUL byte")
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         if inode is not None and os.fstat(fd).st_ino != inode:
@@ -196,6 +204,12 @@ def walk_properties(
     ascend across the whole segment; each property's data is padded to the
     word size; notes follow each other at ``align``.
     """
+    if not isinstance(blob, bytes | bytearray):
+        raise ArgumentTypeError(f"blob must be bytes, not {type(blob).__name__}")
+    if elfclass not in (32, 64) or type(elfclass) is not int:
+        raise ArgumentError(f"elfclass must be 32 or 64, not {elfclass!r}")
+    if type(little) is not bool or type(align) is not int:
+        raise ArgumentTypeError("little must be a bool and align an int")
     word = elfclass // 8
     if align != word:
         return [], f"PT_GNU_PROPERTY is aligned to {align}, the loader needs {word}"
@@ -323,13 +337,16 @@ def is_elf(path: str) -> bool:
         return False
 
 
-def iter_paths(paths: list[str], recursive: bool) -> Iterator[tuple[str, bool]]:
+def iter_paths(paths: Sequence[str], recursive: bool) -> Iterator[tuple[str, bool]]:
     """Expand ``paths``: ``(path, named)`` where ``named`` is true for a path
     given on the command line. Directories are walked (sorted, without
     following symlinked directories) only when ``recursive``; files found by
     the walk are yielded only when they start with the ELF magic, so a
     directory of mixed files gives rows for its ELF files only.
     """
+    given: object = paths
+    if not isinstance(given, list | tuple) or not all(isinstance(p, str) for p in given):
+        raise ArgumentTypeError("paths must be a list of str")
     for path in paths:
         if recursive and os.path.isdir(path):
             for root, dirs, files in os.walk(path):
@@ -349,6 +366,11 @@ def inspect(path: str) -> ElfReport:
     or malformed file gives an :class:`ElfReport` whose ``error`` says what
     is wrong.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise ArgumentTypeError(f"path must be a str or path, not {type(path).__name__}")
+    path = os.fspath(path)
+    if "\0" in path:
+        return ElfReport(path.replace("\0", "\\0"), error="path contains a NUL byte")
     from elftools.common.exceptions import ELFError  # lazy: ~60 ms of imports
     from elftools.construct import ConstructError
     from elftools.elf.elffile import ELFFile

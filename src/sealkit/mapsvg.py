@@ -23,6 +23,7 @@ from typing import Final
 from xml.sax.saxutils import escape, quoteattr
 
 from .audit import KINDS, MappedRegion, ProcessMaps, human_size
+from .errors import ArgumentTypeError
 
 __all__ = ["KIND_COLOURS", "VmaGroup", "group_regions", "render_svg"]
 
@@ -100,6 +101,8 @@ def _short(path: str) -> str:
 
 def render_svg(maps: ProcessMaps) -> str:
     """The SVG picture of ``maps`` (a complete standalone document)."""
+    if not isinstance(maps, ProcessMaps):
+        raise ArgumentTypeError(f"maps must be a ProcessMaps, not {type(maps).__name__}")
     groups = group_regions(maps.regions)
     out: list[str] = []
     y = _TOP
@@ -129,8 +132,9 @@ def render_svg(maps: ProcessMaps) -> str:
         y += h
         prev_end = group.end
     if prev_end is not None:
+        y += 12
         labels.append(
-            f'<text class="addr" x="{_ADDR_X}" y="{y + 4}" text-anchor="end">{prev_end:#014x}</text>'
+            f'<text class="addr" x="{_ADDR_X}" y="{y}" text-anchor="end">{prev_end:#014x}</text>'
         )
     for path, y0, y1 in objects:
         mid = (y0 + y1) / 2
@@ -179,10 +183,10 @@ _STYLE: Final = """<defs>
 .vma.kind-guard { stroke-dasharray: 3 2; }
 .vma.sealed { stroke: #c00000; stroke-width: 3; }
 .hatch { fill: url(#hatch); pointer-events: none; }
-.kind { fill: #222; }
+.kind { fill: #222; stroke: #ffffff; stroke-opacity: 0.7; stroke-width: 3px; paint-order: stroke; }
 .badge { fill: #c00000; font-weight: bold; }
 .gap { fill: #fafafa; stroke: #bbb; stroke-dasharray: 4 3; }
-.gaptext { fill: #888; font-style: italic; }
+.gaptext { fill: #777; font-style: italic; stroke: #fafafa; stroke-width: 5px; paint-order: stroke; }
 .object { fill: #222; }
 .bracket { fill: none; stroke: #888; }
 .legendtext { fill: #333; }

@@ -48,6 +48,24 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+def discover_one(name: str) -> Command | None:
+    """The command module named ``name``, imported alone; ``None`` when no
+    module of that name defines command ``name``.
+
+    Start-up time: importing every command (rich, ctypes, pyelftools...) costs
+    more than a host-wide ``sealkit audit`` spends reading /proc.
+    """
+    if not name.isidentifier() or name.startswith("_"):
+        return None
+    try:
+        module = importlib.import_module(f"{commands.__name__}.{name}")
+    except ModuleNotFoundError:
+        return None
+    if getattr(module, "NAME", None) == name and hasattr(module, "run"):
+        return cast(Command, module)
+    return None
+
+
 def discover() -> list[Command]:
     """Every command module under :mod:`sealkit.cli.commands`, in ``ORDER``."""
     found: list[Command] = []
@@ -76,7 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser(discover())
+        # `sealkit COMMAND ...` needs only that command; help, --version and
+        # unknown names get the full list.
+        one = discover_one(args_list[0]) if args_list else None
+        parser = build_parser([one] if one is not None else discover())
         try:
             args = parser.parse_args(args_list)
         except UsageError as exc:

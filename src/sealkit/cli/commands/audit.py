@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 NAME = "audit"
-HELP = "which processes on this host have sealed memory, and what is sealed"
+HELP = "Show which processes on this host have sealed memory, and what is sealed."
 ORDER = 20
 
 EPILOG = """\
@@ -200,6 +200,7 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
     from rich.text import Text
 
     from ...audit import KINDS, human_size
+    from .._console import console as stdout_console
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for header, justify in (
@@ -216,7 +217,7 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
             continue
         if proc.status == "denied":
             table.add_row(
-                str(proc.pid), proc.user, proc.command, Text("?", style="yellow"),
+                str(proc.pid), Text(proc.user), Text(proc.command), Text("?", style="yellow"),
                 Text("DENIED", style="bold yellow"), Text("?", style="yellow"),
                 Text("cannot read smaps (run as root, or as this user)", style="yellow"),
             )  # fmt: skip
@@ -231,9 +232,17 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
             what = Text("not sealed", style="red")
             count = Text("0", style="red")
             size = Text("-", style="dim")
-        table.add_row(str(proc.pid), proc.user, proc.command, str(proc.mappings), count, size, what)
+        table.add_row(
+            str(proc.pid),
+            Text(proc.user),
+            Text(proc.command),
+            str(proc.mappings),
+            count,
+            size,
+            what,
+        )
     sink = io.StringIO() if to_file else None
-    console = Console(file=sink, width=140) if sink is not None else Console()
+    console = Console(file=sink, width=140) if sink is not None else stdout_console()
     if table.row_count:
         console.print(table)
     elif sealed_only:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from ...elf import ElfReport
 
 NAME = "elf"
-HELP = "whether ELF files carry GNU_PROPERTY_MEMORY_SEAL, with RELRO, BIND_NOW, PIE and NX"
+HELP = "Show whether ELF files carry GNU_PROPERTY_MEMORY_SEAL, with RELRO, BIND_NOW, PIE, NX."
 ORDER = 22
 
 REQUIREMENTS = ("memory-seal", "full-relro", "bind-now", "pie", "nx")
@@ -99,9 +99,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _table(reports: list[ElfReport], note: str) -> None:
     from rich import box
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
+
+    from .._console import console as stdout_console
 
     def yes_no(value: bool | None, good: str = "yes", bad: str = "no") -> Text:
         if value is None:
@@ -128,9 +129,11 @@ def _table(reports: list[ElfReport], note: str) -> None:
         table.add_row(
             seal, Text(report.relro or "?", style=relro_style), yes_no(report.bind_now),
             Text(report.pie or "?", style=pie_style), yes_no(report.nx),
-            f"ELF{report.elfclass} {report.endian} {report.machine}", report.path,
+            Text(f"ELF{report.elfclass} {'LE' if report.endian == 'little' else 'BE'} "
+                 f"{report.machine}"),
+            Text(report.path),
         )  # fmt: skip
-    console = Console()
+    console = stdout_console()
     if reports:
         console.print(table)
     console.print(Text(f"note: {note}", style="italic"))

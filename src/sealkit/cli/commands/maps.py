@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ...audit import ProcessMaps
 
 NAME = "maps"
-HELP = "every mapping of one process (range, size, perms, sealed, kind, path)"
+HELP = "Show every mapping of one process: range, size, perms, sealed, kind, path."
 ORDER = 21
 
 
@@ -78,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _table(maps: ProcessMaps, sealed_only: bool) -> None:
     from rich import box
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     from ...audit import human_size
+    from .._console import console as stdout_console
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for header, justify in (
@@ -90,7 +90,10 @@ def _table(maps: ProcessMaps, sealed_only: bool) -> None:
         ("KIND", "left"), ("PATH", "left"),
     ):  # fmt: skip
         table.add_column(
-            header, justify="right" if justify == "right" else "left", no_wrap=header != "PATH"
+            header,
+            justify="right" if justify == "right" else "left",
+            no_wrap=header != "PATH",
+            overflow="fold" if header == "PATH" else "ellipsis",
         )
     for region in maps.regions:
         v = region.vma
@@ -100,9 +103,9 @@ def _table(maps: ProcessMaps, sealed_only: bool) -> None:
         table.add_row(
             f"{v.start:012x}-{v.end:012x}", human_size(v.size), v.perms,
             Text("sealed", style="bold green") if v.sealed else Text("-", style="dim"),
-            region.kind, v.path, style=style,
+            region.kind, Text(v.path), style=style,
         )  # fmt: skip
-    console = Console()
+    console = stdout_console()
     console.print(table)
     sealed = maps.sealed
     console.print(
