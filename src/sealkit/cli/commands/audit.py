@@ -200,7 +200,7 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
     from rich.text import Text
 
     from ...audit import KINDS, human_size
-    from .._console import console as stdout_console
+    from ..output import table_console as stdout_console
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for header, justify in (

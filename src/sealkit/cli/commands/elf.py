@@ -102,7 +102,7 @@ def _table(reports: list[ElfReport], note: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from .._console import console as stdout_console
+    from ..output import table_console as stdout_console
 
     def yes_no(value: bool | None, good: str = "yes", bad: str = "no") -> Text:
         if value is None:

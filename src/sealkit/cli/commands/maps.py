@@ -82,7 +82,7 @@ def _table(maps: ProcessMaps, sealed_only: bool) -> None:
     from rich.text import Text
 
     from ...audit import human_size
-    from .._console import console as stdout_console
+    from ..output import table_console as stdout_console
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for header, justify in (

@@ -14,7 +14,7 @@ from typing import IO
 from rich.console import Console
 
 
-def console(file: IO[str] | None = None) -> Console:
+def table_console(file: IO[str] | None = None) -> Console:
     """A console on ``file`` (stdout by default)."""
     target = file if file is not None else sys.stdout
     tty = target.isatty()
