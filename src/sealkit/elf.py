@@ -33,8 +33,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from .errors import ArgumentError, ArgumentTypeError, ParseError
 
@@ -81,8 +80,7 @@ NOT_ENFORCED_NOTE: Final = (
 # --- load layouts (struct; the audit's hot path) -----------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
+class Segment(NamedTuple):
     """One program header: type, flags (``PF_*``), file offset and size,
     virtual address and memory size, alignment."""
 
@@ -95,8 +93,7 @@ class Segment:
     align: int
 
 
-@dataclass(frozen=True, slots=True)
-class LoadLayout:
+class LoadLayout(NamedTuple):
     """The program headers of an ELF file (what the loader maps).
 
     ``loads`` are the ``PT_LOAD`` segments by address, ``relro`` the
@@ -275,8 +272,7 @@ def _note_properties(blob: bytes, little: bool, word: int) -> Iterator[tuple[int
 SealMark = Literal["yes", "no", "ignored", "section-only"]
 
 
-@dataclass(frozen=True, slots=True)
-class ElfReport:
+class ElfReport(NamedTuple):
     """One file, as ``sealkit elf`` shows it.
 
     ``error`` is set (and the rest unknown) when the file could not be read

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 from xml.sax.saxutils import escape, quoteattr
 
 from .audit import KINDS, MappedRegion, ProcessMaps, human_size
@@ -52,8 +51,7 @@ _GAP_SMALL: Final = 4
 _BIG_GAP_BYTES: Final = 1 << 16
 
 
-@dataclass(frozen=True, slots=True)
-class VmaGroup:
+class VmaGroup(NamedTuple):
     """Adjacent mappings with equal path, permissions, kind and seal."""
 
     start: int
@@ -62,7 +60,7 @@ class VmaGroup:
     kind: str
     sealed: bool
     path: str
-    count: int
+    mappings: int
 
     @property
     def size(self) -> int:
@@ -81,7 +79,7 @@ def group_regions(regions: Sequence[MappedRegion]) -> list[VmaGroup]:
                 v.start, v.path, v.perms, region.kind, sealed,
             ):  # fmt: skip
                 groups[-1] = VmaGroup(
-                    last.start, v.end, last.perms, last.kind, sealed, last.path, last.count + 1
+                    last.start, v.end, last.perms, last.kind, sealed, last.path, last.mappings + 1
                 )
                 continue
         groups.append(VmaGroup(v.start, v.end, v.perms, region.kind, sealed, v.path, 1))
@@ -199,7 +197,7 @@ def _group_shape(group: VmaGroup, y: int, h: int) -> str:
         f"{group.start:#x}-{group.end:#x} {group.perms} {group.kind} "
         f"{human_size(group.size)}{' SEALED' if group.sealed else ''}"
         f"{' ' + group.path if group.path else ''}"
-        f"{f' ({group.count} mappings)' if group.count > 1 else ''}"
+        f"{f' ({group.mappings} mappings)' if group.mappings > 1 else ''}"
     )
     parts = [
         f'<rect class={quoteattr(classes)} x="{_BAR_X}" y="{y}" width="{_BAR_W}" height="{h}" '

@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, overload
+from typing import Final, NamedTuple, overload
 
 from .errors import (
     AccessDeniedError,
@@ -487,8 +487,7 @@ def _scan_slowly(data: bytes, source: str | None) -> tuple[int, ScannedVmas]:
     return len(parsed), vmas
 
 
-@dataclass(frozen=True, slots=True)
-class TaskStatus:
+class TaskStatus(NamedTuple):
     """What a sweep needs from ``/proc/PID/status``.
 
     ``name`` is the command name (``comm``) with the kernel's escapes undone;
