@@ -415,13 +415,6 @@ class ScannedVmas(Sequence[Vma]):
         )  # fmt: skip
 
 
-def _sealed_flags(flags: bytes) -> bool:
-    # show_smap_vma_flags prints each mnemonic as "%c%c ", so a sealed
-    # mapping's line holds " sl "; the end-of-line spelling covers captures
-    # whose trailing blanks were trimmed.
-    return b" sl " in flags or flags.endswith(b" sl")
-
-
 def scan_smaps(data: bytes, source: str | None = None) -> tuple[int, ScannedVmas]:
     """Fast scan of raw ``/proc/PID/smaps`` bytes: ``(mappings, vmas)``.
 
@@ -450,7 +443,9 @@ def scan_smaps(data: bytes, source: str | None = None) -> tuple[int, ScannedVmas
         raise ParseError("smaps text has no VmFlags lines: seals cannot be read", None, source)
     if data.startswith(b"VmFlags:"):
         return _scan_slowly(data, source)  # a field before any header: let it say so
-    # Only VmFlags lines are searched, not paths.
+    # Only VmFlags lines are searched, not paths. show_smap_vma_flags prints
+    # each mnemonic as "%c%c ", so a sealed mapping's line holds " sl "; the
+    # end-of-line spellings cover captures whose trailing blanks were trimmed.
     joined = b"".join(lines)
     if not (b" sl " in joined or b" sl\n" in joined or joined.endswith(b" sl")):
         return len(lines), ScannedVmas((), (), ())
@@ -461,7 +456,7 @@ def scan_smaps(data: bytes, source: str | None = None) -> tuple[int, ScannedVmas
     first = data[: data.find(b"\n")]
     headers = [first] + [nxt for _, nxt in pairs[:-1]]
     flags = [f for f, _ in pairs]
-    tail = data.rstrip(b" \t\n")
+    tail = data[-len(lines[-1]) - 16 :].rstrip(b" \t\n")  # the end only, not a copy of all
     if (
         len(pairs) != len(lines)
         or _HEADER.fullmatch(first) is None
@@ -470,7 +465,7 @@ def scan_smaps(data: bytes, source: str | None = None) -> tuple[int, ScannedVmas
         or not tail.endswith(b"VmFlags:" + flags[-1].rstrip(b" \t"))
     ):
         return _scan_slowly(data, source)
-    sealed = tuple(i for i, f in enumerate(flags) if _sealed_flags(f))
+    sealed = tuple(i for i, f in enumerate(flags) if b" sl " in f or f.endswith(b" sl"))
     return len(headers), ScannedVmas(headers, flags, sealed, source)
 
 
@@ -584,6 +579,15 @@ class ProcessDir:
         """The process's :class:`TaskStatus` (``/proc/PID/status``)."""
         source = f"/proc/{self.pid}/status"
         text = self.read("status").decode("utf-8", "surrogateescape")
+        # Everything TaskStatus needs (Name ... Kthread, VmPeak, VmSize) comes
+        # before VmLck, and Threads follows even in a kernel thread's status
+        # (fs/proc/array.c proc_pid_status): parse only that head, a third of
+        # the text, since a sweep does this for every process.
+        for marker in ("\nVmLck:", "\nThreads:"):
+            end = text.find(marker)
+            if end > 0:
+                text = text[:end]
+                break
         return task_status(parse_status(text, source), source)
 
     def readlink(self, name: str) -> str:

@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="the host label in Prometheus output (default: uname -n)")
     parser.add_argument(
         "-j", "--jobs", type=_positive, metavar="N",
-        help="reader threads (default: one per CPU, at most 4)",
+        help="reader threads (default: one per idle CPU, at most 4)",
     )  # fmt: skip
 
 
