@@ -531,3 +531,14 @@ def test_maps_errors_are_one_line(
     jsonschema.validate(doc, MAPS_SCHEMA)
     assert doc["command"].startswith("python") and doc["pid"] != os.getpid()
     assert {"text", "relro", "heap", "stack"} <= {r["kind"] for r in doc["regions"]}
+
+
+def test_docs_python_example_runs(
+    python: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+    code = doc.split("## From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    done = python(code)
+    assert done.returncode == 0, done.stderr
+    assert "processes seen" in done.stdout and "sealkit_audit_processes" in done.stdout
+    assert done.stdout.rstrip().endswith("no")
