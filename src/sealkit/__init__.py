@@ -26,14 +26,15 @@ from .errors import (
 from .flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
 
 # --- memory: the safe sealing API (issue 2) ---
-
 # --- hardening (issue 6) ---
+from .hardening import HardenReport, harden
 
 __all__ = [
     "PAGE_SIZE",
     "AccessDeniedError",
     "ArgumentError",
     "ArgumentTypeError",
+    "HardenReport",
     "InvalidArgumentError",
     "KernelError",
     "Madv",
@@ -50,4 +51,5 @@ __all__ = [
     "UnmappedError",
     "UnsafeTargetError",
     "__version__",
+    "harden",
 ]
