@@ -37,8 +37,7 @@ import os
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from . import _syscalls, procfs
 from ._syscalls import PF_W, PF_X, PT_GNU_RELRO, PT_LOAD, LoadedObject
@@ -88,8 +87,7 @@ _SYSTEM_CAVEAT: Final = (
 # --- the report -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SealedRange:
+class SealedRange(NamedTuple):
     """A page range that was sealed (or, in a dry run, would be).
 
     ``perms`` is the protection ``/proc/self/smaps`` showed; ``already_sealed``
@@ -109,8 +107,7 @@ class SealedRange:
         return self.end - self.start
 
 
-@dataclass(frozen=True, slots=True)
-class SkippedRange:
+class SkippedRange(NamedTuple):
     """A page range of an object that was left unsealed, and why."""
 
     start: int
@@ -124,8 +121,7 @@ class SkippedRange:
         return self.end - self.start
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectReport:
+class ObjectReport(NamedTuple):
     """What happened to one loaded object (or one system mapping).
 
     ``path`` is the file as ``/proc/self/smaps`` names it (or ``[vdso]``...);
@@ -175,8 +171,7 @@ class ObjectReport:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class HardenReport:
+class HardenReport(NamedTuple):
     """The result of :func:`harden` (or of one import-hook event).
 
     ``objects`` lists every object considered, in the loader's order, then the
@@ -320,8 +315,7 @@ def _size(n: int) -> str:
 # --- planning: pure, from program headers and smaps --------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Piece:
+class _Piece(NamedTuple):
     """A page range of an object and what /proc must show there.
 
     ``perms``: the expected ``rwx`` letters (``None``: any, but never w+x);
@@ -360,7 +354,7 @@ def _perms(flags: int) -> str:
 def _cut(piece: _Piece, start: int, end: int) -> _Piece:
     """``piece`` narrowed to ``[start, end)`` (inside it), its offset following."""
     offset = None if piece.offset is None else piece.offset + (start - piece.start)
-    return replace(piece, start=start, end=end, offset=offset)
+    return piece._replace(start=start, end=end, offset=offset)
 
 
 def _carve(
@@ -423,7 +417,7 @@ def _object_pieces(obj: LoadedObject, page: int) -> tuple[list[_Piece], list[Ski
                 resolved.append(_cut(prev, prev.start, current.start))
             shared = _cut(current, current.start, both_end)
             resolved.append(
-                replace(shared, perms=None, offset=None, backing="any", shared=prev.kind)
+                shared._replace(perms=None, offset=None, backing="any", shared=prev.kind)
             )
             if prev.end > current.end:
                 current = _cut(prev, current.end, prev.end)
@@ -449,7 +443,7 @@ def _object_pieces(obj: LoadedObject, page: int) -> tuple[list[_Piece], list[Ski
         start, end = bias + ph.vaddr, bias + ph.vaddr + ph.memsz
         lo, hi = _down(start, page), _down(end, page)
         if hi > lo:
-            with_gaps = _carve(with_gaps, lo, hi, lambda p: replace(p, kind="relro", perms="r--"))
+            with_gaps = _carve(with_gaps, lo, hi, lambda p: p._replace(kind="relro", perms="r--"))
         if _up(end, page) > max(hi, lo):
             notes.append(
                 SkippedRange(
@@ -504,15 +498,17 @@ def _mismatch(piece: _Piece, vma: Vma, addr: int, ident: Vma | None) -> str:
     return ""
 
 
-@dataclass(slots=True)
 class _Plan:
     """One object's plan: ranges to seal (checked) and ranges skipped."""
 
-    path: str
-    name: str
-    base: int
-    seal: list[SealedRange]
-    skip: list[SkippedRange]
+    __slots__ = ("base", "name", "path", "seal", "skip")
+
+    def __init__(self, path: str, name: str, base: int) -> None:
+        self.path = path
+        self.name = name
+        self.base = base
+        self.seal: list[SealedRange] = []
+        self.skip: list[SkippedRange] = []
 
 
 def _check(
@@ -541,12 +537,26 @@ def plan(
     objects: Sequence[LoadedObject],
     vmas: Sequence[Vma],
     level: str = "code",
-    system: bool | None = False,
+    system: bool = False,
     page: int = 4096,
+) -> tuple[ObjectReport, ...]:
+    """What :func:`harden` would seal, per object, given the loader's objects
+    (:func:`sealkit._syscalls.loaded_objects`) and a ``/proc/PID/smaps`` (or
+    maps) snapshot. Pure: no system call, so it can be fed recorded or made-up
+    data. ``sealed`` ranges are what would be sealed.
+    """
+    return tuple(_object_report(p) for p in _plan(objects, vmas, level, system, page))
+
+
+def _plan(
+    objects: Sequence[LoadedObject],
+    vmas: Sequence[Vma],
+    level: str,
+    system: bool | None,
+    page: int,
 ) -> list[_Plan]:
-    """What :func:`harden` would seal, from the loader's objects and a smaps
-    snapshot (pure: no system call). ``system=None`` leaves system mappings
-    out of the plan entirely (the import hook's sweeps).
+    """:func:`plan`'s work, as mutable plans for :func:`_apply`.
+    ``system=None`` leaves system mappings out entirely (the hooks' sweeps).
     """
     vmas = sorted(vmas, key=lambda v: v.start)
     starts = [v.start for v in vmas]
@@ -563,20 +573,19 @@ def plan(
             continue  # the vDSO: a system mapping, planned below by name
         name = obj.name
         path = ident.path if ident is not None and ident.inode else (name or "(main program)")
-        entry = _Plan(path, name, obj.addr, [], [])
+        entry = _Plan(path, name, obj.addr)
         plans.append(entry)
         span = SkippedRange(pieces[0].start, pieces[-1].end, "text", "")
         if ident is None or ident.inode == 0:
             why = "not mapped" if ident is None else "not mapped from a file"
             entry.skip.append(
-                replace(span, kind=first.kind, reason=f"first segment {why}: object ambiguous")
+                span._replace(kind=first.kind, reason=f"first segment {why}: object ambiguous")
             )
             continue
         actual = ident.offset + (first.start - ident.start)
         if first.offset is not None and actual != first.offset:
             entry.skip.append(
-                replace(
-                    span,
+                span._replace(
                     kind=first.kind,
                     reason=(
                         f"first segment maps file offset {actual:#x}, expected {first.offset:#x}: "
@@ -660,13 +669,13 @@ def plan(
         for vma in vmas:
             if vma.path not in SYSTEM_MAPPINGS:
                 continue
-            entry = _Plan(vma.path, "", vma.start, [], [])
+            entry = _Plan(vma.path, "", vma.start)
             plans.append(entry)
             piece = _Piece(vma.start, vma.end, vma.path, None, None, "system")
             if system:
                 _check(piece, vmas, starts, None, entry)
-                entry.seal = [replace(r, kind="system") for r in entry.seal]
-                entry.skip = [replace(r, kind="system") for r in entry.skip]
+                entry.seal = [r._replace(kind="system") for r in entry.seal]
+                entry.skip = [r._replace(kind="system") for r in entry.skip]
             else:
                 entry.skip.append(SkippedRange(vma.start, vma.end, "system", _SYSTEM_CAVEAT))
     return plans
@@ -684,7 +693,7 @@ def _merge_sealed(ranges: Iterable[SealedRange]) -> tuple[SealedRange, ...]:
             and last.end == r.start
             and (last.kind, last.perms, last.already_sealed) == (r.kind, r.perms, r.already_sealed)
         ):
-            out[-1] = replace(last, end=r.end)
+            out[-1] = last._replace(end=r.end)
         else:
             out.append(r)
     return tuple(out)
@@ -695,7 +704,7 @@ def _merge_skipped(ranges: Iterable[SkippedRange]) -> tuple[SkippedRange, ...]:
     for r in sorted(ranges, key=lambda r: (r.start, r.end)):
         last = out[-1] if out else None
         if last and last.end == r.start and (last.kind, last.reason) == (r.kind, r.reason):
-            out[-1] = replace(last, end=r.end)
+            out[-1] = last._replace(end=r.end)
         else:
             out.append(r)
     return tuple(out)
@@ -740,6 +749,10 @@ def _apply(plans: list[_Plan]) -> None:
         plans[i].skip.append(SkippedRange(r.start, r.end, r.kind, reason))
 
 
+def _object_report(p: _Plan) -> ObjectReport:
+    return ObjectReport(p.path, p.name, p.base, _merge_sealed(p.seal), _merge_skipped(p.skip))
+
+
 def _report(
     plans: list[_Plan],
     level: str,
@@ -750,10 +763,7 @@ def _report(
     page: int,
     started: float,
 ) -> HardenReport:
-    objects = tuple(
-        ObjectReport(p.path, p.name, p.base, _merge_sealed(p.seal), _merge_skipped(p.skip))
-        for p in plans
-    )
+    objects = tuple(_object_report(p) for p in plans)
     return HardenReport(
         level, system, imports, dry_run, trigger, page, objects, time.perf_counter() - started
     )
@@ -823,7 +833,7 @@ def harden(
     page = _page_size()
     with _STATE.lock:
         objects = _syscalls.loaded_objects()
-        plans = plan(objects, procfs.read_smaps(), level, system, page)
+        plans = _plan(objects, procfs.read_smaps(counters=False), level, system, page)
         if not dry_run:
             _apply(plans)
             _STATE.seen.update(_key(o) for o in objects)
@@ -857,7 +867,12 @@ def _after_load(trigger: str) -> None:
                 if not new:
                     return
                 page = _page_size()
-                plans = plan(new, procfs.read_smaps(), level, None, page)
+                # /proc/self/maps, not smaps: smaps walks the page tables of the
+                # whole process on every read (its cost grows with RSS, and this
+                # runs on every extension import); maps shows the same layout,
+                # perms, files and offsets. What only smaps has, the seal bit,
+                # a just-loaded object cannot have; re-sealing would be a no-op.
+                plans = _plan(new, procfs.read_maps(), level, None, page)
                 _apply(plans)
                 _STATE.seen.update(_key(o) for o in new)
                 report = _report(plans, level, False, True, False, trigger, page, started)
