@@ -35,7 +35,9 @@ PY = sys.executable
 # cache lives outside the source tree.
 PYCACHE = tempfile.mkdtemp(prefix="bench-harden-pyc-")
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-ENV.update(PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONPYCACHEPREFIX=PYCACHE)
+ENV.update(
+    PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONPYCACHEPREFIX=PYCACHE
+)
 
 TIME_HARDEN = """
 import time

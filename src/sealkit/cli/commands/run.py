@@ -158,6 +158,8 @@ class _StdinTarget(_Target):
 
     def execute(self) -> None:
         main = _fresh_main()
+        main.__file__ = "<stdin>"  # as PyRun_SimpleFileExFlags sets it
+        vars(main)["__cached__"] = None
         source = sys.stdin.read()
         exec(compile(source, "<stdin>", "exec", dont_inherit=True), main.__dict__)
 
@@ -221,7 +223,8 @@ class _ScriptTarget(_Target):
         import os  # noqa: PLC0415
 
         if self.importer:
-            return self.path
+            # Python/initconfig.c config_run_filename_abspath: made absolute.
+            return os.path.abspath(self.path)
         # Python/pathconfig.c _PyPathConfig_ComputeSysPath0: the directory of
         # the script with symbolic links resolved.
         return os.path.dirname(os.path.realpath(self.path))
