@@ -238,7 +238,11 @@ class HardenReport(NamedTuple):
             text += f" ({_size(already)} already sealed)"
         text += f", {len(self.skipped)} ranges skipped"
         if self.imports:
-            text += ", later imports sealed as they load"
+            text += (
+                ", would seal later imports as they load"
+                if self.dry_run
+                else ", later imports sealed as they load"
+            )
         return text + f" [{self.seconds * 1e3:.1f} ms]"
 
     def __str__(self) -> str:
@@ -561,123 +565,140 @@ def _plan(
     vmas = sorted(vmas, key=lambda v: v.start)
     starts = [v.start for v in vmas]
     plans: list[_Plan] = []
-    claimed: list[tuple[int, int, int]] = []  # (start, end, plan index) of strong pieces
-    pending: list[tuple[int, list[_Piece], Vma]] = []
+    checked: list[tuple[_Plan, list[_Piece], Vma]] = []
     for obj in objects:
-        pieces, notes = _object_pieces(obj, page)
-        if not pieces:
-            continue
-        first = next((p for p in pieces if p.backing == "file"), pieces[0])
-        ident = _vma_at(vmas, starts, first.start)
-        if ident is not None and ident.inode == 0 and ident.path.startswith("["):
-            continue  # the vDSO: a system mapping, planned below by name
-        name = obj.name
-        path = ident.path if ident is not None and ident.inode else (name or "(main program)")
-        entry = _Plan(path, name, obj.addr)
-        plans.append(entry)
-        span = SkippedRange(pieces[0].start, pieces[-1].end, "text", "")
-        if ident is None or ident.inode == 0:
-            why = "not mapped" if ident is None else "not mapped from a file"
-            entry.skip.append(
-                span._replace(kind=first.kind, reason=f"first segment {why}: object ambiguous")
-            )
-            continue
-        actual = ident.offset + (first.start - ident.start)
-        if first.offset is not None and actual != first.offset:
-            entry.skip.append(
-                span._replace(
-                    kind=first.kind,
-                    reason=(
-                        f"first segment maps file offset {actual:#x}, expected {first.offset:#x}: "
-                        "object ambiguous"
-                    ),
-                )
-            )
-            continue
-        if level == "code":
-            entry.skip.extend(notes)
-        chosen: list[_Piece] = []
-        for piece in pieces:
-            if piece.perms is not None and "w" in piece.perms and "x" in piece.perms:
-                entry.skip.append(
-                    SkippedRange(
-                        piece.start,
-                        piece.end,
-                        piece.kind,
-                        "writable and executable segment: never sealed",
-                    )
-                )
-            elif level == "all":
-                chosen.append(piece)
-            elif piece.kind in CODE_KINDS:
-                if piece.shared:
-                    entry.skip.append(
-                        SkippedRange(
-                            piece.start,
-                            piece.end,
-                            piece.kind,
-                            f"page shared by a {piece.shared} and a {piece.kind} segment: "
-                            "its protection is ambiguous",
-                        )
-                    )
-                else:
-                    chosen.append(piece)
-        index = len(plans) - 1
-        claimed += [(p.start, p.end, index) for p in chosen if p.kind != "gap"]
-        pending.append((index, chosen, ident))
+        planned = _plan_object(obj, vmas, starts, level, page)
+        if planned is not None:
+            plans.append(planned[0])
+            if planned[2] is not None:
+                checked.append((planned[0], planned[1], planned[2]))
+    conflicts = _conflicts([(entry.path, chosen) for entry, chosen, _ in checked])
+    for i, (entry, chosen, ident) in enumerate(checked):
+        for piece in chosen:
+            for part in _without(piece, conflicts.get(i, ()), entry):
+                _check(part, vmas, starts, ident, entry)
+    if system is not None:
+        plans += _plan_system(vmas, starts, system)
+    return plans
 
-    # Two objects claiming the same page: never expected, never guessed at.
-    claimed.sort()
-    conflicts: dict[int, list[tuple[int, int, str]]] = {}
+
+def _plan_object(
+    obj: LoadedObject, vmas: Sequence[Vma], starts: Sequence[int], level: str, page: int
+) -> tuple[_Plan, list[_Piece], Vma | None] | None:
+    """One object's plan before the smaps check: the pieces ``level`` wants,
+    and the VMA that fixes the object's identity (``None``: object skipped).
+    ``None`` for an object with no segment or for the vDSO (a system mapping).
+    """
+    pieces, notes = _object_pieces(obj, page)
+    if not pieces:
+        return None
+    first = next((p for p in pieces if p.backing == "file"), pieces[0])
+    ident = _vma_at(vmas, starts, first.start)
+    if ident is not None and ident.inode == 0 and ident.path.startswith("["):
+        return None  # the vDSO: planned by name with the system mappings
+    # The first segment fixes identity: the file (device, inode) mapped where
+    # the loader put the object, at the offset its header names. Every other
+    # range must then be that file at consistent offsets (_mismatch).
+    why = ""
+    if ident is None:
+        why = "first segment not mapped"
+    elif ident.inode == 0:
+        why = "first segment not mapped from a file"
+    elif first.offset is not None and ident.offset + (first.start - ident.start) != first.offset:
+        actual = ident.offset + (first.start - ident.start)
+        why = f"first segment maps file offset {actual:#x}, expected {first.offset:#x}"
+    path = ident.path if ident is not None and ident.inode else (obj.name or "(main program)")
+    entry = _Plan(path, obj.name, obj.addr)
+    if why:
+        reason = f"{why}: object ambiguous"
+        entry.skip.append(SkippedRange(pieces[0].start, pieces[-1].end, first.kind, reason))
+        return entry, [], None
+    if level == "code":
+        entry.skip.extend(notes)
+    chosen: list[_Piece] = []
+    for piece in pieces:
+        if piece.perms is not None and "w" in piece.perms and "x" in piece.perms:
+            reason = "writable and executable segment: never sealed"
+            entry.skip.append(SkippedRange(piece.start, piece.end, piece.kind, reason))
+        elif level == "all":
+            chosen.append(piece)
+        elif piece.kind in CODE_KINDS and piece.shared:
+            reason = (
+                f"page shared by a {piece.shared} and a {piece.kind} segment: "
+                "its protection is ambiguous"
+            )
+            entry.skip.append(SkippedRange(piece.start, piece.end, piece.kind, reason))
+        elif piece.kind in CODE_KINDS:
+            chosen.append(piece)
+    return entry, chosen, ident
+
+
+def _conflicts(
+    claims: Sequence[tuple[str, Sequence[_Piece]]],
+) -> dict[int, list[tuple[int, int, str]]]:
+    """Ranges two objects both claim (never expected: never guessed at), per
+    claimant index, with the other's path. Gaps are weak claims: ignored.
+    """
+    spans = sorted(
+        (p.start, p.end, i) for i, (_, pieces) in enumerate(claims) for p in pieces
+        if p.kind != "gap"
+    )  # fmt: skip
+    found: dict[int, list[tuple[int, int, str]]] = {}
     active: list[tuple[int, int, int]] = []
-    for start, end, index in claimed:
+    for start, end, index in spans:
         active = [a for a in active if a[1] > start]
         for _, other_end, other in active:
             if other != index:
                 lo, hi = start, min(end, other_end)
-                conflicts.setdefault(index, []).append((lo, hi, plans[other].path))
-                conflicts.setdefault(other, []).append((lo, hi, plans[index].path))
+                found.setdefault(index, []).append((lo, hi, claims[other][0]))
+                found.setdefault(other, []).append((lo, hi, claims[index][0]))
         active.append((start, end, index))
+    return found
 
-    for index, chosen, ident in pending:
-        entry = plans[index]
-        for piece in chosen:
-            parts = [piece]
-            for lo, hi, other_path in conflicts.get(index, ()):
-                kept: list[_Piece] = []
-                for part in parts:
-                    if part.end <= lo or part.start >= hi:
-                        kept.append(part)
-                        continue
-                    entry.skip.append(
-                        SkippedRange(
-                            max(part.start, lo),
-                            min(part.end, hi),
-                            part.kind,
-                            f"also claimed by {other_path}",
-                        )
-                    )
-                    if part.start < lo:
-                        kept.append(_cut(part, part.start, lo))
-                    if part.end > hi:
-                        kept.append(_cut(part, hi, part.end))
-                parts = kept
-            for part in parts:
-                _check(part, vmas, starts, ident, entry)
 
-    if system is not None:
-        for vma in vmas:
-            if vma.path not in SYSTEM_MAPPINGS:
+def _without(
+    piece: _Piece, conflicts: Iterable[tuple[int, int, str]], entry: _Plan
+) -> list[_Piece]:
+    """``piece`` minus the conflicting ranges, which go to ``entry.skip``."""
+    parts = [piece]
+    for lo, hi, other in conflicts:
+        kept: list[_Piece] = []
+        for part in parts:
+            if part.end <= lo or part.start >= hi:
+                kept.append(part)
                 continue
-            entry = _Plan(vma.path, "", vma.start)
-            plans.append(entry)
-            piece = _Piece(vma.start, vma.end, vma.path, None, None, "system")
-            if system:
-                _check(piece, vmas, starts, None, entry)
-                entry.seal = [r._replace(kind="system") for r in entry.seal]
-                entry.skip = [r._replace(kind="system") for r in entry.skip]
-            else:
-                entry.skip.append(SkippedRange(vma.start, vma.end, "system", _SYSTEM_CAVEAT))
+            reason = f"also claimed by {other}"
+            entry.skip.append(
+                SkippedRange(max(part.start, lo), min(part.end, hi), part.kind, reason)
+            )
+            if part.start < lo:
+                kept.append(_cut(part, part.start, lo))
+            if part.end > hi:
+                kept.append(_cut(part, hi, part.end))
+        parts = kept
+    return parts
+
+
+def _plan_system(vmas: Sequence[Vma], starts: Sequence[int], system: bool) -> list[_Plan]:
+    """``[vdso]``, ``[vvar]``, ``[vvar_vclock]``: whole VMAs, sealed only when asked."""
+    plans = []
+    for vma in vmas:
+        if vma.path not in SYSTEM_MAPPINGS:
+            continue
+        entry = _Plan(vma.path, "", vma.start)
+        plans.append(entry)
+        if system:
+            _check(
+                _Piece(vma.start, vma.end, vma.path, None, None, "system"),
+                vmas,
+                starts,
+                None,
+                entry,
+            )
+            entry.seal = [r._replace(kind="system") for r in entry.seal]
+            entry.skip = [r._replace(kind="system") for r in entry.skip]
+        else:
+            entry.skip.append(SkippedRange(vma.start, vma.end, "system", _SYSTEM_CAVEAT))
     return plans
 
 
@@ -784,6 +805,17 @@ class _State:
 
 
 _STATE: Final = _State()
+
+
+def _after_fork_in_child() -> None:
+    # A thread of the parent may have held the lock mid-sweep when another
+    # forked: in the child that thread is gone and the lock would never be
+    # released, so the child's next extension import would hang.
+    _STATE.lock = _thread.RLock()
+    _STATE.busy = False
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _key(obj: LoadedObject) -> tuple[int, str]:

@@ -490,6 +490,59 @@ def test_concurrent_imports_while_hardening(python: RunPython) -> None:
     assert result == {"errors": [], "alive": False, "unsealed text": []}
 
 
+def test_hook_level_follows_the_strongest_request(python: RunPython) -> None:
+    result = child(
+        python,
+        """
+        def states(part):
+            return sorted({(v.perms, bool(v.sealed)) for v in procfs.read_smaps() if part in v.path})
+        sealkit.harden(imports=True)
+        import _csv
+        csv_then = states("_csv.cpython")
+        sealkit.harden("all", imports=True)
+        import _queue
+        print(json.dumps({"_csv then": csv_then, "_csv": states("_csv.cpython"),
+                          "_queue": states("_queue.cpython")}))
+        """,
+    )
+    assert ["rw-p", False] in result["_csv then"] and ["r-xp", True] in result["_csv then"]
+    # Level "all" from then on: _queue's data too, and _csv's (the second harden swept it).
+    for name in ("_csv", "_queue"):
+        assert all(sealed for _, sealed in result[name]) and ["rw-p", True] in result[name]
+
+
+def test_fork_while_a_sweep_holds_the_lock(python: RunPython) -> None:
+    # A thread holds the hooks' lock (as mid-sweep) when the main thread forks:
+    # the child's imports must not wait for a thread that does not exist there.
+    result = child(
+        python,
+        """
+        import signal, threading
+        from sealkit import hardening
+        sealkit.harden(imports=True)
+        held, release = threading.Event(), threading.Event()
+        def holder():
+            with hardening._STATE.lock:
+                held.set()
+                release.wait()
+        t = threading.Thread(target=holder)
+        t.start()
+        held.wait()
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(20)
+            import _csv
+            ok = any(v.sealed for v in procfs.read_smaps() if "_csv.cpython" in v.path)
+            os._exit(0 if ok else 3)
+        status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        release.set()
+        t.join()
+        print(json.dumps({"child": status}))
+        """,
+    )
+    assert result == {"child": 0}
+
+
 C_SOURCE = """
 int counter = 1;
 static const char msg[8192] = "hello";
