@@ -191,3 +191,12 @@ def test_bad_usage_is_one_line_exit_2(
     assert result.returncode == 2
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
+
+
+def test_run_loads_no_heavy_dependency(sealkit_cli: RunSealkit, tmp_path: Path) -> None:
+    # What the program finds already imported when it starts.
+    code = (
+        "import sys; print(sorted(m for m in ('rich', 'psutil', 'elftools') if m in sys.modules))"
+    )
+    result = sealkit_cli("run", "-c", code, cwd=str(tmp_path))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "[]\n", "")
