@@ -402,9 +402,8 @@ class _DlPhdrInfo(ctypes.Structure):
     )
 
 
-_PHDR64: Final = struct.Struct(
-    "=IIQQQQQQ"
-)  # p_type p_flags p_offset p_vaddr p_paddr p_filesz p_memsz p_align
+# Elf64_Phdr: p_type p_flags p_offset p_vaddr p_paddr p_filesz p_memsz p_align
+_PHDR64: Final = struct.Struct("=IIQQQQQQ")
 _DlCallback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(_DlPhdrInfo), ctypes.c_size_t, ctypes.c_void_p
 )

@@ -208,9 +208,10 @@ def read_smaps(
     """Parsed ``/proc/PID/smaps``, with ``VmFlags`` (and so ``sealed``).
 
     ``counters=False`` parses only the mapping lines and ``VmFlags``, leaving
-    ``fields`` empty: a few times faster, for callers that need the layout
-    and the seal bits only (``harden()`` reads smaps on every import it
-    seals). A ``ParseError``'s line number then counts those lines only.
+    ``fields`` empty: about three times faster, for callers that need the
+    layout and the seal bits only (``harden()``, on the start-up path of
+    ``sealkit run``). A ``ParseError``'s line number then counts those lines
+    only.
     """
     name = resolve_pid(pid)
     text = _read_text(os.path.join(procfs, name, "smaps"), name)
