@@ -245,66 +245,50 @@ class HardenReport(NamedTuple):
             )
         return text + f" [{self.seconds * 1e3:.1f} ms]"
 
+    def _rows(self, obj: ObjectReport) -> list[tuple[int, int, str, str, int, str]]:
+        """``(start, end, kind, perms, size, status)`` per range of ``obj``, by address."""
+        state = "would seal" if self.dry_run else "sealed"
+        rows = [
+            (r.start, r.end, r.kind, r.perms, r.size,
+             "already sealed" if r.already_sealed else state)
+            for r in obj.sealed
+        ]  # fmt: skip
+        rows += [(r.start, r.end, r.kind, "", r.size, f"skipped: {r.reason}") for r in obj.skipped]
+        return sorted(rows)
+
     def __str__(self) -> str:
         lines = [self.summary()]
-        state = "would seal" if self.dry_run else "sealed"
         for obj in self.objects:
             lines.append(f"  {obj.path}  (base {obj.base:#x})")
-            rows = [
-                (
-                    r.start,
-                    r.end,
-                    r.kind,
-                    r.perms,
-                    r.size,
-                    "already sealed" if r.already_sealed else state,
-                )
-                for r in obj.sealed
+            lines += [
+                f"    {start:#014x}-{end:#014x} {kind:<6} {perms:<3} {_size(size):>10}  {status}"
+                for start, end, kind, perms, size, status in self._rows(obj)
             ]
-            rows += [
-                (r.start, r.end, r.kind, "", r.size, f"skipped: {r.reason}") for r in obj.skipped
-            ]
-            for start, end, kind, perms, size, status in sorted(rows):
-                lines.append(
-                    f"    {start:#014x}-{end:#014x} {kind:<6} {perms:<3} {_size(size):>10}  {status}"
-                )
         return "\n".join(lines)
 
     def __rich__(self) -> RenderableType:
         """A rich table (rich is imported only when a report is rendered)."""
         from rich.table import Table  # noqa: PLC0415 - keep `import sealkit` light
+        from rich.text import Text  # noqa: PLC0415
 
-        table = Table(title=self.summary(), title_justify="left", expand=False)
+        table = Table(title=Text(self.summary()), title_justify="left", expand=False)
         for column in ("object", "range", "kind", "perms", "size", "status"):
             table.add_column(column, justify="right" if column == "size" else "left")
-        state = "would seal" if self.dry_run else "sealed"
+        styles = {"sealed": "green", "would seal": "green", "already sealed": "dim"}
         for obj in self.objects:
-            first = True
-            rows = [
-                (
-                    r.start,
-                    r.end,
-                    r.kind,
-                    r.perms,
-                    r.size,
-                    "[dim]already sealed[/]" if r.already_sealed else f"[green]{state}[/]",
-                )
-                for r in obj.sealed
-            ]
-            rows += [
-                (r.start, r.end, r.kind, "", r.size, f"[yellow]skipped:[/] {r.reason}")
-                for r in obj.skipped
-            ]
-            for start, end, kind, perms, size, status in sorted(rows):
+            name = os.path.basename(obj.path) or obj.path
+            for start, end, kind, perms, size, status in self._rows(obj):
                 table.add_row(
-                    os.path.basename(obj.path) if first else "",
+                    # Text, not markup: "[vdso]" and reasons naming "[heap]"
+                    # would otherwise be read as style tags.
+                    Text(name),
                     f"{start:#x}-{end:#x}",
                     kind,
                     perms,
                     _size(size),
-                    status,
+                    Text(status, style=styles.get(status, "yellow")),
                 )
-                first = False
+                name = ""
         return table
 
 

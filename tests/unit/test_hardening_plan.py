@@ -266,7 +266,8 @@ def test_page_size_comes_from_the_caller() -> None:
 
 
 def test_report_renders_as_text_json_and_rich() -> None:
-    objects = plan([TYPICAL], TYPICAL_SMAPS, "code")
+    vdso = smaps((0x100, 0x102, "r-xp", None, "[vdso]"))
+    objects = plan([TYPICAL], [*TYPICAL_SMAPS, *vdso], "code")
     report = HardenReport("code", False, False, True, "harden()", P, objects, 0.001)
     text = str(report)
     assert text.splitlines()[0].startswith("harden(): level=code: would seal 20.0 KiB in 4 ranges")
@@ -284,6 +285,7 @@ def test_report_renders_as_text_json_and_rich() -> None:
     out = io.StringIO()
     Console(file=out, width=200, color_system=None).print(report)
     assert "libx.so" in out.getvalue() and "would seal" in out.getvalue()
+    assert "[vdso]" in out.getvalue()  # plain text, not taken for a style tag
     assert isinstance(report.objects[0].sealed[0], SealedRange)
 
 

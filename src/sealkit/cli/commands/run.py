@@ -33,6 +33,10 @@ ORDER = 60
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = (
+        "sealkit run [--level code|all] [--imports] [--system] [--report]\n"
+        "                   (script.py | -m MODULE | -c CODE | -) [args ...]"
+    )
     parser.add_argument(
         "--level",
         choices=("code", "all"),
