@@ -11,6 +11,7 @@ located through ``/proc/self/maps``. Seal bits are read back from
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import shutil
 import subprocess
@@ -327,8 +328,9 @@ print(json.dumps(out))
 def test_imports_and_ctypes_loads_are_sealed_as_they_load(
     python: RunPython, libs: dict[str, str], tmp_path: Path
 ) -> None:
-    (tmp_path / "brokenext.cpython-311-x86_64-linux-gnu.so").write_bytes(b"not an ELF file\n")
-    shutil.copy(libs["plain"], tmp_path / "noinit.cpython-311-x86_64-linux-gnu.so")
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]  # ".cpython-311-x86_64-linux-gnu.so"
+    (tmp_path / f"brokenext{suffix}").write_bytes(b"not an ELF file\n")
+    shutil.copy(libs["plain"], tmp_path / f"noinit{suffix}")
     shutil.copy(libs["plain"], tmp_path / "plain.so")
     plain = child(python, HOOK_BODY, "plain", str(tmp_path))
     hooked = child(python, HOOK_BODY, "hooked", str(tmp_path))
