@@ -25,6 +25,9 @@ from .errors import (
 )
 from .flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
 
+# --- hardening (issue 6) ---
+from .hardening import HardenReport, harden
+
 # --- memory: the safe sealing API (issue 2) ---
 from .memory import (
     CodePages,
@@ -40,14 +43,13 @@ from .memory import (
     support,
 )
 
-# --- hardening (issue 6) ---
-
 __all__ = [
     "PAGE_SIZE",
     "AccessDeniedError",
     "ArgumentError",
     "ArgumentTypeError",
     "CodePages",
+    "HardenReport",
     "InvalidArgumentError",
     "KernelError",
     "Madv",
@@ -69,6 +71,7 @@ __all__ = [
     "UnsafeTargetError",
     "__version__",
     "freeze",
+    "harden",
     "is_sealed",
     "seal",
     "seal_mmap",
