@@ -3,8 +3,8 @@
 The benchmark makes the host busy itself: it starts at least 200 Python
 interpreters that import a handful of modules (so they have realistic
 mappings: the interpreter, libpython, extension modules, locale files,
-malloc arenas) and wait; one in five also seals memory (an anonymous page
-and a private mapping of a file), so the sweep classifies some sealed
+malloc arenas) and wait; one in five also seals memory through the library
+(a ``Pages`` page and a ``map_file`` mapping of a file), so the sweep classifies some sealed
 processes too. Then, in the same run, it times the two commands in
 alternating order, several rounds, and prints the median ratio. The kernel
 generating smaps text is the floor both commands share.
@@ -45,15 +45,11 @@ CHILD = r"""
 import sys, os, json, decimal, sqlite3, ssl, asyncio, email.parser, ctypes
 sealed = []
 if sys.argv[1] == "seal":
-    from sealkit import _syscalls
-    from sealkit.flags import MapFlag, Prot
-    page = _syscalls.mmap(0, 4096, Prot.READ | Prot.WRITE, MapFlag.PRIVATE | MapFlag.ANONYMOUS, -1, 0)
-    _syscalls.mseal(page, 4096)
-    fd = os.open(sys.argv[2], os.O_RDONLY)
-    fmap = _syscalls.mmap(0, 8192, Prot.READ, MapFlag.PRIVATE, fd, 0)
-    os.close(fd)
-    _syscalls.mseal(fmap, 8192)
-    sealed = [[page, page + 4096], [fmap, fmap + 8192]]
+    import sealkit
+    page = sealkit.Pages(4096)
+    page.seal()
+    mapped = sealkit.map_file(sys.argv[2], length=8192)
+    sealed = [[page.address, page.address + 4096], [mapped.address, mapped.address + 8192]]
 blob = [bytes(1000) * i for i in range(200)]  # some heap, so page tables exist
 sys.stdout.write(json.dumps(sealed) + "\n")
 sys.stdout.flush()

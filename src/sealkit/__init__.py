@@ -28,28 +28,35 @@ from .errors import (
 )
 from .flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
 
-# --- memory: the safe sealing API (issue 2) ---
-# Loaded on first use (PEP 562 module __getattr__): importing memory loads
-# ctypes and libc, which costs more start-up time than a whole host audit
-# spends in Python; `import sealkit` and every `sealkit` command pay only for
-# what they use.
-_LAZY: dict[str, str] = dict.fromkeys(
-    (
-        "CodePages", "Pages", "PageState", "SealedMmap", "Support", "freeze", "is_sealed",
-        "seal", "seal_mmap", "sealed_ranges", "support",
+# --- hardening (issue 6) and memory, the safe sealing API (issue 2) ---
+# Loaded on first use (PEP 562 module __getattr__): they load ctypes, libc and
+# the hardening planner, which cost more start-up time than a whole host
+# `sealkit audit` spends in Python; `import sealkit` and each `sealkit`
+# command pay only for what they use.
+_LAZY: dict[str, str] = {
+    "HardenReport": "hardening",
+    "harden": "hardening",
+    **dict.fromkeys(
+        (
+            "CodePages", "Pages", "PageState", "SealedFile", "SealedMmap", "Support", "freeze",
+            "is_sealed", "map_file", "seal", "seal_mmap", "sealed_ranges", "support",
+        ),
+        "memory",
     ),
-    "memory",
-)  # fmt: skip
+}  # fmt: skip
 
 if TYPE_CHECKING:
+    from .hardening import HardenReport, harden
     from .memory import (
         CodePages,
         Pages,
         PageState,
+        SealedFile,
         SealedMmap,
         Support,
         freeze,
         is_sealed,
+        map_file,
         seal,
         seal_mmap,
         sealed_ranges,
@@ -57,7 +64,14 @@ if TYPE_CHECKING:
     )
 
 
+# Submodules an eager `import sealkit` used to load, still reachable as
+# attributes (`sealkit.hardening.hook_reports()` after `import sealkit`).
+_SUBMODULES: frozenset[str] = frozenset({"hardening", "memory", "procfs", "_syscalls"})
+
+
 def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)  # sets the attribute
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -70,14 +84,13 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-# --- hardening (issue 6) ---
-
 __all__ = [
     "PAGE_SIZE",
     "AccessDeniedError",
     "ArgumentError",
     "ArgumentTypeError",
     "CodePages",
+    "HardenReport",
     "InvalidArgumentError",
     "KernelError",
     "Madv",
@@ -90,6 +103,7 @@ __all__ = [
     "ProcessGoneError",
     "Prot",
     "SealedError",
+    "SealedFile",
     "SealedMmap",
     "SealingDeniedError",
     "SealkitError",
@@ -99,7 +113,9 @@ __all__ = [
     "UnsafeTargetError",
     "__version__",
     "freeze",
+    "harden",
     "is_sealed",
+    "map_file",
     "seal",
     "seal_mmap",
     "sealed_ranges",

@@ -1,7 +1,7 @@
 """``sealkit audit`` and ``sealkit maps`` against real processes that seal.
 
 Children seal memory through the library (a sealed ``Pages`` page and a
-sealed ``mmap`` of a file); the audit and maps must report exactly those
+sealed mapping of a file, ``map_file``); the audit and maps must report exactly those
 ranges as sealed and nothing else. Other children seal an extension
 module's mappings, the vDSO and the stack (through the raw call, as
 hardening does) or a C program's ``.bss``, to hold the classification to
@@ -39,17 +39,15 @@ MAPS_SCHEMA = json.loads((DATA / "maps.schema.json").read_text())
 PAGE = 4096
 
 SEALER = r"""
-import json, mmap, sys
+import json, sys
 import sealkit
 open("/proc/self/comm", "w").write(sys.argv[2])
 pages = sealkit.Pages(4096)
 pages.write(b"a sealed page")
 pages.seal()
-with open(sys.argv[1], "rb") as fh:
-    m = mmap.mmap(fh.fileno(), 8192, access=mmap.ACCESS_READ)
-sealed = sealkit.seal_mmap(m)
+mapped = sealkit.map_file(sys.argv[1], length=8192)  # read-only, shared, sealed
 print(json.dumps({"page": [pages.address, pages.address + 4096],
-                  "file": [sealed.address, sealed.address + sealed.length]}), flush=True)
+                  "file": [mapped.address, mapped.address + mapped.size]}), flush=True)
 sys.stdin.read()
 """
 
