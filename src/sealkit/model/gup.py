@@ -136,9 +136,8 @@ def faultin_page_range(mm: AddressSpace, start: int, end: int, write: bool) -> i
 
 def write_kind(op_tag: str | None, addr: int, o: int) -> Kind:
     """The kind a ``Write`` leaves on a run whose page ``o`` is at ``addr``."""
-    if op_tag is not None:
-        tag = op_tag[:1] or "?"
-        return tag if tag not in (GUARD,) else "?"
+    if op_tag:
+        return op_tag[0]
     zoned = MODEL_BASES.zone_of(addr)
     zone_page = (zoned[1] >> PAGE_SHIFT) if zoned is not None else addr >> PAGE_SHIFT
     # A pattern run gives each page write_token(None, its zone page), as ops.Write says.

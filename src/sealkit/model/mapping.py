@@ -330,8 +330,10 @@ def sys_brk(mm: AddressSpace, op: Op) -> int:
             return origbrk
         mm.brk = brk
         return brk
-    # check_brk_limits(): get_unmapped_area(MAP_FIXED)
-    if newbrk - oldbrk > TASK_SIZE or oldbrk > TASK_SIZE - (newbrk - oldbrk):
+    # check_brk_limits(): get_unmapped_area(MAP_FIXED). The length is an
+    # unsigned difference: a break near 2^64 rounds to 0 and wraps.
+    grow = (newbrk - oldbrk) & M64
+    if grow > TASK_SIZE or oldbrk > TASK_SIZE - grow:
         return origbrk
     nxt = mm.intersect(oldbrk, newbrk + PAGE + STACK_GUARD_GAP)
     if nxt is not None and newbrk + PAGE > vm_start_gap(nxt):
@@ -339,7 +341,7 @@ def sys_brk(mm: AddressSpace, op: Op) -> int:
     prev = mm.vmas.before(oldbrk)
     if prev is not None and prev.end <= mm.start_brk:
         prev = None  # vma_prev_limit(vmi, mm->start_brk)
-    if do_brk_flags(mm, prev, oldbrk, newbrk - oldbrk):
+    if do_brk_flags(mm, prev, oldbrk, grow):
         return origbrk
     mm.brk = brk
     return brk
