@@ -25,7 +25,6 @@ from .vma import (
     VM_ACCOUNT,
     VM_DONTDUMP,
     VM_DROPPABLE,
-    VM_EXEC,
     VM_GROWSDOWN,
     VM_LOCKED,
     VM_MAYEXEC,
@@ -397,5 +396,3 @@ def expand_stack(mm: AddressSpace, addr: int) -> int:
 
 
 __all__ = ["do_mmap", "expand_stack", "mmap_region", "sys_brk", "sys_mmap", "sys_munmap"]
-
-assert VM_EXEC == PROT_EXEC and VM_MAYSHARE == 0x80

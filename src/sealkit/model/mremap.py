@@ -434,6 +434,3 @@ def mremap_to_610(mm: AddressSpace, vrm: Remap) -> int:
     if err:
         return err
     return move_vma(mm, vrm)
-
-
-assert VM_MAYSHARE

@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable
 from typing import Final
 
 from .. import ops as _ops
-from ..flags import PAGE_SIZE, Prot
+from ..flags import Prot
 from ..layout import Layout, Run
 from ..ops import FILE_PAGES, MODEL_BASES, Op
 from . import content, fork, gup, madvise, mapping, mlock, mprotect, mremap
@@ -499,6 +499,3 @@ class AddressSpace:
 
 def _prot(flags: int) -> Prot:
     return Prot(flags & VM_ACCESS_FLAGS)
-
-
-assert PAGE == PAGE_SIZE
