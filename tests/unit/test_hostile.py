@@ -263,6 +263,24 @@ PURE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]
         (st.one_of(junk, st.text(max_size=8)), path, path),
     ),
     "resolve_pid": (procfs.resolve_pid, (pid,)),
+    "scan_smaps": (
+        procfs.scan_smaps,
+        (st.one_of(junk, st.binary(max_size=80), st.text(max_size=80)), st.one_of(st.none(), junk)),
+    ),
+    "task_status": (
+        procfs.task_status,
+        (
+            st.one_of(
+                junk,
+                st.dictionaries(
+                    st.sampled_from(["Name", "State", "Pid", "Uid"]),
+                    st.one_of(junk, st.text(max_size=8)),
+                ),
+            ),
+            st.one_of(st.none(), junk),
+        ),
+    ),
+    "ProcessDir": (procfs.ProcessDir, (pid, path)),
     "check_environment": (environment.check_environment, (path, path)),
     "unmet": (
         environment.unmet,
