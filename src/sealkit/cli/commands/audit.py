@@ -203,6 +203,13 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
     from ..output import table_console as stdout_console
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    # Root can still be refused (ptrace scope, an LSM, a sandbox's init):
+    # don't advise "run as root" to root.
+    _DENIED_WHY = (
+        "cannot read smaps (refused even to root: ptrace or LSM policy)"
+        if os.geteuid() == 0
+        else "cannot read smaps (run as root, or as this user)"
+    )
     for header, justify in (
         ("PID", "right"), ("USER", "left"), ("COMMAND", "left"), ("MAPS", "right"),
         ("SEALED", "right"), ("SEALED BYTES", "right"), ("WHAT IS SEALED", "left"),
@@ -219,7 +226,7 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
             table.add_row(
                 str(proc.pid), Text(proc.user), Text(proc.command), Text("?", style="yellow"),
                 Text("DENIED", style="bold yellow"), Text("?", style="yellow"),
-                Text("cannot read smaps (run as root, or as this user)", style="yellow"),
+                Text(_DENIED_WHY, style="yellow"),
             )  # fmt: skip
             continue
         kinds = proc.by_kind()
