@@ -28,7 +28,9 @@ __all__ = [
     "ARCH",
     "NR",
     "brk",
+    "errno_call",
     "madvise",
+    "mallopt",
     "mincore",
     "mlock",
     "mlock2",
@@ -157,6 +159,30 @@ def _call(call: str, nargs: int, *args: object, addr: object = None, length: obj
     if ret == -1:
         _fail(call, _int_or_none(addr), _int_or_none(length))
     return ret
+
+
+_BY_ARITY: Final = (None, _sys1, _sys2, _sys3, _sys4, _sys5, _sys6)
+
+
+def errno_call(call: str, *args: int) -> int:
+    """Make ``call`` (a name in :data:`NR`) with up to six integer arguments and
+    return the kernel's answer in the kernel convention: the result (as an
+    unsigned value) or ``-errno``. Never raises for a kernel error: this is
+    for the kernel executor, which records errnos rather than handling them
+    (and makes hundreds of thousands of calls). Arguments are validated like
+    every other call here; an unknown call is ``-ENOSYS``.
+    """
+    nr = NR.get(call)
+    if nr is None:
+        return -38  # ENOSYS
+    values = [
+        v & _MASK if type(v) is int and _MIN <= v <= _MASK else _u64(v, f"{call} argument {i + 1}")
+        for i, v in enumerate(args)
+    ]
+    ret: int = _BY_ARITY[len(values)](nr, *values)  # type: ignore[misc]
+    if ret == -1:
+        return -ctypes.get_errno()
+    return ret & _MASK
 
 
 def mmap(addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
@@ -292,6 +318,21 @@ def mincore(addr: int, length: int) -> bytes:
     vec = ctypes.create_string_buffer(max(pages, 1))
     _call("mincore", 3, addr, length, ctypes.addressof(vec), addr=addr, length=length)
     return vec.raw[:pages]
+
+
+def mallopt(param: int, value: int) -> None:
+    """glibc ``mallopt(param, value)`` (``M_TRIM_THRESHOLD=-1``, ``M_TOP_PAD=-2``,
+    ``M_MMAP_THRESHOLD=-3``). The kernel executor uses it to keep malloc off
+    the program break while traces move it. Raises ``NotSupportedError`` on a
+    libc without ``mallopt`` and ``ArgumentError`` when glibc rejects the value.
+    """
+    fn = getattr(_libc, "mallopt", None)
+    if fn is None:
+        raise NotSupportedError(38, "mallopt", detail="this libc has no mallopt")
+    fn.argtypes = (ctypes.c_int, ctypes.c_int)
+    fn.restype = ctypes.c_int
+    if fn(int(param), int(value)) != 1:  # mallopt returns 1 on success, 0 on error
+        raise ArgumentError(f"mallopt({param}, {value}) was rejected")
 
 
 class ProcmapQuery(ctypes.Structure):
