@@ -29,6 +29,8 @@ __all__ = [
     "NR",
     "brk",
     "errno_call",
+    "libc_has_symbol",
+    "libc_version",
     "madvise",
     "mallopt",
     "mincore",
@@ -99,6 +101,9 @@ _sys6 = _proto(6)
 _MASK: Final = (1 << 64) - 1
 _MIN: Final = -(1 << 63)
 _NR_MSEAL: Final = NR.get("mseal")
+_NR_MMAP: Final = NR.get("mmap")
+_NR_MPROTECT: Final = NR.get("mprotect")
+_NR_MUNMAP: Final = NR.get("munmap")
 
 
 def _nr(name: str) -> int:
@@ -187,16 +192,59 @@ def errno_call(call: str, *args: int) -> int:
 
 def mmap(addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
     """``mmap`` returning the mapped address; the kernel validates everything."""
+    # Fast path (the safe API allocates through here; benchmarks/bench_mseal.py):
+    # plain in-range ints go straight to the prebuilt prototype.
+    if (
+        _NR_MMAP is not None
+        and type(addr) is int
+        and type(length) is int
+        and type(prot) is int
+        and type(flags) is int
+        and type(fd) is int
+        and type(offset) is int
+        and _MIN <= addr <= _MASK
+        and _MIN <= length <= _MASK
+        and _MIN <= prot <= _MASK
+        and _MIN <= flags <= _MASK
+        and _MIN <= fd <= _MASK
+        and _MIN <= offset <= _MASK
+    ):
+        ret: int = _sys6(_NR_MMAP, addr, length, prot, flags, fd, offset)
+        if ret == -1:
+            _fail("mmap", addr, length)
+        return ret & _MASK
     return _call("mmap", 6, addr, length, prot, flags, fd, offset, addr=addr, length=length) & _MASK
 
 
 def munmap(addr: int, length: int) -> None:
     """``munmap``: EPERM (``SealedError``) if any VMA in range is sealed; atomic."""
+    if (
+        _NR_MUNMAP is not None
+        and type(addr) is int
+        and type(length) is int
+        and _MIN <= addr <= _MASK
+        and _MIN <= length <= _MASK
+    ):
+        if _sys2(_NR_MUNMAP, addr, length) == -1:
+            _fail("munmap", addr, length)
+        return
     _call("munmap", 2, addr, length, addr=addr, length=length)
 
 
 def mprotect(addr: int, length: int, prot: int) -> None:
     """``mprotect``: EPERM on sealed VMAs, after changing the VMAs before them (6.12+)."""
+    if (
+        _NR_MPROTECT is not None
+        and type(addr) is int
+        and type(length) is int
+        and type(prot) is int
+        and _MIN <= addr <= _MASK
+        and _MIN <= length <= _MASK
+        and _MIN <= prot <= _MASK
+    ):
+        if _sys3(_NR_MPROTECT, addr, length, prot) == -1:
+            _fail("mprotect", addr, length)
+        return
     _call("mprotect", 3, addr, length, prot, addr=addr, length=length)
 
 
@@ -244,12 +292,40 @@ class _IoVec(ctypes.Structure):
     _fields_ = (("base", ctypes.c_void_p), ("len", ctypes.c_size_t))
 
 
+_IOV_MAX: Final = 1024  # UIO_MAXIOV: the kernel's limit on iovecs per call
+
+
+def _ranges(ranges: object, name: str) -> list[tuple[int, int]]:
+    """``ranges`` as a list of ``(base, length)`` int pairs, or a typed error."""
+    if isinstance(ranges, str | bytes) or not isinstance(ranges, Sequence):
+        raise ArgumentTypeError(
+            f"{name} must be a sequence of (addr, length) pairs, not {type(ranges).__name__}"
+        )
+    if len(ranges) > _IOV_MAX:
+        raise ArgumentError(f"{name} has {len(ranges)} ranges; the kernel takes at most {_IOV_MAX}")
+    out = []
+    for item in ranges:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise ArgumentTypeError(f"each of {name} must be an (addr, length) tuple, not {item!r}")
+        out.append((_u64(item[0], "iovec base"), _u64(item[1], "iovec length")))
+    return out
+
+
 def _iovecs(ranges: Sequence[tuple[int, int]]) -> ctypes.Array[_IoVec]:
     array = (_IoVec * len(ranges))()
     for i, (base, size) in enumerate(ranges):
         array[i].base = _u64(base, "iovec base") or None
         array[i].len = _u64(size, "iovec length")
     return array
+
+
+def _buffer_size(size: object) -> int:
+    """A local buffer size: a non-negative int small enough to allocate (1 GiB)."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ArgumentTypeError(f"size must be an int, not {type(size).__name__}")
+    if not 0 <= size <= 1 << 30:
+        raise ArgumentError(f"size={size} must be between 0 and 1 GiB")
+    return int(size)
 
 
 def process_madvise(
@@ -259,6 +335,7 @@ def process_madvise(
     bytes advised. A refusal after some ranges were done returns the count
     done so far with no error (spec kernel-behaviour 11.7).
     """
+    ranges = _ranges(ranges, "ranges")
     vec = _iovecs(ranges)
     first = ranges[0] if ranges else (None, None)
     return _call(
@@ -269,6 +346,8 @@ def process_madvise(
 
 def process_vm_readv(pid: int, remote: Sequence[tuple[int, int]], size: int) -> bytes:
     """Read ``remote`` ranges of ``pid`` (honours page permissions, unlike /proc/PID/mem)."""
+    remote = _ranges(remote, "remote")
+    size = _buffer_size(size)
     buf = ctypes.create_string_buffer(size)
     local = _iovecs([(ctypes.addressof(buf), size)])
     rvec = _iovecs(remote)
@@ -283,6 +362,10 @@ def process_vm_writev(pid: int, remote: Sequence[tuple[int, int]], data: bytes) 
     """Write ``data`` into ``remote`` ranges of ``pid``: a user-space store
     (EFAULT on a page without write permission), never a forced write.
     """
+    remote = _ranges(remote, "remote")
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ArgumentTypeError(f"data must be bytes-like, not {type(data).__name__}")
+    data = bytes(data)
     buf = ctypes.create_string_buffer(data, len(data))
     local = _iovecs([(ctypes.addressof(buf), len(data))])
     rvec = _iovecs(remote)
@@ -315,6 +398,8 @@ def msync(addr: int, length: int, flags: int) -> None:
 def mincore(addr: int, length: int) -> bytes:
     """``mincore``: one byte per page, bit 0 set when resident. ENOMEM on a hole."""
     pages = (_u64(length, "length") + 4095) // 4096
+    if pages > 1 << 30:  # the kernel would answer EINVAL/ENOMEM; don't allocate 4 TiB first
+        raise ArgumentError(f"mincore length={length:#x} is too large for a result vector")
     vec = ctypes.create_string_buffer(max(pages, 1))
     _call("mincore", 3, addr, length, ctypes.addressof(vec), addr=addr, length=length)
     return vec.raw[:pages]
@@ -366,6 +451,9 @@ def procmap_query(maps_fd: int, addr: int, flags: int, query: ProcmapQuery) -> b
     ``query`` in place. Returns ``False`` when no VMA matches (ENOENT);
     raises for any other error (ENOTTY on kernels before 6.11).
     """
+    if not isinstance(query, ProcmapQuery):
+        raise ArgumentTypeError(f"query must be a ProcmapQuery, not {type(query).__name__}")
+    maps_fd, addr, flags = _u64(maps_fd, "maps_fd"), _u64(addr, "addr"), _u64(flags, "flags")
     query.size = ctypes.sizeof(ProcmapQuery)
     query.query_flags = flags
     query.query_addr = addr
@@ -376,4 +464,36 @@ def procmap_query(maps_fd: int, addr: int, flags: int, query: ProcmapQuery) -> b
         if ctypes.get_errno() == 2:  # ENOENT: nothing at or after addr
             return False
         _fail("ioctl(PROCMAP_QUERY)", addr)
+    return True
+
+
+_gnu_get_libc_version: Callable[[], bytes] | None
+try:
+    _gnu_get_libc_version = cast(Callable[[], bytes], _libc.gnu_get_libc_version)
+    _gnu_get_libc_version.restype = ctypes.c_char_p  # type: ignore[attr-defined]
+    _gnu_get_libc_version.argtypes = ()  # type: ignore[attr-defined]
+except AttributeError:  # musl and other libcs have no such function
+    _gnu_get_libc_version = None
+
+
+def libc_version() -> str | None:
+    """glibc's version string (``gnu_get_libc_version()``), or ``None`` for another libc."""
+    if _gnu_get_libc_version is None:
+        return None
+    return _gnu_get_libc_version().decode("ascii", "replace")
+
+
+def libc_has_symbol(name: str) -> bool:
+    """Whether the loaded libc exports ``name`` (``dlsym``), e.g. ``"mseal"``:
+    glibc 2.43+ has an ``mseal`` wrapper, older glibc has none (spec
+    linux-mseal §1.1). sealkit never calls the wrapper; it uses ``syscall``.
+    """
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"name must be a str, not {type(name).__name__}")
+    if not name or "\0" in name:
+        raise ArgumentError(f"not a symbol name: {name!r}")
+    try:
+        _libc[name]
+    except AttributeError:
+        return False
     return True
