@@ -51,6 +51,7 @@ __all__ = [
     "process_vm_readv",
     "process_vm_writev",
     "procmap_query",
+    "procmap_vmas",
 ]
 
 ARCH: Final = platform.machine()
@@ -180,11 +181,13 @@ def errno_call(call: str, *args: int) -> int:
     nr = NR.get(call)
     if nr is None:
         return -38  # ENOSYS
-    values = [
-        v & _MASK if type(v) is int and _MIN <= v <= _MASK else _u64(v, f"{call} argument {i + 1}")
-        for i, v in enumerate(args)
-    ]
-    ret: int = _BY_ARITY[len(values)](nr, *values)  # type: ignore[misc]
+    for value in args:
+        # ctypes wraps negative ints into c_ulong (two's complement), so plain
+        # in-range ints go through as they are; anything else is validated.
+        if type(value) is not int or not _MIN <= value <= _MASK:
+            args = tuple(_u64(v, f"{call} argument {i + 1}") for i, v in enumerate(args))
+            break
+    ret: int = _BY_ARITY[len(args)](nr, *args)  # type: ignore[misc]
     if ret == -1:
         return -ctypes.get_errno()
     return ret & _MASK
@@ -465,6 +468,44 @@ def procmap_query(maps_fd: int, addr: int, flags: int, query: ProcmapQuery) -> b
             return False
         _fail("ioctl(PROCMAP_QUERY)", addr)
     return True
+
+
+_PROCMAP_COVERING_OR_NEXT: Final = 0x10
+
+
+def procmap_vmas(maps_fd: int, lo: int, hi: int) -> list[tuple[int, int, int, int, int, int, int]]:
+    """Every VMA meeting ``[lo, hi)``, one ``PROCMAP_QUERY`` ioctl each (no page
+    walk, unlike smaps): ``(start, end, vma_flags, file_offset, dev_major,
+    dev_minor, inode)``. ``vma_flags`` holds PROCMAP_QUERY_VMA_READABLE (1),
+    WRITABLE (2), EXECUTABLE (4) and SHARED (8); ``inode`` is 0 for memory
+    without a file. Raises on an error other than "nothing further" (ENOTTY
+    before Linux 6.11). This is the kernel executor's per-call snapshot, so it
+    keeps Python work per VMA to a minimum.
+    """
+    maps_fd, lo, hi = _u64(maps_fd, "maps_fd"), _u64(lo, "lo"), _u64(hi, "hi")
+    query = ProcmapQuery()
+    where = ctypes.addressof(query)
+    ioctl = _nr("ioctl")
+    out = []
+    addr = lo
+    while addr < hi:
+        query.size = ctypes.sizeof(ProcmapQuery)
+        query.query_flags = _PROCMAP_COVERING_OR_NEXT
+        query.query_addr = addr
+        if _sys3(ioctl, maps_fd, PROCMAP_QUERY, where) == -1:
+            if ctypes.get_errno() == 2:  # ENOENT: nothing at or after addr
+                break
+            _fail("ioctl(PROCMAP_QUERY)", addr)
+        start = query.vma_start
+        if start >= hi:
+            break
+        end = query.vma_end
+        out.append(
+            (start, end, query.vma_flags, query.vma_offset, query.dev_major, query.dev_minor,
+             query.inode)
+        )  # fmt: skip
+        addr = end
+    return out
 
 
 _gnu_get_libc_version: Callable[[], bytes] | None

@@ -150,6 +150,7 @@ __all__ = [
     "Window",
     "WorkerDiedError",
     "check_trace",
+    "refusal",
     "uses_heap",
     "worker_main",
 ]
@@ -355,6 +356,12 @@ def _refusal(op: Op, win: Window, bases: Bases, heap: bool, lim: _Limits) -> str
     return None
 
 
+def refusal(op: Op, window: Window, heap: bool) -> str | None:
+    """Why the executor would refuse ``op`` (model frame), or ``None``.
+    ``heap`` says whether the trace uses the heap zone (:func:`uses_heap`)."""
+    return _refusal(op, window, MODEL_BASES, heap, _limits())
+
+
 def check_trace(
     ops: Sequence[Op] | Sequence[Step], window: Window | None = None, bases: Bases = MODEL_BASES
 ) -> None:
@@ -527,6 +534,27 @@ _WRITE_PAGES: Final = dict(_TOKEN_PAGES.values())
 _RUNNER_LEFTOVER_VMAS: Final = 128
 _RUNNER_LEFTOVER_FILES: Final = 64
 _call_ = _syscalls.errno_call
+
+
+_FIRST_BYTE_TOKEN: Final = bytes.maketrans(b"\x00", b"0")
+
+
+def _tokens(data: bytes, pages: int) -> str:
+    """One content token per page of ``data``: a page is a token only if every
+    byte of it is that token's byte (:func:`~sealkit.ops.token_page`), else ``?``."""
+    firsts = data[::PS]
+    # Fast path: build what the pages would be if each were uniform, compare at once.
+    try:
+        expected = b"".join([_TOKEN_BY_BYTE[b][1] for b in firsts])
+    except KeyError:
+        expected = b""
+    if expected == data:
+        return firsts.translate(_FIRST_BYTE_TOKEN).decode("ascii")
+    out = []
+    for k in range(0, pages * PS, PS):
+        entry = _TOKEN_BY_BYTE.get(data[k])
+        out.append(entry[0] if entry is not None and data[k : k + PS] == entry[1] else "?")
+    return "".join(out)
 
 
 class _ChildDied(Exception):
@@ -959,20 +987,7 @@ class _Runner:
 
     def _vmas(self, lo: int, hi: int) -> list[tuple[int, int, int, int, int, int, int]]:
         """(start, end, flags, offset, major, minor, inode) of VMAs meeting [lo, hi)."""
-        q = self.query
-        out = []
-        addr = lo
-        maps_fd = self.maps_fd
-        query = _syscalls.procmap_query
-        while addr < hi and query(maps_fd, addr, _PROCMAP_COVERING_OR_NEXT, q):
-            if q.vma_start >= hi:
-                break
-            out.append(
-                (q.vma_start, q.vma_end, q.vma_flags, q.vma_offset, q.dev_major, q.dev_minor,
-                 q.inode)
-            )  # fmt: skip
-            addr = q.vma_end
-        return out
+        return _syscalls.procmap_vmas(self.maps_fd, lo, hi)
 
     @staticmethod
     def _sealed(start: int, length: int, prot: int) -> bool:
@@ -995,10 +1010,8 @@ class _Runner:
             except OSError:
                 data = b""
             got = len(data) // PS
-            for k in range(0, got * PS, PS):
-                # Whole-page comparison: a page is a token only if every byte is it.
-                entry = _TOKEN_BY_BYTE.get(data[k])
-                out.append(entry[0] if entry is not None and data[k : k + PS] == entry[1] else "?")
+            if got:
+                out.append(_tokens(data, got))
             addr += got * PS
             if addr < end:
                 out.append("#")  # unreadable: a guard marker, or beyond a file's end
@@ -1011,12 +1024,24 @@ class _Runner:
         all_vmas = []
         for _zone, base, pages in self.zones:
             lo, hi = base, base + pages * PS
+            vmas = self._vmas(lo, hi)
+            # Content of each run of contiguous VMAs in one pread.
+            content = ""
+            span_lo = -1
+            span_hi = -1
             runs: list[RawRun] = []
-            for vma in self._vmas(lo, hi):
+            for vma in vmas:
                 start, end, vflags, offset, major, minor, inode = vma
                 s, e = max(start, lo), min(end, hi)
+                if s >= span_hi:
+                    span_lo = s
+                    span_hi = s
+                    for _s, e2, *_ in vmas[len(runs) :]:
+                        if max(_s, lo) != span_hi:
+                            break
+                        span_hi = min(e2, hi)
+                    content = self._content(span_lo, span_hi)
                 prot = vflags & 7
-                shared = bool(vflags & 8)
                 pgoff: int | None = None
                 if inode:
                     name = self.file_keys.get((major, minor, inode))
@@ -1027,8 +1052,9 @@ class _Runner:
                 else:
                     backing = "anon"
                 runs.append(
-                    ((s - base) // PS, (e - base) // PS, prot, shared, backing, pgoff,
-                     self._sealed(s, e - s, prot), None, self._content(s, e))
+                    ((s - base) // PS, (e - base) // PS, prot, bool(vflags & 8), backing, pgoff,
+                     self._sealed(s, e - s, prot), None,
+                     content[(s - span_lo) // PS : (e - span_lo) // PS])
                 )  # fmt: skip
                 all_vmas.append((start, end, len(zones), len(runs) - 1))
             zones.append(runs)
@@ -1272,26 +1298,41 @@ class KernelExecutor:
         pending: list[tuple[tuple[Op, ...], tuple[Any, ...], bool]] = []
         source = iter(traces)
         exhausted = False
-        while True:
-            while not exhausted and len(pending) < max(1, depth):
-                try:
-                    trace = next(source)
-                except StopIteration:
-                    exhausted = True
-                    break
-                plain = tuple(_plain_ops(trace))
-                check_trace(plain, self.window)
-                heap = uses_heap(plain)
-                msg = (
-                    "run", list(plain), self.window,
-                    _steps_bytes(len(plain), snapshots, plain, "snapshot"),
-                    _steps_bytes(len(plain), flags, plain, "flags"), heap,
-                )  # fmt: skip
-                pending.append((plain, msg, False))
-                self._post(pending, len(pending) - 1)
-            if not pending:
-                return
-            yield self._collect(pending)
+        try:
+            while True:
+                while not exhausted and len(pending) < max(1, depth):
+                    try:
+                        trace = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    plain = tuple(_plain_ops(trace))
+                    check_trace(plain, self.window)
+                    heap = uses_heap(plain)
+                    msg = (
+                        "run", list(plain), self.window,
+                        _steps_bytes(len(plain), snapshots, plain, "snapshot"),
+                        _steps_bytes(len(plain), flags, plain, "flags"), heap,
+                    )  # fmt: skip
+                    pending.append((plain, msg, False))
+                    self._post(pending, len(pending) - 1)
+                if not pending:
+                    return
+                yield self._collect(pending)
+        finally:
+            if any(sent for _, _, sent in pending):
+                # Abandoned mid-batch (or a refusal): the queued traces' replies
+                # would answer the next run. Drop them, or the worker.
+                self._drain(sum(1 for _, _, sent in pending if sent))
+
+    def _drain(self, count: int) -> None:
+        try:
+            for _ in range(count):
+                if _recv(self._from, time.monotonic() + self.timeout) is None:
+                    raise TimeoutError
+        except (TimeoutError, OSError):
+            self._kill()
+            self._reset()
 
     def _post(self, pending: list[tuple[tuple[Op, ...], tuple[Any, ...], bool]], i: int) -> None:
         plain, msg, sent = pending[i]
