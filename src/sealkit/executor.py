@@ -41,6 +41,10 @@ entirely below ``vm.mmap_min_addr`` (for calls that do not create a
 mapping), and ranges whose end wraps past 2**64 (every call rejects those
 with EINVAL/ENOMEM before looking at mappings). The worker re-checks with
 its own addresses before running, since "wraps" depends on the base.
+"Below ``vm.mmap_min_addr``" is widened to the first MiB, which every runner
+verifies is empty at start. ``mseal`` and ``munmap`` ranges that start in the
+window and run past ``TASK_SIZE`` are allowed too: both refuse such a range
+before changing anything (spec kernel-behaviour 1.5).
 
 The heap zone ``h``
 -------------------
@@ -166,6 +170,7 @@ MAX_WINDOWS: Final = 64
 _ARENA_HINTS: Final = (0x2000_0000_0000, 0x2400_0000_0000, 0x2800_0000_0000, 0x1C00_0000_0000)
 _TOP_PAD: Final = 64 << 20
 _POISON: Final = frozenset({Madv.HWPOISON, Madv.SOFT_OFFLINE})
+_LOW_AREA: Final = 1 << 20
 _ANON_FIXED: Final = int(MapFlag.FIXED | MapFlag.FIXED_NOREPLACE)
 _PROCMAP_COVERING_OR_NEXT: Final = 0x10
 
@@ -264,6 +269,9 @@ def _task_size() -> int:
 class _Limits:
     task_size: int
     min_addr: int
+    """Below this nothing is mapped: ``max(vm.mmap_min_addr, 1 MiB)``, verified
+    by every runner at start (PIE interpreters live far above it), and the
+    executor never creates a mapping there."""
 
 
 _LIMITS: _Limits | None = None
@@ -275,7 +283,9 @@ def _limits() -> _Limits:
         # mmap_min_addr: below it nothing can be mapped by an unprivileged
         # process; the executor never *creates* mappings there either (root
         # can), so non-creating calls there cannot hit anything.
-        _LIMITS = _Limits(_task_size(), _read_int("/proc/sys/vm/mmap_min_addr", 4096))
+        _LIMITS = _Limits(
+            _task_size(), max(_read_int("/proc/sys/vm/mmap_min_addr", 4096), _LOW_AREA)
+        )
     return _LIMITS
 
 
@@ -292,9 +302,14 @@ def uses_heap(ops: Iterable[Op], bases: Bases = MODEL_BASES) -> bool:
 
 
 def _span_refusal(
-    addr: int, length: int, creates: bool, win: Window, bases: Bases, heap: bool, lim: _Limits
-) -> str | None:
-    """Why touching ``[addr, addr+length)`` (page-rounded outwards) is refused, or None."""
+    addr: int, length: int, creates: bool, win: Window, bases: Bases, heap: bool, lim: _Limits,
+    prechecked: bool = False,
+) -> str | None:  # fmt: skip
+    """Why touching ``[addr, addr+length)`` (page-rounded outwards) is refused, or None.
+
+    ``prechecked``: the call refuses, before changing anything, any range that
+    runs past ``TASK_SIZE`` (mseal: range_contains_unmapped, spec rule 2;
+    munmap: ``len > TASK_SIZE - start`` in do_vmi_munmap)."""
     addr &= MASK64
     length &= MASK64
     start = addr & ~(PS - 1)
@@ -312,9 +327,13 @@ def _span_refusal(
     if end_r <= lim.min_addr and not creates:
         return None
     p_lo = bases.arena
-    if p_lo <= start and end_r <= p_lo + win.pages * PS:
+    in_p = p_lo <= start < p_lo + win.pages * PS
+    in_h = heap and bases.heap <= start < bases.heap + win.heap_pages * PS
+    if (in_p or in_h) and prechecked and end_r > lim.task_size:
         return None
-    if heap and bases.heap <= start and end_r <= bases.heap + win.heap_pages * PS:
+    if in_p and end_r <= p_lo + win.pages * PS:
+        return None
+    if in_h and end_r <= bases.heap + win.heap_pages * PS:
         return None
     where = f"[{start:#x}, {end_r:#x})"
     return (
@@ -347,10 +366,17 @@ def _refusal(op: Op, win: Window, bases: Bases, heap: bool, lim: _Limits) -> str
             return src
         if op.flags & MremapFlag.FIXED:
             return _span_refusal(op.new_addr, op.new_length, True, win, bases, heap, lim)
+        if op.flags & MremapFlag.DONTUNMAP and op.new_addr and op.new_addr < lim.task_size:
+            # Without MREMAP_FIXED, new_addr is a placement hint (mremap_to ->
+            # get_unmapped_area), honoured when free.
+            hint = _span_refusal(op.new_addr, op.new_length, True, win, bases, heap, lim)
+            if hint:
+                return hint
         # In-place growth is tried first, whatever the flags.
         return _span_refusal(op.addr, op.new_length, True, win, bases, heap, lim)
+    prechecked = kind is Mseal or kind is Munmap
     for addr, length in iter_ranges(op):
-        reason = _span_refusal(addr, length, False, win, bases, heap, lim)
+        reason = _span_refusal(addr, length, False, win, bases, heap, lim, prechecked)
         if reason:
             return reason
     return None
@@ -722,7 +748,10 @@ class _Runner:
         if _syscalls.procmap_query(self.maps_fd, 0, _PROCMAP_COVERING_OR_NEXT, q) and (
             q.vma_start < self.lim.min_addr
         ):
-            raise WorkerDiedError("something is mapped below vm.mmap_min_addr")
+            raise WorkerDiedError(
+                f"something is mapped below {self.lim.min_addr:#x}: far low addresses "
+                "would not be safe"
+            )
 
     def _slot_base(self, slot: int) -> int:
         return self.arena + (slot * _STRIDE + GUARD) * PS
