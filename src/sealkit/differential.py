@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from .errors import StateError
 from .executor import KernelExecutor, KernelRun, RawRun, Window, raw_to_layout, uses_heap
 from .flags import PAGE_SIZE, MapFlag, Prot
 from .layout import TRACKED_FLAGS, Layout, Run
@@ -71,8 +72,10 @@ class SpaceLike(Protocol):
 def make_space(policy: str = "linux") -> SpaceLike:
     """A fresh model address space under ``policy`` (imported lazily: the model
     is a separate layer)."""
-    from .model import AddressSpace  # type: ignore[attr-defined, unused-ignore]  # noqa: PLC0415 (the model is optional until merged)
-
+    try:
+        from .model import AddressSpace  # type: ignore[attr-defined, unused-ignore]  # noqa: PLC0415
+    except ImportError:
+        raise StateError("the model (sealkit.model) is not installed in this tree") from None
     space: SpaceLike = AddressSpace(policy=policy)
     return space
 

@@ -142,6 +142,8 @@ NOT_EXPRESSIBLE: Final[tuple[tuple[str, str], ...]] = (
      "pkey_mprotect calls of 5.10 are covered"),
     ("kernel-behaviour 8.2, 8.3 (glibc sbrk part)", "glibc's sbrk() reporting success on a "
      "refused shrink is libc behaviour; the raw brk calls underneath are covered"),
+    ("kernel-behaviour 9.1c", "the parent's view after the forked child exits: the op "
+     "language's fork continues the trace in the child (9.1a and 9.1b are covered)"),
     ("kernel-behaviour 11.5", "msync: not in the op language"),
     ("kernel-behaviour 11.6", "mincore: not in the op language"),
     ("kernel-behaviour 11.8", "mlockall/munlockall: would lock the whole worker, not the arena"),
