@@ -178,6 +178,10 @@ def errno_call(call: str, *args: int) -> int:
     (and makes hundreds of thousands of calls). Arguments are validated like
     every other call here; an unknown call is ``-ENOSYS``.
     """
+    if not isinstance(call, str):
+        raise ArgumentTypeError(f"call must be a system call name, not {type(call).__name__}")
+    if len(args) > 6:
+        raise ArgumentError(f"{call}: at most 6 arguments, not {len(args)}")
     nr = NR.get(call)
     if nr is None:
         return -38  # ENOSYS
@@ -414,6 +418,11 @@ def mallopt(param: int, value: int) -> None:
     the program break while traces move it. Raises ``NotSupportedError`` on a
     libc without ``mallopt`` and ``ArgumentError`` when glibc rejects the value.
     """
+    for name, given in (("param", param), ("value", value)):
+        if isinstance(given, bool) or not isinstance(given, int):
+            raise ArgumentTypeError(f"mallopt {name} must be an int, not {type(given).__name__}")
+        if not -(1 << 31) <= given < 1 << 31:
+            raise ArgumentError(f"mallopt {name}={given} does not fit in a C int")
     fn = getattr(_libc, "mallopt", None)
     if fn is None:
         raise NotSupportedError(38, "mallopt", detail="this libc has no mallopt")

@@ -64,7 +64,8 @@ def kx() -> Any:
         "brk h9",
         "write p16 1p",
         "mseal 0x7f0000000000 1p",
-        "munmap p0 0xfffffffffff0000",
+        "madvise p0 0xfffffffffff0000 dontneed",
+        "mprotect p2 0x7fffffffffff r--",
     ],
 )
 def test_refuses_outside_the_arena_before_running(line: str) -> None:
@@ -87,6 +88,8 @@ def test_refuses_outside_the_arena_before_running(line: str) -> None:
         ("munmap 0xffffffffff600000 1p", "EINVAL"),  # vsyscall page
         ("mseal 0 1p", "ENOMEM"),  # below mmap_min_addr, nothing created
         ("mprotect p0 0xfffffffffffff000 r--", "ENOMEM"),  # end wraps past 2**64
+        ("munmap p0 0x800000000000", "EINVAL"),  # past TASK_SIZE: munmap checks first
+        ("mseal p0 0x4000000000000000", "ENOMEM"),  # past TASK_SIZE: mseal checks first
         ("madvise p0 0xffffffffffffffff dontneed", "EINVAL"),
         ("mmap 0 2p rw- private|anon", "elsewhere"),  # no hint: placed far away
         ("mseal p0 0", "0"),
@@ -103,7 +106,7 @@ def test_far_ranges_run_and_cannot_hit_anything(kx: KernelExecutor, line: str, r
 
 def _wrap_reply(runner: _Runner) -> tuple[Any, ...]:
     length = (1 << 64) - MODEL_BASES.arena - PS
-    return _handle(runner, [f"munmap p2 {length:#x}"])
+    return _handle(runner, [f"madvise p2 {length:#x} dontneed"])
 
 
 def test_worker_rechecks_wrapping_with_its_own_addresses(in_child: Any) -> None:
@@ -111,7 +114,7 @@ def test_worker_rechecks_wrapping_with_its_own_addresses(in_child: Any) -> None:
     # base would cover everything above the worker's arena: the worker, which
     # knows its real addresses, must refuse it too.
     length = (1 << 64) - MODEL_BASES.arena - PS
-    check_trace(ops_of(f"munmap p2 {length:#x}"))  # fine in the model's frame
+    check_trace(ops_of(f"madvise p2 {length:#x} dontneed"))  # fine in the model's frame
     reply = in_child(_with_runner, _wrap_reply)
     assert reply[0] == "refused"
     assert isinstance(reply[1], OutsideArenaError)
