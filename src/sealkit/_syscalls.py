@@ -482,18 +482,23 @@ def procmap_query(maps_fd: int, addr: int, flags: int, query: ProcmapQuery) -> b
 _PROCMAP_COVERING_OR_NEXT: Final = 0x10
 
 
-def procmap_vmas(maps_fd: int, lo: int, hi: int) -> list[tuple[int, int, int, int, int, int, int]]:
+def procmap_vmas(
+    maps_fd: int, lo: int, hi: int, names: bool = False
+) -> list[tuple[int, int, int, int, int, int, int, str]]:
     """Every VMA meeting ``[lo, hi)``, one ``PROCMAP_QUERY`` ioctl each (no page
     walk, unlike smaps): ``(start, end, vma_flags, file_offset, dev_major,
-    dev_minor, inode)``. ``vma_flags`` holds PROCMAP_QUERY_VMA_READABLE (1),
-    WRITABLE (2), EXECUTABLE (4) and SHARED (8); ``inode`` is 0 for memory
-    without a file. Raises on an error other than "nothing further" (ENOTTY
-    before Linux 6.11). This is the kernel executor's per-call snapshot, so it
-    keeps Python work per VMA to a minimum.
+    dev_minor, inode, name)``. ``vma_flags`` holds PROCMAP_QUERY_VMA_READABLE
+    (1), WRITABLE (2), EXECUTABLE (4) and SHARED (8); ``inode`` is 0 for memory
+    without a file; ``name`` is the kernel's name for the VMA, as maps prints
+    it (``[heap]``, ``[stack]``, a path), when ``names``, else ``""``. Raises
+    on an error other than "nothing further" (ENOTTY before Linux 6.11). This
+    is the kernel executor's per-call snapshot, so it keeps Python work per VMA
+    to a minimum.
     """
     maps_fd, lo, hi = _u64(maps_fd, "maps_fd"), _u64(lo, "lo"), _u64(hi, "hi")
     query = ProcmapQuery()
     where = ctypes.addressof(query)
+    name_buf = ctypes.create_string_buffer(256) if names else None
     ioctl = _nr("ioctl")
     out = []
     addr = lo
@@ -501,6 +506,9 @@ def procmap_vmas(maps_fd: int, lo: int, hi: int) -> list[tuple[int, int, int, in
         query.size = ctypes.sizeof(ProcmapQuery)
         query.query_flags = _PROCMAP_COVERING_OR_NEXT
         query.query_addr = addr
+        if name_buf is not None:
+            query.vma_name_size = len(name_buf)
+            query.vma_name_addr = ctypes.addressof(name_buf)
         if _sys3(ioctl, maps_fd, PROCMAP_QUERY, where) == -1:
             if ctypes.get_errno() == 2:  # ENOENT: nothing at or after addr
                 break
@@ -509,9 +517,12 @@ def procmap_vmas(maps_fd: int, lo: int, hi: int) -> list[tuple[int, int, int, in
         if start >= hi:
             break
         end = query.vma_end
+        name = ""
+        if name_buf is not None and query.vma_name_size:
+            name = name_buf.value.decode("utf-8", "surrogateescape")
         out.append(
             (start, end, query.vma_flags, query.vma_offset, query.dev_major, query.dev_minor,
-             query.inode)
+             query.inode, name)
         )  # fmt: skip
         addr = end
     return out

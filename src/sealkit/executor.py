@@ -605,18 +605,8 @@ class _Zygote:
 
     def __init__(self) -> None:
         self.lim = _limits()
-        self.start_brk = self._start_brk()
         self._prepare_malloc()
         self.arena = self._reserve_arena()
-
-    @staticmethod
-    def _start_brk() -> int:
-        with open("/proc/self/stat", "rb") as fh:
-            text = fh.read()
-        # Fields after the command name (which may hold spaces) start at field 3;
-        # start_brk is field 47 (proc_pid_stat(5)).
-        rest = text[text.rindex(b")") + 2 :].split()
-        return int(rest[47 - 3])
 
     @staticmethod
     def _prepare_malloc() -> None:
@@ -709,7 +699,6 @@ class _Runner:
 
     def __init__(self, zygote: _Zygote) -> None:
         self.lim = zygote.lim
-        self.start_brk = zygote.start_brk
         self.arena = zygote.arena
         self.h0 = self._aligned_break()
         self.slot = 0
@@ -991,11 +980,10 @@ class _Runner:
         if op.length == 0:
             return 0
         first = op.addr & ~(PS - 1)
-        end = op.addr + op.length
-        if end >= 1 << 64:
-            return -_errno.EFAULT  # process_vm_writev rejects a wrapping iovec
-        last = (end + PS - 1) & ~(PS - 1)
-        # Far targets fail at their first page; no need for a giant buffer.
+        last = (op.addr + op.length + PS - 1) & ~(PS - 1)  # may pass 2**64: then it runs out
+        # A store goes page by page until a page refuses it (ops.Write). Past the
+        # window there is nothing writable (the slot's unused pages, then a
+        # guard), and far targets fail at their first page: no giant buffer.
         pages = min((last - first) // PS, MAX_PAGES + 1)
         data = b"".join(
             _WRITE_PAGES[write_token(op.tag, self._zone_page(first + k * PS))] for k in range(pages)
@@ -1014,9 +1002,11 @@ class _Runner:
             q.vma_start < hi
         )
 
-    def _vmas(self, lo: int, hi: int) -> list[tuple[int, int, int, int, int, int, int]]:
-        """(start, end, flags, offset, major, minor, inode) of VMAs meeting [lo, hi)."""
-        return _syscalls.procmap_vmas(self.maps_fd, lo, hi)
+    def _vmas(
+        self, lo: int, hi: int, names: bool = False
+    ) -> list[tuple[int, int, int, int, int, int, int, str]]:
+        """(start, end, flags, offset, major, minor, inode, name) of VMAs meeting [lo, hi)."""
+        return _syscalls.procmap_vmas(self.maps_fd, lo, hi, names)
 
     @staticmethod
     def _sealed(start: int, length: int, prot: int) -> bool:
@@ -1049,18 +1039,19 @@ class _Runner:
 
     def _snapshot(self, with_flags: bool) -> RawSnap:
         zones: list[list[RawRun]] = []
-        brk_now = _syscalls.brk(0) if self.heap else 0
         all_vmas = []
-        for _zone, base, pages in self.zones:
+        for zone, base, pages in self.zones:
             lo, hi = base, base + pages * PS
-            vmas = self._vmas(lo, hi)
+            # The heap zone asks the kernel for VMA names: "[heap]" is its call
+            # (vma_is_initial_heap(), which depends on the current break).
+            vmas = self._vmas(lo, hi, zone == "h")
             # Content of each run of contiguous VMAs in one pread.
             content = ""
             span_lo = -1
             span_hi = -1
             runs: list[RawRun] = []
             for vma in vmas:
-                start, end, vflags, offset, major, minor, inode = vma
+                start, end, vflags, offset, major, minor, inode, name = vma
                 s, e = max(start, lo), min(end, hi)
                 if s >= span_hi:
                     span_lo = s
@@ -1073,13 +1064,11 @@ class _Runner:
                 prot = vflags & 7
                 pgoff: int | None = None
                 if inode:
-                    name = self.file_keys.get((major, minor, inode))
-                    backing = f"file:{name}" if name is not None else "shmem"
+                    file = self.file_keys.get((major, minor, inode))
+                    backing = f"file:{file}" if file is not None else "shmem"
                     pgoff = (offset + (s - start)) // PS
-                elif self.heap and start <= brk_now and end >= self.start_brk:
-                    backing = "[heap]"  # fs/proc/task_mmu.c: vma_is_initial_heap()
                 else:
-                    backing = "anon"
+                    backing = "[heap]" if name == "[heap]" else "anon"
                 runs.append(
                     ((s - base) // PS, (e - base) // PS, prot, bool(vflags & 8), backing, pgoff,
                      self._sealed(s, e - s, prot), None,
