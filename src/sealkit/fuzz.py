@@ -651,24 +651,32 @@ def campaign(
     max_found: int = 5,
     progress: Callable[[int], None] | None = None,
     executor: KernelExecutor | None = None,
+    workers: int = 1,
     policy: str = "linux",
     space_factory: Callable[[], SpaceLike] | None = None,
 ) -> CampaignResult:
     """Run about ``calls`` random calls on the model and on the kernel, compare
-    every one, shrink every divergence (up to ``max_found``)."""
+    every one, shrink every divergence (up to ``max_found``).
+
+    The model runs here while ``workers`` kernel workers run the traces
+    generated before (each keeps two traces queued), so the model and the
+    kernel work in parallel; with two workers the kernel side uses both
+    cores when the model leaves room.
+    """
     win = window or Window()
     rng = random.Random(seed)
     chooser = RandomChooser(rng)
     result = CampaignResult(seed, flags=flags, exact=exact, window=win)
     factory = space_factory or (lambda: make_space(policy))
     own = executor is None
-    kx = executor or KernelExecutor(win)
-    queued: deque[_ModelTrace] = deque()
+    kxs = [executor] if executor is not None else [KernelExecutor(win) for _ in range(workers)]
+    queues: list[deque[_ModelTrace]] = [deque() for _ in kxs]
+    divergent: list[tuple[_ModelTrace, KernelRun, Divergence]] = []
     made = 0
 
-    def traces() -> Iterator[list[Op]]:
+    def feeder(queue: deque[_ModelTrace]) -> Iterator[list[Op]]:
         nonlocal made
-        while made < calls and len(result.found) < max_found:
+        while made < calls and len(divergent) < max_found:
             length = trace_length[0] + rng.randrange(trace_length[1] - trace_length[0] + 1)
             heap = rng.random() * 100 < heap_percent
             forks = 1 if rng.random() * 100 < fork_percent else 0
@@ -676,29 +684,41 @@ def campaign(
                 chooser, win, min(length, calls - made), factory(), heap=heap, forks=forks
             )
             made += len(mt.ops)
-            queued.append(mt)
+            queue.append(mt)
             yield mt.ops
 
     started = time.perf_counter()
-    divergent: list[tuple[_ModelTrace, KernelRun, Divergence]] = []
+    # The generator already keeps every call where the executor runs it
+    # (refusal()), and the worker re-checks before running: no second check here.
+    streams = [
+        kx.run_many(feeder(q), flags=flags, prechecked=True)
+        for kx, q in zip(kxs, queues, strict=True)
+    ]
     try:
-        for krun in kx.run_many(traces(), flags=flags):
-            mt = queued.popleft()
-            result.traces += 1
-            result.calls += len(mt.ops)
-            div = compare_runs(mt.run, krun, exact=exact, canon_cache=mt.canon)
-            if div is not None:
-                divergent.append((mt, krun, div))
-                if len(divergent) >= max_found:
-                    break
-            if progress is not None:
-                progress(len(mt.ops))
+        active = list(range(len(streams)))
+        while active and len(divergent) < max_found:
+            for i in list(active):
+                try:
+                    krun = next(streams[i])
+                except StopIteration:
+                    active.remove(i)
+                    continue
+                mt = queues[i].popleft()
+                result.traces += 1
+                result.calls += len(mt.ops)
+                div = compare_runs(mt.run, krun, exact=exact, canon_cache=mt.canon)
+                if div is not None:
+                    divergent.append((mt, krun, div))
+                if progress is not None:
+                    progress(len(mt.ops))
         result.seconds = time.perf_counter() - started
-        fails = _fails_with(kx, flags, exact, policy)
-        for mt, krun, div in divergent:
+        for stream in streams:
+            stream.close()
+        fails = _fails_with(kxs[0], flags, exact, policy)
+        for mt, krun, div in divergent[:max_found]:
             small, small_div = shrink(mt.ops, fails)
             small_model = run_model(small, policy, win)
-            small_kernel = kx.run(small, flags=flags)
+            small_kernel = kxs[0].run(small, flags=flags)
             result.found.append(
                 Found(
                     div,
@@ -709,11 +729,12 @@ def campaign(
                 )
             )
     finally:
-        result.deaths = kx.deaths
-        result.workers = kx.workers_started
-        result.runners = len(kx.runners)
+        result.deaths = sum(kx.deaths for kx in kxs)
+        result.workers = sum(kx.workers_started for kx in kxs)
+        result.runners = sum(len(kx.runners) for kx in kxs)
         if own:
-            kx.close()
+            for kx in kxs:
+                kx.close()
     return result
 
 

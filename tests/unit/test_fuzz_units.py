@@ -150,7 +150,25 @@ def test_compare_checks_exact_boundaries_of_a_refused_munmap() -> None:
     kernel = _kernel(ops, [ops[0].addr, -errno.EPERM], [snap, snap])
     div = compare_runs(model, kernel)
     assert div is not None and div.kind == "boundaries" and div.step == 1
-    assert "[2, 4, 8]" in div.kernel and "[4, 8]" in div.model
+    assert div.kernel == "VMA boundaries at [2, 8]: [2, 8]"
+    assert div.model == "VMA boundaries at [2, 8]: [8]"
+
+
+def test_boundaries_inside_a_refused_range_are_only_compared_with_exact() -> None:
+    ops = [s.op for s in parse_trace("mmap p0 8p rw- private|anon|fixed\nmunmap p2 6p\n")]
+    text = "[0,2) rw-p anon 00\n[2,4) rw-p anon 00\n[4,8) rw-p,sl anon 0000"
+    model = _model(ops, [ops[0].addr, -errno.EPERM], [text, text])
+    snap = (
+        (0, 2, 3, False, "anon", None, False, None, "00"),
+        (2, 4, 3, False, "anon", None, False, None, "00"),
+        (4, 6, 3, False, "anon", None, True, None, "00"),  # the kernel did not merge here
+        (6, 8, 3, False, "anon", None, True, None, "00"),
+    )
+    kernel = _kernel(ops, [ops[0].addr, -errno.EPERM], [snap, snap])
+    assert compare_runs(model, kernel) is None
+    div = compare_runs(model, kernel, exact=True)
+    assert div is not None and div.kind == "layout" and div.step == 0
+    assert div.model == "[4,8) rw-p,sl anon 0000" and div.kernel == "[4,6) rw-p,sl anon 00"
 
 
 def test_flags_compared_only_where_the_kernel_read_them() -> None:
