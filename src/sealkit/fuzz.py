@@ -626,12 +626,12 @@ class CampaignResult:
 
 
 def _fails_with(
-    executor: KernelExecutor, flags: FlagMode, exact: bool, policy: str
+    executor: KernelExecutor, flags: FlagMode, exact: bool, factory: Callable[[], SpaceLike]
 ) -> Callable[[list[Op]], Divergence | None]:
     def fails(candidate: list[Op]) -> Divergence | None:
         if any(refusal(op, executor.window, True) for op in candidate):
             return None
-        model = run_model(candidate, policy, executor.window)
+        model = run_model(candidate, window=executor.window, space=factory())
         kernel = executor.run(candidate, flags=flags)
         return compare_runs(model, kernel, exact=exact)
 
@@ -643,7 +643,7 @@ def campaign(
     seed: int = 0,
     *,
     window: Window | None = None,
-    trace_length: tuple[int, int] = (40, 120),
+    trace_length: tuple[int, int] = (60, 200),
     flags: FlagMode = "end",
     exact: bool = False,
     heap_percent: int = 15,
@@ -667,7 +667,7 @@ def campaign(
     rng = random.Random(seed)
     chooser = RandomChooser(rng)
     result = CampaignResult(seed, flags=flags, exact=exact, window=win)
-    factory = space_factory or (lambda: make_space(policy))
+    factory: Callable[[], SpaceLike] = space_factory or (lambda: make_space(policy))
     own = executor is None
     kxs = [executor] if executor is not None else [KernelExecutor(win) for _ in range(workers)]
     queues: list[deque[_ModelTrace]] = [deque() for _ in kxs]
@@ -714,10 +714,10 @@ def campaign(
         result.seconds = time.perf_counter() - started
         for stream in streams:
             stream.close()
-        fails = _fails_with(kxs[0], flags, exact, policy)
+        fails = _fails_with(kxs[0], flags, exact, factory)
         for mt, krun, div in divergent[:max_found]:
             small, small_div = shrink(mt.ops, fails)
-            small_model = run_model(small, policy, win)
+            small_model = run_model(small, window=win, space=factory())
             small_kernel = kxs[0].run(small, flags=flags)
             result.found.append(
                 Found(
