@@ -8,7 +8,7 @@ bits all reach the kernel, which decides. Only what cannot be passed at all
 is refused here: a non-integer, or an integer that does not fit in 64 bits
 (``ArgumentTypeError`` / ``ArgumentError``).
 
-:func:`_fail` is the one place where ``-1`` becomes an exception.
+:func:`_fail` is the one place where a failed call becomes an exception.
 
 This module is dangerous by design: ``mseal`` of memory you do not own can
 crash the process much later. The safe API lives in :mod:`sealkit.memory`.
@@ -17,20 +17,23 @@ crash the process much later. The safe API lives in :mod:`sealkit.memory`.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import platform
+import os
+import struct
 from collections.abc import Callable, Sequence
-from typing import Final, cast
+from typing import Final, NamedTuple, NoReturn, cast
 
 from .errors import ArgumentError, ArgumentTypeError, NotSupportedError, kernel_error
 
 __all__ = [
     "ARCH",
     "NR",
+    "LoadedObject",
+    "Phdr",
     "brk",
     "errno_call",
     "libc_has_symbol",
     "libc_version",
+    "loaded_objects",
     "madvise",
     "mallopt",
     "mincore",
@@ -54,7 +57,9 @@ __all__ = [
     "procmap_vmas",
 ]
 
-ARCH: Final = platform.machine()
+# os.uname() is what platform.machine() returns, without importing platform
+# (a few ms of start-up that `sealkit run` would add to every program).
+ARCH: Final = os.uname().machine
 
 # System call numbers: x86_64 (arch/x86/entry/syscalls/syscall_64.tbl) and the
 # generic table (include/uapi/asm-generic/unistd.h) used by aarch64, riscv64
@@ -83,21 +88,66 @@ _TABLES: Final = {
 NR: Final[dict[str, int]] = dict(_TABLES.get(ARCH, {}))
 """System call numbers for this machine (empty on an unsupported architecture)."""
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+def _load_libc() -> ctypes.CDLL:
+    # glibc's soname first: ctypes.util.find_library imports subprocess,
+    # shutil and tempfile and runs `ldconfig -p`, about 20 ms of start-up that
+    # `sealkit run` would add to every program. It stays the fallback (musl).
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        from ctypes.util import find_library  # noqa: PLC0415
+
+        return ctypes.CDLL(find_library("c") or "libc.so", use_errno=True)
+
+
+_libc = _load_libc()
+
+
+def _ctypes_prototype(nargs: int) -> Callable[..., int]:
+    """``syscall(2)`` through ctypes with ``nargs`` unsigned long arguments,
+    returning the kernel convention (``-errno`` on failure) like ``_fastsys``.
+    """
+    fn = ctypes.CFUNCTYPE(_L, _L, *([_U] * nargs), use_errno=True)(("syscall", _libc))
+
+    def call(number: int, *args: int) -> int:
+        ret: int = fn(number, *args)
+        return -ctypes.get_errno() if ret == -1 else ret
+
+    return call
+
+
 _L, _U = ctypes.c_long, ctypes.c_ulong
 
+# The fast path is sealkit._fastsys, a 40-line C extension (ctypes costs
+# ~1 us per call here, more than mmap + mseal themselves; see
+# benchmarks/bench_mseal.py). Without it (no compiler at install time) the
+# ctypes prototypes below do the same job, slower. Both return the kernel
+# convention: the result, or -errno.
+_fast: Callable[..., int] | None
+try:
+    from ._fastsys import syscall as _fast
+except ImportError:  # pragma: no cover - depends on how sealkit was installed
+    _fast = None
+if not NR or os.environ.get("SEALKIT_NO_FASTSYS"):
+    # No table for this architecture (every call raises NotSupportedError),
+    # or the fast path is switched off (tests compare both paths).
+    _fast = None
 
-def _proto(nargs: int) -> Callable[..., int]:
-    fn_type = ctypes.CFUNCTYPE(_L, _L, *([_U] * nargs), use_errno=True)
-    return cast(Callable[..., int], fn_type(("syscall", _libc)))
+FAST_PATH: Final = _fast is not None
+"""Whether the C fast path (``sealkit._fastsys``) is in use."""
 
 
-_sys1 = _proto(1)
-_sys2 = _proto(2)
-_sys3 = _proto(3)
-_sys4 = _proto(4)
-_sys5 = _proto(5)
-_sys6 = _proto(6)
+def _syscall(nargs: int) -> Callable[..., int]:
+    return _fast if _fast is not None else _ctypes_prototype(nargs)
+
+
+_sys1 = _syscall(1)
+_sys2 = _syscall(2)
+_sys3 = _syscall(3)
+_sys4 = _syscall(4)
+_sys5 = _syscall(5)
+_sys6 = _syscall(6)
 
 _MASK: Final = (1 << 64) - 1
 _MIN: Final = -(1 << 63)
@@ -114,9 +164,12 @@ def _nr(name: str) -> int:
         raise NotSupportedError(38, name, detail=f"no system call table for {ARCH}") from None
 
 
-def _fail(call: str, addr: int | None = None, length: int | None = None) -> None:
-    """Raise the exception for a ``-1`` return of ``call``, from ``errno``."""
-    raise kernel_error(ctypes.get_errno(), call, addr, length)
+def _fail(call: str, ret: int, addr: int | None = None, length: int | None = None) -> NoReturn:
+    """Raise the exception for a failed ``call`` that returned ``ret`` (``-errno``).
+
+    The one place where a failed system call becomes an exception.
+    """
+    raise kernel_error(-ret, call, addr, length)
 
 
 def _u64(value: object, name: str) -> int:
@@ -137,19 +190,19 @@ def mseal(addr: int, length: int, flags: int = 0) -> None:
     heap behind a ``bytes``, an allocator's arena) makes later frees fail in
     ways that crash the process. Prefer :mod:`sealkit.memory`.
     """
-    # The fast path: ctypes checks the types; the bounds check is ours because
-    # ctypes silently truncates ints wider than 64 bits.
-    if (
-        _NR_MSEAL is None
-        or type(addr) is not int
-        or type(length) is not int
-        or type(flags) is not int
-        or not (_MIN <= addr <= _MASK and _MIN <= length <= _MASK and _MIN <= flags <= _MASK)
-    ):
-        _call("mseal", 3, addr, length, flags, addr=addr, length=length)
-        return
-    if _sys3(_NR_MSEAL, addr, length, flags) == -1:
-        _fail("mseal", addr, length)
+    # Fast path (benchmarks/bench_mseal.py): exact ints go straight to C,
+    # which refuses anything outside [0, 2**64) with OverflowError; then (and
+    # for anything else) _call masks negatives and raises typed errors.
+    if _fast is not None and type(addr) is int and type(length) is int and type(flags) is int:
+        try:
+            ret = _fast(_NR_MSEAL, addr, length, flags)
+        except OverflowError:
+            pass
+        else:
+            if ret < 0:
+                _fail("mseal", ret, addr, length)
+            return
+    _call("mseal", 3, addr, length, flags, addr=addr, length=length)
 
 
 def _int_or_none(value: object) -> int | None:
@@ -157,13 +210,13 @@ def _int_or_none(value: object) -> int | None:
 
 
 def _call(call: str, nargs: int, *args: object, addr: object = None, length: object = None) -> int:
-    """Validate ``args`` as 64-bit integers, make the call, raise on ``-1``."""
+    """Validate ``args`` as 64-bit integers, make the call, raise on failure."""
     values = [_u64(a, f"{call} argument {i + 1}") for i, a in enumerate(args)]
     nr = _nr(call)
     fn = (_sys1, _sys2, _sys3, _sys4, _sys5, _sys6)[nargs - 1]
     ret: int = fn(nr, *values)
-    if ret == -1:
-        _fail(call, _int_or_none(addr), _int_or_none(length))
+    if ret < 0:
+        _fail(call, ret, _int_or_none(addr), _int_or_none(length))
     return ret
 
 
@@ -186,72 +239,65 @@ def errno_call(call: str, *args: int) -> int:
     if nr is None:
         return -38  # ENOSYS
     for value in args:
-        # ctypes wraps negative ints into c_ulong (two's complement), so plain
-        # in-range ints go through as they are; anything else is validated.
-        if type(value) is not int or not _MIN <= value <= _MASK:
+        # Plain ints in [0, 2**64) go through as they are; anything else is
+        # validated (negatives become two's complement, as the kernel reads them).
+        if type(value) is not int or not 0 <= value <= _MASK:
             args = tuple(_u64(v, f"{call} argument {i + 1}") for i, v in enumerate(args))
             break
     ret: int = _BY_ARITY[len(args)](nr, *args)  # type: ignore[misc]
-    if ret == -1:
-        return -ctypes.get_errno()
-    return ret & _MASK
+    return ret if ret < 0 else ret & _MASK  # the helpers return -errno on failure
 
 
 def mmap(addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
     """``mmap`` returning the mapped address; the kernel validates everything."""
-    # Fast path (the safe API allocates through here; benchmarks/bench_mseal.py):
-    # plain in-range ints go straight to the prebuilt prototype.
+    # Fast path, as in mseal (the safe API allocates through here). fd=-1 is
+    # the common negative value: passed as the kernel reads it, 2**64 - 1.
     if (
-        _NR_MMAP is not None
+        _fast is not None
         and type(addr) is int
         and type(length) is int
         and type(prot) is int
         and type(flags) is int
         and type(fd) is int
         and type(offset) is int
-        and _MIN <= addr <= _MASK
-        and _MIN <= length <= _MASK
-        and _MIN <= prot <= _MASK
-        and _MIN <= flags <= _MASK
-        and _MIN <= fd <= _MASK
-        and _MIN <= offset <= _MASK
+        and fd >= _MIN
     ):
-        ret: int = _sys6(_NR_MMAP, addr, length, prot, flags, fd, offset)
-        if ret == -1:
-            _fail("mmap", addr, length)
-        return ret & _MASK
+        try:
+            ret = _fast(_NR_MMAP, addr, length, prot, flags, fd & _MASK, offset)
+        except OverflowError:
+            pass
+        else:
+            if ret < 0:
+                _fail("mmap", ret, addr, length)
+            return ret
     return _call("mmap", 6, addr, length, prot, flags, fd, offset, addr=addr, length=length) & _MASK
 
 
 def munmap(addr: int, length: int) -> None:
     """``munmap``: EPERM (``SealedError``) if any VMA in range is sealed; atomic."""
-    if (
-        _NR_MUNMAP is not None
-        and type(addr) is int
-        and type(length) is int
-        and _MIN <= addr <= _MASK
-        and _MIN <= length <= _MASK
-    ):
-        if _sys2(_NR_MUNMAP, addr, length) == -1:
-            _fail("munmap", addr, length)
-        return
+    if _fast is not None and type(addr) is int and type(length) is int:
+        try:
+            ret = _fast(_NR_MUNMAP, addr, length)
+        except OverflowError:
+            pass
+        else:
+            if ret < 0:
+                _fail("munmap", ret, addr, length)
+            return
     _call("munmap", 2, addr, length, addr=addr, length=length)
 
 
 def mprotect(addr: int, length: int, prot: int) -> None:
     """``mprotect``: EPERM on sealed VMAs, after changing the VMAs before them (6.12+)."""
-    if (
-        _NR_MPROTECT is not None
-        and type(addr) is int
-        and type(length) is int
-        and type(prot) is int
-        and _MIN <= addr <= _MASK
-        and _MIN <= length <= _MASK
-        and _MIN <= prot <= _MASK
-    ):
-        if _sys3(_NR_MPROTECT, addr, length, prot) == -1:
-            _fail("mprotect", addr, length)
-        return
+    if _fast is not None and type(addr) is int and type(length) is int and type(prot) is int:
+        try:
+            ret = _fast(_NR_MPROTECT, addr, length, prot)
+        except OverflowError:
+            pass
+        else:
+            if ret < 0:
+                _fail("mprotect", ret, addr, length)
+            return
     _call("mprotect", 3, addr, length, prot, addr=addr, length=length)
 
 
@@ -472,10 +518,10 @@ def procmap_query(maps_fd: int, addr: int, flags: int, query: ProcmapQuery) -> b
     query.vma_name_size = 0
     query.build_id_size = 0
     ret = _sys3(_nr("ioctl"), maps_fd, PROCMAP_QUERY, ctypes.addressof(query))
-    if ret == -1:
-        if ctypes.get_errno() == 2:  # ENOENT: nothing at or after addr
+    if ret < 0:
+        if ret == -2:  # ENOENT: nothing at or after addr
             return False
-        _fail("ioctl(PROCMAP_QUERY)", addr)
+        _fail("ioctl(PROCMAP_QUERY)", ret, addr)
     return True
 
 
@@ -509,10 +555,11 @@ def procmap_vmas(
         if name_buf is not None:
             query.vma_name_size = len(name_buf)
             query.vma_name_addr = ctypes.addressof(name_buf)
-        if _sys3(ioctl, maps_fd, PROCMAP_QUERY, where) == -1:
-            if ctypes.get_errno() == 2:  # ENOENT: nothing at or after addr
+        ret = _sys3(ioctl, maps_fd, PROCMAP_QUERY, where)
+        if ret < 0:
+            if ret == -2:  # ENOENT: nothing at or after addr
                 break
-            _fail("ioctl(PROCMAP_QUERY)", addr)
+            _fail("ioctl(PROCMAP_QUERY)", ret, addr)
         start = query.vma_start
         if start >= hi:
             break
@@ -558,3 +605,97 @@ def libc_has_symbol(name: str) -> bool:
     except AttributeError:
         return False
     return True
+
+
+# --- loaded ELF objects: dl_iterate_phdr (for sealkit.hardening, issue 6) ---
+
+PT_LOAD: Final = 1
+PT_GNU_RELRO: Final = 0x6474E552
+PF_X: Final = 0x1
+PF_W: Final = 0x2
+PF_R: Final = 0x4
+
+
+class Phdr(NamedTuple):
+    """One ELF program header (``Elf64_Phdr``) of a loaded object, unchanged."""
+
+    type: int
+    flags: int
+    offset: int
+    vaddr: int
+    filesz: int
+    memsz: int
+    align: int
+
+
+class LoadedObject(NamedTuple):
+    """One object on the dynamic loader's list (``struct dl_phdr_info``).
+
+    ``addr`` is ``dlpi_addr``, the load bias: a segment lives at
+    ``addr + phdr.vaddr``. ``name`` is ``dlpi_name`` as the loader has it
+    (``""`` for the main program, the ``DT_NEEDED``/dlopen name otherwise,
+    ``"linux-vdso.so.1"`` for the vDSO).
+    """
+
+    addr: int
+    name: str
+    phdrs: tuple[Phdr, ...]
+
+
+class _DlPhdrInfo(ctypes.Structure):
+    # The leading fields of struct dl_phdr_info (<link.h>); the callback's
+    # size argument says more follow (dlpi_adds, dlpi_subs, TLS), unused here.
+    _fields_ = (
+        ("addr", ctypes.c_uint64),
+        ("name", ctypes.c_char_p),
+        ("phdr", ctypes.c_void_p),
+        ("phnum", ctypes.c_uint16),
+    )
+
+
+# Elf64_Phdr: p_type p_flags p_offset p_vaddr p_paddr p_filesz p_memsz p_align
+_PHDR64: Final = struct.Struct("=IIQQQQQQ")
+_DlCallback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(_DlPhdrInfo), ctypes.c_size_t, ctypes.c_void_p
+)
+# PYFUNCTYPE: the GIL stays held for the whole walk. dl_iterate_phdr holds the
+# loader's dl_load_write_lock while it calls back; if the GIL were released,
+# the callback would wait for it under that lock while another thread holding
+# the GIL waits for the lock inside dlopen (CPython's extension import calls
+# dlopen with the GIL held): a deadlock.
+_dl_iterate_phdr = ctypes.PYFUNCTYPE(ctypes.c_int, _DlCallback, ctypes.c_void_p)(
+    ("dl_iterate_phdr", _libc)
+)
+
+
+def loaded_objects() -> list[LoadedObject]:
+    """Every ELF object the dynamic loader has mapped, in the loader's order
+    (main program first), from ``dl_iterate_phdr(3)``, with all its program
+    headers. 64-bit only (mseal is 64-bit only): raises
+    :class:`~sealkit.errors.NotSupportedError` elsewhere.
+    """
+    if ctypes.sizeof(ctypes.c_void_p) != 8:
+        raise NotSupportedError(38, "dl_iterate_phdr", detail="sealkit reads 64-bit ELF only")
+    found: list[LoadedObject] = []
+    failures: list[BaseException] = []
+
+    def visit(info_p: ctypes._Pointer[_DlPhdrInfo], _size: int, _data: object) -> int:
+        # An exception cannot cross the C frame: keep it, stop the walk (1).
+        try:
+            info = info_p.contents
+            raw = ctypes.string_at(info.phdr, info.phnum * _PHDR64.size) if info.phnum else b""
+            phdrs = tuple(
+                Phdr(p_type, p_flags, offset, vaddr, filesz, memsz, align)
+                for p_type, p_flags, offset, vaddr, _paddr, filesz, memsz, align
+                in _PHDR64.iter_unpack(raw)
+            )  # fmt: skip
+            found.append(LoadedObject(info.addr, os.fsdecode(info.name or b""), phdrs))
+        except BaseException as exc:  # re-raised below, outside the C frame
+            failures.append(exc)
+            return 1
+        return 0
+
+    _dl_iterate_phdr(_DlCallback(visit), None)
+    if failures:
+        raise failures[0]
+    return found
