@@ -180,7 +180,12 @@ def madvise_vma_behavior(
     if behavior == Madv.GUARD_INSTALL:
         if vma.flags & (VM_SPECIAL | VM_HUGETLB | VM_LOCKED):
             return -errno.EINVAL, vma
-        vma = mm.anon_vma_prepare(vma)  # "appropriate to have an anon_vma"
+        # 6.18.44 sets VM_MAYBE_GUARD (smaps "gu", sticky: not a merge
+        # barrier) and takes an anon_vma only for anonymous VMAs, so guarded
+        # shmem and file VMAs still merge (regression/sealed-shmem-merges-
+        # across-guard-markers). "gu" itself is not a tracked layout flag.
+        if is_anonymous(vma):
+            vma = mm.anon_vma_prepare(vma)
         return 0, mm.set_priv(vma, content.put(vma.priv, lo, hi, GUARD))
     if behavior == Madv.GUARD_REMOVE:
         if vma.flags & (VM_SPECIAL | VM_HUGETLB):
@@ -287,9 +292,13 @@ def sys_process_madvise(mm: AddressSpace, op: Op) -> int:
         n = min(n, MAX_RW_COUNT - total)
         total += n
         iovs.append((addr, n))
+    if not total:
+        return 0  # vector_madvise() loops while iov_iter_count(): nothing to look at
     done = 0
     ret = 0
-    for addr, n in iovs:
+    for k, (addr, n) in enumerate(iovs):
+        if k and not n:
+            continue  # iov_iter_advance() skips empty iovecs after the first one
         skip = should_skip(mm, addr, n, behavior)
         ret = (
             skip
