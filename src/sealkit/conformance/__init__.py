@@ -487,7 +487,7 @@ def run_model(scenarios: Iterable[Scenario], policy: str = "linux") -> list[Outc
                 if (i, zone) in wanted:
                     hi = sc.window.pages if zone == "p" else sc.window.heap_pages
                     layouts[(i, zone)] = space.layout(zone, 0, hi)
-        key = sc.key_step if judged and len(steps) == len(sc.steps) else len(steps) - 1
+        key = sc.key_step if len(steps) == len(sc.steps) else len(steps) - 1
         key_text = format_result(steps[key].op, results[key]) if steps else ""
         if not judged:
             out.append(Outcome(sc.name, target, True, "", key_text, expected=False))
