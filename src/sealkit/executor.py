@@ -1045,23 +1045,41 @@ class _Runner:
             # The heap zone asks the kernel for VMA names: "[heap]" is its call
             # (vma_is_initial_heap(), which depends on the current break).
             vmas = self._vmas(lo, hi, zone == "h")
-            # Content of each run of contiguous VMAs in one pread.
-            content = ""
-            span_lo = -1
-            span_hi = -1
+            n = len(vmas)
+            clip = [(max(v[0], lo), min(v[1], hi)) for v in vmas]
+            content = [""] * n
+            sealed = [False] * n
+            i = 0
+            while i < n:
+                # A run of contiguous VMAs: their content in one pread ...
+                j = i + 1
+                while j < n and clip[j][0] == clip[j - 1][1]:
+                    j += 1
+                first = clip[i][0]
+                text = self._content(first, clip[j - 1][1])
+                for k in range(i, j):
+                    content[k] = text[(clip[k][0] - first) // PS : (clip[k][1] - first) // PS]
+                # ... and their seals with one probe per stretch of equal
+                # protection: mprotect to a VMA's own protection changes
+                # nothing (mprotect_fixup returns before any split or merge),
+                # so one call answers "none sealed"; EPERM: probe each.
+                k = i
+                while k < j:
+                    prot = vmas[k][2] & 7
+                    m = k + 1
+                    while m < j and vmas[m][2] & 7 == prot:
+                        m += 1
+                    if self._sealed(clip[k][0], clip[m - 1][1] - clip[k][0], prot):
+                        if m - k == 1:
+                            sealed[k] = True
+                        else:
+                            for q in range(k, m):
+                                sealed[q] = self._sealed(clip[q][0], clip[q][1] - clip[q][0], prot)
+                    k = m
+                i = j
             runs: list[RawRun] = []
-            for vma in vmas:
-                start, end, vflags, offset, major, minor, inode, name = vma
-                s, e = max(start, lo), min(end, hi)
-                if s >= span_hi:
-                    span_lo = s
-                    span_hi = s
-                    for _s, e2, *_ in vmas[len(runs) :]:
-                        if max(_s, lo) != span_hi:
-                            break
-                        span_hi = min(e2, hi)
-                    content = self._content(span_lo, span_hi)
-                prot = vflags & 7
+            for k, (start, end, vflags, offset, major, minor, inode, name) in enumerate(vmas):
+                s, e = clip[k]
                 pgoff: int | None = None
                 if inode:
                     file = self.file_keys.get((major, minor, inode))
@@ -1070,11 +1088,10 @@ class _Runner:
                 else:
                     backing = "[heap]" if name == "[heap]" else "anon"
                 runs.append(
-                    ((s - base) // PS, (e - base) // PS, prot, bool(vflags & 8), backing, pgoff,
-                     self._sealed(s, e - s, prot), None,
-                     content[(s - span_lo) // PS : (e - span_lo) // PS])
+                    ((s - base) // PS, (e - base) // PS, vflags & 7, bool(vflags & 8), backing,
+                     pgoff, sealed[k], None, content[k])
                 )  # fmt: skip
-                all_vmas.append((start, end, len(zones), len(runs) - 1))
+                all_vmas.append((start, end, len(zones), k))
             zones.append(runs)
         if with_flags and all_vmas:
             self._add_flags(zones, all_vmas)
