@@ -4,7 +4,8 @@ Measured in the same run, on the same generated traces (seed fixed):
 
 * ``model``: the fuzzer's model side alone: generating each call (edge
   biased) and applying it to the ``linux`` model, with the layout and its
-  canonical form after every call;
+  canonical form after every call (re-rendered only when the call changed
+  the model's state, as in the fuzzer);
 * ``kernel``: the kernel side alone: the same traces in the kernel executor,
   a snapshot after every call (PROCMAP_QUERY, seal probe, /proc/self/mem) and
   VmFlags from smaps at each trace's end;
@@ -49,7 +50,7 @@ def _traces(calls: int, seed: int) -> tuple[list, float]:
     made = 0
     started = time.perf_counter()
     while made < calls:
-        length = 40 + rng.randrange(81)
+        length = 60 + rng.randrange(141)  # campaign()'s default trace_length (60, 200)
         heap = rng.random() < 0.15
         forks = 1 if rng.random() < 0.08 else 0
         mt = gen_trace(

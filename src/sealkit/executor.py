@@ -94,17 +94,14 @@ import contextlib
 import errno as _errno
 import os
 import pickle
-import select
 import signal
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from . import _syscalls, procfs
 from .errors import KernelError, SealkitError, StateError, UnsafeTargetError
@@ -141,6 +138,14 @@ from .ops import (
     token_page,
     write_token,
 )
+
+if TYPE_CHECKING:
+    import subprocess
+
+# The worker imports this module too, and every shared library it loads is
+# five more VMAs that each smaps read formats (~5 µs apiece, §"flags" above):
+# the controller-only modules (subprocess, tempfile -> shutil -> bz2, lzma,
+# zlib; random; select) are imported where the controller uses them.
 
 __all__ = [
     "FLAG_OPS",
@@ -525,6 +530,8 @@ def _recv_exact(fd: int, size: int, deadline: float | None) -> bytes | None:
     while size:
         if deadline is not None:
             left = deadline - time.monotonic()
+            import select  # noqa: PLC0415 (controller side only, see the imports)
+
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 raise TimeoutError
         chunk = os.read(fd, min(size, 1 << 20))
@@ -1236,6 +1243,8 @@ class KernelExecutor:
             return
         with contextlib.suppress(OSError):
             _send(self._to, ("exit",))
+        import subprocess  # noqa: PLC0415 (controller side only, see the imports)
+
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -1257,10 +1266,15 @@ class KernelExecutor:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)  # the worker and any forked child of it
+        import subprocess  # noqa: PLC0415 (controller side only, see the imports)
+
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
 
     def _start(self) -> None:
+        import subprocess  # noqa: PLC0415 (controller side only, see the imports)
+        import tempfile  # noqa: PLC0415
+
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -1291,6 +1305,8 @@ class KernelExecutor:
         proc = self._proc
         note = "no reply"
         if proc is not None:
+            import subprocess  # noqa: PLC0415 (controller side only, see the imports)
+
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=2)
             rc = proc.returncode

@@ -436,6 +436,41 @@ class _ModelTrace:
     canon: list[dict[str, Canon]]
 
 
+_StateKey = tuple[tuple[object, ...], tuple[tuple[str, object], ...], tuple[object, ...]]
+
+
+def _state_key(space: SpaceLike, window: Window) -> _StateKey | None:
+    """What the model's layouts of the window are a function of, for
+    :class:`sealkit.model.AddressSpace` (whose VMAs are immutable once stored
+    and whose object contents are replaced, never changed in place): the VMAs
+    over the zones, the backing objects and the break. ``None`` for other
+    spaces (their layouts are never reused)."""
+    vmas = getattr(space, "vmas", None)
+    objects = getattr(space, "objects", None)
+    if vmas is None or not isinstance(objects, dict) or not hasattr(vmas, "range"):
+        return None
+    p_lo = MODEL_BASES.base("p")
+    h_lo = MODEL_BASES.base("h")
+    return (
+        (*vmas.range(p_lo, p_lo + window.pages * PS), None,
+         *vmas.range(h_lo, h_lo + window.heap_pages * PS)),
+        tuple(objects.items()),
+        (getattr(space, "brk", None), getattr(space, "start_brk", None)),
+    )  # fmt: skip
+
+
+def _same_state(a: _StateKey, b: _StateKey) -> bool:
+    """The same VMA objects, the same object contents (by identity: both are
+    immutable) and the same break."""
+    return (
+        a[2] == b[2]
+        and len(a[0]) == len(b[0])
+        and len(a[1]) == len(b[1])
+        and all(x is y for x, y in zip(a[0], b[0], strict=True))
+        and all(x[0] == y[0] and x[1] is y[1] for x, y in zip(a[1], b[1], strict=True))
+    )
+
+
 def gen_trace(
     c: Chooser, window: Window, length: int, space: SpaceLike, *, heap: bool = False,
     forks: int = 0,
@@ -447,19 +482,27 @@ def gen_trace(
     ops: list[Op] = []
     run = ModelRun((), "linux", zones)
     canon: list[dict[str, Canon]] = []
+    key: _StateKey | None = None
+    lays: dict[str, Layout] = {}
+    cans: dict[str, Canon] = {}
     for _ in range(length):
         op = gen_op(c, st)
         if refusal(op, window, heap) is not None or (not heap and isinstance(op, Brk)):
             continue
         ops.append(op)
         run.results.append(space.apply(op))
-        lays: dict[str, Layout] = {}
-        cans: dict[str, Canon] = {}
-        for z in zones:
-            lay = space.layout(z, 0, window.pages if z == "p" else window.heap_pages)
-            lays[z] = lay
-            cans[z] = canonical(lay.runs, flags=False)
-            st.observe(cans[z], z)
+        now = _state_key(space, window)
+        if now is None or key is None or not _same_state(now, key):
+            # Rendering the model's layout is most of the controller's time;
+            # a call that left the model's state untouched (most refusals)
+            # leaves the layout as it was, so the same objects are reused.
+            lays, cans = {}, {}
+            for z in zones:
+                lay = space.layout(z, 0, window.pages if z == "p" else window.heap_pages)
+                lays[z] = lay
+                cans[z] = canonical(lay.runs, flags=False)
+                st.observe(cans[z], z)
+        key = now
         run.layouts.append(lays)
         canon.append(cans)
     # A heap trace must say so even if no heap call survived (uses_heap decides zones).
