@@ -145,8 +145,8 @@ VERIFIED: Final[dict[str, str]] = {
     "after every call": "the result; each zone's layout in the merged canonical form: runs "
     "with protection, shared, backing, file/shmem page offset, seal, and one content token "
     "per page (model `?` matches anything)",
-    "after a refused munmap, mmap(MAP_FIXED) or brk": "the exact VMA boundaries inside the "
-    "call's range (the leftover split)",
+    "after a munmap or mmap(MAP_FIXED) refused with EPERM": "the exact VMA boundaries at the "
+    "ends of the call's range (the leftover split, spec rule 5); every boundary with --exact",
     "at flag checkpoints": "the tracked VmFlags from /proc/self/smaps, and the seal probe "
     "against smaps `sl`",
 }

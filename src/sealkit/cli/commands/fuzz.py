@@ -54,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-found", type=_positive, default=5, metavar="K", help="stop after K divergences"
     )
+    parser.add_argument(
+        "--workers", type=int, choices=(1, 2, 3, 4), default=1, metavar="W",
+        help="kernel workers (default 1; 2 also keeps a second core busy)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -91,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
             flags=args.flags,
             exact=args.exact,
             max_found=args.max_found,
+            workers=args.workers,
         )
     else:
         columns = (
@@ -101,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
             task = bar.add_task("fuzz", total=args.ops)
             result = campaign(
                 args.ops, args.seed, window=window, flags=args.flags, exact=args.exact,
-                max_found=args.max_found, progress=lambda n: bar.advance(task, n),
+                max_found=args.max_found, workers=args.workers,
+                progress=lambda n: bar.advance(task, n),
             )  # fmt: skip
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
