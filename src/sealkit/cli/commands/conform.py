@@ -13,6 +13,7 @@ import argparse
 import json
 from collections import Counter, defaultdict
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -24,6 +25,7 @@ from ..main import UsageError
 NAME = "conform"
 HELP = "Run the conformance suite against the kernel and/or the model's policies."
 ORDER = 60
+_WIDE = 180
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,15 +86,19 @@ def _cell(outcome: Outcome | None) -> str:
 def _comparison(
     scenarios: list[Scenario], results: dict[str, dict[str, Outcome]], targets: list[str]
 ) -> Table:
-    table = Table(title="What each design does at the key call (red: refused, green: allowed)")
-    table.add_column("scenario", overflow="fold")
+    table = Table(
+        title="What each design does at the key call (red: refused, green: allowed; "
+        "✓/✗: matches the spec's expectation for that design)",
+        box=box.SIMPLE_HEAD, padding=(0, 1),
+    )  # fmt: skip
+    table.add_column("scenario", no_wrap=True)
     models = [t for t in targets if t.startswith("model:")]
     for t in ["kernel", *models]:
-        table.add_column(t.removeprefix("model:"), overflow="fold")
+        table.add_column(t.removeprefix("model:"), no_wrap=True)
     for sc in scenarios:
         if not sc.policies:
             continue
-        row = [escape(sc.name)]
+        row = [escape(sc.name.removeprefix("debate/"))]
         for t in ["kernel", *models]:
             o = results[sc.name].get(t)
             if o is None:
@@ -146,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(payload, indent=2))
         return 1 if failed else 0
     console = Console(highlight=False)
+    if len(targets) > 2 and console.width < _WIDE:
+        # Eleven targets side by side do not fit 80 columns; wider lines
+        # read better than cells folded letter by letter.
+        console = Console(highlight=False, width=_WIDE)
     shown = [t for t in targets if t in ("kernel", "model:linux")] or targets
     table = Table(title=f"sealkit conform ({len(scenarios)} scenarios)")
     table.add_column("scenario", overflow="fold")
@@ -165,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     summary.add_column("source")
     summary.add_column("scenarios", justify="right")
     for t in targets:
-        summary.add_column(t, justify="right")
+        summary.add_column(t.removeprefix("model:") if len(targets) > 2 else t, justify="right")
     for family, c in sorted(families.items()):
         cells = []
         for t in targets:
