@@ -67,8 +67,12 @@ process), so per-call snapshots use cheaper measurements:
 * the sealed bit from ``mprotect(vma, len, <its own prot>)``: EPERM iff
   sealed, a no-op otherwise (``mprotect_fixup`` tests the seal before its
   ``newflags == oldflags`` early return; spec linux-mseal §5 "Probing",
-  verified by ``tests/kernel/test_executor.py``);
-* content from ``pread`` on ``/proc/self/mem`` (reads PROT_NONE pages too;
+  verified by ``tests/kernel/test_executor.py``), asked once per stretch of
+  adjacent VMAs with the same protection (no VMA of it changes, and
+  ``mprotect_fixup`` answers EPERM at the first sealed one), and VMA by VMA
+  only where a stretch answers EPERM;
+* content from ``pread`` on ``/proc/self/mem``, one read per run of
+  adjacent VMAs (reads PROT_NONE pages too;
   EIO on guard markers and pages beyond a file's end gives ``#``), each page
   mapped to its token by comparing the whole page with
   :func:`~sealkit.ops.token_page`;
@@ -1164,11 +1168,34 @@ class _Runner:
             self.retire = "too many files held by sealed leftovers"
 
 
+def _pin(cpu: int) -> None:
+    """Keep this process (and the runners it forks) on one CPU: index ``cpu``
+    into the allowed CPUs, or the CPU it runs on now when ``cpu < 0``.
+
+    Why: MADV_FREE and MADV_COLD park folios in per-CPU LRU batches (off the
+    LRU), and madvise_pageout()/madvise_cold() drain only the current CPU's
+    batches (lru_add_drain()) before walking. A runner that migrated between
+    MADV_FREE and MADV_PAGEOUT would find its lazily freed folio still in
+    the other CPU's batch and skip it (folio_test_lru() fails), keeping data
+    the model (rightly, on one CPU) says is reclaimed."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if cpu >= 0:
+        target = allowed[cpu % len(allowed)]
+    else:
+        with open("/proc/self/stat", "rb") as fh:
+            # Field 39 "processor", counted after the ")" closing comm.
+            now = int(fh.read().rsplit(b")", 1)[1].split()[36])
+        target = now if now in allowed else allowed[0]
+    os.sched_setaffinity(0, {target})
+
+
 def worker_main() -> None:
-    """Entry point of a worker process: ``argv[1:3]`` are the request and reply fds."""
+    """Entry point of a worker process: ``argv[1:3]`` are the request and reply
+    fds, ``argv[3]`` the CPU index to stay on (``-1``: where it starts)."""
     rfd, wfd = int(sys.argv[1]), int(sys.argv[2])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides when we stop
     try:
+        _pin(int(sys.argv[3]) if len(sys.argv) > 3 else -1)
         zygote = _Zygote()
     except BaseException:
         _send(wfd, ("fail", traceback.format_exc()))
@@ -1217,9 +1244,14 @@ class KernelExecutor:
     ...     run.results, run.layout(0).text()
     """
 
-    def __init__(self, window: Window | None = None, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, window: Window | None = None, *, timeout: float = 60.0, cpu: int | None = None
+    ) -> None:
         self.window = window or Window()
         self.timeout = timeout
+        self.cpu = cpu
+        """Index into the allowed CPUs the worker stays on (``None``: the one it
+        starts on); see :func:`_pin`."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._to: int = -1
         self._from: int = -1
@@ -1283,7 +1315,8 @@ class KernelExecutor:
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in _reset)
         code = "from sealkit.executor import worker_main; worker_main()"
         self._proc = subprocess.Popen(
-            [sys.executable, "-S", "-c", code, str(req_r), str(rep_w)],
+            [sys.executable, "-S", "-c", code, str(req_r), str(rep_w),
+             str(-1 if self.cpu is None else self.cpu)],
             pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=self._stderr, env=env, start_new_session=True, close_fds=True,
         )  # fmt: skip

@@ -102,8 +102,11 @@ UNDEFINED: Final[tuple[tuple[str, str], ...]] = (
     ),
     (
         "content of pages after MADV_FREE, until they are written again",
-        "generated; the model says `?`, which matches any kernel content "
-        "(the kernel drops lazily-freed pages only under reclaim, e.g. a later MADV_PAGEOUT)",
+        "generated; the model says `?`, which matches any kernel content (the kernel drops "
+        "lazily-freed pages only under reclaim: a later MADV_PAGEOUT makes them zero, and the "
+        "kernel workers stay on one CPU so that it always does; in a fork child, pages still "
+        "shared with the parent survive PAGEOUT, and the model, which does not track "
+        "copy-on-write per page, keeps a forked VMA's lazily freed pages `?`)",
     ),
     (
         "residency (MADV_PAGEOUT/COLD/WILLNEED/POPULATE_*, MAP_POPULATE, mlock): "
@@ -114,8 +117,8 @@ UNDEFINED: Final[tuple[tuple[str, str], ...]] = (
         "VMA boundaries that only depend on when the kernel merges (anon_vma history, rule 15 "
         "case 10.3)",
         "compared in the merged form; exact boundaries are compared where the spec defines "
-        "them (the leftover split inside a refused munmap/MAP_FIXED/brk range), or everywhere "
-        "with --exact",
+        "them (the leftover split at the ends of a munmap/MAP_FIXED range refused with EPERM; "
+        "the refused brk shrink is conformance scenario 8.1), or everywhere with --exact",
     ),
     (
         "tracked VmFlags (dc wf lo lf hg nh dd rr sr mg gd) between checkpoints",
@@ -712,7 +715,11 @@ def campaign(
     result = CampaignResult(seed, flags=flags, exact=exact, window=win)
     factory: Callable[[], SpaceLike] = space_factory or (lambda: make_space(policy))
     own = executor is None
-    kxs = [executor] if executor is not None else [KernelExecutor(win) for _ in range(workers)]
+    kxs = (
+        [executor]
+        if executor is not None
+        else [KernelExecutor(win, cpu=i if workers > 1 else None) for i in range(workers)]
+    )
     queues: list[deque[_ModelTrace]] = [deque() for _ in kxs]
     divergent: list[tuple[_ModelTrace, KernelRun, Divergence]] = []
     made = 0

@@ -287,6 +287,24 @@ def test_clean_traces_reuse_one_window() -> None:
         assert len(executor.runners) == 1
 
 
+def test_workers_and_runners_stay_on_one_cpu() -> None:
+    # Per-CPU LRU batches make MADV_FREE + MADV_PAGEOUT depend on the CPU
+    # (executor._pin): the worker, its runners and their fork children
+    # never migrate.
+    allowed = sorted(os.sched_getaffinity(0))
+    steps = parse_trace("mmap p0 1p rw- private|anon|fixed = p0\n")
+    for cpu in (0, 1):
+        with KernelExecutor(cpu=cpu) as executor:
+            run = executor.run(steps)
+            assert executor._proc is not None
+            want = {allowed[cpu % len(allowed)]}
+            assert os.sched_getaffinity(executor._proc.pid) == want
+            assert os.sched_getaffinity(run.worker) == want
+    with KernelExecutor() as executor:
+        run = executor.run(steps)
+        assert len(os.sched_getaffinity(run.worker)) == 1
+
+
 def test_a_worker_that_cannot_start_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     # A worker whose interpreter cannot even import sealkit.
     executor = KernelExecutor()

@@ -864,8 +864,11 @@ class Naive:
             if locked:
                 return -errno.EINVAL
             if adv == Madv.PAGEOUT:
+                # Pages a fork child still shares with its parent are skipped
+                # by reclaim; like the model, lazily freed pages in a forked
+                # anon_vma stay unknown.
                 for q in pages:
-                    if q.lazy:
+                    if q.lazy and q.anon not in self.forked:
                         q.lazy, q.tok = False, None
             return 0
         if adv in (Madv.DONTNEED, Madv.DONTNEED_LOCKED, Madv.FREE):

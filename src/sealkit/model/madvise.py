@@ -160,8 +160,14 @@ def madvise_vma_behavior(
     if behavior in (Madv.COLD, Madv.PAGEOUT):
         if vma.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):
             return -errno.EINVAL, vma
-        if behavior == Madv.PAGEOUT:
+        if behavior == Madv.PAGEOUT and (vma.anon is None or not vma.anon.forked):
             # Reclaim drops lazily freed pages; with no swap nothing else goes.
+            # In a fork child, pages not yet copied on write are still mapped
+            # by the parent, and madvise_cold_or_pageout_pte_range() skips
+            # folios mapped elsewhere (folio_mapcount() != nr_pages): they
+            # keep their data. The model does not track which pages the
+            # child has copied since, so its lazily freed pages stay `?`
+            # (regression/fork-child-pageout-keeps-shared-pages).
             vma = mm.set_priv(vma, content.drop(vma.priv, lo, hi, keep=_not_lazy))
         return 0, vma
     if behavior in (Madv.DONTNEED, Madv.DONTNEED_LOCKED, Madv.FREE):
