@@ -132,6 +132,18 @@ RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]]
     ),
     "libc_has_symbol": (_syscalls.libc_has_symbol, (st.one_of(junk, st.text(max_size=10)),)),
     "loaded_objects": (_syscalls.loaded_objects, ()),
+    # The kernel executor's entry points (fidelity branch).
+    "errno_call": (
+        _syscalls.errno_call,
+        (
+            st.one_of(junk, st.sampled_from(["munmap", "mprotect", "madvise", "mseal", "nope"])),
+            address,
+            length,
+            small_int,
+        ),
+    ),
+    "mallopt": (_syscalls.mallopt, (anything_int, anything_int)),
+    "procmap_vmas": (_syscalls.procmap_vmas, (small_int, address, anything_int)),
 }
 
 
