@@ -139,6 +139,17 @@ class Naive:
         """Pages [lo, hi) got new attributes through a merge-attempting path."""
         for b in range(lo, hi + 1):
             self.forced.discard(b)
+        self.unify(lo, hi)
+
+    def unify(self, lo: int, hi: int) -> None:
+        """A VMA has one anon_vma: once pages join, the merged VMA takes the one
+        some of them had (``vma_merge`` keeps it)."""
+        for vlo, vhi in self.vmas(lo - 1, hi + 1):
+            anons = {self.pages[q].anon for q in range(vlo, vhi)} - {None}
+            if len(anons) == 1:
+                (anon,) = anons
+                for q in range(vlo, vhi):
+                    self.pages[q].anon = anon
 
     def keep_edges(self, lo: int, hi: int) -> None:
         """Attributes changed without a merge attempt: the VMA keeps its edges."""
