@@ -2,7 +2,7 @@
 
 ``tests/unit/test_model_properties.py`` runs the same check with 40
 examples per policy. This tier runs ``SEALKIT_MODEL_EXAMPLES`` per policy
-(default 100, about 15 s a policy here; 1500 is a thorough profile).
+(default 300, a few seconds a policy here; 1500 is a thorough profile).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sealkit.model import POLICIES
 from sealkit.strategies import traces
 from tests.unit.test_model_properties import cross_check
 
-EXAMPLES = int(os.environ.get("SEALKIT_MODEL_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("SEALKIT_MODEL_EXAMPLES", "300"))
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import errno
 
 import pytest
 
+from sealkit.errors import ArgumentError, ArgumentTypeError
 from sealkit.flags import Madv, SealV1, SealV3, SplitSeal
 from sealkit.model import POLICIES, AddressSpace
 from sealkit.ops import (
@@ -43,8 +44,14 @@ def test_registry_holds_the_design_table() -> None:
             blocked, kind = policy.refusals[operation]
             assert blocked and kind, (name, operation)
         assert policy.summary and policy.source
-    with pytest.raises(ValueError, match="unknown policy 'linux-9'"):
+    with pytest.raises(ArgumentError, match="unknown policy 'linux-9'"):
         AddressSpace("linux-9")
+    with pytest.raises(ArgumentTypeError):
+        AddressSpace(3)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match="zone"):
+        AddressSpace().layout("q", 0, 4)
+    with pytest.raises(ArgumentError, match="empty window"):
+        AddressSpace().state_key("p", 4, 0)
 
 
 SEAL_CALLS = {
