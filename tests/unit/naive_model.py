@@ -419,11 +419,13 @@ class Naive:
                 if nxt[0] * PG > hint and hint + length <= start:
                     return hint, False
         addr = (self.elsewhere - length) // PG * PG
-        while not self.free(addr // PG, (addr + length) // PG):
+        while addr >= MIN_PAGE * PG:
+            if self.free(addr // PG, (addr + length) // PG):
+                self.elsewhere = addr
+                return addr, True
             clash = self.mapped(addr // PG, (addr + length) // PG)[0]
             addr = (self.vma(clash)[0] * PG - length) // PG * PG
-        self.elsewhere = addr
-        return addr, True
+        return -errno.ENOMEM, False
 
     def mmap(self, op: O.Mmap) -> int:
         pol = self.policy
@@ -1066,6 +1068,8 @@ class Naive:
         if not flags & 1:
             return -errno.ENOMEM
         dest, elsewhere = self.place(0, new, False)
+        if dest < 0:
+            return dest
         r = self.move(addr, old, new, dest, flags)
         return O.ELSEWHERE if elsewhere and r >= 0 else r
 

@@ -44,6 +44,8 @@ def test_registry_holds_the_design_table() -> None:
             blocked, kind = policy.refusals[operation]
             assert blocked and kind, (name, operation)
         assert policy.summary and policy.source
+        assert policy.__doc__ is not None and policy.summary in policy.__doc__
+        assert all(choice in policy.__doc__ for choice in policy.choices)
     with pytest.raises(ArgumentError, match="unknown policy 'linux-9'"):
         AddressSpace("linux-9")
     with pytest.raises(ArgumentTypeError):

@@ -26,6 +26,7 @@ from .policies import POLICIES, Policy
 from .store import VmaStore
 from .vma import (
     M64,
+    MMAP_MIN_ADDR,
     MNEMONICS,
     PAGE,
     PAGE_SHIFT,
@@ -473,15 +474,16 @@ class AddressSpace:
     def place_elsewhere(self, length: int) -> int:
         """An address for a mapping the kernel would put outside the arena
         (top-down, never reusing space): such mappings exist in the model but
-        sit outside both zones, and the call returns ``ops.ELSEWHERE``."""
+        sit outside both zones, and the call returns ``ops.ELSEWHERE``.
+        ``-ENOMEM`` when no room is left above ``mmap_min_addr``."""
         addr = (self.elsewhere - length) & ~(PAGE - 1)
-        while True:
+        while addr >= MMAP_MIN_ADDR:
             clash = self.intersect(addr, addr + length)
             if clash is None:
-                break
+                self.elsewhere = addr
+                return addr
             addr = (clash.start - length) & ~(PAGE - 1)
-        self.elsewhere = addr
-        return addr
+        return -errno.ENOMEM
 
     # ------------------------------------------------------------ checking
 
