@@ -139,6 +139,13 @@ class Naive:
         """Pages [lo, hi) got new attributes through a merge-attempting path."""
         for b in range(lo, hi + 1):
             self.forced.discard(b)
+        if lo in self.pages:
+            # The kernel merges a changed range with the VMA before it first,
+            # and with the one after it only if their anon_vmas agree
+            # (can_vma_merge_right()): anon-less pages cannot bridge two.
+            vlo, vhi = self.vma(lo)
+            if len({self.pages[q].anon for q in range(vlo, vhi)} - {None}) > 1:
+                self.forced.add(hi)
         self.unify(lo, hi)
 
     def unify(self, lo: int, hi: int) -> None:
