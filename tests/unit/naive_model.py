@@ -164,18 +164,23 @@ class Naive:
         self.forced.add(hi)
 
     def remove(self, lo: int, hi: int) -> None:
+        """Pages [lo, hi) unmapped: the boundaries between them go too."""
         if hi - lo > LIMIT:
             for p in self.mapped(lo, hi):
                 del self.pages[p]
         else:
             for p in range(lo, hi):
                 self.pages.pop(p, None)
+        self.forced = {b for b in self.forced if not lo < b < hi}
 
     def add(self, lo: int, hi: int, make: object) -> None:
+        """New pages [lo, hi): one new VMA, so no boundary inside it."""
         if hi - lo > LIMIT:
             raise TooBig
         for i, p in enumerate(range(lo, hi)):
             self.pages[p] = make(i)  # type: ignore[operator]
+            if i:
+                self.forced.discard(p)
 
     # ------------------------------------------------------------ objects
 
