@@ -140,6 +140,24 @@ class Naive:
         """Pages [lo, hi) got new attributes through a merge-attempting path."""
         for b in range(lo, hi + 1):
             self.forced.discard(b)
+        if lo in self.pages:
+            # The kernel merges a changed range with the VMA before it first,
+            # and with the one after it only if their anon_vmas agree
+            # (can_vma_merge_right()): anon-less pages cannot bridge two.
+            vlo, vhi = self.vma(lo)
+            if len({self.pages[q].anon for q in range(vlo, vhi)} - {None}) > 1:
+                self.forced.add(hi)
+        self.unify(lo, hi)
+
+    def unify(self, lo: int, hi: int) -> None:
+        """A VMA has one anon_vma: once pages join, the merged VMA takes the one
+        some of them had (``vma_merge`` keeps it)."""
+        for vlo, vhi in self.vmas(lo - 1, hi + 1):
+            anons = {self.pages[q].anon for q in range(vlo, vhi)} - {None}
+            if len(anons) == 1:
+                (anon,) = anons
+                for q in range(vlo, vhi):
+                    self.pages[q].anon = anon
 
     def keep_edges(self, lo: int, hi: int) -> None:
         """Attributes changed without a merge attempt: the VMA keeps its edges."""
@@ -147,18 +165,23 @@ class Naive:
         self.forced.add(hi)
 
     def remove(self, lo: int, hi: int) -> None:
+        """Pages [lo, hi) unmapped: the boundaries between them go too."""
         if hi - lo > LIMIT:
             for p in self.mapped(lo, hi):
                 del self.pages[p]
         else:
             for p in range(lo, hi):
                 self.pages.pop(p, None)
+        self.forced = {b for b in self.forced if not lo < b < hi}
 
     def add(self, lo: int, hi: int, make: object) -> None:
+        """New pages [lo, hi): one new VMA, so no boundary inside it."""
         if hi - lo > LIMIT:
             raise TooBig
         for i, p in enumerate(range(lo, hi)):
             self.pages[p] = make(i)  # type: ignore[operator]
+            if i:
+                self.forced.discard(p)
 
     # ------------------------------------------------------------ objects
 
@@ -412,11 +435,13 @@ class Naive:
                 if nxt[0] * PG > hint and hint + length <= start:
                     return hint, False
         addr = (self.elsewhere - length) // PG * PG
-        while not self.free(addr // PG, (addr + length) // PG):
+        while addr >= MIN_PAGE * PG:
+            if self.free(addr // PG, (addr + length) // PG):
+                self.elsewhere = addr
+                return addr, True
             clash = self.mapped(addr // PG, (addr + length) // PG)[0]
             addr = (self.vma(clash)[0] * PG - length) // PG * PG
-        self.elsewhere = addr
-        return addr, True
+        return -errno.ENOMEM, False
 
     def mmap(self, op: O.Mmap) -> int:
         pol = self.policy
@@ -1073,6 +1098,8 @@ class Naive:
         if not flags & 1:
             return -errno.ENOMEM
         dest, elsewhere = self.place(0, new, False)
+        if dest < 0:
+            return dest
         r = self.move(addr, old, new, dest, flags)
         return O.ELSEWHERE if elsewhere and r >= 0 else r
 
