@@ -1014,22 +1014,28 @@ class Naive:
 
     def remap_move(self, addr: int, length: int, flags: int, naddr: int) -> int:
         lo, hi = addr // PG, (addr + length) // PG
-        target, res, seen, last_end, cur = naddr, -errno.EFAULT, False, 0, lo
-        while True:
-            v = self.first_after(cur)
-            if v is None or v[0] >= hi:
-                break
-            a, b = max(v[0], lo), min(hi, v[1])
-            if not seen and lo < v[0]:
-                return -errno.EFAULT
-            offset = (v[0] - last_end) * PG if seen else 0
-            last_end = v[1]
+        # The source VMAs as they are before anything moves: with DONTUNMAP
+        # the moved part stays mapped, so walking the live layout would meet
+        # it again (the kernel's remap_move() resumes after each source VMA's
+        # original end).
+        spans, cur = [], lo
+        while (v := self.first_after(cur)) is not None and v[0] < hi:
+            spans.append(v)
+            cur = v[1]
+        if not spans:
+            return -errno.EFAULT
+        if lo < spans[0][0]:
+            return -errno.EFAULT
+        target, res, last_end = naddr, -errno.EFAULT, None
+        for v0, v1 in spans:
+            a, b = max(v0, lo), min(hi, v1)
+            offset = (v0 - last_end) * PG if last_end is not None else 0
             r = self.remap_one(a * PG, (b - a) * PG, (b - a) * PG, flags, target + offset, True)
             if r < 0:
                 return r
-            if not seen:
+            if last_end is None:
                 res = r
-            seen, target, cur = True, r + (b - a) * PG, b
+            last_end, target = v1, r + (b - a) * PG
         return res
 
     def remap_one(self, addr: int, old: int, new: int, flags: int, naddr: int, implies: int) -> int:
