@@ -1,0 +1,498 @@
+"""Breadth-first search for the shortest call sequence that breaks a property.
+
+The search needs four things of a state (the model's interface,
+CONTRIBUTING "The model's interface"): ``apply(op)``, ``copy()``,
+``state_key(zone, lo, hi)`` and ``layout(zone, lo, hi)``. It explores every
+sequence of alphabet calls level by level, keeps one state per
+``state_key`` (so a state reached twice is expanded once), and for each
+property returns the first violating sequence in (state order, call order),
+which is a shortest one; or the depth it holds to and the number of states.
+
+Locality
+--------
+Two reductions make depth 3 affordable; both rest on one fact about the
+kernel calls the op language has: **a call reads and changes only the pages
+it names** (its ranges, see :func:`sealkit.ops.iter_ranges`), the pages next
+to them (a VMA merge) and the other pages that map the same file or shared
+object (a store through a shared mapping shows through every mapping of
+that page). Its *window* is those pages. Then:
+
+* if a state equals the start state on a call's window, the call does there
+  exactly what it did from the start state (known after depth 1);
+* if two states agree on a call's window, the call does the same thing in
+  both: whether it changes anything, and whether that breaks a property (a
+  property broken at depth ``d`` but not before must be broken on a page the
+  last call changed).
+
+So the outcome of calls is cached per (window group, state of the window),
+and a call is applied to the model only when its window looks like nothing
+seen before. ``cache=False`` applies every call to every state (the exact
+search; tests check that both agree), and every counterexample is re-run
+from scratch on the model before it is reported.
+
+Parallelism
+-----------
+With ``workers > 1`` each level's states are split into chunks run in
+forked worker processes (``fork`` start method: the workers inherit the
+start state, the alphabet and the cache without pickling); results are
+merged in chunk order, so the outcome does not depend on the worker count.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeAlias
+
+from ..layout import Layout
+from .alphabet import Alphabet
+from .properties import Page, PageFact, PermissionPromise, Property, check, page_facts
+from .space import Space
+
+__all__ = ["Found", "Holds", "Problem", "SearchResult", "SearchStats", "Space", "search"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One search: a start state, the zone windows observed, the alphabet,
+    the properties wanted, the protected pages and the permission promise."""
+
+    start: Space
+    windows: tuple[tuple[str, int, int], ...]
+    alphabet: Alphabet
+    properties: tuple[Property, ...]
+    protected: frozenset[Page]
+    promise: PermissionPromise = PermissionPromise.NO_GAIN
+
+
+@dataclass(frozen=True)
+class Found:
+    """The shortest violating sequence: ``path`` indexes the alphabet.
+
+    ``alternatives`` counts, per call name, the (state, call) pairs at that
+    depth whose call breaks the property: how many ways there are.
+    """
+
+    property: Property
+    depth: int
+    path: tuple[int, ...]
+    alternatives: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Holds:
+    """The property holds for every sequence of up to ``depth`` calls;
+    ``states`` distinct states (depth below ``depth``) were fully expanded."""
+
+    property: Property
+    depth: int
+    states: int
+
+
+@dataclass
+class SearchStats:
+    """What the search did."""
+
+    levels: list[int] = field(default_factory=list)
+    """Distinct new states at each depth (index 0: the start state)."""
+    expanded: int = 0
+    """States whose every successor was checked."""
+    pairs: int = 0
+    """(state, call) pairs covered."""
+    applied: int = 0
+    """Calls actually applied to the model."""
+    untouched: int = 0
+    """(state, call) pairs answered because the call's window is as at the start."""
+    cached: int = 0
+    """(state, call) pairs answered from the window cache."""
+    seconds: float = 0.0
+    workers: int = 1
+
+    @property
+    def states(self) -> int:
+        """Distinct states reached."""
+        return sum(self.levels)
+
+    def add(self, other: SearchStats) -> None:
+        """Accumulate a worker's counters."""
+        self.expanded += other.expanded
+        self.pairs += other.pairs
+        self.applied += other.applied
+        self.untouched += other.untouched
+        self.cached += other.cached
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One outcome per property asked for, and the statistics."""
+
+    outcomes: dict[Property, Found | Holds]
+    stats: SearchStats
+    depth: int
+
+
+# ------------------------------------------------------------------ internals
+
+Entry: TypeAlias = tuple[Any, ...] | None
+Vector: TypeAlias = tuple[Entry, ...]
+Outcome: TypeAlias = tuple[tuple[bool, frozenset[Property]], ...]
+"""Per call of a group: (changed the state, properties broken)."""
+
+_NOTHING: Final[frozenset[Property]] = frozenset()
+_MIN_PARALLEL: Final = 48
+"""Fewer states than this in a level are expanded in-process (forking costs more)."""
+
+
+@dataclass
+class _Node:
+    parent: int
+    op: int
+    key: Hashable
+    vec: Vector
+    delta: frozenset[int]
+
+
+@dataclass
+class _Chunk:
+    """What expanding a run of states produced (sent back from a worker)."""
+
+    successors: list[tuple[int, int, Hashable, Vector, frozenset[int]]] = field(
+        default_factory=list
+    )
+    hits: dict[Property, tuple[int, int]] = field(default_factory=dict)
+    counts: dict[Property, Counter[str]] = field(default_factory=dict)
+    cache: dict[tuple[int, tuple[Entry, ...]], Outcome] = field(default_factory=dict)
+    stats: SearchStats = field(default_factory=SearchStats)
+
+
+class _Engine:
+    def __init__(self, problem: Problem, cache: bool) -> None:
+        self.problem = problem
+        self.use_cache = cache
+        alphabet = problem.alphabet
+        self.ops = alphabet.ops
+        root_layouts = self._layouts(problem.start)
+        self.start_objects = frozenset(
+            run.obj for layout in root_layouts for run in layout.runs if run.obj is not None
+        )
+        # The page order every vector follows: each zone window, one page wider on
+        # each side (the alphabet's windows are widened by one page).
+        self.pages: list[Page] = [
+            (zone, p) for zone, lo, hi in problem.windows for p in range(lo - 1, hi + 1)
+        ]
+        self.index = {page: i for i, page in enumerate(self.pages)}
+        self.before = page_facts(root_layouts)
+        self.group_windows: list[tuple[int, ...]] = [
+            tuple(sorted(self.index[p] for p in w if p in self.index))
+            for w in alphabet.group_windows
+        ]
+        self.global_ops = [i for i, g in enumerate(alphabet.group_of) if g < 0]
+        self.cache: dict[tuple[int, tuple[Entry, ...]], Outcome] = {}
+        self.root_outcomes: list[Outcome | None] = [None] * len(alphabet.groups)
+        self.levels: list[list[_Node]] = []
+        self.root = problem.start
+
+    # ------------------------------------------------------------ observing
+
+    def _layouts(self, space: Space) -> list[Layout]:
+        return [space.layout(zone, lo, hi) for zone, lo, hi in self.problem.windows]
+
+    def key_of(self, space: Space) -> Hashable:
+        return tuple(space.state_key(zone, lo, hi) for zone, lo, hi in self.problem.windows)
+
+    def vector_of(self, layouts: Sequence[Layout]) -> Vector:
+        """One entry per page: the VMA start bit and the page's attributes,
+        with objects the start state did not have renamed by first appearance."""
+        entries: list[Entry] = [None] * len(self.pages)
+        names: dict[str, str] = {}
+        for layout in layouts:
+            for run in layout.runs:
+                obj = run.obj
+                if obj is not None and obj not in self.start_objects:
+                    obj = names.setdefault(obj, f"~{len(names)}")
+                for p in range(run.start, run.end):
+                    i = self.index.get((layout.zone, p))
+                    if i is None:
+                        continue
+                    off = None if run.pgoff is None else run.pgoff + (p - run.start)
+                    token = run.content[p - run.start] if run.content else ""
+                    entries[i] = (
+                        p == run.start, run.prot, run.shared, run.backing, obj, off, run.seal,
+                        run.flags, token,
+                    )  # fmt: skip
+        return tuple(entries)
+
+    def violated(self, layouts: Sequence[Layout]) -> frozenset[Property]:
+        after = page_facts(layouts)
+        return self._violated(after)
+
+    def _violated(self, after: dict[Page, PageFact]) -> frozenset[Property]:
+        p = self.problem
+        return frozenset(
+            prop
+            for prop in p.properties
+            if check(prop, self.before, after, p.protected, p.promise) is not None
+        )
+
+    # ------------------------------------------------------------ windows
+
+    def window(self, group: int, vec: Vector) -> tuple[int, ...]:
+        """The group's window plus every page mapping the same file or shared
+        object as a page in it."""
+        base = self.group_windows[group]
+        shared: set[tuple[str, Any]] = set()
+        for i in base:
+            e = vec[i]
+            if e is not None and (e[2] or e[3] != "anon"):
+                shared.add((e[3], e[4]))
+        if not shared:
+            return base
+        extra = [
+            i
+            for i, e in enumerate(vec)
+            if e is not None and (e[2] or e[3] != "anon") and (e[3], e[4]) in shared
+        ]
+        return tuple(sorted(set(base).union(extra)))
+
+    # ------------------------------------------------------------ materializing
+
+    def path(self, level: int, idx: int) -> list[int]:
+        ops: list[int] = []
+        while level > 0:
+            node = self.levels[level][idx]
+            ops.append(node.op)
+            idx = node.parent
+            level -= 1
+        return ops[::-1]
+
+    def materialize(self, level: int, idx: int, stats: SearchStats) -> Space:
+        space = self.root.copy()
+        for i in self.path(level, idx):
+            space.apply(self.ops[i])
+            stats.applied += 1
+        return space
+
+    # ------------------------------------------------------------ expanding
+
+    def evaluate(
+        self, space: Space, node: _Node, group_ops: Sequence[int], stats: SearchStats
+    ) -> tuple[Outcome, list[tuple[int, Space]]]:
+        """Apply each call to a copy of ``space``: did it change the state,
+        which properties does the result break. Returns the changed copies too."""
+        outcome: list[tuple[bool, frozenset[Property]]] = []
+        changed: list[tuple[int, Space]] = []
+        for i in group_ops:
+            twin = space.copy()
+            twin.apply(self.ops[i])
+            stats.applied += 1
+            if self.key_of(twin) == node.key:
+                outcome.append((False, _NOTHING))
+                continue
+            outcome.append((True, self.violated(self._layouts(twin))))
+            changed.append((i, twin))
+        return tuple(outcome), changed
+
+    def expand(
+        self, level: int, lo: int, hi: int, last: bool, open_props: frozenset[Property]
+    ) -> _Chunk:
+        """Expand states ``[lo, hi)`` of ``level``."""
+        out = _Chunk()
+        stats = out.stats
+        groups = self.problem.alphabet.groups
+        for idx in range(lo, hi):
+            node = self.levels[level][idx]
+            space: Space | None = None
+            stats.expanded += 1
+            stats.pairs += len(self.ops)
+
+            def record(i: int, broken: frozenset[Property], idx: int = idx) -> None:
+                for prop in broken & open_props:
+                    best = out.hits.get(prop)
+                    if best is None or (idx, i) < best:
+                        out.hits[prop] = (idx, i)
+                    out.counts.setdefault(prop, Counter())[self.ops[i].NAME] += 1
+
+            def successor(i: int, twin: Space, idx: int = idx, node: _Node = node) -> None:
+                key = self.key_of(twin)
+                if key == node.key:
+                    return
+                vec = self.vector_of(self._layouts(twin))
+                delta = frozenset(j for j, e in enumerate(vec) if e != self.root_vec[j])
+                out.successors.append((idx, i, key, vec, delta))
+
+            for g, members in enumerate(groups):
+                if not self.use_cache:
+                    if space is None:
+                        space = self.materialize(level, idx, stats)
+                    outcome, changed = self.evaluate(space, node, members, stats)
+                    for i, (_, broken) in zip(members, outcome, strict=True):
+                        record(i, broken)
+                    if not last:
+                        for i, twin in changed:
+                            successor(i, twin)
+                    continue
+                window = self.window(g, node.vec)
+                known: Outcome | None
+                fresh: list[tuple[int, Space]] | None = None
+                if level > 0 and not node.delta.intersection(window):
+                    known = self.root_outcomes[g]
+                    stats.untouched += len(members)
+                else:
+                    cache_key = (g, tuple(node.vec[j] for j in window))
+                    known = self.cache.get(cache_key)
+                    if known is not None:
+                        stats.cached += len(members)
+                    else:
+                        if space is None:
+                            space = self.materialize(level, idx, stats)
+                        known, fresh = self.evaluate(space, node, members, stats)
+                        self.cache[cache_key] = known
+                        out.cache[cache_key] = known
+                        if level == 0:
+                            self.root_outcomes[g] = known
+                assert known is not None
+                for i, (_, broken) in zip(members, known, strict=True):
+                    if broken:
+                        record(i, broken)
+                if last:
+                    continue
+                if fresh is not None:
+                    for i, twin in fresh:
+                        successor(i, twin)
+                    continue
+                for i, (did, _) in zip(members, known, strict=True):
+                    if did:
+                        if space is None:
+                            space = self.materialize(level, idx, stats)
+                        twin = space.copy()
+                        twin.apply(self.ops[i])
+                        stats.applied += 1
+                        successor(i, twin)
+            # Calls that act on the whole address space (fork): always applied.
+            if self.global_ops:
+                if space is None:
+                    space = self.materialize(level, idx, stats)
+                outcome, changed = self.evaluate(space, node, self.global_ops, stats)
+                for i, (_, broken) in zip(self.global_ops, outcome, strict=True):
+                    record(i, broken)
+                if not last:
+                    for i, twin in changed:
+                        successor(i, twin)
+        return out
+
+    root_vec: Vector = ()
+
+
+_ENGINE: _Engine | None = None
+
+
+def _run_chunk(level: int, lo: int, hi: int, last: bool, open_props: frozenset[Property]) -> _Chunk:
+    assert _ENGINE is not None
+    return _ENGINE.expand(level, lo, hi, last, open_props)
+
+
+def _chunks(total: int, parts: int) -> list[tuple[int, int]]:
+    size = max(1, -(-total // parts))
+    return [(lo, min(total, lo + size)) for lo in range(0, total, size)]
+
+
+def search(
+    problem: Problem,
+    depth: int,
+    *,
+    workers: int = 1,
+    cache: bool = True,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> SearchResult:
+    """Search sequences of up to ``depth`` calls, breadth-first.
+
+    ``workers`` > 1 expands each level in that many forked processes.
+    ``cache=False`` turns the locality cache off (every call applied to every
+    state). ``progress(level, states_done, states_total)`` is called as
+    levels advance.
+    """
+    global _ENGINE
+    started = time.perf_counter()
+    engine = _Engine(problem, cache)
+    root_layouts = engine._layouts(problem.start)
+    engine.root_vec = engine.vector_of(root_layouts)
+    root = _Node(-1, -1, engine.key_of(problem.start), engine.root_vec, frozenset())
+    engine.levels.append([root])
+    seen: set[Hashable] = {root.key}
+    stats = SearchStats(levels=[1], workers=workers)
+    outcomes: dict[Property, Found | Holds] = {}
+    open_props = frozenset(problem.properties)
+    # A property broken before any call (a scenario that starts broken) is found at depth 0.
+    for prop in engine.violated(root_layouts) & open_props:
+        outcomes[prop] = Found(prop, 0, (), {})
+    open_props -= frozenset(outcomes)
+    context = multiprocessing.get_context("fork")
+    level = 0
+    while level < depth and open_props:
+        frontier = engine.levels[level]
+        last = level + 1 == depth
+        if progress is not None:
+            progress(level + 1, 0, len(frontier))
+        chunks: list[_Chunk]
+        # The start state is always expanded here: its outcomes answer every
+        # later call whose window is untouched.
+        if workers > 1 and level > 0 and len(frontier) >= _MIN_PARALLEL:
+            _ENGINE = engine
+            try:
+                with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                    futures = [
+                        pool.submit(_run_chunk, level, lo, hi, last, open_props)
+                        for lo, hi in _chunks(len(frontier), workers * 4)
+                    ]
+                    chunks = []
+                    for n, future in enumerate(futures, 1):
+                        chunks.append(future.result())
+                        if progress is not None:
+                            progress(
+                                level + 1,
+                                min(len(frontier), n * len(frontier) // len(futures)),
+                                len(frontier),
+                            )
+            finally:
+                _ENGINE = None
+            for chunk in chunks:
+                engine.cache.update(chunk.cache)
+        else:
+            chunks = []
+            step = max(1, len(frontier) // 20)
+            for lo, hi in _chunks(len(frontier), max(1, len(frontier) // step)):
+                chunks.append(engine.expand(level, lo, hi, last, open_props))
+                if progress is not None:
+                    progress(level + 1, hi, len(frontier))
+        nxt: list[_Node] = []
+        hits: dict[Property, tuple[int, int]] = {}
+        counts: dict[Property, Counter[str]] = {}
+        for chunk in chunks:
+            stats.add(chunk.stats)
+            for prop, where in chunk.hits.items():
+                if prop not in hits or where < hits[prop]:
+                    hits[prop] = where
+            for prop, counter in chunk.counts.items():
+                counts.setdefault(prop, Counter()).update(counter)
+            for parent, op, key, vec, delta in chunk.successors:
+                if key not in seen:
+                    seen.add(key)
+                    nxt.append(_Node(parent, op, key, vec, delta))
+        for prop, (idx, op) in sorted(hits.items(), key=lambda kv: kv[0].value):
+            path = (*engine.path(level, idx), op)
+            outcomes[prop] = Found(prop, level + 1, path, dict(counts[prop]))
+        open_props -= frozenset(hits)
+        level += 1
+        if not last:
+            engine.levels.append(nxt)
+            stats.levels.append(len(nxt))
+    expanded_states = sum(len(engine.levels[d]) for d in range(min(level, len(engine.levels))))
+    for prop in open_props:
+        outcomes[prop] = Holds(prop, level, expanded_states)
+    stats.seconds = time.perf_counter() - started
+    ordered = {p: outcomes[p] for p in problem.properties}
+    return SearchResult(ordered, stats, depth)
