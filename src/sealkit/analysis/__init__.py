@@ -14,7 +14,16 @@ Public surface::
 
 from __future__ import annotations
 
-from .analyzer import Counterexample, PolicyReport, Report, Verdict, analyze, analyze_policy
+from .analyzer import (
+    Counterexample,
+    PolicyReport,
+    Report,
+    Verdict,
+    analyze,
+    analyze_policy,
+    default_workers,
+    side_by_side,
+)
 from .properties import (
     PROPERTIES,
     PermissionPromise,
@@ -25,9 +34,18 @@ from .properties import (
     check_mapping,
     check_permission,
 )
-from .scenario import DEFAULT_SCENARIO, SCENARIOS, PolicySpec, Region, Scenario, parse_policy
+from .scenario import (
+    DEBATE_POLICIES,
+    DEFAULT_SCENARIO,
+    SCENARIOS,
+    PolicySpec,
+    Region,
+    Scenario,
+    parse_policy,
+)
 
 __all__ = [
+    "DEBATE_POLICIES",
     "DEFAULT_SCENARIO",
     "PROPERTIES",
     "SCENARIOS",
@@ -47,5 +65,7 @@ __all__ = [
     "check_content",
     "check_mapping",
     "check_permission",
+    "default_workers",
     "parse_policy",
+    "side_by_side",
 ]

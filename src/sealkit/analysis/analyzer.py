@@ -22,7 +22,15 @@ from .properties import PROPERTIES, PermissionPromise, Property, Violation, chec
 from .scenario import DEFAULT_SCENARIO, PolicySpec, Scenario
 from .search import Found, Holds, Problem, SearchStats, search
 
-__all__ = ["Counterexample", "PolicyReport", "Report", "Verdict", "analyze", "analyze_policy"]
+__all__ = [
+    "Counterexample",
+    "PolicyReport",
+    "Report",
+    "Verdict",
+    "analyze",
+    "analyze_policy",
+    "side_by_side",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,11 @@ class Counterexample:
         """The attack in the op-language text form."""
         return format_trace(self.attack)
 
+    def picture(self) -> str:
+        """Before and after, side by side: page ruler, VMAs (UPPERCASE sealed),
+        content tokens, in the style of the kernel's VMA test harness."""
+        return side_by_side(self.before, self.after)
+
     def trace_text(self) -> str:
         """Setup, seals and attack, replayable with ``sealkit replay``."""
         return (
@@ -59,6 +72,14 @@ class Counterexample:
             + "# attack\n"
             + format_trace(self.attack)
         )
+
+
+def side_by_side(before: Layout, after: Layout, gap: int = 4) -> str:
+    """``before`` and ``after`` pictures (ruler, VMA letters, content) next to each other."""
+    left = ["before", *before.picture().splitlines()[:3]]
+    right = ["after", *after.picture().splitlines()[:3]]
+    width = max(len(line) for line in left) + gap
+    return "\n".join(f"{a:<{width}}{b}".rstrip() for a, b in zip(left, right, strict=True))
 
 
 @dataclass(frozen=True)
@@ -180,6 +201,7 @@ def _verdict_json(v: Verdict) -> dict[str, Any]:
             after=c.after.text(),
             before_picture=c.before.picture(),
             after_picture=c.after.picture(),
+            picture=c.picture(),
             alternatives=c.alternatives,
         )
     if v.replay is not None:

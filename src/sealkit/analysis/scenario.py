@@ -60,6 +60,7 @@ from .properties import Page, PermissionPromise
 from .space import Space
 
 __all__ = [
+    "DEBATE_POLICIES",
     "DEFAULT_SCENARIO",
     "SCENARIOS",
     "SEAL_CALLS",
@@ -176,6 +177,21 @@ class PolicySpec:
         if self.policy == "chrome-split" and (self.types or 0) & SplitSeal.PROT:
             return no_change
         return PermissionPromise.NO_GAIN
+
+
+DEBATE_POLICIES: Final = (
+    "none",
+    "proposal-v1:munmap",
+    "proposal-v1",
+    "proposal-v3",
+    "chrome-split:unmap",
+    "chrome-split",
+    "mimmutable-7.3",
+    "mimmutable",
+    "linux-6.10",
+    "linux",
+)
+"""The designs of the 2023 debate in the order it met them (the default table rows)."""
 
 
 def _all_types(kind: type[SealV1] | type[SealV3] | type[SplitSeal]) -> int:
