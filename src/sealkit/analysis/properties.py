@@ -55,6 +55,8 @@ Page = tuple[str, int]
 """A page: ``(zone, zone page index)``, e.g. ``("p", 3)``."""
 
 RIGHTS: Final = Prot.READ | Prot.WRITE | Prot.EXEC
+_RIGHTS: Final = int(RIGHTS)
+_WRITE: Final = int(Prot.WRITE)
 
 
 class Property(enum.Enum):
@@ -208,12 +210,15 @@ def check_permission(
         was, now = old.get(page), new.get(page)
         if was is None or now is None:
             continue  # an unmapped page has no rights: a mapping matter
-        gained = Prot(now.prot & ~was.prot & RIGHTS)
+        before_rights, after_rights = int(was.prot) & _RIGHTS, int(now.prot) & _RIGHTS
+        if before_rights == after_rights:
+            continue
+        gained = after_rights & ~before_rights
         change = f"{prot_to_str(was.prot)} -> {prot_to_str(now.prot)}"
         if gained:
             letters = prot_to_str(gained).replace("-", "")
             found.append((page, f"gained {letters}", change))
-        elif promise is PermissionPromise.NO_CHANGE and (now.prot & RIGHTS) != (was.prot & RIGHTS):
+        elif promise is PermissionPromise.NO_CHANGE:
             found.append((page, "changed", change))
     return _violation(Property.PERMISSION, found)
 
@@ -249,7 +254,7 @@ def check_content(
     found: list[tuple[Page, str, str]] = []
     for page in pages:
         was = old.get(page)
-        if was is None or was.prot & Prot.WRITE or was.token == TOKEN_UNKNOWN:
+        if was is None or int(was.prot) & _WRITE or was.token == TOKEN_UNKNOWN:
             continue
         now = new.get(page)
         token = None if now is None else now.token
