@@ -26,6 +26,19 @@ from .errors import (
 from .flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
 
 # --- memory: the safe sealing API (issue 2) ---
+from .memory import (
+    CodePages,
+    Pages,
+    PageState,
+    SealedMmap,
+    Support,
+    freeze,
+    is_sealed,
+    seal,
+    seal_mmap,
+    sealed_ranges,
+    support,
+)
 
 # --- hardening (issue 6) ---
 
@@ -34,20 +47,31 @@ __all__ = [
     "AccessDeniedError",
     "ArgumentError",
     "ArgumentTypeError",
+    "CodePages",
     "InvalidArgumentError",
     "KernelError",
     "Madv",
     "MapFlag",
     "MremapFlag",
     "NotSupportedError",
+    "PageState",
+    "Pages",
     "ParseError",
     "ProcessGoneError",
     "Prot",
     "SealedError",
+    "SealedMmap",
     "SealingDeniedError",
     "SealkitError",
     "StateError",
+    "Support",
     "UnmappedError",
     "UnsafeTargetError",
     "__version__",
+    "freeze",
+    "is_sealed",
+    "seal",
+    "seal_mmap",
+    "sealed_ranges",
+    "support",
 ]

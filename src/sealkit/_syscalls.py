@@ -8,7 +8,7 @@ bits all reach the kernel, which decides. Only what cannot be passed at all
 is refused here: a non-integer, or an integer that does not fit in 64 bits
 (``ArgumentTypeError`` / ``ArgumentError``).
 
-:func:`_fail` is the one place where ``-1`` becomes an exception.
+:func:`_fail` is the one place where a failed call becomes an exception.
 
 This module is dangerous by design: ``mseal`` of memory you do not own can
 crash the process much later. The safe API lives in :mod:`sealkit.memory`.
@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import platform
 from collections.abc import Callable, Sequence
-from typing import Final, cast
+from typing import Final, NoReturn, cast
 
 from .errors import ArgumentError, ArgumentTypeError, NotSupportedError, kernel_error
 
@@ -28,6 +29,8 @@ __all__ = [
     "ARCH",
     "NR",
     "brk",
+    "libc_has_symbol",
+    "libc_version",
     "madvise",
     "mincore",
     "mlock",
@@ -79,24 +82,60 @@ NR: Final[dict[str, int]] = dict(_TABLES.get(ARCH, {}))
 """System call numbers for this machine (empty on an unsupported architecture)."""
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+"""libc through ctypes: structures, buffers and symbol lookups (not the hot path)."""
+
+
+def _ctypes_prototype(nargs: int) -> Callable[..., int]:
+    """``syscall(2)`` through ctypes with ``nargs`` unsigned long arguments,
+    returning the kernel convention (``-errno`` on failure) like ``_fastsys``.
+    """
+    fn = ctypes.CFUNCTYPE(_L, _L, *([_U] * nargs), use_errno=True)(("syscall", _libc))
+
+    def call(number: int, *args: int) -> int:
+        ret: int = fn(number, *args)
+        return -ctypes.get_errno() if ret == -1 else ret
+
+    return call
+
+
 _L, _U = ctypes.c_long, ctypes.c_ulong
 
+# The fast path is sealkit._fastsys, a 40-line C extension (ctypes costs
+# ~1 us per call here, more than mmap + mseal themselves; see
+# benchmarks/bench_mseal.py). Without it (no compiler at install time) the
+# ctypes prototypes below do the same job, slower. Both return the kernel
+# convention: the result, or -errno.
+_fast: Callable[..., int] | None
+try:
+    from ._fastsys import syscall as _fast
+except ImportError:  # pragma: no cover - depends on how sealkit was installed
+    _fast = None
+if not NR or os.environ.get("SEALKIT_NO_FASTSYS"):
+    # No table for this architecture (every call raises NotSupportedError),
+    # or the fast path is switched off (tests compare both paths).
+    _fast = None
 
-def _proto(nargs: int) -> Callable[..., int]:
-    fn_type = ctypes.CFUNCTYPE(_L, _L, *([_U] * nargs), use_errno=True)
-    return cast(Callable[..., int], fn_type(("syscall", _libc)))
+FAST_PATH: Final = _fast is not None
+"""Whether the C fast path (``sealkit._fastsys``) is in use."""
 
 
-_sys1 = _proto(1)
-_sys2 = _proto(2)
-_sys3 = _proto(3)
-_sys4 = _proto(4)
-_sys5 = _proto(5)
-_sys6 = _proto(6)
+def _syscall(nargs: int) -> Callable[..., int]:
+    return _fast if _fast is not None else _ctypes_prototype(nargs)
+
+
+_sys1 = _syscall(1)
+_sys2 = _syscall(2)
+_sys3 = _syscall(3)
+_sys4 = _syscall(4)
+_sys5 = _syscall(5)
+_sys6 = _syscall(6)
 
 _MASK: Final = (1 << 64) - 1
 _MIN: Final = -(1 << 63)
 _NR_MSEAL: Final = NR.get("mseal")
+_NR_MMAP: Final = NR.get("mmap")
+_NR_MPROTECT: Final = NR.get("mprotect")
+_NR_MUNMAP: Final = NR.get("munmap")
 
 
 def _nr(name: str) -> int:
@@ -106,9 +145,12 @@ def _nr(name: str) -> int:
         raise NotSupportedError(38, name, detail=f"no system call table for {ARCH}") from None
 
 
-def _fail(call: str, addr: int | None = None, length: int | None = None) -> None:
-    """Raise the exception for a ``-1`` return of ``call``, from ``errno``."""
-    raise kernel_error(ctypes.get_errno(), call, addr, length)
+def _fail(call: str, ret: int, addr: int | None = None, length: int | None = None) -> NoReturn:
+    """Raise the exception for a failed ``call`` that returned ``ret`` (``-errno``).
+
+    The one place where a failed system call becomes an exception.
+    """
+    raise kernel_error(-ret, call, addr, length)
 
 
 def _u64(value: object, name: str) -> int:
@@ -129,19 +171,19 @@ def mseal(addr: int, length: int, flags: int = 0) -> None:
     heap behind a ``bytes``, an allocator's arena) makes later frees fail in
     ways that crash the process. Prefer :mod:`sealkit.memory`.
     """
-    # The fast path: ctypes checks the types; the bounds check is ours because
-    # ctypes silently truncates ints wider than 64 bits.
-    if (
-        _NR_MSEAL is None
-        or type(addr) is not int
-        or type(length) is not int
-        or type(flags) is not int
-        or not (_MIN <= addr <= _MASK and _MIN <= length <= _MASK and _MIN <= flags <= _MASK)
-    ):
-        _call("mseal", 3, addr, length, flags, addr=addr, length=length)
-        return
-    if _sys3(_NR_MSEAL, addr, length, flags) == -1:
-        _fail("mseal", addr, length)
+    # Fast path (benchmarks/bench_mseal.py): exact ints go straight to C,
+    # which refuses anything outside [0, 2**64) with OverflowError; then (and
+    # for anything else) _call masks negatives and raises typed errors.
+    if _fast is not None and type(addr) is int and type(length) is int and type(flags) is int:
+        try:
+            ret = _fast(_NR_MSEAL, addr, length, flags)
+        except OverflowError:
+            pass
+        else:
+            if ret < 0:
+                _fail("mseal", ret, addr, length)
+            return
+    _call("mseal", 3, addr, length, flags, addr=addr, length=length)
 
 
 def _int_or_none(value: object) -> int | None:
@@ -149,28 +191,66 @@ def _int_or_none(value: object) -> int | None:
 
 
 def _call(call: str, nargs: int, *args: object, addr: object = None, length: object = None) -> int:
-    """Validate ``args`` as 64-bit integers, make the call, raise on ``-1``."""
+    """Validate ``args`` as 64-bit integers, make the call, raise on failure."""
     values = [_u64(a, f"{call} argument {i + 1}") for i, a in enumerate(args)]
     nr = _nr(call)
     fn = (_sys1, _sys2, _sys3, _sys4, _sys5, _sys6)[nargs - 1]
     ret: int = fn(nr, *values)
-    if ret == -1:
-        _fail(call, _int_or_none(addr), _int_or_none(length))
+    if ret < 0:
+        _fail(call, ret, _int_or_none(addr), _int_or_none(length))
     return ret
 
 
 def mmap(addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
     """``mmap`` returning the mapped address; the kernel validates everything."""
+    # Fast path, as in mseal (the safe API allocates through here). fd=-1 is
+    # the common negative value: passed as the kernel reads it, 2**64 - 1.
+    if (
+        _fast is not None
+        and type(addr) is int
+        and type(length) is int
+        and type(prot) is int
+        and type(flags) is int
+        and type(fd) is int
+        and type(offset) is int
+        and fd >= _MIN
+    ):
+        try:
+            ret = _fast(_NR_MMAP, addr, length, prot, flags, fd & _MASK, offset)
+        except OverflowError:
+            pass
+        else:
+            if ret < 0:
+                _fail("mmap", ret, addr, length)
+            return ret
     return _call("mmap", 6, addr, length, prot, flags, fd, offset, addr=addr, length=length) & _MASK
 
 
 def munmap(addr: int, length: int) -> None:
     """``munmap``: EPERM (``SealedError``) if any VMA in range is sealed; atomic."""
+    if _fast is not None and type(addr) is int and type(length) is int:
+        try:
+            ret = _fast(_NR_MUNMAP, addr, length)
+        except OverflowError:
+            pass
+        else:
+            if ret < 0:
+                _fail("munmap", ret, addr, length)
+            return
     _call("munmap", 2, addr, length, addr=addr, length=length)
 
 
 def mprotect(addr: int, length: int, prot: int) -> None:
     """``mprotect``: EPERM on sealed VMAs, after changing the VMAs before them (6.12+)."""
+    if _fast is not None and type(addr) is int and type(length) is int and type(prot) is int:
+        try:
+            ret = _fast(_NR_MPROTECT, addr, length, prot)
+        except OverflowError:
+            pass
+        else:
+            if ret < 0:
+                _fail("mprotect", ret, addr, length)
+            return
     _call("mprotect", 3, addr, length, prot, addr=addr, length=length)
 
 
@@ -218,12 +298,40 @@ class _IoVec(ctypes.Structure):
     _fields_ = (("base", ctypes.c_void_p), ("len", ctypes.c_size_t))
 
 
+_IOV_MAX: Final = 1024  # UIO_MAXIOV: the kernel's limit on iovecs per call
+
+
+def _ranges(ranges: object, name: str) -> list[tuple[int, int]]:
+    """``ranges`` as a list of ``(base, length)`` int pairs, or a typed error."""
+    if isinstance(ranges, str | bytes) or not isinstance(ranges, Sequence):
+        raise ArgumentTypeError(
+            f"{name} must be a sequence of (addr, length) pairs, not {type(ranges).__name__}"
+        )
+    if len(ranges) > _IOV_MAX:
+        raise ArgumentError(f"{name} has {len(ranges)} ranges; the kernel takes at most {_IOV_MAX}")
+    out = []
+    for item in ranges:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise ArgumentTypeError(f"each of {name} must be an (addr, length) tuple, not {item!r}")
+        out.append((_u64(item[0], "iovec base"), _u64(item[1], "iovec length")))
+    return out
+
+
 def _iovecs(ranges: Sequence[tuple[int, int]]) -> ctypes.Array[_IoVec]:
     array = (_IoVec * len(ranges))()
     for i, (base, size) in enumerate(ranges):
         array[i].base = _u64(base, "iovec base") or None
         array[i].len = _u64(size, "iovec length")
     return array
+
+
+def _buffer_size(size: object) -> int:
+    """A local buffer size: a non-negative int small enough to allocate (1 GiB)."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ArgumentTypeError(f"size must be an int, not {type(size).__name__}")
+    if not 0 <= size <= 1 << 30:
+        raise ArgumentError(f"size={size} must be between 0 and 1 GiB")
+    return int(size)
 
 
 def process_madvise(
@@ -233,6 +341,7 @@ def process_madvise(
     bytes advised. A refusal after some ranges were done returns the count
     done so far with no error (spec kernel-behaviour 11.7).
     """
+    ranges = _ranges(ranges, "ranges")
     vec = _iovecs(ranges)
     first = ranges[0] if ranges else (None, None)
     return _call(
@@ -243,6 +352,8 @@ def process_madvise(
 
 def process_vm_readv(pid: int, remote: Sequence[tuple[int, int]], size: int) -> bytes:
     """Read ``remote`` ranges of ``pid`` (honours page permissions, unlike /proc/PID/mem)."""
+    remote = _ranges(remote, "remote")
+    size = _buffer_size(size)
     buf = ctypes.create_string_buffer(size)
     local = _iovecs([(ctypes.addressof(buf), size)])
     rvec = _iovecs(remote)
@@ -257,6 +368,10 @@ def process_vm_writev(pid: int, remote: Sequence[tuple[int, int]], data: bytes) 
     """Write ``data`` into ``remote`` ranges of ``pid``: a user-space store
     (EFAULT on a page without write permission), never a forced write.
     """
+    remote = _ranges(remote, "remote")
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ArgumentTypeError(f"data must be bytes-like, not {type(data).__name__}")
+    data = bytes(data)
     buf = ctypes.create_string_buffer(data, len(data))
     local = _iovecs([(ctypes.addressof(buf), len(data))])
     rvec = _iovecs(remote)
@@ -289,6 +404,8 @@ def msync(addr: int, length: int, flags: int) -> None:
 def mincore(addr: int, length: int) -> bytes:
     """``mincore``: one byte per page, bit 0 set when resident. ENOMEM on a hole."""
     pages = (_u64(length, "length") + 4095) // 4096
+    if pages > 1 << 30:  # the kernel would answer EINVAL/ENOMEM; don't allocate 4 TiB first
+        raise ArgumentError(f"mincore length={length:#x} is too large for a result vector")
     vec = ctypes.create_string_buffer(max(pages, 1))
     _call("mincore", 3, addr, length, ctypes.addressof(vec), addr=addr, length=length)
     return vec.raw[:pages]
@@ -325,14 +442,49 @@ def procmap_query(maps_fd: int, addr: int, flags: int, query: ProcmapQuery) -> b
     ``query`` in place. Returns ``False`` when no VMA matches (ENOENT);
     raises for any other error (ENOTTY on kernels before 6.11).
     """
+    if not isinstance(query, ProcmapQuery):
+        raise ArgumentTypeError(f"query must be a ProcmapQuery, not {type(query).__name__}")
+    maps_fd, addr, flags = _u64(maps_fd, "maps_fd"), _u64(addr, "addr"), _u64(flags, "flags")
     query.size = ctypes.sizeof(ProcmapQuery)
     query.query_flags = flags
     query.query_addr = addr
     query.vma_name_size = 0
     query.build_id_size = 0
     ret = _sys3(_nr("ioctl"), maps_fd, PROCMAP_QUERY, ctypes.addressof(query))
-    if ret == -1:
-        if ctypes.get_errno() == 2:  # ENOENT: nothing at or after addr
+    if ret < 0:
+        if ret == -2:  # ENOENT: nothing at or after addr
             return False
-        _fail("ioctl(PROCMAP_QUERY)", addr)
+        _fail("ioctl(PROCMAP_QUERY)", ret, addr)
+    return True
+
+
+_gnu_get_libc_version: Callable[[], bytes] | None
+try:
+    _gnu_get_libc_version = cast(Callable[[], bytes], _libc.gnu_get_libc_version)
+    _gnu_get_libc_version.restype = ctypes.c_char_p  # type: ignore[attr-defined]
+    _gnu_get_libc_version.argtypes = ()  # type: ignore[attr-defined]
+except AttributeError:  # musl and other libcs have no such function
+    _gnu_get_libc_version = None
+
+
+def libc_version() -> str | None:
+    """glibc's version string (``gnu_get_libc_version()``), or ``None`` for another libc."""
+    if _gnu_get_libc_version is None:
+        return None
+    return _gnu_get_libc_version().decode("ascii", "replace")
+
+
+def libc_has_symbol(name: str) -> bool:
+    """Whether the loaded libc exports ``name`` (``dlsym``), e.g. ``"mseal"``:
+    glibc 2.43+ has an ``mseal`` wrapper, older glibc has none (spec
+    linux-mseal §1.1). sealkit never calls the wrapper; it uses ``syscall``.
+    """
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"name must be a str, not {type(name).__name__}")
+    if not name or "\0" in name:
+        raise ArgumentError(f"not a symbol name: {name!r}")
+    try:
+        _libc[name]
+    except AttributeError:
+        return False
     return True

@@ -15,6 +15,7 @@ OS errors become :class:`~sealkit.errors.ProcessGoneError` or
 from __future__ import annotations
 
 import errno as _errno
+import gzip
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,18 @@ from .errors import (
     ProcessGoneError,
 )
 
-__all__ = ["Vma", "parse_maps", "parse_smaps", "read_maps", "read_smaps", "resolve_pid"]
+__all__ = [
+    "Vma",
+    "parse_kernel_config",
+    "parse_maps",
+    "parse_smaps",
+    "parse_status",
+    "read_kernel_config",
+    "read_maps",
+    "read_smaps",
+    "read_status",
+    "resolve_pid",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +118,16 @@ def _parse_header(line: str, number: int, source: str | None) -> Vma:
     return Vma(start, end, perms, int(offset, 16), dev, int(inode), path)
 
 
+def _check_text(text: object, source: object) -> None:
+    if not isinstance(text, str):
+        raise ArgumentTypeError(f"text must be a str, not {type(text).__name__}")
+    if source is not None and not isinstance(source, str):
+        raise ArgumentTypeError(f"source must be a str or None, not {type(source).__name__}")
+
+
 def parse_maps(text: str, source: str | None = None) -> list[Vma]:
     """Parse ``/proc/PID/maps`` text. Raises :class:`ParseError` with the line number."""
+    _check_text(text, source)
     return [
         _parse_header(line, number, source)
         for number, line in enumerate(text.splitlines(), 1)
@@ -124,6 +144,7 @@ def parse_smaps(text: str, source: str | None = None) -> list[Vma]:
     (with the line number) on a malformed header or a field before any
     header.
     """
+    _check_text(text, source)
     out: list[Vma] = []
     header: Vma | None = None
     fields: dict[str, int | str] = {}
@@ -191,15 +212,95 @@ def _read_text(path: str, pid: str) -> str:
         raise
 
 
+def _check_root(procfs: object) -> str:
+    if not isinstance(procfs, str):
+        raise ArgumentTypeError(f"procfs must be a str, not {type(procfs).__name__}")
+    if not procfs or "\0" in procfs:
+        raise ArgumentError(f"procfs must be a directory path, not {procfs!r}")
+    return procfs
+
+
 def read_maps(pid: int | str = "self", procfs: str = "/proc") -> list[Vma]:
     """Parsed ``/proc/PID/maps`` (no seal information)."""
+    procfs = _check_root(procfs)
     name = resolve_pid(pid)
     return parse_maps(_read_text(os.path.join(procfs, name, "maps"), name), f"{procfs}/{name}/maps")
 
 
 def read_smaps(pid: int | str = "self", procfs: str = "/proc") -> list[Vma]:
     """Parsed ``/proc/PID/smaps``, with ``VmFlags`` (and so ``sealed``)."""
+    procfs = _check_root(procfs)
     name = resolve_pid(pid)
     return parse_smaps(
         _read_text(os.path.join(procfs, name, "smaps"), name), f"{procfs}/{name}/smaps"
     )
+
+
+def parse_status(text: str, source: str | None = None) -> dict[str, str]:
+    """Parse ``/proc/PID/status`` (``Key:\tvalue`` lines) into ``{key: value}``.
+
+    Values are kept as text (``"Seccomp": "2"``); a line without ``:`` is a
+    :class:`ParseError` with its line number.
+    """
+    _check_text(text, source)
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        key, colon, value = line.partition(":")
+        if not colon or not key.strip():
+            raise ParseError(f"malformed status line {line!r}", number, source)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def read_status(pid: int | str = "self", procfs: str = "/proc") -> dict[str, str]:
+    """Parsed ``/proc/PID/status`` (seccomp mode, ``Seccomp_filters``, ...)."""
+    procfs = _check_root(procfs)
+    name = resolve_pid(pid)
+    path = os.path.join(procfs, name, "status")
+    return parse_status(_read_text(path, name), path)
+
+
+def parse_kernel_config(text: str) -> dict[str, str]:
+    """Parse a kernel ``.config``: ``{"CONFIG_X": "y" | "m" | "n" | value}``.
+
+    ``# CONFIG_X is not set`` becomes ``"n"``; other comments and blank
+    lines are skipped; an option absent from the text is absent from the dict
+    (on a real config that means its dependencies were not met).
+    """
+    _check_text(text, None)
+    out: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            out[line[2 : -len(" is not set")]] = "n"
+        elif line.startswith("CONFIG_") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key] = value.strip('"')
+    return out
+
+
+def read_kernel_config(
+    release: str, procfs: str = "/proc", boot: str = "/boot"
+) -> tuple[dict[str, str], str] | None:
+    """The running kernel's config and where it was read from:
+    ``/proc/config.gz`` (``CONFIG_IKCONFIG_PROC``) first, then
+    ``/boot/config-RELEASE``. ``None`` when neither is readable.
+    """
+    procfs = _check_root(procfs)
+    boot = _check_root(boot)
+    if not isinstance(release, str) or "/" in release or "\0" in release:
+        raise ArgumentError(f"not a kernel release: {release!r}")
+    candidates = [(os.path.join(procfs, "config.gz"), True)]
+    if release:
+        candidates.append((os.path.join(boot, f"config-{release}"), False))
+    for path, compressed in candidates:
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+            data = gzip.decompress(raw) if compressed else raw
+        except (OSError, EOFError, gzip.BadGzipFile):
+            continue
+        return parse_kernel_config(data.decode("utf-8", "replace")), path
+    return None

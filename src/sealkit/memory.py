@@ -1,0 +1,1056 @@
+"""The safe sealing API: memory that sealkit owns, sealed without surprises.
+
+Sealing is irreversible: a sealed mapping cannot be unmapped, moved, or
+have its protection changed until the process exits (spec
+kernel-behaviour rules 5-8). Sealing memory that someone else manages (the
+heap behind a ``bytes``, an allocator's arena, a numpy buffer) therefore
+breaks that someone later, often with a crash far from the cause. This
+module only seals whole pages that it can prove are exclusively owned:
+
+* :class:`Pages`: private anonymous pages sealkit maps itself. Write, read,
+  view, :meth:`Pages.protect`, :meth:`Pages.seal`. States move one way:
+  ``open -> sealed`` or ``open -> closed``.
+* :func:`freeze`: copy bytes into fresh pages, make them read-only, seal,
+  and return a read-only ``memoryview`` (secrets, configuration).
+* :func:`seal_mmap`: seal an ``mmap.mmap`` the caller created, after
+  checking in ``/proc/self/smaps`` that it is a whole, page-aligned mapping.
+* :class:`CodePages`: W^X code pages. Machine code is written while the
+  pages are ``rw-``, then one ``mprotect`` makes them ``r-x`` and they are
+  sealed; the pages are never writable and executable at the same time.
+* :func:`seal`: the one entry point for "seal this object"; anything that is
+  not one of the above is refused with :class:`~sealkit.errors.UnsafeTargetError`
+  before any system call, and nothing is sealed.
+* :func:`is_sealed`, :func:`sealed_ranges`, :func:`support`: questions, no
+  side effects.
+
+The raw ``sealkit._syscalls.mseal(addr, length, flags=0)`` remains for
+experts. It is **dangerous**: it seals whatever lies at ``addr``, including
+memory the interpreter or an allocator will later try to free or move.
+
+Memoryviews and unmapping
+-------------------------
+A ``memoryview`` into unmapped memory crashes the interpreter on access, so
+:class:`Pages` counts the views it has handed out (every view, slice and
+cast of a view keeps the view's managed buffer alive; sealkit watches that
+buffer's reference count) and refuses :meth:`Pages.close`, and a
+:meth:`Pages.protect` that would make a live view fault, while any view is
+alive. Views handed out while the pages are not writable are read-only
+memoryviews with no underlying object to reach for (``view.obj is None``).
+Once sealed, the pages and every view into them stay valid until the
+process exits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import errno as _errno
+import gc
+import mmap as _mmap
+import os
+import platform
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, Final
+
+from . import _syscalls, procfs
+from .errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    KernelError,
+    StateError,
+    UnsafeTargetError,
+    kernel_error,
+)
+from .flags import MapFlag, Prot
+
+__all__ = [
+    "CodePages",
+    "PageState",
+    "Pages",
+    "SealedMmap",
+    "Support",
+    "freeze",
+    "is_sealed",
+    "seal",
+    "seal_mmap",
+    "sealed_ranges",
+    "support",
+]
+
+PAGE: Final = _mmap.PAGESIZE
+"""The running system's page size (sealing works on whole pages)."""
+
+_MAX_LENGTH: Final = (1 << 63) - PAGE  # larger lengths cannot be mapped at all
+_PROTS: Final[dict[str, int]] = {
+    "none": int(Prot.NONE),
+    "r": int(Prot.READ),
+    "rw": int(Prot.READ | Prot.WRITE),
+    "rx": int(Prot.READ | Prot.EXEC),
+}
+_ANON_PRIVATE: Final = int(MapFlag.PRIVATE | MapFlag.ANONYMOUS)
+
+
+# --- the C-API helpers: views over raw memory, buffer addresses -------------
+#
+# ctypes.pythonapi is the interpreter itself, not libc (only _syscalls loads
+# libc). PyMemoryView_FromMemory makes a view with no exporter object, so a
+# read-only view cannot be turned back into a writable one via ``view.obj``.
+
+_PyBUF_READ: Final = 0x100
+_PyBUF_WRITE: Final = 0x200
+_PyBUF_SIMPLE: Final = 0
+
+_memory_view = ctypes.pythonapi.PyMemoryView_FromMemory
+_memory_view.restype = ctypes.py_object
+_memory_view.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
+
+
+class _PyBuffer(ctypes.Structure):
+    """``Py_buffer`` (Include/pybuffer.h), layout stable since Python 3.3."""
+
+    _fields_ = (
+        ("buf", ctypes.c_void_p),
+        ("obj", ctypes.c_void_p),
+        ("len", ctypes.c_ssize_t),
+        ("itemsize", ctypes.c_ssize_t),
+        ("readonly", ctypes.c_int),
+        ("ndim", ctypes.c_int),
+        ("format", ctypes.c_char_p),
+        ("shape", ctypes.c_void_p),
+        ("strides", ctypes.c_void_p),
+        ("suboffsets", ctypes.c_void_p),
+        ("internal", ctypes.c_void_p),
+    )
+
+
+_get_buffer = ctypes.pythonapi.PyObject_GetBuffer
+_get_buffer.restype = ctypes.c_int
+_get_buffer.argtypes = (ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int)
+_release_buffer = ctypes.pythonapi.PyBuffer_Release
+_release_buffer.restype = None
+_release_buffer.argtypes = (ctypes.POINTER(_PyBuffer),)
+
+# Buffers of sealed writable file mmaps, never released: see seal_mmap.
+_PINNED: list[_PyBuffer] = []
+
+
+def _export(obj: object) -> _PyBuffer:
+    """A buffer export of ``obj`` (the caller must release or keep it)."""
+    view = _PyBuffer()
+    try:
+        _get_buffer(obj, ctypes.byref(view), _PyBUF_SIMPLE)
+    except (BufferError, TypeError, ValueError) as exc:
+        raise ArgumentTypeError(
+            f"{type(obj).__name__} does not expose a contiguous buffer: {exc}"
+        ) from None
+    return view
+
+
+def _buffer_span(obj: object) -> tuple[int, int]:
+    """``(address, length)`` of a buffer-protocol object (released at once)."""
+    view = _export(obj)
+    try:
+        return view.buf or 0, view.len
+    finally:
+        _release_buffer(ctypes.byref(view))
+
+
+def _round_up(n: int) -> int:
+    return (n + PAGE - 1) // PAGE * PAGE
+
+
+def _check_size(size: object, name: str = "size") -> int:
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ArgumentTypeError(f"{name} must be an int, not {type(size).__name__}")
+    if not 0 < size <= _MAX_LENGTH:
+        raise ArgumentError(f"{name}={size} must be between 1 and {_MAX_LENGTH}")
+    return int(size)
+
+
+def _check_prot(prot: object) -> int:
+    if not isinstance(prot, str):
+        raise ArgumentTypeError(
+            f"protection must be one of {sorted(_PROTS)}, not {type(prot).__name__}"
+        )
+    try:
+        return _PROTS[prot]
+    except KeyError:
+        raise ArgumentError(
+            f"protection must be one of {sorted(_PROTS)}, not {prot!r}"
+            + (" (W^X: use CodePages for code)" if "x" in prot and "w" in prot else "")
+        ) from None
+
+
+def _bytes_like(data: object) -> memoryview:
+    """``data`` as a flat byte view, or a typed error (``str`` is not bytes)."""
+    if isinstance(data, str):
+        raise ArgumentTypeError("data must be bytes-like, not str (encode it first)")
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise ArgumentTypeError(f"data must be bytes-like, not {type(data).__name__}") from None
+    if not view.c_contiguous:
+        raise ArgumentError("data must be a contiguous buffer")
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def _check_offset(offset: object, limit: int) -> int:
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise ArgumentTypeError(f"offset must be an int, not {type(offset).__name__}")
+    if not 0 <= offset <= limit:
+        raise ArgumentError(f"offset={offset} is outside 0..{limit}")
+    return int(offset)
+
+
+# --- Pages --------------------------------------------------------------------
+
+
+class PageState(enum.Enum):
+    """Where a :class:`Pages` object is in its one-way life.
+
+    ``OPEN`` -> ``SEALED`` (irreversible: the pages stay mapped until the
+    process exits) or ``OPEN`` -> ``CLOSED`` (unmapped). Nothing leads back.
+    """
+
+    OPEN = "open"
+    SEALED = "sealed"
+    CLOSED = "closed"
+
+    def __repr__(self) -> str:
+        return f"PageState.{self.name}"
+
+
+def _mbuf_exports_offset() -> int | None:
+    """Offset of ``exports`` in CPython's ``_PyManagedBufferObject``, verified.
+
+    Every memoryview made from a base view (slices, casts, ``memoryview(v)``)
+    registers with the base's managed buffer, which counts the views that
+    are not released in ``exports`` (memoryobject.c ``mbuf_add_view``,
+    ``_memory_release``). An object that exported a buffer from such a view
+    (numpy, ctypes ``from_buffer``) keeps that view unreleasable. The field
+    follows ``PyObject_HEAD`` and an ``int flags``; the layout is checked
+    here on a scratch buffer, and ``None`` (fall back to counting
+    references, which also counts released-but-alive views) if it differs.
+    """
+    word = ctypes.sizeof(ctypes.c_ssize_t)
+    offset = 3 * word  # ob_refcnt, ob_type, int flags (padded)
+    scratch = ctypes.create_string_buffer(16)
+    base = _memory_view(ctypes.addressof(scratch), 16, _PyBUF_READ)
+    (mbuf,) = gc.get_referents(base)
+
+    def exports() -> int:
+        return ctypes.c_ssize_t.from_address(id(mbuf) + offset).value
+
+    try:
+        if exports() != 1:
+            return None
+        first, second = base[:], memoryview(base)
+        if exports() != 3:
+            return None
+        first.release()
+        if exports() != 2:
+            return None
+        del first, second
+        return offset if exports() == 1 else None
+    finally:
+        base.release()
+
+
+_EXPORTS_OFFSET: Final = _mbuf_exports_offset()
+
+
+_OPEN: Final = PageState.OPEN
+_SEALED: Final = PageState.SEALED
+_CLOSED: Final = PageState.CLOSED
+_PAGE_MASK: Final = PAGE - 1
+_mmap_call: Final = _syscalls.mmap
+_mseal_call: Final = _syscalls.mseal
+# One lock for every Pages object: state checks and the memory access or
+# system call they guard must not interleave with another thread's close()
+# (a read racing an munmap would crash). Operations take microseconds, and
+# one shared lock costs nothing per object (benchmarks/bench_mseal.py).
+_LOCK: Final = threading.Lock()
+
+
+class _ViewBase:
+    """A raw memoryview over the pages plus the count of live views derived
+    from it (see :func:`_mbuf_exports_offset`)."""
+
+    __slots__ = ("base", "baseline", "mbuf")
+
+    def __init__(self, addr: int, length: int, writable: bool) -> None:
+        self.base: memoryview = _memory_view(
+            addr, length, _PyBUF_WRITE if writable else _PyBUF_READ
+        )
+        (self.mbuf,) = gc.get_referents(self.base)
+        self.baseline = sys.getrefcount(self.mbuf)
+
+    def live(self) -> int:
+        if _EXPORTS_OFFSET is not None:
+            return ctypes.c_ssize_t.from_address(id(self.mbuf) + _EXPORTS_OFFSET).value - 1
+        return sys.getrefcount(self.mbuf) - self.baseline
+
+    def drop(self) -> None:
+        self.base.release()
+
+
+class Pages:
+    """Private anonymous pages that sealkit maps and owns.
+
+    ``Pages(size, prot="rw")`` maps ``size`` bytes rounded up to whole pages
+    (``len(pages)`` is the rounded length), zero-filled. Protection is one of
+    ``"rw"``, ``"r"``, ``"rx"``, ``"none"``; there is no ``"rwx"`` (W^X).
+
+    ::
+
+        with Pages(4096) as p:
+            p.write(b"key material")
+            p.protect("r")
+            p.seal()            # from here on the pages live until exit
+            view = p.view()     # read-only memoryview, valid forever
+
+    States (:class:`PageState`) only move forward: ``open -> sealed`` or
+    ``open -> closed``. :meth:`close` of open pages unmaps them (refused
+    while views are alive); :meth:`close` of sealed pages does nothing,
+    because the kernel refuses to unmap sealed memory: it lives until the
+    process exits, and :attr:`state` keeps saying ``SEALED``. Reads and
+    writes that the protection would turn into a crash raise
+    :class:`~sealkit.errors.StateError` instead. A ``Pages`` object
+    serialises its methods with a lock.
+    """
+
+    __slots__ = ("__weakref__", "_addr", "_length", "_prot", "_ro", "_rw", "_state")
+
+    def __init__(self, size: int, prot: str = "rw") -> None:
+        # Lean on purpose (benchmarks/bench_mseal.py): the common case is
+        # checked inline, the general checks only run for anything else.
+        if type(size) is int and 0 < size <= _MAX_LENGTH:
+            length = (size + _PAGE_MASK) & ~_PAGE_MASK
+        else:
+            length = _round_up(_check_size(size))
+        prot_bits = _PROTS.get(prot) if type(prot) is str else None
+        if prot_bits is None:
+            prot_bits = _check_prot(prot)
+        self._ro: _ViewBase | None = None
+        self._rw: _ViewBase | None = None
+        self._state = _CLOSED  # until the mapping exists
+        self._length = length
+        self._prot = prot
+        self._addr = _mmap_call(0, length, prot_bits, _ANON_PRIVATE)
+        self._state = _OPEN
+
+    # -- what it is
+
+    @property
+    def address(self) -> int:
+        """Start address of the mapping (page-aligned)."""
+        return self._addr
+
+    def __len__(self) -> int:
+        return self._length
+
+    @property
+    def size(self) -> int:
+        """Mapped length in bytes: the requested size rounded up to whole pages."""
+        return self._length
+
+    @property
+    def protection(self) -> str:
+        """``"rw"``, ``"r"``, ``"rx"`` or ``"none"``."""
+        return self._prot
+
+    @property
+    def state(self) -> PageState:
+        """``OPEN``, ``SEALED`` or ``CLOSED``; it only moves forward."""
+        return self._state
+
+    @property
+    def sealed(self) -> bool:
+        """True once :meth:`seal` succeeded: mapped and immutable until exit."""
+        return self._state is PageState.SEALED
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` unmapped the pages."""
+        return self._state is PageState.CLOSED
+
+    @property
+    def views_alive(self) -> int:
+        """How many memoryviews (and objects built on them) into the pages are alive."""
+        return (self._ro.live() if self._ro else 0) + (self._rw.live() if self._rw else 0)
+
+    def __repr__(self) -> str:
+        if self._state is PageState.CLOSED:
+            return f"<Pages closed, {self._length} bytes>"
+        extra = ", lives until process exit" if self._state is PageState.SEALED else ""
+        return (
+            f"<Pages {self._state.value} at {self._addr:#x}, {self._length} bytes, "
+            f"{self._prot!r}{extra}>"
+        )
+
+    # -- checks
+
+    def _mapped(self, doing: str) -> None:
+        if self._state is PageState.CLOSED:
+            raise StateError(f"cannot {doing}: the pages are closed (unmapped)")
+
+    def _readable(self, doing: str) -> None:
+        self._mapped(doing)
+        if self._prot == "none":
+            raise StateError(
+                f"cannot {doing}: the pages have protection 'none'"
+                + (" and are sealed" if self.sealed else "; call protect('r') first")
+            )
+
+    def _span(self, offset: object, size: object) -> tuple[int, int]:
+        start = _check_offset(offset, self._length)
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise ArgumentTypeError(f"size must be an int, not {type(size).__name__}")
+        if size < 0:
+            size = self._length - start
+        if start + size > self._length:
+            raise ArgumentError(
+                f"[{start}, {start + size}) is outside the pages' {self._length} bytes"
+            )
+        return start, int(size)
+
+    # -- data
+
+    def write(self, data: bytes | bytearray | memoryview, offset: int = 0) -> int:
+        """Copy ``data`` into the pages at ``offset``; returns the bytes written.
+
+        Refused with :class:`StateError` when the protection is not ``"rw"``
+        (a store would fault) or the pages are closed; with
+        :class:`ArgumentError` when ``data`` does not fit.
+        """
+        src = _bytes_like(data)
+        with _LOCK:
+            self._mapped("write")
+            if self._prot != "rw":
+                raise StateError(
+                    f"cannot write: the pages are {self._prot!r}, not writable"
+                    + (
+                        " and sealed (protection can no longer change)"
+                        if self.sealed
+                        else "; call protect('rw') first"
+                    )
+                )
+            start = _check_offset(offset, self._length)
+            end = start + src.nbytes
+            if end > self._length:
+                raise ArgumentError(
+                    f"{src.nbytes} bytes at offset {start} do not fit in {self._length} bytes"
+                )
+            if self._rw is None:
+                self._rw = _ViewBase(self._addr, self._length, True)
+            self._rw.base[start:end] = src
+            return src.nbytes
+
+    def read(self, size: int = -1, offset: int = 0) -> bytes:
+        """``size`` bytes from ``offset`` (``-1``: to the end) as ``bytes``."""
+        with _LOCK:
+            self._readable("read")
+            start, size = self._span(offset, size)
+            return bytes(self._view_base().base[start : start + size])
+
+    def _view_base(self) -> _ViewBase:
+        if self._prot == "rw":
+            if self._rw is None:
+                self._rw = _ViewBase(self._addr, self._length, True)
+            return self._rw
+        if self._ro is None:
+            self._ro = _ViewBase(self._addr, self._length, False)
+        return self._ro
+
+    def view(self) -> memoryview:
+        """A memoryview of the whole pages: writable while the protection is
+        ``"rw"``, read-only otherwise. While any view is alive, :meth:`close`
+        and protection changes that would make it fault are refused.
+        """
+        with _LOCK:
+            self._readable("make a view")
+            return self._view_base().base[:]
+
+    # -- transitions
+
+    def protect(self, prot: str) -> None:
+        """Change the protection to ``"rw"``, ``"r"``, ``"rx"`` or ``"none"``.
+
+        Refused (:class:`StateError`) once sealed (mprotect on sealed memory
+        is EPERM, spec kernel-behaviour rule 7), once closed, and while live
+        views would fault under the new protection (writable views and a
+        protection without write; any view and ``"none"``).
+        """
+        bits = _check_prot(prot)
+        with _LOCK:
+            self._mapped("change protection")
+            if self._state is PageState.SEALED:
+                raise StateError(
+                    f"cannot change protection: the pages are sealed as {self._prot!r} "
+                    "until the process exits (mprotect would fail with EPERM)"
+                )
+            writable_views = self._rw.live() if self._rw else 0
+            readonly_views = self._ro.live() if self._ro else 0
+            if prot != "rw" and writable_views:
+                raise StateError(
+                    f"cannot make the pages {prot!r}: {writable_views} writable view(s) are "
+                    "alive and a write through them would crash; release them first"
+                )
+            if prot == "none" and readonly_views:
+                raise StateError(
+                    f"cannot make the pages 'none': {readonly_views} view(s) are alive and "
+                    "reading them would crash; release them first"
+                )
+            _syscalls.mprotect(self._addr, self._length, bits)
+            self._prot = prot
+
+    def seal(self) -> None:
+        """Seal the pages (``mseal``): from now on they cannot be unmapped,
+        moved, re-protected or discarded, until the process exits. Sealing
+        sealed pages is a no-op (the kernel's mseal is idempotent). Raises
+        :class:`StateError` if closed, and the kernel's error
+        (:class:`~sealkit.errors.NotSupportedError`,
+        :class:`~sealkit.errors.SealingDeniedError`) if sealing is
+        unavailable; the state is then unchanged.
+        """
+        with _LOCK:
+            state = self._state
+            if state is _OPEN:
+                _mseal_call(self._addr, self._length)
+                self._state = _SEALED
+            elif state is _CLOSED:
+                raise StateError("cannot seal: the pages are closed (unmapped)")
+
+    def close(self) -> None:
+        """Unmap open pages; do nothing for sealed or closed ones.
+
+        Sealed pages cannot be unmapped (munmap is EPERM, spec
+        kernel-behaviour rule 5): they stay mapped, readable per their
+        protection, until the process exits, and :attr:`state` stays
+        ``SEALED``. Open pages with live views are not unmapped: that raises
+        :class:`StateError` (a view into unmapped memory crashes on access).
+        """
+        with _LOCK:
+            if self._state is not PageState.OPEN:
+                return
+            alive = self.views_alive
+            if alive:
+                raise StateError(
+                    f"cannot close: {alive} memoryview(s) into the pages are alive; "
+                    "release them (view.release() or del) first"
+                )
+            for base in (self._ro, self._rw):
+                if base is not None:
+                    base.drop()
+            self._ro = self._rw = None
+            _syscalls.munmap(self._addr, self._length)
+            self._state = PageState.CLOSED
+
+    def __enter__(self) -> Pages:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Unmap open pages nobody can reach any more, unless a view into them
+        # survives (then the mapping is deliberately leaked: a view into
+        # unmapped memory would crash). Never raise, even at interpreter exit.
+        try:
+            if self._state is _OPEN and not self.views_alive:
+                _syscalls.munmap(self._addr, self._length)
+                self._state = PageState.CLOSED
+        except Exception:
+            pass
+
+
+# --- freeze -------------------------------------------------------------------
+
+
+def freeze(data: bytes | bytearray | memoryview) -> memoryview:
+    """Copy ``data`` into fresh pages, make them read-only, seal them, and
+    return a read-only memoryview of exactly ``len(data)`` bytes.
+
+    The memory can never be written, unmapped or discarded again by this
+    process (``/proc/self/mem`` writes and ptrace are the exceptions the
+    kernel allows, spec kernel-behaviour rule 18); it is freed at exit. Empty
+    data still gets one sealed page. If sealing is not available the pages
+    are unmapped and the kernel's error is raised.
+    """
+    src = _bytes_like(data)
+    pages = Pages(max(src.nbytes, 1))
+    try:
+        pages.write(src)
+        pages.protect("r")
+        pages.seal()
+    except BaseException:
+        pages.close()
+        raise
+    return pages.view()[: src.nbytes]
+
+
+# --- CodePages ------------------------------------------------------------------
+
+
+class CodePages:
+    """W^X pages for machine code.
+
+    Write code while the pages are ``rw-``; :meth:`seal` switches them to
+    ``r-x`` with a single ``mprotect`` (so no moment is both writable and
+    executable) and seals them; :meth:`function` then returns a ctypes
+    function pointer into them, valid until the process exits::
+
+        code = CodePages.from_code(bytes.fromhex("b82a000000c3"))  # mov eax, 42; ret
+        answer = code.function(ctypes.c_int)
+        assert answer() == 42
+
+    Machine code is architecture-specific; sealkit does not check it.
+    """
+
+    __slots__ = ("_pages",)
+
+    def __init__(self, size: int) -> None:
+        self._pages = Pages(size, "rw")
+
+    @classmethod
+    def from_code(cls, code: bytes | bytearray | memoryview) -> CodePages:
+        """Pages holding ``code``, already executable and sealed."""
+        src = _bytes_like(code)
+        pages = cls(max(src.nbytes, 1))
+        try:
+            pages.write(src)
+            pages.seal()
+        except BaseException:
+            pages.close()
+            raise
+        return pages
+
+    @property
+    def address(self) -> int:
+        return self._pages.address
+
+    @property
+    def size(self) -> int:
+        return self._pages.size
+
+    @property
+    def state(self) -> PageState:
+        return self._pages.state
+
+    @property
+    def sealed(self) -> bool:
+        return self._pages.sealed
+
+    @property
+    def protection(self) -> str:
+        return self._pages.protection
+
+    def __repr__(self) -> str:
+        return repr(self._pages).replace("<Pages", "<CodePages", 1)
+
+    def write(self, code: bytes | bytearray | memoryview, offset: int = 0) -> int:
+        """Copy machine code in while the pages are still writable."""
+        if self._pages.sealed:
+            raise StateError("cannot write: the code pages are sealed r-x (W^X)")
+        return self._pages.write(code, offset)
+
+    def read(self, size: int = -1, offset: int = 0) -> bytes:
+        return self._pages.read(size, offset)
+
+    def seal(self) -> None:
+        """``rw-`` -> ``r-x`` in one mprotect, then ``mseal``. Idempotent."""
+        if self._pages.sealed:
+            return
+        self._pages.protect("rx")
+        self._pages.seal()
+
+    def function(self, restype: Any = None, *argtypes: Any, offset: int = 0) -> Any:
+        """A ctypes function pointer to ``address + offset`` with the given
+        C signature (``restype``, ``*argtypes``, as for ``ctypes.CFUNCTYPE``).
+        Only sealed (hence ``r-x`` and immortal) code can be called.
+        """
+        if not self._pages.sealed:
+            raise StateError(
+                "cannot make a function pointer: seal() the code pages first "
+                "(they are still writable and could be unmapped)"
+            )
+        start = _check_offset(offset, self._pages.size - 1)
+        try:
+            prototype = ctypes.CFUNCTYPE(restype, *argtypes)
+        except TypeError as exc:
+            raise ArgumentTypeError(f"not a ctypes signature: {exc}") from None
+        return prototype(self._pages.address + start)
+
+    def close(self) -> None:
+        """Unmap unsealed code pages; sealed ones live until the process exits."""
+        self._pages.close()
+
+    def __enter__(self) -> CodePages:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- mmap ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SealedMmap:
+    """What :func:`seal_mmap` sealed: ``[address, address + length)``.
+
+    ``pinned`` is True for writable file-backed mmaps, whose buffer sealkit
+    keeps exported forever (see :func:`seal_mmap`).
+    """
+
+    address: int
+    length: int
+    pinned: bool
+
+
+def _refuse(target: object) -> UnsafeTargetError:
+    kind = type(target).__name__
+    module = type(target).__module__
+    if isinstance(target, int):
+        why = "an integer address: sealkit cannot know who owns that memory (use _syscalls.mseal at your own risk)"
+    elif isinstance(target, bytes | bytearray | str):
+        why = "its buffer lives on the heap, shared with other objects the allocator will free or move"
+    elif isinstance(target, memoryview):
+        why = "a memoryview does not own its memory; seal the Pages or mmap it came from"
+    elif module == "array":
+        why = "its buffer lives on the heap and moves when the array grows"
+    elif module.startswith("numpy"):
+        why = "numpy buffers come from the heap allocator, shared with other objects"
+    elif module == "ctypes" or module.startswith("_ctypes"):
+        why = "ctypes buffers come from the heap allocator"
+    else:
+        why = "only Pages, CodePages and mmap.mmap objects are known to own whole pages"
+    return UnsafeTargetError(f"refusing to seal this {kind}: {why}; nothing was sealed")
+
+
+def seal_mmap(m: _mmap.mmap) -> SealedMmap:
+    """Seal an ``mmap.mmap`` the caller created; returns what was sealed.
+
+    Checked first, from ``/proc/self/smaps``: the mmap is open, starts on a
+    page boundary, and the pages ``[address, address + len)`` rounded up to
+    whole pages are exactly one mapping (the same permissions, backing file
+    and inode throughout, starting and ending at the mmap's bounds; a private
+    anonymous mmap the kernel merged with a neighbour is accepted, since
+    sealing a sub-range only seals those pages). Otherwise
+    :class:`~sealkit.errors.UnsafeTargetError` and nothing is sealed. The
+    buffer stays exported while checking and sealing, so a concurrent
+    ``close()`` cannot swap the mapping underneath.
+
+    What CPython (3.11 and later) then does, tested in
+    ``tests/kernel/test_mmap_seal.py``:
+
+    * ``m.close()`` returns normally and ``m`` reports closed, but CPython
+      ignores munmap's EPERM: the pages stay mapped (leaked) until exit.
+      Nothing crashes; further use of ``m`` raises ``ValueError``.
+    * garbage collection and interpreter exit: the same ignored munmap, no
+      exception, no warning; the kernel frees the pages at exit.
+    * ``m.resize()`` of an anonymous mmap: ``PermissionError`` (EPERM) and
+      ``m`` is unchanged.
+    * ``m.resize()`` of a *writable file-backed* mmap is dangerous: CPython
+      truncates the file *before* the kernel refuses to move the sealed
+      mapping, leaving sealed pages past end-of-file that kill the process
+      with SIGBUS when touched. To prevent that, sealkit keeps one buffer
+      export of such an mmap forever (``pinned=True``): ``resize()`` and
+      ``close()`` then raise ``BufferError`` and the object is never
+      deallocated. Read-only and anonymous mmaps are not pinned.
+    """
+    if not isinstance(m, _mmap.mmap):
+        raise _refuse(m)
+    if m.closed:
+        raise StateError("cannot seal a closed mmap")
+    exported = _export(m)
+    keep = False
+    try:
+        addr, size = exported.buf or 0, exported.len
+        if size <= 0 or addr % PAGE:
+            raise UnsafeTargetError(
+                f"refusing to seal an mmap at {addr:#x} of {size} bytes: not a page-aligned "
+                "mapping; nothing was sealed"
+            )
+        length = _round_up(size)
+        vmas = _covering(addr, length)
+        first, last = vmas[0], vmas[-1]
+        anon_private = first.inode == 0 and not first.shared and not first.path
+        for vma in vmas:
+            if (vma.perms, vma.path, vma.inode, vma.dev) != (
+                first.perms,
+                first.path,
+                first.inode,
+                first.dev,
+            ):
+                raise UnsafeTargetError(
+                    f"refusing to seal the mmap at {addr:#x}: its pages are not one mapping "
+                    f"({first.perms} {first.path!r} vs {vma.perms} {vma.path!r}); nothing was sealed"
+                )
+        if not anon_private and (first.start != addr or last.end != addr + length):
+            raise UnsafeTargetError(
+                f"refusing to seal the mmap at {addr:#x}+{length:#x}: the mapping there spans "
+                f"[{first.start:#x}, {last.end:#x}), more than the mmap; nothing was sealed"
+            )
+        pin = "w" in first.perms and first.inode != 0 and not first.path.startswith("/dev/zero")
+        _syscalls.mseal(addr, length)
+        if pin:
+            _PINNED.append(exported)
+            keep = True
+        return SealedMmap(addr, length, pin)
+    finally:
+        if not keep:
+            _release_buffer(ctypes.byref(exported))
+
+
+def _covering(addr: int, length: int) -> list[procfs.Vma]:
+    """The VMAs covering ``[addr, addr+length)`` without a gap, or refuse."""
+    end = addr + length
+    vmas = [v for v in procfs.read_smaps("self") if v.end > addr and v.start < end]
+    cursor = addr
+    for vma in vmas:
+        if vma.start > cursor:
+            break
+        cursor = vma.end
+    if not vmas or cursor < end:
+        raise UnsafeTargetError(
+            f"refusing to seal [{addr:#x}, {end:#x}): not all of it is mapped; nothing was sealed"
+        )
+    return vmas
+
+
+# --- seal(target) ---------------------------------------------------------------
+
+
+def seal(target: Pages | CodePages | _mmap.mmap) -> None:
+    """Seal ``target`` if sealkit can prove it owns whole pages: a
+    :class:`Pages`, :class:`CodePages` or ``mmap.mmap``. Anything else
+    (``bytes``, ``bytearray``, ``array.array``, a ``memoryview``, a numpy
+    array, an integer address, ...) is refused with
+    :class:`~sealkit.errors.UnsafeTargetError` before any system call.
+    """
+    if isinstance(target, Pages | CodePages):
+        target.seal()
+    elif isinstance(target, _mmap.mmap):
+        seal_mmap(target)
+    else:
+        raise _refuse(target)
+
+
+# --- questions ------------------------------------------------------------------
+
+
+def _target_span(target: object, length: object) -> tuple[int, int]:
+    if isinstance(target, Pages | CodePages):
+        if target.state is PageState.CLOSED:
+            raise StateError("the pages are closed (unmapped)")
+        span = (target.address, target.size)
+    elif isinstance(target, int) and not isinstance(target, bool):
+        if isinstance(length, bool) or not isinstance(length, int):
+            raise ArgumentTypeError(
+                f"with an integer address, length must be an int, not {type(length).__name__}"
+            )
+        span = (int(target), int(length))
+    elif target is None or isinstance(target, bool | float | str):
+        raise ArgumentTypeError(
+            f"target must be an address, Pages or a buffer, not {type(target).__name__}"
+        )
+    else:
+        span = _buffer_span(target)
+    if length is not None and not isinstance(target, int):
+        raise ArgumentError("length is only for integer addresses")
+    addr, size = span
+    if not 0 <= addr < 1 << 64:
+        raise ArgumentError(f"address {addr:#x} is outside the 64-bit address space")
+    if not 0 < size <= (1 << 64) - addr:
+        raise ArgumentError(f"length={size} must be positive and end inside 64 bits")
+    return addr, size
+
+
+def is_sealed(target: int | Pages | CodePages | object, length: int | None = None) -> bool:
+    """Whether every page touched by the range is sealed, from ``/proc/self/smaps``.
+
+    ``target`` is an address (then ``length`` is required), a
+    :class:`Pages`/:class:`CodePages`, or any contiguous buffer (a view from
+    :func:`freeze`, an ``mmap.mmap``). The answer is per page, not per VMA:
+    an unaligned range covers the pages it touches. If any of those pages is
+    unmapped the question has no answer and
+    :class:`~sealkit.errors.UnmappedError` (ENOMEM, the same answer mseal
+    gives for a hole, spec kernel-behaviour rule 2) is raised.
+    """
+    addr, size = _target_span(target, length)
+    lo = addr // PAGE * PAGE
+    hi = min(_round_up(addr + size), 1 << 64)
+    cursor = lo
+    sealed = True
+    for vma in procfs.read_smaps("self"):
+        if vma.end <= cursor or vma.start >= hi:
+            continue
+        if vma.start > cursor:
+            break
+        sealed = sealed and bool(vma.sealed)
+        cursor = vma.end
+        if cursor >= hi:
+            return sealed
+    raise kernel_error(
+        _errno.ENOMEM, "is_sealed", addr, size, detail=f"page {cursor:#x} is not mapped"
+    )
+
+
+def sealed_ranges(pid: int | str = "self") -> list[procfs.Vma]:
+    """The sealed VMAs of a process (``VmFlags`` ``sl`` in its smaps)."""
+    return [vma for vma in procfs.read_smaps(pid) if vma.sealed]
+
+
+# --- support ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Support:
+    """What this kernel and process can do, from :func:`support`.
+
+    ``available``: ``mseal(0, 0, 0)`` returned 0. ``errno``: its errno when
+    it did not. ``reason``: one sentence saying why. ``smaps_reports_seals``:
+    a forked child sealed a page and its ``/proc/PID/smaps`` showed ``sl``
+    (``None`` when that could not be tried). ``seccomp_mode``: this
+    process's ``Seccomp`` field (0 none, 1 strict, 2 filter) or ``None``.
+    """
+
+    available: bool
+    errno: int | None
+    reason: str
+    kernel: str
+    arch: str
+    smaps_reports_seals: bool | None
+    smaps_detail: str
+    seccomp_mode: int | None
+    seccomp_filters: int | None
+
+
+def _seccomp() -> tuple[int | None, int | None]:
+    try:
+        status = procfs.read_status("self")
+    except Exception:
+        return None, None
+
+    def num(key: str) -> int | None:
+        value = status.get(key, "")
+        return int(value) if value.isdigit() else None
+
+    return num("Seccomp"), num("Seccomp_filters")
+
+
+def _probe_smaps_sl() -> tuple[bool | None, str]:
+    """Seal a page in a forked child and look for ``sl`` in its smaps."""
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        for fd in (ready_r, ready_w, done_r, done_w):
+            os.close(fd)
+        return None, f"could not fork a probe child: {exc}"
+    if pid == 0:  # pragma: no cover - the child: system calls only, then _exit
+        code = 1
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            addr = _syscalls.mmap(0, PAGE, int(Prot.READ), _ANON_PRIVATE)
+            _syscalls.mseal(addr, PAGE)
+            os.write(ready_w, addr.to_bytes(8, "little"))
+            os.read(done_r, 1)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        raw = os.read(ready_r, 8)
+        if len(raw) != 8:
+            return None, "the probe child could not seal a page"
+        addr = int.from_bytes(raw, "little")
+        for vma in procfs.read_smaps(pid):
+            if vma.start <= addr < vma.end:
+                if vma.sealed:
+                    return True, "a page sealed in a child shows 'sl' in its smaps VmFlags"
+                return False, (
+                    "a page sealed in a child has no 'sl' in its smaps VmFlags "
+                    f"({' '.join(sorted(vma.vmflags or ()))}): seals are invisible in /proc"
+                )
+        return None, "the probe child's sealed page is missing from its smaps"
+    finally:
+        os.close(ready_r)
+        os.close(done_w)
+        os.waitpid(pid, 0)
+
+
+def _explain(
+    err: int | None, release: str, arch: str, mode: int | None, filters: int | None
+) -> str:
+    if err is None:
+        return f"mseal(2) is available (Linux {release}, {arch})"
+    bits = platform.architecture()[0]
+    if err == _errno.ENOSYS:
+        if arch not in ("x86_64", "aarch64", "arm64", "riscv64", "loongarch64"):
+            return f"ENOSYS: sealkit has no system call table for {arch}"
+        return (
+            f"ENOSYS: this kernel has no mseal(2); it needs a 64-bit Linux 6.10 or later "
+            f"(running {release}, {bits} userland)"
+        )
+    if err == _errno.EPERM:
+        where = (
+            f"this process runs under seccomp mode {mode} with {filters} filter(s)"
+            if mode
+            else "no seccomp filter is visible in /proc/self/status"
+        )
+        return (
+            "EPERM from mseal(0, 0, 0): a seccomp filter denies the call, e.g. a container "
+            f"profile written before mseal existed (Docker allows it since 2025); {where}"
+        )
+    name = _errno.errorcode.get(err, str(err))
+    return f"{name} from mseal(0, 0, 0): unexpected; the kernel refuses the call"
+
+
+_SUPPORT: Support | None = None
+
+
+def support(refresh: bool = False) -> Support:
+    """Probe what sealing this process can do, without side effects.
+
+    ``mseal(0, 0, 0)`` returns 0 on a kernel with mseal (length 0 is checked
+    before anything is looked up, spec kernel-behaviour rule 1) and fails
+    with ENOSYS (kernel < 6.10, 32-bit kernel) or EPERM (a seccomp filter)
+    otherwise. When available, a forked child seals one page to check that
+    ``/proc/PID/smaps`` reports seals as ``sl``. The result is cached;
+    ``refresh=True`` probes again.
+    """
+    global _SUPPORT
+    if not isinstance(refresh, bool):
+        raise ArgumentTypeError(f"refresh must be a bool, not {type(refresh).__name__}")
+    if _SUPPORT is not None and not refresh:
+        return _SUPPORT
+    release, arch = os.uname().release, platform.machine()
+    mode, filters = _seccomp()
+    err: int | None = None
+    try:
+        _syscalls.mseal(0, 0, 0)
+    except KernelError as exc:
+        err = exc.errno
+    if err is None:
+        sl, detail = _probe_smaps_sl()
+    else:
+        sl, detail = None, "not checked: mseal is unavailable"
+    _SUPPORT = Support(
+        available=err is None,
+        errno=err,
+        reason=_explain(err, release, arch, mode, filters),
+        kernel=release,
+        arch=arch,
+        smaps_reports_seals=sl,
+        smaps_detail=detail,
+        seccomp_mode=mode,
+        seccomp_filters=filters,
+    )
+    return _SUPPORT

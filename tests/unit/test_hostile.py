@@ -1,0 +1,256 @@
+"""Hostile arguments at every public function of memory, _syscalls, procfs
+and environment: the only outcomes allowed are a result or a sealkit
+exception (``SealkitError``), and the interpreter never crashes.
+
+Functions that can seal or change mappings run each example in a forked
+child, so a crash is detected (``ChildDied``), not suffered, and seals
+vanish with the child. Integer addresses that are valid-looking point into
+an arena this module reserves (PROT_NONE), and lengths keep such ranges
+inside it: the raw layer is dangerous by design, and a *valid* munmap of the
+interpreter's own code is not a bad argument. Everything else is fair game:
+wrong types, None, bools, floats, strings, negative, beyond 64 bits,
+unaligned, kernel-half addresses.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sealkit import _syscalls, environment, memory, procfs
+from sealkit.errors import SealkitError
+from sealkit.flags import MapFlag
+from tests.conftest import MSEAL_MISSING, run_in_child
+
+PAGE = mmap.PAGESIZE
+U64 = (1 << 64) - 1
+ARENA_PAGES = 128
+# Reserved once in the test process; children inherit it. Addresses come from
+# its first half and lengths stay below half of it, so every range stays inside.
+ARENA = _syscalls.mmap(
+    0, ARENA_PAGES * PAGE, 0, int(MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.NORESERVE)
+)
+
+junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=6),
+    st.binary(max_size=6),
+    st.lists(st.integers(-3, 3), max_size=3),
+    st.tuples(st.integers(-3, 3)),
+    st.just(object()),
+    st.just(b"\x00" * 5000),
+)
+too_big = st.one_of(
+    st.integers(min_value=1 << 64, max_value=1 << 80),
+    st.integers(min_value=-(1 << 80), max_value=-(1 << 63) - 1),
+)
+address = st.one_of(
+    junk,
+    too_big,
+    st.integers(0, ARENA_PAGES // 2 - 1).map(lambda p: ARENA + p * PAGE),  # inside the arena
+    st.integers(0, ARENA_PAGES // 2 - 1).map(lambda p: ARENA + p * PAGE + 123),  # unaligned
+    st.integers(0xFFFF800000000000, U64),  # kernel half
+    st.integers(-PAGE, -1),  # top of the address space, two's complement
+    st.sampled_from([0, 1, PAGE - 1]),
+)
+length = st.one_of(
+    junk,
+    too_big,
+    st.integers(0, ARENA_PAGES // 2 * PAGE),  # keeps [arena + x, + length) inside the arena
+    st.sampled_from([U64, U64 - PAGE + 1, -1, -PAGE]),  # wrap around: the kernel's EINVAL
+)
+anything_int = st.one_of(junk, too_big, st.integers(-(1 << 63), U64))
+small_int = st.one_of(junk, too_big, st.integers(-5, 300))
+pid = st.one_of(junk, too_big, st.sampled_from([0, -1, 1 << 22, 99_999_999, "self", "0", " 7"]))
+ranges = st.one_of(
+    junk,
+    st.lists(st.tuples(address, length), max_size=3),
+    st.lists(st.one_of(junk, st.tuples(address)), max_size=2),
+)
+buffer_data = st.one_of(junk, st.binary(max_size=64), st.binary(max_size=64).map(bytearray))
+
+
+def outcome(fn: Callable[..., object], *args: object) -> tuple[str, str]:
+    """Call and classify; never lets an untyped exception look like success."""
+    try:
+        fn(*args)
+    except SealkitError as exc:
+        return "typed", type(exc).__name__
+    except BaseException as exc:  # classifying every exception is the point
+        return "UNTYPED", f"{type(exc).__name__}: {exc}"
+    return "ok", ""
+
+
+def check(fn: Callable[..., object], *args: object, child: bool) -> None:
+    result = run_in_child(outcome, fn, *args, timeout=30) if child else outcome(fn, *args)
+    assert result[0] != "UNTYPED", f"{fn!r}{args!r} raised {result[1]}"
+
+
+SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# name -> (function, argument strategies, run in a child?)
+RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]] = {
+    "mseal": (_syscalls.mseal, (address, length, small_int)),
+    "mmap": (_syscalls.mmap, (address, length, small_int, anything_int, small_int, anything_int)),
+    "munmap": (_syscalls.munmap, (address, length)),
+    "mprotect": (_syscalls.mprotect, (address, length, anything_int)),
+    "pkey_mprotect": (_syscalls.pkey_mprotect, (address, length, anything_int, small_int)),
+    "pkey_alloc": (_syscalls.pkey_alloc, (anything_int, anything_int)),
+    "pkey_free": (_syscalls.pkey_free, (small_int,)),
+    "mremap": (_syscalls.mremap, (address, length, length, small_int, address)),
+    "madvise": (_syscalls.madvise, (address, length, small_int)),
+    "brk": (_syscalls.brk, (st.one_of(junk, too_big, st.sampled_from([0, 1, -1, U64])),)),
+    "pidfd_open": (_syscalls.pidfd_open, (pid, small_int)),
+    "process_madvise": (_syscalls.process_madvise, (small_int, ranges, small_int, small_int)),
+    "process_vm_readv": (_syscalls.process_vm_readv, (pid, ranges, length)),
+    "process_vm_writev": (_syscalls.process_vm_writev, (pid, ranges, buffer_data)),
+    "mlock": (_syscalls.mlock, (address, length)),
+    "mlock2": (_syscalls.mlock2, (address, length, small_int)),
+    "munlock": (_syscalls.munlock, (address, length)),
+    "msync": (_syscalls.msync, (address, length, small_int)),
+    "mincore": (_syscalls.mincore, (address, length)),
+    "procmap_query": (
+        _syscalls.procmap_query,
+        (small_int, address, anything_int, st.one_of(junk, st.builds(_syscalls.ProcmapQuery))),
+    ),
+    "libc_has_symbol": (_syscalls.libc_has_symbol, (st.one_of(junk, st.text(max_size=10)),)),
+}
+
+
+def _pages_method(name: str) -> Callable[..., object]:
+    def call(*args: object) -> object:
+        pages = memory.Pages(2 * PAGE)
+        pages.write(b"x" * 10)
+        return getattr(pages, name)(*args)
+
+    return call
+
+
+def _code_function(*args: object) -> object:
+    code = memory.CodePages.from_code(b"\xc3")
+    return code.function(*args[:-1], offset=args[-1])
+
+
+def _seal_mmap_of(size: int, flags: int) -> object:
+    return memory.seal_mmap(mmap.mmap(-1, size, flags=flags))
+
+
+SAFE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]] = {
+    "Pages": (
+        memory.Pages,
+        (length, st.one_of(junk, st.sampled_from(["rw", "r", "rx", "none", "rwx", ""]))),
+    ),
+    "Pages.write": (_pages_method("write"), (buffer_data, small_int)),
+    "Pages.read": (_pages_method("read"), (small_int, small_int)),
+    "Pages.protect": (
+        _pages_method("protect"),
+        (st.one_of(junk, st.sampled_from(["r", "rw", "rx", "none", "x"])),),
+    ),
+    "freeze": (memory.freeze, (buffer_data,)),
+    "seal": (memory.seal, (st.one_of(junk, address, buffer_data),)),
+    "seal_mmap": (memory.seal_mmap, (st.one_of(junk, address, buffer_data),)),
+    "seal_mmap(real)": (
+        _seal_mmap_of,
+        (st.integers(1, 3 * PAGE), st.sampled_from([mmap.MAP_SHARED, mmap.MAP_PRIVATE])),
+    ),
+    "CodePages": (memory.CodePages, (length,)),
+    "CodePages.from_code": (memory.CodePages.from_code, (buffer_data,)),
+    "CodePages.function": (
+        _code_function,
+        (st.one_of(junk, st.just(ctypes.c_int)), st.one_of(junk, st.just(ctypes.c_int)), small_int),
+    ),
+    "is_sealed": (
+        memory.is_sealed,
+        (st.one_of(junk, address, buffer_data), st.one_of(length, st.none())),
+    ),
+    "sealed_ranges": (memory.sealed_ranges, (pid,)),
+    "support": (memory.support, (st.one_of(junk, st.booleans()),)),
+}
+
+path = st.one_of(
+    junk, st.text(max_size=12), st.sampled_from(["/proc", "/", "", "/nonexistent", "a\x00b"])
+)
+PURE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]] = {
+    "parse_maps": (
+        procfs.parse_maps,
+        (st.one_of(junk, st.text(max_size=80)), st.one_of(st.none(), junk)),
+    ),
+    "parse_smaps": (
+        procfs.parse_smaps,
+        (st.one_of(junk, st.text(max_size=80)), st.one_of(st.none(), junk)),
+    ),
+    "parse_status": (procfs.parse_status, (st.one_of(junk, st.text(max_size=80)),)),
+    "parse_kernel_config": (procfs.parse_kernel_config, (st.one_of(junk, st.text(max_size=80)),)),
+    "read_maps": (procfs.read_maps, (pid, path)),
+    "read_smaps": (procfs.read_smaps, (pid, path)),
+    "read_status": (procfs.read_status, (pid, path)),
+    "read_kernel_config": (
+        procfs.read_kernel_config,
+        (st.one_of(junk, st.text(max_size=8)), path, path),
+    ),
+    "resolve_pid": (procfs.resolve_pid, (pid,)),
+    "check_environment": (environment.check_environment, (path, path)),
+    "unmet": (
+        environment.unmet,
+        (st.one_of(junk, st.just("report")), st.one_of(junk, st.text(max_size=12))),
+    ),
+    "libc_version": (_syscalls.libc_version, ()),
+}
+
+
+def _run(
+    table: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]],
+    name: str,
+    child: bool,
+) -> None:
+    fn, strategies = table[name]
+
+    @SETTINGS
+    @given(st.tuples(*strategies))
+    def hostile(args: tuple[object, ...]) -> None:
+        check(fn, *args, child=child)
+
+    hostile()
+
+
+needs_mseal = pytest.mark.skipif(MSEAL_MISSING is not None, reason=MSEAL_MISSING or "")
+
+
+@pytest.mark.parametrize("name", sorted(RAW))
+def test_raw_syscalls_hostile(name: str) -> None:
+    _run(RAW, name, child=True)
+
+
+@needs_mseal
+@pytest.mark.parametrize("name", sorted(SAFE))
+def test_safe_api_hostile(name: str) -> None:
+    _run(SAFE, name, child=True)
+
+
+@pytest.mark.parametrize("name", sorted(PURE))
+def test_procfs_and_environment_hostile(name: str) -> None:
+    _run(PURE, name, child=False)
+
+
+def test_every_public_function_is_covered() -> None:
+    raw_public = {n for n in _syscalls.__all__ if callable(getattr(_syscalls, n))}
+    assert raw_public - {"ARCH", "NR"} <= set(RAW) | {"libc_version"}
+    memory_functions = {
+        n
+        for n in memory.__all__
+        if callable(getattr(memory, n)) and not isinstance(getattr(memory, n), type)
+    }
+    assert memory_functions <= {name.split("(")[0] for name in SAFE}
+    procfs_functions = {n for n in procfs.__all__ if n != "Vma"}
+    assert procfs_functions <= set(PURE)
+    assert {"check_environment", "unmet"} <= set(PURE)
+    assert os.getpid() > 0
