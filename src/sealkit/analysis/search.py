@@ -43,7 +43,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
@@ -153,7 +153,8 @@ class _Node:
     op: int
     key: Hashable
     vec: Vector
-    delta: frozenset[int]
+    delta: int
+    """Bit ``i`` set: page ``i`` differs from the start state."""
 
 
 @dataclass
@@ -165,7 +166,7 @@ class _Chunk:
     )
     hits: dict[Property, tuple[int, int]] = field(default_factory=dict)
     counts: dict[Property, Counter[str]] = field(default_factory=dict)
-    cache: dict[tuple[int, tuple[Entry, ...]], Outcome] = field(default_factory=dict)
+    cache: dict[tuple[int, int, tuple[Entry, ...]], Outcome] = field(default_factory=dict)
     stats: SearchStats = field(default_factory=SearchStats)
 
 
@@ -190,8 +191,9 @@ class _Engine:
             tuple(sorted(self.index[p] for p in w if p in self.index))
             for w in alphabet.group_windows
         ]
+        self.group_masks: list[int] = [_mask(w) for w in self.group_windows]
         self.global_ops = [i for i, g in enumerate(alphabet.group_of) if g < 0]
-        self.cache: dict[tuple[int, tuple[Entry, ...]], Outcome] = {}
+        self.cache: dict[tuple[int, int, tuple[Entry, ...]], Outcome] = {}
         self.root_outcomes: list[Outcome | None] = [None] * len(alphabet.groups)
         self.levels: list[list[_Node]] = []
         self.root = problem.start
@@ -240,23 +242,35 @@ class _Engine:
 
     # ------------------------------------------------------------ windows
 
-    def window(self, group: int, vec: Vector) -> tuple[int, ...]:
-        """The group's window plus every page mapping the same file or shared
-        object as a page in it."""
-        base = self.group_windows[group]
-        shared: set[tuple[str, Any]] = set()
-        for i in base:
-            e = vec[i]
+    @staticmethod
+    def aliases(vec: Vector) -> list[int]:
+        """Page masks of the files and shared objects ``vec`` maps (one mask
+        per object: every page that maps it)."""
+        masks: dict[tuple[Any, Any], int] = {}
+        for i, e in enumerate(vec):
             if e is not None and (e[2] or e[3] != "anon"):
-                shared.add((e[3], e[4]))
-        if not shared:
-            return base
-        extra = [
-            i
-            for i, e in enumerate(vec)
-            if e is not None and (e[2] or e[3] != "anon") and (e[3], e[4]) in shared
-        ]
-        return tuple(sorted(set(base).union(extra)))
+                key = (e[3], e[4])
+                masks[key] = masks.get(key, 0) | (1 << i)
+        return list(masks.values())
+
+    def window(self, group: int, aliases: list[int]) -> int:
+        """The group's window plus every page mapping the same file or shared
+        object as a page in it, as a page mask."""
+        mask = base = self.group_masks[group]
+        for alias in aliases:
+            if alias & base:
+                mask |= alias
+        return mask
+
+    @staticmethod
+    def tainted(delta: int, aliases: list[int]) -> int:
+        """``delta`` plus every page aliasing a page in ``delta``: a window
+        touching this mask may not behave as it did from the start state."""
+        out = delta
+        for alias in aliases:
+            if alias & delta:
+                out |= alias
+        return out
 
     # ------------------------------------------------------------ materializing
 
@@ -306,6 +320,8 @@ class _Engine:
         for idx in range(lo, hi):
             node = self.levels[level][idx]
             space: Space | None = None
+            aliases = self.aliases(node.vec)
+            tainted = self.tainted(node.delta, aliases)
             stats.expanded += 1
             stats.pairs += len(self.ops)
 
@@ -321,7 +337,7 @@ class _Engine:
                 if key == node.key:
                     return
                 vec = self.vector_of(self._layouts(twin))
-                delta = frozenset(j for j, e in enumerate(vec) if e != self.root_vec[j])
+                delta = _mask(j for j, e in enumerate(vec) if e != self.root_vec[j])
                 out.successors.append((idx, i, key, vec, delta))
 
             for g, members in enumerate(groups):
@@ -335,14 +351,14 @@ class _Engine:
                         for i, twin in changed:
                             successor(i, twin)
                     continue
-                window = self.window(g, node.vec)
                 known: Outcome | None
                 fresh: list[tuple[int, Space]] | None = None
-                if level > 0 and not node.delta.intersection(window):
+                if level > 0 and not self.group_masks[g] & tainted:
                     known = self.root_outcomes[g]
                     stats.untouched += len(members)
                 else:
-                    cache_key = (g, tuple(node.vec[j] for j in window))
+                    window = self.window(g, aliases)
+                    cache_key = (g, window, tuple(node.vec[j] for j in _bits(window)))
                     known = self.cache.get(cache_key)
                     if known is not None:
                         stats.cached += len(members)
@@ -387,6 +403,24 @@ class _Engine:
     root_vec: Vector = ()
 
 
+def _mask(indices: Iterable[int]) -> int:
+    out = 0
+    for i in indices:
+        out |= 1 << i
+    return out
+
+
+def _bits(mask: int) -> list[int]:
+    out = []
+    i = 0
+    while mask:
+        if mask & 1:
+            out.append(i)
+        mask >>= 1
+        i += 1
+    return out
+
+
 _ENGINE: _Engine | None = None
 
 
@@ -420,7 +454,7 @@ def search(
     engine = _Engine(problem, cache)
     root_layouts = engine._layouts(problem.start)
     engine.root_vec = engine.vector_of(root_layouts)
-    root = _Node(-1, -1, engine.key_of(problem.start), engine.root_vec, frozenset())
+    root = _Node(-1, -1, engine.key_of(problem.start), engine.root_vec, 0)
     engine.levels.append([root])
     seen: set[Hashable] = {root.key}
     stats = SearchStats(levels=[1], workers=workers)
