@@ -161,9 +161,7 @@ class _Node:
 class _Chunk:
     """What expanding a run of states produced (sent back from a worker)."""
 
-    successors: list[tuple[int, int, Hashable, Vector, frozenset[int]]] = field(
-        default_factory=list
-    )
+    successors: list[tuple[int, int, Hashable, Vector, int]] = field(default_factory=list)
     hits: dict[Property, tuple[int, int]] = field(default_factory=dict)
     counts: dict[Property, Counter[str]] = field(default_factory=dict)
     cache: dict[tuple[int, int, tuple[Entry, ...]], Outcome] = field(default_factory=dict)
