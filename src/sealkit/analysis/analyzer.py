@@ -91,6 +91,8 @@ class Verdict:
     holds_to: int | None = None
     states: int = 0
     replay: Any = None
+    others: tuple[Counterexample, ...] = ()
+    """Other shortest counterexamples, one per final call name."""
 
     @property
     def broken(self) -> bool:
@@ -203,6 +205,9 @@ def _verdict_json(v: Verdict) -> dict[str, Any]:
             after_picture=c.after.picture(),
             picture=c.picture(),
             alternatives=c.alternatives,
+            others=[
+                {"attack": o.attack_text(), "violation": o.violation.summary()} for o in v.others
+            ],
         )
     if v.replay is not None:
         out["replay"] = v.replay.to_json()
@@ -251,7 +256,7 @@ def rerun(scenario: Scenario, spec: PolicySpec, problem: Problem, found: Found) 
     windows = _windows(scenario)
     before_all = [space.layout(z, lo, hi) for z, lo, hi in windows]
     attack = []
-    for i in found.path:
+    for i in found.path if path is None else path:
         op = problem.alphabet.ops[i]
         attack.append(Step(op, space.apply(op)))
     after_all = [space.layout(z, lo, hi) for z, lo, hi in windows]
@@ -289,7 +294,11 @@ def analyze_policy(
     verdicts: dict[Property, Verdict] = {}
     for prop, outcome in result.outcomes.items():
         if isinstance(outcome, Found):
-            verdicts[prop] = Verdict(prop, rerun(scenario, spec, problem, outcome))
+            verdicts[prop] = Verdict(
+                prop,
+                rerun(scenario, spec, problem, outcome),
+                others=tuple(rerun(scenario, spec, problem, outcome, p) for p in outcome.others),
+            )
         else:
             assert isinstance(outcome, Holds)
             verdicts[prop] = Verdict(prop, holds_to=outcome.depth, states=outcome.states)

@@ -94,6 +94,12 @@ def render_trace(policy: PolicyReport, verdict: Verdict) -> str:
         + c.picture()
         + "\n```\n\n"
         + f"(state, call) pairs at depth {c.length} that break it: {alt}.\n"
+        + "".join(
+            f"\nAlso, ending in `{o.attack[-1].op.NAME}`: "
+            + "; ".join(f"`{' '.join(line.split())}`" for line in o.attack_text().splitlines())
+            + f" ({o.violation.summary()}).\n"
+            for o in verdict.others
+        )
     )
 
 

@@ -81,6 +81,8 @@ class Found:
     depth: int
     path: tuple[int, ...]
     alternatives: dict[str, int]
+    others: tuple[tuple[int, ...], ...] = ()
+    """The first sequence ending in each other call name that also breaks it."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,8 @@ class _Chunk:
     """What expanding a run of states produced (sent back from a worker)."""
 
     successors: list[tuple[int, int, Hashable, Vector, int]] = field(default_factory=list)
-    hits: dict[Property, tuple[int, int]] = field(default_factory=dict)
+    hits: dict[tuple[Property, str], tuple[int, int]] = field(default_factory=dict)
+    """First (state, call) breaking a property, per property and final call name."""
     counts: dict[Property, Counter[str]] = field(default_factory=dict)
     cache: dict[tuple[int, int, tuple[Entry, ...]], Outcome] = field(default_factory=dict)
     stats: SearchStats = field(default_factory=SearchStats)
@@ -325,9 +328,10 @@ class _Engine:
 
             def record(i: int, broken: frozenset[Property], idx: int = idx) -> None:
                 for prop in broken & open_props:
-                    best = out.hits.get(prop)
+                    slot = (prop, self.ops[i].NAME)
+                    best = out.hits.get(slot)
                     if best is None or (idx, i) < best:
-                        out.hits[prop] = (idx, i)
+                        out.hits[slot] = (idx, i)
                     out.counts.setdefault(prop, Counter())[self.ops[i].NAME] += 1
 
             def successor(i: int, twin: Space, idx: int = idx, node: _Node = node) -> None:
@@ -501,23 +505,26 @@ def search(
                 if progress is not None:
                     progress(level + 1, hi, len(frontier))
         nxt: list[_Node] = []
-        hits: dict[Property, tuple[int, int]] = {}
+        hits: dict[tuple[Property, str], tuple[int, int]] = {}
         counts: dict[Property, Counter[str]] = {}
         for chunk in chunks:
             stats.add(chunk.stats)
-            for prop, where in chunk.hits.items():
-                if prop not in hits or where < hits[prop]:
-                    hits[prop] = where
+            for slot, where in chunk.hits.items():
+                if slot not in hits or where < hits[slot]:
+                    hits[slot] = where
             for prop, counter in chunk.counts.items():
                 counts.setdefault(prop, Counter()).update(counter)
             for parent, op, key, vec, delta in chunk.successors:
                 if key not in seen:
                     seen.add(key)
                     nxt.append(_Node(parent, op, key, vec, delta))
-        for prop, (idx, op) in sorted(hits.items(), key=lambda kv: kv[0].value):
-            path = (*engine.path(level, idx), op)
-            outcomes[prop] = Found(prop, level + 1, path, dict(counts[prop]))
-        open_props -= frozenset(hits)
+        broken = {prop for prop, _ in hits}
+        for prop in broken:
+            # One example per final call, in (state, call) order; the first is the answer.
+            mine = sorted(where for (p, _), where in hits.items() if p is prop)
+            paths = [(*engine.path(level, idx), op) for idx, op in mine]
+            outcomes[prop] = Found(prop, level + 1, paths[0], dict(counts[prop]), tuple(paths[1:]))
+        open_props -= frozenset(broken)
         level += 1
         if not last:
             engine.levels.append(nxt)

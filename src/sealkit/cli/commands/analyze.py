@@ -212,6 +212,14 @@ def _print(report: Report) -> None:
                 Text(""),
                 Text(c.picture()),
             ]
+            for other in verdict.others:
+                body.append(
+                    Text(
+                        f"\nalso: {' | '.join(' '.join(line.split()) for line in other.attack_text().splitlines())}"
+                        f"  ({other.violation.summary()})",
+                        style="cyan",
+                    )
+                )
             alt = ", ".join(f"{n} {name}" for name, n in c.alternatives.items())
             if alt:
                 body.append(Text(f"\n(state, call) pairs at this depth that break it: {alt}"))
