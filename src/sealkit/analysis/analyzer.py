@@ -250,8 +250,15 @@ def make_problem(
     return problem, setup
 
 
-def rerun(scenario: Scenario, spec: PolicySpec, problem: Problem, found: Found) -> Counterexample:
-    """Re-run a counterexample from scratch and check the property again."""
+def rerun(
+    scenario: Scenario,
+    spec: PolicySpec,
+    problem: Problem,
+    found: Found,
+    path: tuple[int, ...] | None = None,
+) -> Counterexample:
+    """Re-run a counterexample (``found.path``, or ``path``) from scratch and
+    check the property again."""
     space, setup = scenario.build(spec)
     windows = _windows(scenario)
     before_all = [space.layout(z, lo, hi) for z, lo, hi in windows]
