@@ -25,22 +25,25 @@ from .errors import (
 )
 from .flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
 
+# --- hardening (issue 6) ---
+from .hardening import HardenReport, harden
+
 # --- memory: the safe sealing API (issue 2) ---
 from .memory import (
     CodePages,
     Pages,
     PageState,
+    SealedFile,
     SealedMmap,
     Support,
     freeze,
     is_sealed,
+    map_file,
     seal,
     seal_mmap,
     sealed_ranges,
     support,
 )
-
-# --- hardening (issue 6) ---
 
 __all__ = [
     "PAGE_SIZE",
@@ -48,6 +51,7 @@ __all__ = [
     "ArgumentError",
     "ArgumentTypeError",
     "CodePages",
+    "HardenReport",
     "InvalidArgumentError",
     "KernelError",
     "Madv",
@@ -60,6 +64,7 @@ __all__ = [
     "ProcessGoneError",
     "Prot",
     "SealedError",
+    "SealedFile",
     "SealedMmap",
     "SealingDeniedError",
     "SealkitError",
@@ -69,7 +74,9 @@ __all__ = [
     "UnsafeTargetError",
     "__version__",
     "freeze",
+    "harden",
     "is_sealed",
+    "map_file",
     "seal",
     "seal_mmap",
     "sealed_ranges",

@@ -17,20 +17,22 @@ crash the process much later. The safe API lives in :mod:`sealkit.memory`.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
-import platform
+import struct
 from collections.abc import Callable, Sequence
-from typing import Final, NoReturn, cast
+from typing import Final, NamedTuple, NoReturn, cast
 
 from .errors import ArgumentError, ArgumentTypeError, NotSupportedError, kernel_error
 
 __all__ = [
     "ARCH",
     "NR",
+    "LoadedObject",
+    "Phdr",
     "brk",
     "libc_has_symbol",
     "libc_version",
+    "loaded_objects",
     "madvise",
     "mincore",
     "mlock",
@@ -52,7 +54,9 @@ __all__ = [
     "procmap_query",
 ]
 
-ARCH: Final = platform.machine()
+# os.uname() is what platform.machine() returns, without importing platform
+# (a few ms of start-up that `sealkit run` would add to every program).
+ARCH: Final = os.uname().machine
 
 # System call numbers: x86_64 (arch/x86/entry/syscalls/syscall_64.tbl) and the
 # generic table (include/uapi/asm-generic/unistd.h) used by aarch64, riscv64
@@ -81,8 +85,20 @@ _TABLES: Final = {
 NR: Final[dict[str, int]] = dict(_TABLES.get(ARCH, {}))
 """System call numbers for this machine (empty on an unsupported architecture)."""
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-"""libc through ctypes: structures, buffers and symbol lookups (not the hot path)."""
+
+def _load_libc() -> ctypes.CDLL:
+    # glibc's soname first: ctypes.util.find_library imports subprocess,
+    # shutil and tempfile and runs `ldconfig -p`, about 20 ms of start-up that
+    # `sealkit run` would add to every program. It stays the fallback (musl).
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        from ctypes.util import find_library  # noqa: PLC0415
+
+        return ctypes.CDLL(find_library("c") or "libc.so", use_errno=True)
+
+
+_libc = _load_libc()
 
 
 def _ctypes_prototype(nargs: int) -> Callable[..., int]:
@@ -488,3 +504,97 @@ def libc_has_symbol(name: str) -> bool:
     except AttributeError:
         return False
     return True
+
+
+# --- loaded ELF objects: dl_iterate_phdr (for sealkit.hardening, issue 6) ---
+
+PT_LOAD: Final = 1
+PT_GNU_RELRO: Final = 0x6474E552
+PF_X: Final = 0x1
+PF_W: Final = 0x2
+PF_R: Final = 0x4
+
+
+class Phdr(NamedTuple):
+    """One ELF program header (``Elf64_Phdr``) of a loaded object, unchanged."""
+
+    type: int
+    flags: int
+    offset: int
+    vaddr: int
+    filesz: int
+    memsz: int
+    align: int
+
+
+class LoadedObject(NamedTuple):
+    """One object on the dynamic loader's list (``struct dl_phdr_info``).
+
+    ``addr`` is ``dlpi_addr``, the load bias: a segment lives at
+    ``addr + phdr.vaddr``. ``name`` is ``dlpi_name`` as the loader has it
+    (``""`` for the main program, the ``DT_NEEDED``/dlopen name otherwise,
+    ``"linux-vdso.so.1"`` for the vDSO).
+    """
+
+    addr: int
+    name: str
+    phdrs: tuple[Phdr, ...]
+
+
+class _DlPhdrInfo(ctypes.Structure):
+    # The leading fields of struct dl_phdr_info (<link.h>); the callback's
+    # size argument says more follow (dlpi_adds, dlpi_subs, TLS), unused here.
+    _fields_ = (
+        ("addr", ctypes.c_uint64),
+        ("name", ctypes.c_char_p),
+        ("phdr", ctypes.c_void_p),
+        ("phnum", ctypes.c_uint16),
+    )
+
+
+# Elf64_Phdr: p_type p_flags p_offset p_vaddr p_paddr p_filesz p_memsz p_align
+_PHDR64: Final = struct.Struct("=IIQQQQQQ")
+_DlCallback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(_DlPhdrInfo), ctypes.c_size_t, ctypes.c_void_p
+)
+# PYFUNCTYPE: the GIL stays held for the whole walk. dl_iterate_phdr holds the
+# loader's dl_load_write_lock while it calls back; if the GIL were released,
+# the callback would wait for it under that lock while another thread holding
+# the GIL waits for the lock inside dlopen (CPython's extension import calls
+# dlopen with the GIL held): a deadlock.
+_dl_iterate_phdr = ctypes.PYFUNCTYPE(ctypes.c_int, _DlCallback, ctypes.c_void_p)(
+    ("dl_iterate_phdr", _libc)
+)
+
+
+def loaded_objects() -> list[LoadedObject]:
+    """Every ELF object the dynamic loader has mapped, in the loader's order
+    (main program first), from ``dl_iterate_phdr(3)``, with all its program
+    headers. 64-bit only (mseal is 64-bit only): raises
+    :class:`~sealkit.errors.NotSupportedError` elsewhere.
+    """
+    if ctypes.sizeof(ctypes.c_void_p) != 8:
+        raise NotSupportedError(38, "dl_iterate_phdr", detail="sealkit reads 64-bit ELF only")
+    found: list[LoadedObject] = []
+    failures: list[BaseException] = []
+
+    def visit(info_p: ctypes._Pointer[_DlPhdrInfo], _size: int, _data: object) -> int:
+        # An exception cannot cross the C frame: keep it, stop the walk (1).
+        try:
+            info = info_p.contents
+            raw = ctypes.string_at(info.phdr, info.phnum * _PHDR64.size) if info.phnum else b""
+            phdrs = tuple(
+                Phdr(p_type, p_flags, offset, vaddr, filesz, memsz, align)
+                for p_type, p_flags, offset, vaddr, _paddr, filesz, memsz, align
+                in _PHDR64.iter_unpack(raw)
+            )  # fmt: skip
+            found.append(LoadedObject(info.addr, os.fsdecode(info.name or b""), phdrs))
+        except BaseException as exc:  # re-raised below, outside the C frame
+            failures.append(exc)
+            return 1
+        return 0
+
+    _dl_iterate_phdr(_DlCallback(visit), None)
+    if failures:
+        raise failures[0]
+    return found

@@ -12,8 +12,13 @@ module only seals whole pages that it can prove are exclusively owned:
   ``open -> sealed`` or ``open -> closed``.
 * :func:`freeze`: copy bytes into fresh pages, make them read-only, seal,
   and return a read-only ``memoryview`` (secrets, configuration).
-* :func:`seal_mmap`: seal an ``mmap.mmap`` the caller created, after
-  checking in ``/proc/self/smaps`` that it is a whole, page-aligned mapping.
+* :func:`seal_mmap`: seal an *anonymous* ``mmap.mmap`` the caller created,
+  after checking in ``/proc/self/smaps`` that it is a whole, page-aligned
+  anonymous mapping. File-backed mmaps are refused: CPython's ``resize()``
+  truncates the file before the kernel refuses to move sealed pages (SIGBUS).
+* :func:`map_file`: sealkit opens a file read-only itself, maps it
+  ``PROT_READ | MAP_SHARED``, closes the descriptor and seals the mapping
+  (:class:`SealedFile`): the safe way to seal a file mapping.
 * :class:`CodePages`: W^X code pages. Machine code is written while the
   pages are ``rw-``, then one ``mprotect`` makes them ``r-x`` and they are
   sealed; the pages are never writable and executable at the same time.
@@ -45,10 +50,12 @@ from __future__ import annotations
 import ctypes
 import enum
 import errno as _errno
+import functools
 import gc
 import mmap as _mmap
 import os
 import platform
+import stat
 import sys
 import threading
 from dataclasses import dataclass
@@ -69,10 +76,12 @@ __all__ = [
     "CodePages",
     "PageState",
     "Pages",
+    "SealedFile",
     "SealedMmap",
     "Support",
     "freeze",
     "is_sealed",
+    "map_file",
     "seal",
     "seal_mmap",
     "sealed_ranges",
@@ -131,9 +140,6 @@ _get_buffer.argtypes = (ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_in
 _release_buffer = ctypes.pythonapi.PyBuffer_Release
 _release_buffer.restype = None
 _release_buffer.argtypes = (ctypes.POINTER(_PyBuffer),)
-
-# Buffers of sealed writable file mmaps, never released: see seal_mmap.
-_PINNED: list[_PyBuffer] = []
 
 
 def _export(obj: object) -> _PyBuffer:
@@ -202,6 +208,19 @@ def _check_offset(offset: object, limit: int) -> int:
     if not 0 <= offset <= limit:
         raise ArgumentError(f"offset={offset} is outside 0..{limit}")
     return int(offset)
+
+
+def _check_span(offset: object, size: object, limit: int, what: str) -> tuple[int, int]:
+    """``(start, size)`` of a read of ``size`` bytes (``-1``: to the end) at
+    ``offset`` inside ``limit`` bytes, or a typed error."""
+    start = _check_offset(offset, limit)
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ArgumentTypeError(f"size must be an int, not {type(size).__name__}")
+    if size < 0:
+        size = limit - start
+    if start + size > limit:
+        raise ArgumentError(f"[{start}, {start + size}) is outside {what} {limit} bytes")
+    return start, int(size)
 
 
 # --- Pages --------------------------------------------------------------------
@@ -404,18 +423,6 @@ class Pages:
                 + (" and are sealed" if self.sealed else "; call protect('r') first")
             )
 
-    def _span(self, offset: object, size: object) -> tuple[int, int]:
-        start = _check_offset(offset, self._length)
-        if isinstance(size, bool) or not isinstance(size, int):
-            raise ArgumentTypeError(f"size must be an int, not {type(size).__name__}")
-        if size < 0:
-            size = self._length - start
-        if start + size > self._length:
-            raise ArgumentError(
-                f"[{start}, {start + size}) is outside the pages' {self._length} bytes"
-            )
-        return start, int(size)
-
     # -- data
 
     def write(self, data: bytes | bytearray | memoryview, offset: int = 0) -> int:
@@ -452,7 +459,7 @@ class Pages:
         """``size`` bytes from ``offset`` (``-1``: to the end) as ``bytes``."""
         with _LOCK:
             self._readable("read")
-            start, size = self._span(offset, size)
+            start, size = _check_span(offset, size, self._length, "the pages'")
             return bytes(self._view_base().base[start : start + size])
 
     def _view_base(self) -> _ViewBase:
@@ -699,15 +706,11 @@ class CodePages:
 
 @dataclass(frozen=True, slots=True)
 class SealedMmap:
-    """What :func:`seal_mmap` sealed: ``[address, address + length)``.
-
-    ``pinned`` is True for writable file-backed mmaps, whose buffer sealkit
-    keeps exported forever (see :func:`seal_mmap`).
-    """
+    """What :func:`seal_mmap` sealed: ``[address, address + length)``, whole
+    pages of an anonymous ``mmap.mmap``."""
 
     address: int
     length: int
-    pinned: bool
 
 
 def _refuse(target: object) -> UnsafeTargetError:
@@ -726,47 +729,91 @@ def _refuse(target: object) -> UnsafeTargetError:
     elif module == "ctypes" or module.startswith("_ctypes"):
         why = "ctypes buffers come from the heap allocator"
     else:
-        why = "only Pages, CodePages and mmap.mmap objects are known to own whole pages"
+        why = (
+            "only Pages, CodePages and anonymous mmap.mmap objects are known to own "
+            "whole pages (for files use sealkit.map_file)"
+        )
     return UnsafeTargetError(f"refusing to seal this {kind}: {why}; nothing was sealed")
 
 
+# smaps names a MAP_SHARED|MAP_ANONYMOUS mapping "/dev/zero (deleted)":
+# shmem_zero_setup() (mm/shmem.c) backs it with an unlinked shmem file of
+# that name on the kernel's internal shm mount. Named anonymous mappings
+# (prctl PR_SET_VMA_ANON_NAME) print as "[anon:NAME]" / "[anon_shmem:NAME]".
+_SHMEM_ZERO: Final = "/dev/zero (deleted)"
+
+
+@functools.cache
+def _shmem_dev() -> str | None:
+    """The device smaps prints for shared anonymous memory, measured once
+    on a probe page (``None`` if it could not be found: nothing shared then
+    counts as anonymous).
+
+    A regular file can be *named* ``/dev/zero (deleted)`` (unlink a file
+    created at that path), but it cannot live on the kernel's internal shm
+    mount. memfds do live there, and print as ``/memfd:NAME (deleted)``.
+    """
+    addr = _syscalls.mmap(0, PAGE, int(Prot.NONE), int(MapFlag.SHARED | MapFlag.ANONYMOUS))
+    try:
+        return next((v.dev for v in procfs.read_maps("self") if v.start == addr), None)
+    finally:
+        _syscalls.munmap(addr, PAGE)
+
+
+def _is_anonymous(vma: procfs.Vma, shmem_dev: str | None) -> bool:
+    """Whether ``vma`` is anonymous memory: private anonymous, or shared
+    anonymous (shmem with no file anyone can open, hence none to truncate).
+    ``shmem_dev`` is what :func:`_shmem_dev` measures; with ``None`` no
+    shared VMA counts as anonymous. A private mapping of ``/dev/zero``
+    keeps the device as its file, so it is (harmlessly) not anonymous here."""
+    if not vma.shared:
+        return vma.inode == 0 and (not vma.path or vma.path.startswith("[anon:"))
+    return vma.dev == shmem_dev and (vma.path == _SHMEM_ZERO or vma.path.startswith("[anon_shmem:"))
+
+
 def seal_mmap(m: _mmap.mmap) -> SealedMmap:
-    """Seal an ``mmap.mmap`` the caller created; returns what was sealed.
+    """Seal an *anonymous* ``mmap.mmap`` the caller created; returns what was sealed.
 
+    Accepted: ``mmap.mmap(-1, n)`` (shared anonymous) and
+    ``mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE)`` (private anonymous).
     Checked first, from ``/proc/self/smaps``: the mmap is open, starts on a
-    page boundary, and the pages ``[address, address + len)`` rounded up to
-    whole pages are exactly one mapping (the same permissions, backing file
-    and inode throughout, starting and ending at the mmap's bounds; a private
-    anonymous mmap the kernel merged with a neighbour is accepted, since
-    sealing a sub-range only seals those pages). Otherwise
-    :class:`~sealkit.errors.UnsafeTargetError` and nothing is sealed. The
-    buffer stays exported while checking and sealing, so a concurrent
-    ``close()`` cannot swap the mapping underneath.
+    page boundary, the pages ``[address, address + len)`` rounded up to
+    whole pages are one mapping (the same permissions and backing
+    throughout; a shared mapping must start and end at the mmap's bounds; a
+    private anonymous mmap the kernel merged with a neighbour is accepted,
+    since sealing a sub-range only seals those pages), and that mapping is
+    anonymous. Otherwise :class:`~sealkit.errors.UnsafeTargetError` and
+    nothing is sealed. The buffer stays exported while checking and
+    sealing, so a concurrent ``close()`` cannot swap the mapping underneath.
 
-    What CPython (3.11 and later) then does, tested in
-    ``tests/kernel/test_mmap_seal.py``:
+    **File-backed mmaps are refused**, whatever their access mode: CPython's
+    ``mmap.resize()`` calls ``ftruncate`` on the file *before* ``mremap``,
+    so on a sealed mapping the file shrinks, the kernel refuses the move
+    (EPERM), and touching the sealed pages now past end-of-file kills the
+    process with SIGBUS. ``/proc`` cannot tell a resizable mmap from a
+    read-only one (an ``ACCESS_WRITE`` mmap made read-only with ``mprotect``
+    shows the same ``r--s`` and VmFlags as ``ACCESS_READ``), so no file
+    mmap is safe to seal. Use :func:`map_file` for a sealed read-only file
+    mapping, or :func:`freeze` for a private copy.
 
-    * ``m.close()`` returns normally and ``m`` reports closed, but CPython
-      ignores munmap's EPERM: the pages stay mapped (leaked) until exit.
-      Nothing crashes; further use of ``m`` raises ``ValueError``.
+    What CPython (3.11 and later) then does with the sealed anonymous mmap,
+    tested in ``tests/kernel/test_mmap_seal.py``:
+
+    * ``m.close()``, also at the end of a ``with`` block, returns normally
+      and ``m`` reports closed, but CPython ignores munmap's EPERM: the pages
+      stay mapped (leaked) until exit. Further use of ``m`` raises
+      ``ValueError``.
     * garbage collection and interpreter exit: the same ignored munmap, no
       exception, no warning; the kernel frees the pages at exit.
-    * ``m.resize()`` of an anonymous mmap: ``PermissionError`` (EPERM) and
-      ``m`` is unchanged.
-    * ``m.resize()`` of a *writable file-backed* mmap is dangerous: CPython
-      truncates the file *before* the kernel refuses to move the sealed
-      mapping, leaving sealed pages past end-of-file that kill the process
-      with SIGBUS when touched. To prevent that, sealkit keeps one buffer
-      export of such an mmap forever (``pinned=True``): ``resize()`` and
-      ``close()`` then raise ``BufferError`` and the object is never
-      deallocated. Read-only and anonymous mmaps are not pinned.
+    * ``m.resize()``: ``PermissionError`` (EPERM from mremap) and ``m`` is
+      unchanged. CPython holds no file descriptor for ``mmap.mmap(-1, n)``,
+      so there is nothing to truncate.
     """
     if not isinstance(m, _mmap.mmap):
         raise _refuse(m)
     if m.closed:
         raise StateError("cannot seal a closed mmap")
     exported = _export(m)
-    keep = False
     try:
         addr, size = exported.buf or 0, exported.len
         if size <= 0 or addr % PAGE:
@@ -777,7 +824,15 @@ def seal_mmap(m: _mmap.mmap) -> SealedMmap:
         length = _round_up(size)
         vmas = _covering(addr, length)
         first, last = vmas[0], vmas[-1]
-        anon_private = first.inode == 0 and not first.shared and not first.path
+        shmem_dev = _shmem_dev() if any(v.shared for v in vmas) else None
+        if not all(_is_anonymous(vma, shmem_dev) for vma in vmas):
+            raise UnsafeTargetError(
+                f"refusing to seal the file-backed mmap at {addr:#x}: CPython's mmap.resize() "
+                "truncates the file before the kernel refuses to move sealed pages, and touching "
+                "them past end-of-file kills the process with SIGBUS; use sealkit.map_file(path) "
+                "for a sealed read-only file mapping or sealkit.freeze(m) for a sealed copy; "
+                "nothing was sealed"
+            )
         for vma in vmas:
             if (vma.perms, vma.path, vma.inode, vma.dev) != (
                 first.perms,
@@ -789,20 +844,15 @@ def seal_mmap(m: _mmap.mmap) -> SealedMmap:
                     f"refusing to seal the mmap at {addr:#x}: its pages are not one mapping "
                     f"({first.perms} {first.path!r} vs {vma.perms} {vma.path!r}); nothing was sealed"
                 )
-        if not anon_private and (first.start != addr or last.end != addr + length):
+        if first.shared and (first.start != addr or last.end != addr + length):
             raise UnsafeTargetError(
                 f"refusing to seal the mmap at {addr:#x}+{length:#x}: the mapping there spans "
                 f"[{first.start:#x}, {last.end:#x}), more than the mmap; nothing was sealed"
             )
-        pin = "w" in first.perms and first.inode != 0 and not first.path.startswith("/dev/zero")
         _syscalls.mseal(addr, length)
-        if pin:
-            _PINNED.append(exported)
-            keep = True
-        return SealedMmap(addr, length, pin)
+        return SealedMmap(addr, length)
     finally:
-        if not keep:
-            _release_buffer(ctypes.byref(exported))
+        _release_buffer(ctypes.byref(exported))
 
 
 def _covering(addr: int, length: int) -> list[procfs.Vma]:
@@ -821,21 +871,191 @@ def _covering(addr: int, length: int) -> list[procfs.Vma]:
     return vmas
 
 
+# --- map_file -------------------------------------------------------------------
+
+
+class SealedFile:
+    """A read-only, sealed mapping of (part of) a file, from :func:`map_file`.
+
+    ``address`` and ``size`` are the mapping (whole pages); ``offset`` and
+    ``length`` the file bytes it shows; ``path`` the file. The mapping lives
+    until the process exits: there is nothing to close, and :meth:`view`
+    stays valid forever. Sealing fixes the *mapping* (it cannot be unmapped,
+    moved, replaced or made writable), not the file: another process that
+    can write the file can change the bytes, and one that truncates it makes
+    reads past the new end of file kill this process with SIGBUS.
+    """
+
+    __slots__ = ("_addr", "_length", "_offset", "_path", "_size")
+
+    def __init__(self, path: str, offset: int, length: int, addr: int, size: int) -> None:
+        self._path = path
+        self._offset = offset
+        self._length = length
+        self._addr = addr
+        self._size = size
+
+    @property
+    def path(self) -> str:
+        """The file's absolute path, as given (symbolic links not resolved)."""
+        return self._path
+
+    @property
+    def address(self) -> int:
+        """Start address of the sealed mapping (page-aligned)."""
+        return self._addr
+
+    @property
+    def size(self) -> int:
+        """Mapped bytes: :attr:`length` rounded up to whole pages."""
+        return self._size
+
+    @property
+    def offset(self) -> int:
+        """File offset of the first mapped byte (page-aligned)."""
+        return self._offset
+
+    @property
+    def length(self) -> int:
+        """File bytes the mapping shows, from :attr:`offset`."""
+        return self._length
+
+    @property
+    def sealed(self) -> bool:
+        """Always True: a ``SealedFile`` only exists once its mapping is sealed."""
+        return True
+
+    def __repr__(self) -> str:
+        return (
+            f"<SealedFile {self._path!r} bytes [{self._offset}, {self._offset + self._length}) "
+            f"at {self._addr:#x}, {self._size} bytes, 'r', sealed, lives until process exit>"
+        )
+
+    def view(self) -> memoryview:
+        """A read-only memoryview of exactly :attr:`length` bytes, with no
+        underlying object (``view.obj is None``), valid until exit."""
+        view: memoryview = _memory_view(self._addr, self._length, _PyBUF_READ)
+        return view
+
+    def read(self, size: int = -1, offset: int = 0) -> bytes:
+        """``size`` bytes from ``offset`` (``-1``: to the end) as ``bytes``."""
+        start, size = _check_span(offset, size, self._length, "the file mapping's")
+        return ctypes.string_at(self._addr + start, size)
+
+
+_OPEN_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+
+
+def map_file(
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+    *,
+    offset: int = 0,
+    length: int | None = None,
+) -> SealedFile:
+    """Map ``length`` bytes of a regular file from ``offset`` read-only and seal the mapping.
+
+    sealkit opens the file itself ``O_RDONLY``, maps
+    ``[offset, offset + length)`` with ``PROT_READ | MAP_SHARED``, closes
+    the descriptor and seals the mapping, so no file descriptor in this
+    process can truncate or write the file through sealkit, the mapping can
+    never become writable (an ``O_RDONLY`` shared mapping lacks
+    ``VM_MAYWRITE``), and ``MADV_REMOVE`` cannot punch holes in it (EACCES;
+    with an ``O_RDWR`` descriptor it would zero the file's data, spec
+    kernel-behaviour rule 11). ``offset`` must be page-aligned; ``length``
+    defaults to the rest of the file.
+
+    Errors: the OS's own ``OSError`` (``FileNotFoundError``,
+    ``PermissionError``, ...) when the file cannot be opened;
+    :class:`~sealkit.errors.ArgumentError` for a directory or other
+    non-regular file, an unaligned offset, an empty range or one that ends
+    past end of file (its pages would raise SIGBUS);
+    :class:`~sealkit.errors.ArgumentTypeError` for wrong types; the
+    kernel's error if the file system cannot map it or sealing is
+    unavailable (then nothing stays mapped).
+
+    The remaining caveat: sealing does not stop *another* process from
+    truncating the file, and touching a mapping past end of file raises
+    SIGBUS whether sealed or not. For content that must never change, copy
+    it with :func:`freeze`.
+    """
+    if isinstance(path, bool | int) or not isinstance(path, str | bytes | os.PathLike):
+        raise ArgumentTypeError(
+            f"path must be str, bytes or os.PathLike, not {type(path).__name__}"
+        )
+    try:
+        raw = os.fspath(path)
+    except TypeError as exc:
+        raise ArgumentTypeError(f"path: {exc}") from None
+    name = os.path.abspath(os.fsdecode(raw))
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise ArgumentTypeError(f"offset must be an int, not {type(offset).__name__}")
+    if not 0 <= offset <= _MAX_LENGTH or offset % PAGE:
+        raise ArgumentError(f"offset={offset} must be a non-negative multiple of {PAGE}")
+    if length is not None:
+        length = _check_size(length, "length")
+    # stat first, so a FIFO or device is refused without opening it (opening
+    # can block or have side effects); fstat again after open, in case the
+    # path was swapped in between (O_NONBLOCK keeps a FIFO from blocking).
+    try:
+        before = os.stat(raw)
+    except ValueError as exc:  # embedded NUL, unencodable name
+        raise ArgumentError(f"bad path {name!r}: {exc}") from None
+    _check_regular(before.st_mode, name)
+    try:
+        fd = os.open(raw, _OPEN_FLAGS)
+    except ValueError as exc:
+        raise ArgumentError(f"bad path {name!r}: {exc}") from None
+    try:
+        st = os.fstat(fd)
+        _check_regular(st.st_mode, name)
+        available = st.st_size - offset
+        if available <= 0:
+            raise ArgumentError(
+                f"nothing to map in {name!r}: the file has {st.st_size} bytes"
+                + (f" and offset={offset} is at or past its end" if offset else "")
+            )
+        if length is None:
+            length = available
+        elif length > available:
+            raise ArgumentError(
+                f"offset={offset} + length={length} ends past the end of {name!r} "
+                f"({st.st_size} bytes): touching those pages would raise SIGBUS"
+            )
+        size = _round_up(length)
+        addr = _syscalls.mmap(0, size, int(Prot.READ), int(MapFlag.SHARED), fd, offset)
+    finally:
+        os.close(fd)  # the mapping holds its own reference to the file
+    try:
+        _syscalls.mseal(addr, size)
+    except BaseException:
+        _syscalls.munmap(addr, size)
+        raise
+    return SealedFile(name, offset, length, addr, size)
+
+
+def _check_regular(mode: int, name: str) -> None:
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise ArgumentError(f"cannot map {name!r}: it is {kind}")
+
+
 # --- seal(target) ---------------------------------------------------------------
 
 
-def seal(target: Pages | CodePages | _mmap.mmap) -> None:
+def seal(target: Pages | CodePages | SealedFile | _mmap.mmap) -> None:
     """Seal ``target`` if sealkit can prove it owns whole pages: a
-    :class:`Pages`, :class:`CodePages` or ``mmap.mmap``. Anything else
-    (``bytes``, ``bytearray``, ``array.array``, a ``memoryview``, a numpy
-    array, an integer address, ...) is refused with
-    :class:`~sealkit.errors.UnsafeTargetError` before any system call.
+    :class:`Pages`, :class:`CodePages` or anonymous ``mmap.mmap`` (see
+    :func:`seal_mmap`); a :class:`SealedFile` is sealed already (no-op).
+    Anything else (``bytes``, ``bytearray``, ``array.array``, a
+    ``memoryview``, a numpy array, an integer address, a file-backed mmap,
+    ...) is refused with :class:`~sealkit.errors.UnsafeTargetError` before
+    any system call.
     """
     if isinstance(target, Pages | CodePages):
         target.seal()
     elif isinstance(target, _mmap.mmap):
         seal_mmap(target)
-    else:
+    elif not isinstance(target, SealedFile):
         raise _refuse(target)
 
 
@@ -846,6 +1066,8 @@ def _target_span(target: object, length: object) -> tuple[int, int]:
     if isinstance(target, Pages | CodePages):
         if target.state is PageState.CLOSED:
             raise StateError("the pages are closed (unmapped)")
+        span = (target.address, target.size)
+    elif isinstance(target, SealedFile):
         span = (target.address, target.size)
     elif isinstance(target, int) and not isinstance(target, bool):
         if isinstance(length, bool) or not isinstance(length, int):
@@ -869,12 +1091,15 @@ def _target_span(target: object, length: object) -> tuple[int, int]:
     return addr, size
 
 
-def is_sealed(target: int | Pages | CodePages | object, length: int | None = None) -> bool:
+def is_sealed(
+    target: int | Pages | CodePages | SealedFile | object, length: int | None = None
+) -> bool:
     """Whether every page touched by the range is sealed, from ``/proc/self/smaps``.
 
     ``target`` is an address (then ``length`` is required), a
-    :class:`Pages`/:class:`CodePages`, or any contiguous buffer (a view from
-    :func:`freeze`, an ``mmap.mmap``). The answer is per page, not per VMA:
+    :class:`Pages`/:class:`CodePages`/:class:`SealedFile`, or any contiguous
+    buffer (a view from :func:`freeze` or :meth:`SealedFile.view`, an
+    ``mmap.mmap``). The answer is per page, not per VMA:
     an unaligned range covers the pages it touches. If any of those pages is
     unmapped the question has no answer and
     :class:`~sealkit.errors.UnmappedError` (ENOMEM, the same answer mseal

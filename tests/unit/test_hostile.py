@@ -14,10 +14,14 @@ unaligned, kernel-half addresses.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import mmap
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,6 +89,10 @@ def outcome(fn: Callable[..., object], *args: object) -> tuple[str, str]:
         fn(*args)
     except SealkitError as exc:
         return "typed", type(exc).__name__
+    except OSError as exc:
+        if fn in OS_ERRORS_ALLOWED and exc.filename is not None:
+            return "os", type(exc).__name__  # the OS's own error about the path it was given
+        return "UNTYPED", f"{type(exc).__name__}: {exc}"
     except BaseException as exc:  # classifying every exception is the point
         return "UNTYPED", f"{type(exc).__name__}: {exc}"
     return "ok", ""
@@ -123,6 +131,7 @@ RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]]
         (small_int, address, anything_int, st.one_of(junk, st.builds(_syscalls.ProcmapQuery))),
     ),
     "libc_has_symbol": (_syscalls.libc_has_symbol, (st.one_of(junk, st.text(max_size=10)),)),
+    "loaded_objects": (_syscalls.loaded_objects, ()),
 }
 
 
@@ -144,6 +153,53 @@ def _seal_mmap_of(size: int, flags: int) -> object:
     return memory.seal_mmap(mmap.mmap(-1, size, flags=flags))
 
 
+def _seal_file_mmap_of(size: int, access: int) -> object:
+    with tempfile.TemporaryFile() as f:
+        f.write(b"x" * size)
+        f.flush()
+        return memory.seal_mmap(mmap.mmap(f.fileno(), size, access=access))
+
+
+def _map_file(path: object, offset: object, length: object) -> object:
+    return memory.map_file(path, offset=offset, length=length)  # type: ignore[arg-type]
+
+
+def _sealed_file_read(*args: object) -> object:
+    return memory.map_file(__file__).read(*args)  # type: ignore[arg-type]
+
+
+# Functions whose path argument may give the OS's own OSError (with the filename)
+OS_ERRORS_ALLOWED: set[Callable[..., object]] = {_map_file}
+# A regular file, an empty one, a directory, a FIFO and devices, for map_file
+PATHS_DIR = tempfile.mkdtemp(prefix="sealkit-hostile-")
+atexit.register(shutil.rmtree, PATHS_DIR, ignore_errors=True)
+Path(PATHS_DIR, "empty").touch()
+os.mkfifo(os.path.join(PATHS_DIR, "fifo"))
+hostile_paths = st.one_of(
+    junk,
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            *(PATHS_DIR, f"{PATHS_DIR}/empty", f"{PATHS_DIR}/fifo", f"{PATHS_DIR}/none"),
+            *("/dev/null", "/dev/zero", "/proc/self/status", "/", "", "a\x00b", "\udcff"),
+        ]
+    ),
+)
+good_paths = st.sampled_from([__file__, Path(__file__), os.fsencode(__file__)])
+hostile_offsets = st.one_of(small_int, st.integers(-2, 4).map(lambda p: p * PAGE), too_big)
+hostile_lengths = st.one_of(small_int, length, st.integers(PAGE - 2, 3 * PAGE))
+
+
+def half_plausible(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> Any:
+    """Plausible values half the time, so some calls get past argument checks
+    to open, map and seal (one_of would drown them in junk's many branches)."""
+    return st.booleans().flatmap(lambda plausible: good if plausible else bad)
+
+
+file_paths = half_plausible(good_paths, hostile_paths)
+file_offsets = half_plausible(st.sampled_from([0, PAGE, 2 * PAGE, 8 * PAGE]), hostile_offsets)
+file_lengths = half_plausible(st.sampled_from([None, 1, 100, PAGE, 2 * PAGE]), hostile_lengths)
+
 SAFE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]] = {
     "Pages": (
         memory.Pages,
@@ -162,6 +218,15 @@ SAFE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]
         _seal_mmap_of,
         (st.integers(1, 3 * PAGE), st.sampled_from([mmap.MAP_SHARED, mmap.MAP_PRIVATE])),
     ),
+    "seal_mmap(file)": (
+        _seal_file_mmap_of,
+        (
+            st.integers(1, 3 * PAGE),
+            st.sampled_from([mmap.ACCESS_READ, mmap.ACCESS_WRITE, mmap.ACCESS_COPY]),
+        ),
+    ),
+    "map_file": (_map_file, (file_paths, file_offsets, file_lengths)),
+    "SealedFile.read": (_sealed_file_read, (small_int, small_int)),
     "CodePages": (memory.CodePages, (length,)),
     "CodePages.from_code": (memory.CodePages.from_code, (buffer_data,)),
     "CodePages.function": (
@@ -242,7 +307,11 @@ def test_procfs_and_environment_hostile(name: str) -> None:
 
 
 def test_every_public_function_is_covered() -> None:
-    raw_public = {n for n in _syscalls.__all__ if callable(getattr(_syscalls, n))}
+    raw_public = {
+        n
+        for n in _syscalls.__all__
+        if callable(getattr(_syscalls, n)) and not isinstance(getattr(_syscalls, n), type)
+    }
     assert raw_public - {"ARCH", "NR"} <= set(RAW) | {"libc_version"}
     memory_functions = {
         n

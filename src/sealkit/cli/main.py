@@ -48,14 +48,37 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def discover() -> list[Command]:
-    """Every command module under :mod:`sealkit.cli.commands`, in ``ORDER``."""
-    found: list[Command] = []
-    for info in pkgutil.iter_modules(commands.__path__):
-        module: ModuleType = importlib.import_module(f"{commands.__name__}.{info.name}")
-        if hasattr(module, "NAME") and hasattr(module, "run"):
-            found.append(cast(Command, module))
+def command_names() -> list[str]:
+    """Subcommand names, from the module files (nothing imported)."""
+    return sorted(info.name for info in pkgutil.iter_modules(commands.__path__))
+
+
+def load(name: str) -> Command:
+    """Import one command module (its file name is the subcommand's name)."""
+    module: ModuleType = importlib.import_module(f"{commands.__name__}.{name}")
+    return cast(Command, module)
+
+
+def discover(only: str | None = None) -> list[Command]:
+    """Command modules in ``ORDER``: all of them, or just ``only``.
+
+    Importing one command instead of all keeps start-up lean: ``sealkit run``
+    hardens before the program starts, and every module imported before
+    then is sealed by ``harden()`` rather than by the import hook.
+    """
+    names = [only] if only is not None else command_names()
+    found = [load(name) for name in names]
     return sorted(found, key=lambda c: (c.ORDER, c.NAME))
+
+
+def _requested(args: Sequence[str]) -> str | None:
+    """The subcommand named in ``args`` (the first non-option word), if known."""
+    for word in args:
+        if not word.startswith("-"):
+            return word if word in command_names() else None
+        if word in ("-h", "--help", "--version"):
+            return None
+    return None
 
 
 def build_parser(found: Sequence[Command]) -> ArgumentParser:
@@ -76,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser(discover())
+        parser = build_parser(discover(_requested(args_list)))
         try:
             args = parser.parse_args(args_list)
         except UsageError as exc:

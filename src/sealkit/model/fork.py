@@ -1,0 +1,40 @@
+"""fork (kernel/fork.c ``dup_mmap()``): the rest of the trace runs in the child.
+
+The child gets every VMA except VM_DONTCOPY ones, with VM_LOCKED and
+VM_LOCKONFAULT cleared and seals kept (spec rule 14). A VM_WIPEONFORK VMA
+starts empty (no pages, no anon_vma); every other VMA keeps its pages (the
+copy-on-write copies are the child's own from now on) and gets a new anon_vma
+chained to its parent's (``anon_vma_fork()``), which then refuses to merge
+with VMAs that have none. Shared memory stays shared.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..ops import Fork
+from .content import Runs
+from .store import VmaStore
+from .vma import VM_DONTCOPY, VM_LOCKED_MASK, VM_WIPEONFORK, AnonVma, Vma
+
+if TYPE_CHECKING:
+    from ..ops import Op
+    from .space import AddressSpace
+
+
+def sys_fork(mm: AddressSpace, op: Op) -> int:
+    """``fork()`` seen from the child: returns 0."""
+    assert isinstance(op, Fork)
+    child = []
+    for v in mm.vmas:
+        if v.flags & VM_DONTCOPY:
+            continue
+        flags = v.flags & ~VM_LOCKED_MASK
+        priv: Runs = ()
+        anon = None
+        if not v.flags & VM_WIPEONFORK:
+            anon = AnonVma(forked=True) if v.anon is not None else None
+            priv = v.priv
+        child.append(Vma(v.start, v.end, flags, v.pgoff, v.file, anon, v.seal, priv))
+    mm.vmas = VmaStore(child)
+    return 0

@@ -1,0 +1,501 @@
+"""The address space: VMAs, backing objects, the program break.
+
+:class:`AddressSpace` is the model's public face (see CONTRIBUTING, "The
+model's interface"). The system calls live in modules named after the kernel
+files they mirror (``mapping`` for mm/mmap.c, ``mprotect``, ``mremap``,
+``madvise``, ``mseal``, ``mlock``, ``fork``, ``gup``); this module holds the
+VMA-level machinery of mm/vma.c they share: lookups, split, modify-and-merge
+(``vma_modify()``), merging a new range (``vma_merge_new_range()``) and the
+munmap gather (``vms_gather_munmap_vmas()``).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable, Hashable
+from typing import Final
+
+from .. import ops as _ops
+from ..flags import Prot
+from ..layout import Layout, Run
+from ..ops import FILE_PAGES, MODEL_BASES, Op
+from . import content, fork, gup, madvise, mapping, mlock, mprotect, mremap
+from .content import Runs
+from .policies import POLICIES, Policy
+from .store import VmaStore
+from .vma import (
+    M64,
+    MNEMONICS,
+    PAGE,
+    PAGE_SHIFT,
+    TASK_SIZE,
+    VM_ACCESS_FLAGS,
+    VM_SHARED,
+    VM_SPECIAL,
+    AnonVma,
+    Vma,
+    anon_reusable,
+    can_merge,
+    is_anonymous,
+    merge,
+)
+
+__all__ = ["AddressSpace"]
+
+DEFAULT_RAM_PAGES: Final = 1 << 21
+"""RAM + swap in pages (8 GiB) for the overcommit heuristic: a private
+writable mapping bigger than this is ENOMEM (``__vm_enough_memory()``)."""
+
+ELSEWHERE_TOP: Final = 0x7F00_0000_0000
+"""Mappings the kernel would place outside the arena go below this, top-down."""
+
+_OPS: Final[dict[type, Callable[[AddressSpace, Op], int]]] = {}
+
+
+def _register() -> None:
+    o = _ops
+    _OPS.update(
+        {
+            o.Mmap: mapping.sys_mmap,
+            o.Munmap: mapping.sys_munmap,
+            o.Brk: mapping.sys_brk,
+            o.Mprotect: mprotect.sys_mprotect,
+            o.PkeyMprotect: mprotect.sys_pkey_mprotect,
+            o.Mremap: mremap.sys_mremap,
+            o.Madvise: madvise.sys_madvise,
+            o.ProcessMadvise: madvise.sys_process_madvise,
+            o.Mlock: mlock.sys_mlock,
+            o.Munlock: mlock.sys_munlock,
+            o.Write: gup.sys_write,
+            o.Fork: fork.sys_fork,
+        }
+    )
+
+
+class AddressSpace:
+    """A Linux process address space under a sealing policy.
+
+    ``AddressSpace(policy="linux")`` starts with nothing mapped; the arena
+    zone ``p`` and the heap zone ``h`` sit at :data:`sealkit.ops.MODEL_BASES`
+    and the program break starts at the heap base. Every system call goes
+    through :meth:`apply` and answers as the kernel would (an ``int``,
+    ``-errno`` on error), whatever the op's values.
+    """
+
+    __slots__ = (
+        "brk",
+        "elsewhere",
+        "objects",
+        "policy",
+        "ram_pages",
+        "serial",
+        "start_brk",
+        "vmas",
+    )
+
+    def __init__(
+        self, policy: str | Policy = "linux", *, ram_pages: int = DEFAULT_RAM_PAGES
+    ) -> None:
+        if isinstance(policy, str):
+            try:
+                policy = POLICIES[policy]
+            except KeyError:
+                raise ValueError(
+                    f"unknown policy {policy!r} (known: {', '.join(POLICIES)})"
+                ) from None
+        self.policy: Policy = policy
+        self.vmas: VmaStore[Vma] = VmaStore()
+        self.objects: dict[str, tuple[int, Runs]] = {}
+        """Backing object contents: ``"f:NAME"`` files and ``"s:N"`` shmem, as
+        (size in pages, runs over object pages); pages no run covers are zero."""
+        self.start_brk = MODEL_BASES.heap
+        self.brk = MODEL_BASES.heap
+        self.elsewhere = ELSEWHERE_TOP
+        self.serial = 0
+        self.ram_pages = ram_pages
+
+    def __repr__(self) -> str:
+        return f"<AddressSpace policy={self.policy.name!r} vmas={len(self.vmas)}>"
+
+    # ------------------------------------------------------------ interface
+
+    def apply(self, op: Op) -> int:
+        """Run one call; the result is an ``int`` in the kernel's convention."""
+        if not _OPS:
+            _register()
+        if isinstance(op, self.policy.seal_op):
+            return self.policy.seal_call(self, op)
+        handler = _OPS.get(type(op))
+        if handler is None:
+            return -errno.ENOSYS  # a call this policy's world does not have
+        return handler(self, op)
+
+    def copy(self) -> AddressSpace:
+        """An independent twin (cheap: VMAs and contents are shared until changed)."""
+        twin = AddressSpace.__new__(AddressSpace)
+        twin.policy = self.policy
+        twin.vmas = self.vmas.copy()
+        twin.objects = self.objects.copy()
+        twin.start_brk = self.start_brk
+        twin.brk = self.brk
+        twin.elsewhere = self.elsewhere
+        twin.serial = self.serial
+        twin.ram_pages = self.ram_pages
+        return twin
+
+    def expand_stack(self, addr: int) -> int:
+        """A fault at ``addr`` below a grows-down VMA (``expand_stack()``):
+        0 if ``addr`` is mapped or the stack grew to cover it, else ``-errno``."""
+        return mapping.expand_stack(self, addr & M64)
+
+    def layout(self, zone: str, lo: int, hi: int) -> Layout:
+        """Pages ``[lo, hi)`` of zone ``zone`` (``"p"`` or ``"h"``), one run per VMA."""
+        base = MODEL_BASES.base(zone)
+        start, end = base + lo * PAGE, base + hi * PAGE
+        names: dict[object, str] = {}
+        runs = []
+        for v in self.vmas.range(start, end):
+            s, e = max(v.start, start), min(v.end, end)
+            off = (s - v.start) >> PAGE_SHIFT
+            runs.append(
+                Run(
+                    (s - base) >> PAGE_SHIFT,
+                    (e - base) >> PAGE_SHIFT,
+                    _prot(v.flags),
+                    bool(v.flags & 0x80),  # VM_MAYSHARE: the 's' of /proc/PID/maps
+                    self._backing(v),
+                    v.pgoff + off,
+                    self._obj_name(v, names),
+                    self.policy.seal_text(v.seal) if v.seal else "",
+                    frozenset(m for bit, m in MNEMONICS if v.flags & bit),
+                    "".join(self.tokens(v, s, e)),
+                )
+            )
+        return Layout(zone, lo, hi, tuple(runs))
+
+    def state_key(self, zone: str, lo: int, hi: int) -> Hashable:
+        """A hashable summary of pages ``[lo, hi)`` of ``zone`` and of what can
+        still influence them (object contents, the break), equal for states
+        that behave the same; object identities are renumbered canonically."""
+        base = MODEL_BASES.base(zone)
+        start, end = base + lo * PAGE, base + hi * PAGE
+        names: dict[object, int] = {}
+        items = []
+        for v in self.vmas.range(start, end):
+            s, e = max(v.start, start), min(v.end, end)
+            off = (s - v.start) >> PAGE_SHIFT
+            if v.file is None:
+                where: object = None
+                pgoff = v.pgoff - (v.start >> PAGE_SHIFT)
+            elif v.file.startswith("s:"):
+                where = ("s", names.setdefault(v.file, len(names)))
+                pgoff = v.pgoff + off
+            else:
+                where = v.file
+                pgoff = v.pgoff + off
+            anon = None if v.anon is None else (names.setdefault(v.anon, len(names)), v.anon.forked)
+            items.append(
+                (
+                    (s - start) >> PAGE_SHIFT,
+                    (e - start) >> PAGE_SHIFT,
+                    v.flags,
+                    v.seal,
+                    where,
+                    pgoff,
+                    anon,
+                    "".join(self.tokens(v, s, e)),
+                )
+            )
+        shm = tuple((names[key], self.objects[key]) for key in names if isinstance(key, str))
+        files = tuple(sorted((k, v) for k, v in self.objects.items() if k.startswith("f:")))
+        return (zone, lo, hi, tuple(items), self.brk - self.start_brk, shm, files)
+
+    # ------------------------------------------------------- layout helpers
+
+    def _backing(self, v: Vma) -> str:
+        if v.file is None:
+            # fs/proc/task_mmu.c: an anonymous VMA around the break is "[heap]"
+            # (vma_is_initial_heap()).
+            if v.start < self.brk and v.end > self.start_brk:
+                return "[heap]"
+            return "anon"
+        if v.file.startswith("s:"):
+            return "shmem"
+        return "file:" + v.file[2:]
+
+    @staticmethod
+    def _obj_name(v: Vma, names: dict[object, str]) -> str | None:
+        if v.file is not None and v.file.startswith("s:"):
+            return names.setdefault(v.file, f"shm{len(names) + 1}")
+        if v.file is None and v.anon is not None:
+            return names.setdefault(v.anon, f"av{len(names) + 1}")
+        return None
+
+    def tokens(self, v: Vma, s: int, e: int) -> list[str]:
+        """Content tokens of pages ``[s, e)`` (bytes) of ``v``."""
+        lo, hi = (s - v.start) >> PAGE_SHIFT, (e - v.start) >> PAGE_SHIFT
+        if v.file is None:
+            base = ["0"] * (hi - lo)
+        else:
+            base = self.object_tokens(v.file, v.pgoff + lo, v.pgoff + hi)
+        return content.render(v.priv, lo, hi, base)
+
+    # ------------------------------------------------------ backing objects
+
+    @staticmethod
+    def object_key(file: str) -> str:
+        """The content key of a backing: both opens of a file (``f:`` read-write,
+        ``F:`` read-only) share its pages."""
+        return "f:" + file[2:] if file.startswith("F:") else file
+
+    def object(self, file: str) -> tuple[int, Runs]:
+        """(size in pages, runs) of a backing object (files start as ``F`` pages)."""
+        key = self.object_key(file)
+        found = self.objects.get(key)
+        if found is None:
+            found = (FILE_PAGES, ((0, FILE_PAGES, "F"),))
+            self.objects[key] = found
+        return found
+
+    def object_tokens(self, file: str, lo: int, hi: int) -> list[str]:
+        """Tokens of object pages ``[lo, hi)``: ``#`` beyond the end (SIGBUS)."""
+        size, runs = self.object(file)
+        inside = max(0, min(hi, size) - lo)
+        toks = content.render(runs, lo, lo + inside, ["0"] * inside) if inside else []
+        return toks + ["#"] * (hi - lo - inside)
+
+    def set_object(self, file: str, runs: Runs) -> None:
+        """Replace a backing object's contents."""
+        key = self.object_key(file)
+        size, _ = self.object(file)
+        self.objects[key] = (size, runs)
+
+    def new_shmem(self, pages: int) -> str:
+        """A fresh shmem object (``shmem_zero_setup()``) of ``pages`` pages."""
+        self.serial += 1
+        key = f"s:{self.serial}"
+        self.objects[key] = (pages, ())
+        return key
+
+    def enough_memory(self, pages: int) -> bool:
+        """``security_vm_enough_memory_mm()`` under the default overcommit heuristic."""
+        return pages <= self.ram_pages
+
+    # -------------------------------------------------------------- lookups
+
+    def find_vma(self, addr: int) -> Vma | None:
+        """The first VMA ending above ``addr`` (``find_vma()``)."""
+        return self.vmas.find(addr)
+
+    def vma_lookup(self, addr: int) -> Vma | None:
+        """The VMA containing ``addr`` (``vma_lookup()``)."""
+        return self.vmas.lookup(addr)
+
+    def intersect(self, start: int, end: int) -> Vma | None:
+        """The first VMA intersecting ``[start, end)`` (``find_vma_intersection()``)."""
+        v = self.vmas.find(start)
+        return v if v is not None and v.start < end else None
+
+    def vma_prev(self, v: Vma) -> Vma | None:
+        """The VMA before ``v`` (adjacent or not)."""
+        return self.vmas.before(v.start)
+
+    def vma_next(self, v: Vma) -> Vma | None:
+        """The VMA after ``v`` (adjacent or not)."""
+        return self.vmas.find(v.end)
+
+    # --------------------------------------------------------------- editing
+
+    def put(self, old: Vma, new: list[Vma]) -> None:
+        """Replace ``old`` by ``new`` (which cover part or all of its range)."""
+        self.vmas.replace(old.start, old.end, new)
+
+    def split(self, v: Vma, addr: int) -> tuple[Vma, Vma]:
+        """``__split_vma()``: ``v`` becomes ``[start, addr)`` and ``[addr, end)``."""
+        a, b = v.cut(v.start, addr), v.cut(addr, v.end)
+        self.vmas.replace(v.start, v.end, [a, b])
+        return a, b
+
+    def vma_modify(self, v: Vma, start: int, end: int, flags: int, seal: int) -> Vma:
+        """``vma_modify_flags()``: give ``[start, end)`` of ``v`` new flags and seal,
+        splitting at ``start``/``end`` and merging with the neighbours when the
+        modified part starts or ends where ``v`` does (``vma_merge_existing_range()``).
+        Returns the VMA now covering ``[start, end)``."""
+        mid = v.cut(start, end).with_flags(flags, seal)
+        pieces = []
+        lo, hi = v.start, v.end
+        if start > v.start:
+            pieces.append(v.cut(v.start, start))
+        else:
+            prev = self.vmas.before(start)
+            if prev is not None and prev.end == start and can_merge(prev, mid):
+                mid = merge(prev, mid)
+                lo = prev.start
+        right = v.cut(end, v.end) if end < v.end else None
+        if right is None:
+            nxt = self.vmas.lookup(end)
+            if nxt is not None and nxt.start == end and can_merge(mid, nxt):
+                mid = merge(mid, nxt)
+                hi = nxt.end
+        pieces.append(mid)
+        if right is not None:
+            pieces.append(right)
+        self.vmas.replace(lo, hi, pieces)
+        return mid
+
+    def merge_new(self, new: Vma, *, prev_only: bool = False) -> Vma:
+        """Insert ``new`` into a gap, merging with the VMA ending at its start
+        and the one starting at its end when compatible (``vma_merge_new_range()``;
+        ``prev_only`` is brk's ``just_expand``). Returns the VMA covering it."""
+        lo, hi = new.start, new.end
+        merged = new
+        if not new.flags & VM_SPECIAL:
+            prev = self.vmas.before(new.start)
+            if prev is not None and prev.end == new.start and can_merge(prev, merged):
+                merged = merge(prev, merged)
+                lo = prev.start
+            if not prev_only:
+                nxt = self.vmas.lookup(new.end)
+                if nxt is not None and nxt.start == new.end and can_merge(merged, nxt):
+                    merged = merge(merged, nxt)
+                    hi = nxt.end
+        self.vmas.replace(lo, hi, [merged])
+        return merged
+
+    def anon_vma_prepare(self, v: Vma) -> Vma:
+        """Give ``v`` an anon_vma (``anon_vma_prepare()``), reusing a neighbour's
+        when ``find_mergeable_anon_vma()`` would (next first, then prev)."""
+        if v.anon is not None:
+            return v
+        anon = None
+        nxt = self.vmas.lookup(v.end)
+        if (
+            nxt is not None
+            and nxt.anon is not None
+            and not nxt.anon.forked
+            and anon_reusable(v, nxt)
+        ):
+            anon = nxt.anon
+        if anon is None:
+            prev = self.vmas.before(v.start)
+            if (
+                prev is not None
+                and prev.anon is not None
+                and not prev.anon.forked
+                and anon_reusable(prev, v)
+            ):
+                anon = prev.anon
+        new = v.with_priv(v.priv, anon if anon is not None else AnonVma())
+        self.put(v, [new])
+        return new
+
+    def set_priv(self, v: Vma, priv: Runs) -> Vma:
+        """``v`` with other private pages (same range, no split or merge)."""
+        new = v.with_priv(priv, v.anon)
+        self.put(v, [new])
+        return new
+
+    # ------------------------------------------------------------- munmap
+
+    def gather(self, start: int, end: int, purpose: str) -> int:
+        """``vms_gather_munmap_vmas()`` for ``[start, end)``: split the first
+        VMA at ``start`` (unless it is sealed: "don't bother splitting the VMA
+        if we can't unmap it anyway"), then check every VMA in range and
+        split the last at ``end``. A refusal leaves the leading split in
+        place (spec kernel-behaviour rule 5). The caller removes the range
+        with :meth:`unmap` once nothing else can fail."""
+        first = self.intersect(start, end)
+        if first is None:
+            return 0
+        policy = self.policy
+        check = purpose not in policy.precheck
+        if start > first.start:
+            if check and policy.blocks(purpose, first.seal):
+                return -policy.refusal
+            self.split(first, start)
+        for v in list(self.vmas.range(start, end)):
+            if check and policy.blocks(purpose, v.seal):
+                return -policy.refusal
+            if v.end > end:
+                self.split(v, end)
+        return 0
+
+    def precheck_blocked(self, start: int, end: int, purpose: str) -> bool:
+        """``can_modify_mm()``-style whole-range check for pre-check policies."""
+        policy = self.policy
+        if purpose not in policy.precheck:
+            return False
+        return any(policy.blocks(purpose, v.seal) for v in self.vmas.range(start, end))
+
+    def unmap(self, start: int, end: int) -> None:
+        """Remove ``[start, end)`` (every VMA in it, trimming the ends)."""
+        keep = []
+        first = self.intersect(start, end)
+        if first is None:
+            return
+        lo = first.start
+        hi = lo
+        for v in self.vmas.range(start, end):
+            hi = v.end
+            if v.start < start:
+                keep.append(v.cut(v.start, start))
+            if v.end > end:
+                keep.append(v.cut(end, v.end))
+        self.vmas.replace(lo, hi, keep)
+
+    def do_vmi_align_munmap(self, start: int, end: int, purpose: str) -> int:
+        """Gather then remove ``[start, end)`` (aligned; mm/vma.c)."""
+        err = self.gather(start, end, purpose)
+        if err:
+            return err
+        self.unmap(start, end)
+        return 0
+
+    def do_vmi_munmap(self, start: int, length: int, purpose: str) -> int:
+        """``do_vmi_munmap()``: validate, then unmap ``[start, start+len)``."""
+        if start & (PAGE - 1) or start > TASK_SIZE or length > TASK_SIZE - start:
+            return -errno.EINVAL
+        end = start + ((length + PAGE - 1) & ~(PAGE - 1))
+        if end == start:
+            return -errno.EINVAL
+        # 6.10-style policies check the whole range before touching anything.
+        if self.precheck_blocked(start, end, purpose):
+            return -self.policy.refusal
+        return self.do_vmi_align_munmap(start, end, purpose)
+
+    # --------------------------------------------------------- placement
+
+    def place_elsewhere(self, length: int) -> int:
+        """An address for a mapping the kernel would put outside the arena
+        (top-down, never reusing space): such mappings exist in the model but
+        sit outside both zones, and the call returns ``ops.ELSEWHERE``."""
+        addr = (self.elsewhere - length) & ~(PAGE - 1)
+        while True:
+            clash = self.intersect(addr, addr + length)
+            if clash is None:
+                break
+            addr = (clash.start - length) & ~(PAGE - 1)
+        self.elsewhere = addr
+        return addr
+
+    # ------------------------------------------------------------ checking
+
+    def check(self) -> None:
+        """Raise ``AssertionError`` unless the VMA store is sorted,
+        non-overlapping and page-aligned and every VMA is well formed."""
+        self.vmas.check()
+        for v in self.vmas:
+            assert v.start % PAGE == 0 and v.end % PAGE == 0, f"unaligned {v}"
+            assert v.end <= 1 << 64, f"beyond 2^64 {v}"
+            for a, b, _ in v.priv:
+                assert 0 <= a < b <= v.pages, f"private run outside {v}"
+            if v.file is None:
+                assert not v.flags & VM_SHARED, f"shared anonymous without object {v}"
+            if v.priv and not is_anonymous(v):
+                assert not v.flags & VM_SHARED or all(k == "#" for _, _, k in v.priv), (
+                    f"private pages in a shared mapping {v}"
+                )
+
+
+def _prot(flags: int) -> Prot:
+    return Prot(flags & VM_ACCESS_FLAGS)
