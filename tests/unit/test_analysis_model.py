@@ -40,3 +40,16 @@ def test_a_fork_child_keeps_its_parents_object_names() -> None:
     before = space.layout("p", 0, 2)
     assert space.apply(Fork()) == 0
     assert check_mapping(before, space.layout("p", 0, 2), [("p", 0), ("p", 1)]) is None
+
+
+def test_dontunmap_move_onto_the_page_before_terminates() -> None:
+    # Regression: remap_move() resumed at the end of the moved part; the moved
+    # page merged back into a VMA spanning the range, so the same VMA was
+    # found again and moved backwards forever (found by the analyzer's search).
+    for policy in ("linux", "none"):
+        space = AddressSpace(policy)
+        [mapped, moved] = run(
+            space, "mmap p0 3p rw- private|anon|fixed\nmremap p1 1p 1p maymove|fixed|dontunmap p0"
+        )
+        assert moved == mapped  # moved to p0
+        assert [(r.start, r.end) for r in space.layout("p", -4, 4).runs][0][0] >= 0
