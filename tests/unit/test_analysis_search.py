@@ -82,13 +82,17 @@ def test_alphabet_has_every_call_and_drops_what_the_world_lacks() -> None:
     assert counts["madvise"] == ranges * len(Madv)
     assert counts["mprotect"] == ranges * 5
     assert counts["write"] == ranges
-    # Every call's window covers the pages it names plus one page either side.
-    for op, window in zip(problem.alphabet.ops, problem.alphabet.windows, strict=True):
+    # A call's window is the pages it names; its group's widened window adds
+    # one page either side.
+    a = problem.alphabet
+    for op, window, g in zip(a.ops, a.windows, a.group_of, strict=True):
         if isinstance(op, Munmap):
             first = (op.addr - MODEL_BASES.arena) // 4096
             pages = op.length // 4096
-            assert window == {("p", p) for p in range(first - 1, first + pages + 1)}
-    assert len(problem.alphabet.groups) == ranges
+            assert window == {("p", p) for p in range(first, first + pages)}
+            assert a.group_named[g] == window
+            assert a.group_windows[g] == {("p", p) for p in range(first - 1, first + pages + 1)}
+    assert len(a.groups) == ranges
 
 
 def test_alphabet_has_no_fork_unless_asked() -> None:

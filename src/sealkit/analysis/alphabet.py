@@ -63,10 +63,18 @@ from ..ops import (
     Write,
     iter_ranges,
 )
-from .properties import Page
+from .properties import Page, Property
 from .scenario import PolicySpec
 
-__all__ = ["PROTS", "Alphabet", "build_alphabet", "op_pages", "points_of", "ranges_of"]
+__all__ = [
+    "EFFECTS",
+    "PROTS",
+    "Alphabet",
+    "build_alphabet",
+    "op_pages",
+    "points_of",
+    "ranges_of",
+]
 
 PROTS: Final = (
     Prot.NONE,
@@ -76,6 +84,32 @@ PROTS: Final = (
     Prot.READ | Prot.WRITE | Prot.EXEC,
 )
 ATTACK_TAG: Final = "z"
+
+_ALL: Final = frozenset(Property)
+EFFECTS: Final[dict[str, frozenset[Property]]] = {
+    # What each call can change of a page it names, by the kernel's semantics:
+    # a mapping (object, offset, mapped at all), a protection, the data.
+    "mmap": _ALL,  # a new mapping replaces whatever was there
+    "munmap": _ALL,
+    "mremap": _ALL,  # moves mappings, with their protection and data
+    "brk": _ALL,
+    "fork": _ALL,  # the rest runs in a child built by dup_mmap()
+    "mprotect": frozenset({Property.PERMISSION}),  # mprotect_fixup(): vm_flags only
+    "pkey_mprotect": frozenset({Property.PERMISSION}),
+    "madvise": frozenset({Property.CONTENT}),  # discards and guards pages; VMA flags
+    "process_madvise": frozenset({Property.CONTENT}),
+    "write": frozenset({Property.CONTENT}),
+    "mlock": frozenset(),  # mlock_fixup(): VM_LOCKED, pages populated, data unchanged
+    "munlock": frozenset(),
+    "mseal": frozenset(),  # a seal only adds refusals
+    "mseal_v1": frozenset(),
+    "mseal_v3": frozenset(),
+    "mimmutable": frozenset(),
+    "mseal_split": frozenset(),
+}
+"""The call frames: which properties a call can break at all (tested against
+the model in tests/unit/test_analysis_frames.py). The search uses them only
+to skip, on its last level, calls that cannot break a property still open."""
 
 _ARENA: Final = MODEL_BASES.arena
 _HEAP: Final = MODEL_BASES.heap
@@ -113,16 +147,16 @@ def _boundaries(layout: Layout) -> list[int]:
     return sorted(found)
 
 
-def op_pages(op: Op) -> frozenset[Page] | None:
+def op_pages(op: Op, heap_pages: int = 2) -> frozenset[Page] | None:
     """The pages ``op`` names (``None``: the whole address space, e.g. fork).
 
-    ``brk`` names the whole heap window, whatever its argument: what it
-    changes depends on where the break is.
+    ``brk`` names the whole heap window ``[0, heap_pages)``, whatever its
+    argument: what it changes depends on where the break is.
     """
     if isinstance(op, Fork):
         return None
     if isinstance(op, Brk):
-        return frozenset({("h", -1)})  # placeholder: the caller widens it to the heap window
+        return frozenset(("h", p) for p in range(heap_pages))
     pages: set[Page] = set()
     for addr, length in iter_ranges(op):
         zoned = MODEL_BASES.zone_of(addr)
@@ -139,17 +173,18 @@ def op_pages(op: Op) -> frozenset[Page] | None:
 class Alphabet:
     """The calls, in op-language order, with what each one names.
 
-    ``windows[i]`` is the set of pages call ``i`` names, widened by one page
-    on each side (so a merge with a neighbour is visible), or ``None`` for a
+    ``windows[i]`` is the set of pages call ``i`` names, or ``None`` for a
     call that acts on the whole address space. ``groups[g]`` lists the calls
-    sharing window ``g``; ``group_of[i]`` is call ``i``'s group (``-1`` for
-    ``None`` windows).
+    naming the same pages ``group_named[g]``; ``group_windows[g]`` is that set
+    widened by one page on each side (so a merge with a neighbour is
+    visible). ``group_of[i]`` is call ``i``'s group (``-1`` for ``None``).
     """
 
     ops: tuple[Op, ...]
     windows: tuple[frozenset[Page] | None, ...]
     group_of: tuple[int, ...]
     groups: tuple[tuple[int, ...], ...]
+    group_named: tuple[frozenset[Page], ...]
     group_windows: tuple[frozenset[Page], ...]
     dropped: tuple[str, ...] = field(default=())
 
@@ -161,12 +196,9 @@ class Alphabet:
         return dict(Counter(op.NAME for op in self.ops))
 
 
-def _widen(pages: frozenset[Page], heap_pages: int) -> frozenset[Page]:
+def _widen(pages: frozenset[Page]) -> frozenset[Page]:
     out: set[Page] = set()
     for zone, p in pages:
-        if zone == "h" and p == -1:
-            out.update(("h", q) for q in range(-1, heap_pages + 1))
-            continue
         out.update(((zone, p - 1), (zone, p), (zone, p + 1)))
     return frozenset(out)
 
@@ -318,13 +350,12 @@ def build_alphabet(
     group_of: list[int] = []
     members: list[list[int]] = []
     for i, op in enumerate(ops):
-        pages = op_pages(op)
-        window = None if pages is None else _widen(pages, heap_pages)
-        windows.append(window)
-        if window is None:
+        pages = op_pages(op, heap_pages)
+        windows.append(pages)
+        if pages is None:
             group_of.append(-1)
             continue
-        g = group_ids.setdefault(window, len(group_ids))
+        g = group_ids.setdefault(pages, len(group_ids))
         if g == len(members):
             members.append([])
         members[g].append(i)
@@ -334,6 +365,7 @@ def build_alphabet(
         windows=tuple(windows),
         group_of=tuple(group_of),
         groups=tuple(tuple(m) for m in members),
-        group_windows=tuple(group_ids),
+        group_named=tuple(group_ids),
+        group_windows=tuple(_widen(named) for named in group_ids),
         dropped=tuple(dropped),
     )

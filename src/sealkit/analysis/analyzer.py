@@ -246,6 +246,11 @@ def make_problem(
         properties=tuple(properties),
         protected=scenario.protected,
         promise=spec.promise,
+        # The model's arena key already covers what can still influence the
+        # arena: backing-object contents and the break (AddressSpace.state_key);
+        # the alphabet reaches the heap zone only through brk, so the arena key
+        # identifies the state and the heap key would only be computed twice.
+        key_windows=_windows(scenario)[:1],
     )
     return problem, setup
 

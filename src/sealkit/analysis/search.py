@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
 from ..layout import Layout
-from .alphabet import Alphabet
+from .alphabet import EFFECTS, Alphabet
 from .properties import Page, PageFact, PermissionPromise, Property, check, page_facts
 from .space import Space
 
@@ -67,6 +67,8 @@ class Problem:
     properties: tuple[Property, ...]
     protected: frozenset[Page]
     promise: PermissionPromise = PermissionPromise.NO_GAIN
+    key_windows: tuple[tuple[str, int, int], ...] | None = None
+    """Zone windows whose ``state_key`` identifies a state (default: ``windows``)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ class SearchStats:
     """(state, call) pairs answered because the call's window is as at the start."""
     cached: int = 0
     """(state, call) pairs answered from the window cache."""
+    commuted: int = 0
+    """Successors not generated because the same state is reached in the other order."""
     seconds: float = 0.0
     workers: int = 1
 
@@ -126,6 +130,7 @@ class SearchStats:
         self.applied += other.applied
         self.untouched += other.untouched
         self.cached += other.cached
+        self.commuted += other.commuted
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,8 @@ Entry: TypeAlias = tuple[Any, ...] | None
 Vector: TypeAlias = tuple[Entry, ...]
 Outcome: TypeAlias = tuple[tuple[bool, frozenset[Property]], ...]
 """Per call of a group: (changed the state, properties broken)."""
+Verdicts: TypeAlias = tuple[frozenset[Property], ...]
+"""Per call of a group: the properties it breaks."""
 
 _NOTHING: Final[frozenset[Property]] = frozenset()
 _MIN_PARALLEL: Final = 48
@@ -168,7 +175,15 @@ class _Chunk:
     """First (state, call) breaking a property, per property and final call name."""
     counts: dict[Property, Counter[str]] = field(default_factory=dict)
     cache: dict[tuple[int, int, tuple[Entry, ...]], Outcome] = field(default_factory=dict)
+    verdicts: dict[tuple[int, int, tuple[Entry, ...]], Verdicts] = field(default_factory=dict)
     stats: SearchStats = field(default_factory=SearchStats)
+    local: set[Hashable] = field(default_factory=set)
+    """Keys of the successors already collected (not sent back)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["local"] = set()
+        return state
 
 
 class _Engine:
@@ -193,6 +208,32 @@ class _Engine:
             for w in alphabet.group_windows
         ]
         self.group_masks: list[int] = [_mask(w) for w in self.group_windows]
+        self.named_masks: list[int] = [
+            _mask(self.index[p] for p in w if p in self.index) for w in alphabet.group_named
+        ]
+        self.protected_mask = _mask(self.index[p] for p in problem.protected if p in self.index)
+        self.key_windows = problem.key_windows or problem.windows
+        # Zone windows holding protected pages: all a verdict needs to look at.
+        zones = {zone for zone, _ in problem.protected}
+        self.judged = tuple(w for w in problem.windows if w[0] in zones) or problem.windows
+        self.verdicts: dict[tuple[int, int, tuple[Entry, ...]], Verdicts] = {}
+        self.use_commute = cache
+        self.effects = [EFFECTS.get(op.NAME, frozenset(Property)) for op in self.ops]
+        self._spans: dict[int, tuple[list[tuple[str, int, int]], frozenset[Page]]] = {}
+        root_aliases = self.aliases(self.vector_of(root_layouts))
+        # Pages a call of each group changes from the start state (named + aliases).
+        self.root_effect = [self.window(m, root_aliases) for m in self.named_masks]
+        self.seen: set[Hashable] = set()
+        """Keys of every state of the levels already complete."""
+        # Vector positions of each zone window, and the zones each call names.
+        self.zone_slots: list[tuple[int, int]] = []
+        first = 0
+        for _, lo, hi in problem.windows:
+            self.zone_slots.append((first, first + hi - lo + 2))
+            first += hi - lo + 2
+        self.op_zones: list[frozenset[str] | None] = [
+            None if w is None else frozenset(z for z, _ in w) for w in alphabet.windows
+        ]
         self.global_ops = [i for i, g in enumerate(alphabet.group_of) if g < 0]
         self.cache: dict[tuple[int, int, tuple[Entry, ...]], Outcome] = {}
         self.root_outcomes: list[Outcome | None] = [None] * len(alphabet.groups)
@@ -205,18 +246,20 @@ class _Engine:
         return [space.layout(zone, lo, hi) for zone, lo, hi in self.problem.windows]
 
     def key_of(self, space: Space) -> Hashable:
-        return tuple(space.state_key(zone, lo, hi) for zone, lo, hi in self.problem.windows)
+        return tuple(space.state_key(zone, lo, hi) for zone, lo, hi in self.key_windows)
 
-    def vector_of(self, layouts: Sequence[Layout]) -> Vector:
+    def vector_of(self, layouts: Sequence[Layout | None]) -> Vector:
         """One entry per page: the VMA start bit and the page's attributes,
         with objects the start state did not have renamed by first appearance."""
         entries: list[Entry] = [None] * len(self.pages)
         names: dict[str, str] = {}
         for layout in layouts:
+            if layout is None:
+                continue
             for run in layout.runs:
                 obj = run.obj
                 if obj is not None and obj not in self.start_objects:
-                    obj = names.setdefault(obj, f"~{len(names)}")
+                    obj = names.setdefault(obj, f"~{layout.zone}{len(names)}")
                 for p in range(run.start, run.end):
                     i = self.index.get((layout.zone, p))
                     if i is None:
@@ -229,9 +272,59 @@ class _Engine:
                     )  # fmt: skip
         return tuple(entries)
 
+    def spans(self, win: int) -> tuple[list[tuple[str, int, int]], frozenset[Page]]:
+        """The protected pages of window ``win`` and the zone spans covering them."""
+        found = self._spans.get(win)
+        if found is None:
+            pages = frozenset(self.pages[j] for j in _bits(win & self.protected_mask))
+            spans = []
+            for zone in sorted({z for z, _ in pages}):
+                idx = [p for z, p in pages if z == zone]
+                spans.append((zone, min(idx), max(idx) + 1))
+            found = self._spans[win] = (spans, pages)
+        return found
+
+    def independent(self, a: int, i: int) -> bool:
+        """Calls ``a`` and ``i`` commute from the start state: neither can see
+        what the other changes (widened windows against changed pages)."""
+        ga, gi = self.problem.alphabet.group_of[a], self.problem.alphabet.group_of[i]
+        if ga < 0 or gi < 0:
+            return False
+        return not (
+            self.group_masks[ga] & self.root_effect[gi]
+            or self.group_masks[gi] & self.root_effect[ga]
+        )
+
+    def successor_vector(self, parent: Vector, i: int, twin: Space) -> Vector:
+        """The vector of ``twin`` (``parent`` after call ``i``): zones the call
+        does not name keep the parent's entries (a call changes only what it names)."""
+        zones = self.op_zones[i]
+        windows = self.problem.windows
+        if zones is None or not self.use_cache:
+            return self.vector_of(self._layouts(twin))
+        entries = list(parent)
+        fresh = self.vector_of(
+            [twin.layout(z, lo, hi) if z in zones else None for z, lo, hi in windows]
+        )
+        for (z, _, _), (a, b) in zip(windows, self.zone_slots, strict=True):
+            if z in zones:
+                entries[a:b] = fresh[a:b]
+        return tuple(entries)
+
     def violated(self, layouts: Sequence[Layout]) -> frozenset[Property]:
         after = page_facts(layouts)
         return self._violated(after)
+
+    def violated_at(
+        self, after: dict[Page, PageFact], pages: frozenset[Page]
+    ) -> frozenset[Property]:
+        """The properties broken on ``pages`` (``after`` describes at least those)."""
+        p = self.problem
+        return frozenset(
+            prop
+            for prop in p.properties
+            if check(prop, self.before, after, pages, p.promise) is not None
+        )
 
     def _violated(self, after: dict[Page, PageFact]) -> frozenset[Property]:
         p = self.problem
@@ -254,10 +347,11 @@ class _Engine:
                 masks[key] = masks.get(key, 0) | (1 << i)
         return list(masks.values())
 
-    def window(self, group: int, aliases: list[int]) -> int:
-        """The group's window plus every page mapping the same file or shared
-        object as a page in it, as a page mask."""
-        mask = base = self.group_masks[group]
+    @staticmethod
+    def window(base: int, aliases: list[int]) -> int:
+        """Page mask ``base`` plus every page mapping the same file or shared
+        object as a page in it."""
+        mask = base
         for alias in aliases:
             if alias & base:
                 mask |= alias
@@ -307,102 +401,205 @@ class _Engine:
             if self.key_of(twin) == node.key:
                 outcome.append((False, _NOTHING))
                 continue
-            outcome.append((True, self.violated(self._layouts(twin))))
+            outcome.append((True, self.violated(self._judged(twin))))
             changed.append((i, twin))
         return tuple(outcome), changed
+
+    def _judged(self, space: Space) -> list[Layout]:
+        return [space.layout(zone, lo, hi) for zone, lo, hi in self.judged]
+
+    def verdict_key(
+        self, g: int, node: _Node, aliases: list[int]
+    ) -> tuple[int, int, tuple[Entry, ...]]:
+        """What a call of group ``g`` can see of ``node``: the pages it names
+        and the pages aliasing them."""
+        win = self.window(self.named_masks[g], aliases)
+        return (g, win, tuple(node.vec[j] for j in _bits(win)))
 
     def expand(
         self, level: int, lo: int, hi: int, last: bool, open_props: frozenset[Property]
     ) -> _Chunk:
-        """Expand states ``[lo, hi)`` of ``level``."""
+        """Expand states ``[lo, hi)`` of ``level``: on the last level only judge
+        the calls (no successor is kept), before it also collect successors."""
         out = _Chunk()
         stats = out.stats
         groups = self.problem.alphabet.groups
         for idx in range(lo, hi):
             node = self.levels[level][idx]
-            space: Space | None = None
-            aliases = self.aliases(node.vec)
-            tainted = self.tainted(node.delta, aliases)
             stats.expanded += 1
             stats.pairs += len(self.ops)
-
-            def record(i: int, broken: frozenset[Property], idx: int = idx) -> None:
-                for prop in broken & open_props:
-                    slot = (prop, self.ops[i].NAME)
-                    best = out.hits.get(slot)
-                    if best is None or (idx, i) < best:
-                        out.hits[slot] = (idx, i)
-                    out.counts.setdefault(prop, Counter())[self.ops[i].NAME] += 1
-
-            def successor(i: int, twin: Space, idx: int = idx, node: _Node = node) -> None:
-                key = self.key_of(twin)
-                if key == node.key:
-                    return
-                vec = self.vector_of(self._layouts(twin))
-                delta = _mask(j for j, e in enumerate(vec) if e != self.root_vec[j])
-                out.successors.append((idx, i, key, vec, delta))
-
+            state = _Expansion(self, out, level, idx, node, open_props)
             for g, members in enumerate(groups):
                 if not self.use_cache:
-                    if space is None:
-                        space = self.materialize(level, idx, stats)
-                    outcome, changed = self.evaluate(space, node, members, stats)
-                    for i, (_, broken) in zip(members, outcome, strict=True):
-                        record(i, broken)
-                    if not last:
-                        for i, twin in changed:
-                            successor(i, twin)
-                    continue
-                known: Outcome | None
-                fresh: list[tuple[int, Space]] | None = None
-                if level > 0 and not self.group_masks[g] & tainted:
-                    known = self.root_outcomes[g]
-                    stats.untouched += len(members)
+                    state.exact(g, members, last)
+                elif last:
+                    state.judge(g, members)
                 else:
-                    window = self.window(g, aliases)
-                    cache_key = (g, window, tuple(node.vec[j] for j in _bits(window)))
-                    known = self.cache.get(cache_key)
-                    if known is not None:
-                        stats.cached += len(members)
-                    else:
-                        if space is None:
-                            space = self.materialize(level, idx, stats)
-                        known, fresh = self.evaluate(space, node, members, stats)
-                        self.cache[cache_key] = known
-                        out.cache[cache_key] = known
-                        if level == 0:
-                            self.root_outcomes[g] = known
-                assert known is not None
-                for i, (_, broken) in zip(members, known, strict=True):
-                    if broken:
-                        record(i, broken)
-                if last:
-                    continue
-                if fresh is not None:
-                    for i, twin in fresh:
-                        successor(i, twin)
-                    continue
-                for i, (did, _) in zip(members, known, strict=True):
-                    if did:
-                        if space is None:
-                            space = self.materialize(level, idx, stats)
-                        twin = space.copy()
-                        twin.apply(self.ops[i])
-                        stats.applied += 1
-                        successor(i, twin)
+                    state.expand(g, members)
             # Calls that act on the whole address space (fork): always applied.
             if self.global_ops:
-                if space is None:
-                    space = self.materialize(level, idx, stats)
-                outcome, changed = self.evaluate(space, node, self.global_ops, stats)
+                outcome, changed = self.evaluate(state.space(), node, self.global_ops, stats)
                 for i, (_, broken) in zip(self.global_ops, outcome, strict=True):
-                    record(i, broken)
+                    state.record(i, broken)
                 if not last:
                     for i, twin in changed:
-                        successor(i, twin)
+                        state.successor(i, twin)
         return out
 
     root_vec: Vector = ()
+
+
+class _Expansion:
+    """Expanding one state: the calls' outcomes, recorded into a chunk."""
+
+    def __init__(
+        self,
+        engine: _Engine,
+        out: _Chunk,
+        level: int,
+        idx: int,
+        node: _Node,
+        open_props: frozenset[Property],
+    ) -> None:
+        self.engine = engine
+        self.out = out
+        self.stats = out.stats
+        self.level = level
+        self.idx = idx
+        self.node = node
+        self.open = open_props
+        self.aliases = engine.aliases(node.vec)
+        self.tainted = engine.tainted(node.delta, self.aliases)
+        self._space: Space | None = None
+
+    def space(self) -> Space:
+        if self._space is None:
+            self._space = self.engine.materialize(self.level, self.idx, self.stats)
+        return self._space
+
+    def record(self, i: int, broken: frozenset[Property]) -> None:
+        out, name = self.out, self.engine.ops[i].NAME
+        for prop in broken & self.open:
+            slot = (prop, name)
+            best = out.hits.get(slot)
+            if best is None or (self.idx, i) < best:
+                out.hits[slot] = (self.idx, i)
+            out.counts.setdefault(prop, Counter())[name] += 1
+
+    def successor(self, i: int, twin: Space) -> None:
+        engine = self.engine
+        key = engine.key_of(twin)
+        if key == self.node.key or key in engine.seen or key in self.out.local:
+            return
+        self.out.local.add(key)
+        vec = engine.successor_vector(self.node.vec, i, twin)
+        delta = _mask(j for j, e in enumerate(vec) if e != engine.root_vec[j])
+        self.out.successors.append((self.idx, i, key, vec, delta))
+
+    def exact(self, g: int, members: Sequence[int], last: bool) -> None:
+        """No cache: apply every call."""
+        outcome, changed = self.engine.evaluate(self.space(), self.node, members, self.stats)
+        for i, (_, broken) in zip(members, outcome, strict=True):
+            self.record(i, broken)
+        if not last:
+            for i, twin in changed:
+                self.successor(i, twin)
+
+    def judge(self, g: int, members: Sequence[int]) -> None:
+        """Last level: which calls of group ``g`` break an open property."""
+        engine, stats = self.engine, self.stats
+        win = engine.window(engine.named_masks[g], self.aliases)
+        if not win & engine.protected_mask:
+            # A call changes only the pages it names (and their aliases): none
+            # is protected, so it breaks nothing.
+            stats.untouched += len(members)
+            return
+        if self.level > 0 and not win & self.tainted:
+            # Everything it can see is as at the start, where it broke nothing open.
+            stats.untouched += len(members)
+            return
+        wanted = [i for i in members if engine.effects[i] & self.open]
+        if not wanted:
+            # No call here can change what an open property looks at (call frames).
+            stats.untouched += len(members)
+            return
+        key = (g, win, tuple(self.node.vec[j] for j in _bits(win)))
+        verdicts = engine.verdicts.get(key)
+        if verdicts is None:
+            verdicts = self.verdicts_of(members, wanted, win)
+            engine.verdicts[key] = verdicts
+        else:
+            stats.cached += len(members)
+        for i, broken in zip(members, verdicts, strict=True):
+            if broken:
+                self.record(i, broken)
+
+    def verdicts_of(self, members: Sequence[int], wanted: Sequence[int], win: int) -> Verdicts:
+        """Apply the ``wanted`` calls and judge the protected pages of the
+        window (the only pages they can change); the others break nothing
+        still open."""
+        engine, stats = self.engine, self.stats
+        spans, pages = engine.spans(win)
+        space = self.space()
+        todo = set(wanted)
+        found: list[frozenset[Property]] = []
+        for i in members:
+            if i not in todo:
+                found.append(_NOTHING)
+                continue
+            twin = space.copy()
+            twin.apply(engine.ops[i])
+            stats.applied += 1
+            after = page_facts([twin.layout(z, lo, hi) for z, lo, hi in spans])
+            found.append(engine.violated_at(after, pages))
+        return tuple(found)
+
+    def expand(self, g: int, members: Sequence[int]) -> None:
+        """Before the last level: outcomes and successors of group ``g``."""
+        engine, stats = self.engine, self.stats
+        known: Outcome | None
+        fresh: list[tuple[int, Space]] | None = None
+        if self.level > 0 and not engine.group_masks[g] & self.tainted:
+            known = engine.root_outcomes[g]
+            stats.untouched += len(members)
+        else:
+            window = engine.window(engine.group_masks[g], self.aliases)
+            cache_key = (g, window, tuple(self.node.vec[j] for j in _bits(window)))
+            known = engine.cache.get(cache_key)
+            if known is not None:
+                stats.cached += len(members)
+            else:
+                known, fresh = engine.evaluate(self.space(), self.node, members, stats)
+                engine.cache[cache_key] = known
+                self.out.cache[cache_key] = known
+                if self.level == 0:
+                    engine.root_outcomes[g] = known
+                # What the last level will ask about this window, answered now.
+                vkey = engine.verdict_key(g, self.node, self.aliases)
+                verdicts = tuple(broken for _, broken in known)
+                engine.verdicts.setdefault(vkey, verdicts)
+                self.out.verdicts.setdefault(vkey, verdicts)
+        assert known is not None
+        for i, (_, broken) in zip(members, known, strict=True):
+            if broken:
+                self.record(i, broken)
+        if fresh is not None:
+            for i, twin in fresh:
+                self.successor(i, twin)
+            return
+        commute = self.level == 1 and fresh is None and engine.use_commute
+        for i, (did, _) in zip(members, known, strict=True):
+            if did:
+                if commute and i < self.node.op and engine.independent(self.node.op, i):
+                    # s(a, i) = s(i, a): the state reached by the smaller call
+                    # first collects it (and i breaks nothing here: it acts as
+                    # from the start state).
+                    stats.commuted += 1
+                    continue
+                twin = self.space().copy()
+                twin.apply(engine.ops[i])
+                stats.applied += 1
+                self.successor(i, twin)
 
 
 def _mask(indices: Iterable[int]) -> int:
@@ -458,7 +655,8 @@ def search(
     engine.root_vec = engine.vector_of(root_layouts)
     root = _Node(-1, -1, engine.key_of(problem.start), engine.root_vec, 0)
     engine.levels.append([root])
-    seen: set[Hashable] = {root.key}
+    seen: set[Hashable] = engine.seen
+    seen.add(root.key)
     stats = SearchStats(levels=[1], workers=workers)
     outcomes: dict[Property, Found | Holds] = {}
     open_props = frozenset(problem.properties)
@@ -497,6 +695,8 @@ def search(
                 _ENGINE = None
             for chunk in chunks:
                 engine.cache.update(chunk.cache)
+                for vkey, verdicts in chunk.verdicts.items():
+                    engine.verdicts.setdefault(vkey, verdicts)
         else:
             chunks = []
             step = max(1, len(frontier) // 20)
