@@ -23,7 +23,7 @@ from sealkit.analysis.analyzer import make_problem
 from sealkit.analysis.properties import PageFact, Property, page_facts
 from sealkit.analysis.scenario import DEFAULT_SCENARIO
 from sealkit.analysis.space import Space
-from sealkit.ops import format_op
+from sealkit.ops import format_op, parse_trace
 
 WINDOWS = (("p", -1, DEFAULT_SCENARIO.pages + 1), ("h", -1, DEFAULT_SCENARIO.heap_pages + 1))
 
@@ -95,3 +95,40 @@ def test_calls_are_local_and_stay_in_their_frames(policy: str) -> None:
                     assert a.token == b.token, f"{where} changed data at {page}"
             checked += 1
     assert checked > 500
+
+
+MAPPING_CALLS = ("mmap", "munmap", "mprotect", "pkey_mprotect", "mremap", "brk")
+
+
+def without_tokens(space: Space) -> tuple[object, ...]:
+    out = []
+    for z, lo, hi in WINDOWS:
+        for run in space.layout(z, lo, hi).runs:
+            out.append((z, run.start, run.end, run.prot, run.shared, run.backing, run.obj,
+                        run.pgoff, run.seal, run.flags))  # fmt: skip
+    return tuple(out)
+
+
+@pytest.mark.parametrize("policy", ["linux", "none", "chrome-split:unmap", "mimmutable"])
+def test_mapping_calls_do_not_read_page_data(policy: str) -> None:
+    # Two states that differ only in page data (the attacker overwrote or
+    # discarded writable pages): every mapping/permission call does the same
+    # to mappings and protections in both.
+    rng = random.Random(f"data-blind {policy}")
+    problem, _ = make_problem(DEFAULT_SCENARIO, parse_policy(policy))
+    ops = [op for op in problem.alphabet.ops if op.NAME in MAPPING_CALLS]
+    base = problem.start
+    variants = []
+    for text in ("write p0 1p z\nwrite p6 3p z", "madvise p6 3p dontneed", "write p7 2p y"):
+        twin = base.copy()
+        for step in parse_trace(text):
+            twin.apply(step.op)
+        assert without_tokens(twin) == without_tokens(base), text
+        variants.append(twin)
+    for op in rng.sample(ops, 400):
+        a = base.copy()
+        ra = a.apply(op)
+        for variant in variants:
+            b = variant.copy()
+            assert b.apply(op) == ra, format_op(op)
+            assert without_tokens(b) == without_tokens(a), format_op(op)

@@ -109,7 +109,15 @@ EFFECTS: Final[dict[str, frozenset[Property]]] = {
 }
 """The call frames: which properties a call can break at all (tested against
 the model in tests/unit/test_analysis_frames.py). The search uses them only
-to skip, on its last level, calls that cannot break a property still open."""
+to skip, on its last level, calls that cannot break a property still open.
+
+The calls that can break mapping or permission integrity but not content
+integrity alone (mprotect, pkey_mprotect) and those whose mapping effects
+are judged without content (mmap, munmap, mremap, brk) do not *read* page
+data either: what they do to mappings and protections is the same whatever
+the pages hold (also tested), so when only mapping and permission integrity
+are still open the last level judges them on the pages they name, without
+content tokens."""
 
 _ARENA: Final = MODEL_BASES.arena
 _HEAP: Final = MODEL_BASES.heap

@@ -152,6 +152,7 @@ Verdicts: TypeAlias = tuple[frozenset[Property], ...]
 """Per call of a group: the properties it breaks."""
 
 _NOTHING: Final[frozenset[Property]] = frozenset()
+_DATA: Final = frozenset({Property.CONTENT})
 _MIN_PARALLEL: Final = 48
 """Fewer states than this in a level are expanded in-process (forking costs more)."""
 
@@ -471,6 +472,13 @@ class _Expansion:
         self.aliases = engine.aliases(node.vec)
         self.tainted = engine.tainted(node.delta, self.aliases)
         self._space: Space | None = None
+        self._blind: Vector | None = None
+
+    def blind_vec(self) -> Vector:
+        """The node's vector without content tokens."""
+        if self._blind is None:
+            self._blind = tuple(None if e is None else e[:8] for e in self.node.vec)
+        return self._blind
 
     def space(self) -> Space:
         if self._space is None:
@@ -508,7 +516,11 @@ class _Expansion:
     def judge(self, g: int, members: Sequence[int]) -> None:
         """Last level: which calls of group ``g`` break an open property."""
         engine, stats = self.engine, self.stats
-        win = engine.window(engine.named_masks[g], self.aliases)
+        blind = not self.open & _DATA
+        # Calls that can break mapping or permission integrity neither read nor
+        # write page data (READ_FRAMES): when content is no longer open, their
+        # verdict depends on the pages they name, without tokens or aliases.
+        win = engine.named_masks[g] if blind else engine.window(engine.named_masks[g], self.aliases)
         if not win & engine.protected_mask:
             # A call changes only the pages it names (and their aliases): none
             # is protected, so it breaks nothing.
@@ -523,7 +535,8 @@ class _Expansion:
             # No call here can change what an open property looks at (call frames).
             stats.untouched += len(members)
             return
-        key = (g, win, tuple(self.node.vec[j] for j in _bits(win)))
+        vec = self.blind_vec() if blind else self.node.vec
+        key = (g if not blind else -1 - g, win, tuple(vec[j] for j in _bits(win)))
         verdicts = engine.verdicts.get(key)
         if verdicts is None:
             verdicts = self.verdicts_of(members, wanted, win)
@@ -575,10 +588,15 @@ class _Expansion:
                 if self.level == 0:
                     engine.root_outcomes[g] = known
                 # What the last level will ask about this window, answered now.
-                vkey = engine.verdict_key(g, self.node, self.aliases)
                 verdicts = tuple(broken for _, broken in known)
-                engine.verdicts.setdefault(vkey, verdicts)
-                self.out.verdicts.setdefault(vkey, verdicts)
+                named = engine.named_masks[g]
+                blind = tuple(self.blind_vec()[j] for j in _bits(named))
+                for vkey in (
+                    engine.verdict_key(g, self.node, self.aliases),
+                    (-1 - g, named, blind),
+                ):
+                    engine.verdicts.setdefault(vkey, verdicts)
+                    self.out.verdicts.setdefault(vkey, verdicts)
         assert known is not None
         for i, (_, broken) in zip(members, known, strict=True):
             if broken:
@@ -680,7 +698,7 @@ def search(
                 with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                     futures = [
                         pool.submit(_run_chunk, level, lo, hi, last, open_props)
-                        for lo, hi in _chunks(len(frontier), workers * 4)
+                        for lo, hi in _chunks(len(frontier), workers * 16)
                     ]
                     chunks = []
                     for n, future in enumerate(futures, 1):
