@@ -34,8 +34,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from ..flags import Prot, prot_to_str
+from ..flags import PAGE_SIZE, Prot, prot_to_str
 from ..layout import TOKEN_FILE, TOKEN_GUARD, TOKEN_UNKNOWN, TOKEN_ZERO, Layout, Run
+from ..ops import MODEL_BASES
 
 __all__ = [
     "PROPERTIES",
@@ -102,12 +103,17 @@ class PageFact:
         return (self.backing, self.obj, self.pgoff, self.shared)
 
     def where(self) -> str:
-        """``anon#a1@3`` / ``file:f1@0`` / ``shmem#s2@1`` (``p`` / ``s`` appended)."""
+        """``anon#av1@p3 private`` / ``file:f1@0 private`` / ``shmem#shm2@1 shared``.
+
+        An anonymous page's offset is its creation address (``do_mmap()``
+        sets ``vm_pgoff = addr >> PAGE_SHIFT``), shown zone-relative (``@p3``).
+        """
         text = self.backing
         if self.obj is not None:
             text += f"#{self.obj}"
         if self.pgoff is not None:
-            text += f"@{self.pgoff}"
+            zoned = MODEL_BASES.zone_of(self.pgoff * PAGE_SIZE) if self.backing == "anon" else None
+            text += f"@{zoned[0]}{zoned[1] // PAGE_SIZE}" if zoned else f"@{self.pgoff}"
         return f"{text} {'shared' if self.shared else 'private'}"
 
 
