@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import errno
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -70,6 +70,7 @@ __all__ = [
     "EFFECTS",
     "PROTS",
     "Alphabet",
+    "alphabet_of",
     "build_alphabet",
     "op_pages",
     "points_of",
@@ -353,6 +354,11 @@ def build_alphabet(
         missing = {name for name, op in first.items() if probe(op) == -errno.ENOSYS}
         dropped = [name for name in first if name in missing]
         ops = [op for op in ops if op.NAME not in missing]
+    return alphabet_of(ops, heap_pages, tuple(dropped))
+
+
+def alphabet_of(ops: Sequence[Op], heap_pages: int = 2, dropped: tuple[str, ...] = ()) -> Alphabet:
+    """An :class:`Alphabet` holding exactly ``ops`` (grouped by the pages they name)."""
     windows: list[frozenset[Page] | None] = []
     group_ids: dict[frozenset[Page], int] = {}
     group_of: list[int] = []
@@ -375,5 +381,5 @@ def build_alphabet(
         groups=tuple(tuple(m) for m in members),
         group_named=tuple(group_ids),
         group_windows=tuple(_widen(named) for named in group_ids),
-        dropped=tuple(dropped),
+        dropped=dropped,
     )

@@ -188,7 +188,7 @@ class _Chunk:
 
 
 class _Engine:
-    def __init__(self, problem: Problem, cache: bool) -> None:
+    def __init__(self, problem: Problem, cache: bool, margins: bool = False) -> None:
         self.problem = problem
         self.use_cache = cache
         alphabet = problem.alphabet
@@ -209,9 +209,13 @@ class _Engine:
             for w in alphabet.group_windows
         ]
         self.group_masks: list[int] = [_mask(w) for w in self.group_windows]
+        self.margins = margins
         self.named_masks: list[int] = [
             _mask(self.index[p] for p in w if p in self.index) for w in alphabet.group_named
         ]
+        # The window an expanding level keys its cache on: the pages a call
+        # names, or (margins=True) one page wider on each side.
+        self.expand_masks = self.group_masks if margins else self.named_masks
         self.protected_mask = _mask(self.index[p] for p in problem.protected if p in self.index)
         self.key_windows = problem.key_windows or problem.windows
         # Zone windows holding protected pages: all a verdict needs to look at.
@@ -572,11 +576,11 @@ class _Expansion:
         engine, stats = self.engine, self.stats
         known: Outcome | None
         fresh: list[tuple[int, Space]] | None = None
-        if self.level > 0 and not engine.group_masks[g] & self.tainted:
+        if self.level > 0 and not engine.expand_masks[g] & self.tainted:
             known = engine.root_outcomes[g]
             stats.untouched += len(members)
         else:
-            window = engine.window(engine.group_masks[g], self.aliases)
+            window = engine.window(engine.expand_masks[g], self.aliases)
             cache_key = (g, window, tuple(self.node.vec[j] for j in _bits(window)))
             known = engine.cache.get(cache_key)
             if known is not None:
