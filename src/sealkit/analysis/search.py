@@ -204,6 +204,11 @@ class _Engine:
         ]
         self.index = {page: i for i, page in enumerate(self.pages)}
         self.before = page_facts(root_layouts)
+        self.same = {
+            page: (f.backing, f.obj, f.pgoff, f.shared, f.prot, f.token)
+            for page, f in self.before.items()
+        }
+        self._wanted: dict[tuple[int, frozenset[Property]], tuple[int, ...]] = {}
         self.group_windows: list[tuple[int, ...]] = [
             tuple(sorted(self.index[p] for p in w if p in self.index))
             for w in alphabet.group_windows
@@ -289,6 +294,15 @@ class _Engine:
             found = self._spans[win] = (spans, pages)
         return found
 
+    def wanted(self, g: int, props: frozenset[Property]) -> tuple[int, ...]:
+        """The calls of group ``g`` whose frame reaches one of ``props``."""
+        found = self._wanted.get((g, props))
+        if found is None:
+            members = self.problem.alphabet.groups[g]
+            found = tuple(i for i in members if self.effects[i] & props)
+            self._wanted[(g, props)] = found
+        return found
+
     def independent(self, a: int, i: int) -> bool:
         """Calls ``a`` and ``i`` commute from the start state: neither can see
         what the other changes (widened windows against changed pages)."""
@@ -320,14 +334,42 @@ class _Engine:
         after = page_facts(layouts)
         return self._violated(after)
 
-    def violated_at(
-        self, after: dict[Page, PageFact], pages: frozenset[Page]
+    def judge_layouts(
+        self, layouts: Sequence[Layout], pages: frozenset[Page], props: frozenset[Property]
     ) -> frozenset[Property]:
-        """The properties broken on ``pages`` (``after`` describes at least those)."""
+        """The properties of ``props`` broken on ``pages``, given layouts that
+        cover them. Fast path: every judged page as at the start breaks nothing."""
+        same = self.same
+        seen = 0
+        for layout in layouts:
+            zone = layout.zone
+            for run in layout.runs:
+                for p in range(run.start, run.end):
+                    page = (zone, p)
+                    if page not in pages:
+                        continue
+                    seen += 1
+                    off = None if run.pgoff is None else run.pgoff + (p - run.start)
+                    token = run.content[p - run.start] if run.content else "?"
+                    fact = (run.backing, run.obj, off, run.shared, run.prot, token)
+                    if same.get(page) != fact:
+                        return self.violated_at(page_facts(layouts), pages, props)
+        if seen != len(pages):
+            return self.violated_at(page_facts(layouts), pages, props)
+        return _NOTHING
+
+    def violated_at(
+        self,
+        after: dict[Page, PageFact],
+        pages: frozenset[Page],
+        props: frozenset[Property] | None = None,
+    ) -> frozenset[Property]:
+        """The properties (of ``props``, default all) broken on ``pages``
+        (``after`` describes at least those)."""
         p = self.problem
         return frozenset(
             prop
-            for prop in p.properties
+            for prop in (p.properties if props is None else props)
             if check(prop, self.before, after, pages, p.promise) is not None
         )
 
@@ -393,10 +435,20 @@ class _Engine:
     # ------------------------------------------------------------ expanding
 
     def evaluate(
-        self, space: Space, node: _Node, group_ops: Sequence[int], stats: SearchStats
+        self,
+        space: Space,
+        node: _Node,
+        group_ops: Sequence[int],
+        stats: SearchStats,
+        judge: tuple[frozenset[Property], list[int]] | None = None,
     ) -> tuple[Outcome, list[tuple[int, Space]]]:
         """Apply each call to a copy of ``space``: did it change the state,
-        which properties does the result break. Returns the changed copies too."""
+        which properties does the result break. Returns the changed copies too.
+
+        Without ``judge`` the whole state is judged on every property. With
+        ``judge=(open properties, aliases)`` only calls whose frame reaches an
+        open property are judged, on the protected pages they name (or alias).
+        """
         outcome: list[tuple[bool, frozenset[Property]]] = []
         changed: list[tuple[int, Space]] = []
         for i in group_ops:
@@ -406,7 +458,20 @@ class _Engine:
             if self.key_of(twin) == node.key:
                 outcome.append((False, _NOTHING))
                 continue
-            outcome.append((True, self.violated(self._judged(twin))))
+            if judge is None:
+                broken = self.violated(self._judged(twin))
+            else:
+                props, aliases = judge
+                g = self.problem.alphabet.group_of[i]
+                if g < 0:
+                    broken = self.violated(self._judged(twin)) & props
+                elif self.effects[i] & props:
+                    spans, pages = self.spans(self.window(self.named_masks[g], aliases))
+                    layouts = [twin.layout(z, lo, hi) for z, lo, hi in spans]
+                    broken = self.judge_layouts(layouts, pages, props)
+                else:
+                    broken = _NOTHING
+            outcome.append((True, broken))
             changed.append((i, twin))
         return tuple(outcome), changed
 
@@ -534,7 +599,7 @@ class _Expansion:
             # Everything it can see is as at the start, where it broke nothing open.
             stats.untouched += len(members)
             return
-        wanted = [i for i in members if engine.effects[i] & self.open]
+        wanted = engine.wanted(g, self.open)
         if not wanted:
             # No call here can change what an open property looks at (call frames).
             stats.untouched += len(members)
@@ -567,8 +632,8 @@ class _Expansion:
             twin = space.copy()
             twin.apply(engine.ops[i])
             stats.applied += 1
-            after = page_facts([twin.layout(z, lo, hi) for z, lo, hi in spans])
-            found.append(engine.violated_at(after, pages))
+            layouts = [twin.layout(z, lo, hi) for z, lo, hi in spans]
+            found.append(engine.judge_layouts(layouts, pages, self.open))
         return tuple(found)
 
     def expand(self, g: int, members: Sequence[int]) -> None:
@@ -586,7 +651,9 @@ class _Expansion:
             if known is not None:
                 stats.cached += len(members)
             else:
-                known, fresh = engine.evaluate(self.space(), self.node, members, stats)
+                known, fresh = engine.evaluate(
+                    self.space(), self.node, members, stats, (self.open, self.aliases)
+                )
                 engine.cache[cache_key] = known
                 self.out.cache[cache_key] = known
                 if self.level == 0:
@@ -631,7 +698,14 @@ def _mask(indices: Iterable[int]) -> int:
     return out
 
 
+_BITS: dict[int, list[int]] = {}
+
+
 def _bits(mask: int) -> list[int]:
+    found = _BITS.get(mask)
+    if found is not None:
+        return found
+    mask_in = mask
     out = []
     i = 0
     while mask:
@@ -639,6 +713,8 @@ def _bits(mask: int) -> list[int]:
             out.append(i)
         mask >>= 1
         i += 1
+    if len(_BITS) < 1 << 16:
+        _BITS[mask_in] = out
     return out
 
 
