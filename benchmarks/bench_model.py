@@ -13,7 +13,6 @@ with copying the VMA list outright (what a non-persistent store would do).
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 
@@ -61,7 +60,8 @@ def mix(k: int) -> list[Op]:
 
 
 def time_mix(space: AddressSpace, rounds: int) -> float:
-    """Seconds per call, over ``rounds`` repetitions of the mix (median of 5)."""
+    """Seconds per call, over ``rounds`` repetitions of the mix (best of 7: the
+    machine is shared, and the fastest run is the one least disturbed)."""
     # The same 96-page stretch in the middle of every space, so every size
     # runs exactly the same calls on the same neighbourhood.
     n = len(space.vmas)
@@ -70,7 +70,7 @@ def time_mix(space: AddressSpace, rounds: int) -> float:
     batches = [mix(first + 4 * (r % 23)) for r in range(rounds)]
     calls = sum(len(b) for b in batches)
     samples = []
-    for rep in range(5):
+    for rep in range(7):
         twin = space.copy()
         start = time.perf_counter()
         for batch in batches:
@@ -80,7 +80,7 @@ def time_mix(space: AddressSpace, rounds: int) -> float:
             twin.state_key("p", middle, middle + 16)
         samples.append((time.perf_counter() - start) / calls)
         del rep
-    return statistics.median(samples)
+    return min(samples)
 
 
 def time_copy(space: AddressSpace, reps: int) -> tuple[float, float]:

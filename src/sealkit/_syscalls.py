@@ -30,10 +30,12 @@ __all__ = [
     "LoadedObject",
     "Phdr",
     "brk",
+    "errno_call",
     "libc_has_symbol",
     "libc_version",
     "loaded_objects",
     "madvise",
+    "mallopt",
     "mincore",
     "mlock",
     "mlock2",
@@ -52,6 +54,7 @@ __all__ = [
     "process_vm_readv",
     "process_vm_writev",
     "procmap_query",
+    "procmap_vmas",
 ]
 
 # os.uname() is what platform.machine() returns, without importing platform
@@ -215,6 +218,34 @@ def _call(call: str, nargs: int, *args: object, addr: object = None, length: obj
     if ret < 0:
         _fail(call, ret, _int_or_none(addr), _int_or_none(length))
     return ret
+
+
+_BY_ARITY: Final = (None, _sys1, _sys2, _sys3, _sys4, _sys5, _sys6)
+
+
+def errno_call(call: str, *args: int) -> int:
+    """Make ``call`` (a name in :data:`NR`) with up to six integer arguments and
+    return the kernel's answer in the kernel convention: the result (as an
+    unsigned value) or ``-errno``. Never raises for a kernel error: this is
+    for the kernel executor, which records errnos rather than handling them
+    (and makes hundreds of thousands of calls). Arguments are validated like
+    every other call here; an unknown call is ``-ENOSYS``.
+    """
+    if not isinstance(call, str):
+        raise ArgumentTypeError(f"call must be a system call name, not {type(call).__name__}")
+    if len(args) > 6:
+        raise ArgumentError(f"{call}: at most 6 arguments, not {len(args)}")
+    nr = NR.get(call)
+    if nr is None:
+        return -38  # ENOSYS
+    for value in args:
+        # Plain ints in [0, 2**64) go through as they are; anything else is
+        # validated (negatives become two's complement, as the kernel reads them).
+        if type(value) is not int or not 0 <= value <= _MASK:
+            args = tuple(_u64(v, f"{call} argument {i + 1}") for i, v in enumerate(args))
+            break
+    ret: int = _BY_ARITY[len(args)](nr, *args)  # type: ignore[misc]
+    return ret if ret < 0 else ret & _MASK  # the helpers return -errno on failure
 
 
 def mmap(addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
@@ -427,6 +458,26 @@ def mincore(addr: int, length: int) -> bytes:
     return vec.raw[:pages]
 
 
+def mallopt(param: int, value: int) -> None:
+    """glibc ``mallopt(param, value)`` (``M_TRIM_THRESHOLD=-1``, ``M_TOP_PAD=-2``,
+    ``M_MMAP_THRESHOLD=-3``). The kernel executor uses it to keep malloc off
+    the program break while traces move it. Raises ``NotSupportedError`` on a
+    libc without ``mallopt`` and ``ArgumentError`` when glibc rejects the value.
+    """
+    for name, given in (("param", param), ("value", value)):
+        if isinstance(given, bool) or not isinstance(given, int):
+            raise ArgumentTypeError(f"mallopt {name} must be an int, not {type(given).__name__}")
+        if not -(1 << 31) <= given < 1 << 31:
+            raise ArgumentError(f"mallopt {name}={given} does not fit in a C int")
+    fn = getattr(_libc, "mallopt", None)
+    if fn is None:
+        raise NotSupportedError(38, "mallopt", detail="this libc has no mallopt")
+    fn.argtypes = (ctypes.c_int, ctypes.c_int)
+    fn.restype = ctypes.c_int
+    if fn(int(param), int(value)) != 1:  # mallopt returns 1 on success, 0 on error
+        raise ArgumentError(f"mallopt({param}, {value}) was rejected")
+
+
 class ProcmapQuery(ctypes.Structure):
     """``struct procmap_query`` (include/uapi/linux/fs.h, Linux 6.11+)."""
 
@@ -472,6 +523,56 @@ def procmap_query(maps_fd: int, addr: int, flags: int, query: ProcmapQuery) -> b
             return False
         _fail("ioctl(PROCMAP_QUERY)", ret, addr)
     return True
+
+
+_PROCMAP_COVERING_OR_NEXT: Final = 0x10
+
+
+def procmap_vmas(
+    maps_fd: int, lo: int, hi: int, names: bool = False
+) -> list[tuple[int, int, int, int, int, int, int, str]]:
+    """Every VMA meeting ``[lo, hi)``, one ``PROCMAP_QUERY`` ioctl each (no page
+    walk, unlike smaps): ``(start, end, vma_flags, file_offset, dev_major,
+    dev_minor, inode, name)``. ``vma_flags`` holds PROCMAP_QUERY_VMA_READABLE
+    (1), WRITABLE (2), EXECUTABLE (4) and SHARED (8); ``inode`` is 0 for memory
+    without a file; ``name`` is the kernel's name for the VMA, as maps prints
+    it (``[heap]``, ``[stack]``, a path), when ``names``, else ``""``. Raises
+    on an error other than "nothing further" (ENOTTY before Linux 6.11). This
+    is the kernel executor's per-call snapshot, so it keeps Python work per VMA
+    to a minimum.
+    """
+    maps_fd, lo, hi = _u64(maps_fd, "maps_fd"), _u64(lo, "lo"), _u64(hi, "hi")
+    query = ProcmapQuery()
+    where = ctypes.addressof(query)
+    name_buf = ctypes.create_string_buffer(256) if names else None
+    ioctl = _nr("ioctl")
+    out = []
+    addr = lo
+    while addr < hi:
+        query.size = ctypes.sizeof(ProcmapQuery)
+        query.query_flags = _PROCMAP_COVERING_OR_NEXT
+        query.query_addr = addr
+        if name_buf is not None:
+            query.vma_name_size = len(name_buf)
+            query.vma_name_addr = ctypes.addressof(name_buf)
+        ret = _sys3(ioctl, maps_fd, PROCMAP_QUERY, where)
+        if ret < 0:
+            if ret == -2:  # ENOENT: nothing at or after addr
+                break
+            _fail("ioctl(PROCMAP_QUERY)", ret, addr)
+        start = query.vma_start
+        if start >= hi:
+            break
+        end = query.vma_end
+        name = ""
+        if name_buf is not None and query.vma_name_size:
+            name = name_buf.value.decode("utf-8", "surrogateescape")
+        out.append(
+            (start, end, query.vma_flags, query.vma_offset, query.dev_major, query.dev_minor,
+             query.inode, name)
+        )  # fmt: skip
+        addr = end
+    return out
 
 
 _gnu_get_libc_version: Callable[[], bytes] | None

@@ -10,6 +10,10 @@ mappings made with ``MAP_SEALABLE``).
     from sealkit.strategies import traces
     @given(traces("linux", pages=12))
     def test_something(ops): ...
+
+Some generated calls reach far outside the arena (``0``, the kernel half,
+huge lengths): that is their purpose on the model. A kernel executor must
+check every range with ``ops.iter_ranges`` before running a call.
 """
 
 from __future__ import annotations

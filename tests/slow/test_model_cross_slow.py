@@ -1,8 +1,8 @@
 """The model against the naive page-map model, thoroughly (slow tier).
 
-``tests/unit/test_model_properties.py`` runs the same check with a short
-profile. ``SEALKIT_MODEL_EXAMPLES`` sets the examples per policy (default
-300, which takes well under a minute per policy on this machine).
+``tests/unit/test_model_properties.py`` runs the same check with 40
+examples per policy. This tier runs ``SEALKIT_MODEL_EXAMPLES`` per policy
+(default 300, a few seconds a policy here; 1500 is a thorough profile).
 """
 
 from __future__ import annotations

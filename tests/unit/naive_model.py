@@ -29,6 +29,7 @@ from sealkit.model.vma import (
     VM_DONTCOPY,
     VM_DONTDUMP,
     VM_DROPPABLE,
+    VM_EXEC,
     VM_GROWSDOWN,
     VM_HUGEPAGE,
     VM_LOCKED,
@@ -139,6 +140,24 @@ class Naive:
         """Pages [lo, hi) got new attributes through a merge-attempting path."""
         for b in range(lo, hi + 1):
             self.forced.discard(b)
+        if lo in self.pages:
+            # The kernel merges a changed range with the VMA before it first,
+            # and with the one after it only if their anon_vmas agree
+            # (can_vma_merge_right()): anon-less pages cannot bridge two.
+            vlo, vhi = self.vma(lo)
+            if len({self.pages[q].anon for q in range(vlo, vhi)} - {None}) > 1:
+                self.forced.add(hi)
+        self.unify(lo, hi)
+
+    def unify(self, lo: int, hi: int) -> None:
+        """A VMA has one anon_vma: once pages join, the merged VMA takes the one
+        some of them had (``vma_merge`` keeps it)."""
+        for vlo, vhi in self.vmas(lo - 1, hi + 1):
+            anons = {self.pages[q].anon for q in range(vlo, vhi)} - {None}
+            if len(anons) == 1:
+                (anon,) = anons
+                for q in range(vlo, vhi):
+                    self.pages[q].anon = anon
 
     def keep_edges(self, lo: int, hi: int) -> None:
         """Attributes changed without a merge attempt: the VMA keeps its edges."""
@@ -146,18 +165,23 @@ class Naive:
         self.forced.add(hi)
 
     def remove(self, lo: int, hi: int) -> None:
+        """Pages [lo, hi) unmapped: the boundaries between them go too."""
         if hi - lo > LIMIT:
             for p in self.mapped(lo, hi):
                 del self.pages[p]
         else:
             for p in range(lo, hi):
                 self.pages.pop(p, None)
+        self.forced = {b for b in self.forced if not lo < b < hi}
 
     def add(self, lo: int, hi: int, make: object) -> None:
+        """New pages [lo, hi): one new VMA, so no boundary inside it."""
         if hi - lo > LIMIT:
             raise TooBig
         for i, p in enumerate(range(lo, hi)):
             self.pages[p] = make(i)  # type: ignore[operator]
+            if i:
+                self.forced.discard(p)
 
     # ------------------------------------------------------------ objects
 
@@ -240,7 +264,10 @@ class Naive:
             if pg.flags & VM_LOCKONFAULT:
                 p += 1
                 continue
-            if not self.fault_ok(pg):
+            # No FOLL_FORCE for a PROT_NONE VMA: GUP fails (mlock: ENOMEM).
+            if not self.fault_ok(pg) or not pg.flags & (VM_READ | VM_WRITE | VM_EXEC):
+                if (pg.flags & (VM_WRITE | VM_SHARED)) == VM_WRITE and not pg.guard:
+                    self.anon_prepare(p)  # do_cow_fault() prepares it before the SIGBUS
                 if ignore:
                     p = self.vma(p)[1]
                     continue
@@ -408,11 +435,13 @@ class Naive:
                 if nxt[0] * PG > hint and hint + length <= start:
                     return hint, False
         addr = (self.elsewhere - length) // PG * PG
-        while not self.free(addr // PG, (addr + length) // PG):
+        while addr >= MIN_PAGE * PG:
+            if self.free(addr // PG, (addr + length) // PG):
+                self.elsewhere = addr
+                return addr, True
             clash = self.mapped(addr // PG, (addr + length) // PG)[0]
             addr = (self.vma(clash)[0] * PG - length) // PG * PG
-        self.elsewhere = addr
-        return addr, True
+        return -errno.ENOMEM, False
 
     def mmap(self, op: O.Mmap) -> int:
         pol = self.policy
@@ -553,7 +582,7 @@ class Naive:
             return -errno.ENOMEM
         if prot & ~0xF:
             return -errno.EINVAL
-        if pkey not in (-1, 0):
+        if pkey != -1:  # no PKU: not even pkey 0 is allocated
             return -errno.EINVAL
         lo, hi = start // PG, end // PG
         first = self.mapped(lo, hi)
@@ -714,7 +743,11 @@ class Naive:
         lo, hi = addr // PG, min(-(-(addr + length) // PG), 1 << 52)
         for p in range(lo, hi):
             pg = self.pages.get(p)
-            if pg is None or not pg.flags & VM_WRITE or not self.fault_ok(pg):
+            if pg is None or not pg.flags & VM_WRITE:
+                return -errno.EFAULT
+            if not self.fault_ok(pg):
+                if not pg.flags & VM_SHARED and not pg.guard:
+                    self.anon_prepare(p)  # do_cow_fault() prepares it before the SIGBUS
                 return -errno.EFAULT
             z = O.MODEL_BASES.zone_of(p * PG)
             tok = O.write_token(op.tag[:1] if op.tag else None, z[1] // PG if z else p)
@@ -801,6 +834,8 @@ class Naive:
                 if not pg.flags & (VM_WRITE if write else VM_READ):
                     return -errno.EINVAL
                 if not self.fault_ok(pg):
+                    if write and not pg.flags & VM_SHARED and not pg.guard:
+                        self.anon_prepare(p)  # do_cow_fault() prepares it before the SIGBUS
                     return -errno.EFAULT
                 if write and not pg.flags & VM_SHARED:
                     self.write_fault(p)
@@ -854,8 +889,11 @@ class Naive:
             if locked:
                 return -errno.EINVAL
             if adv == Madv.PAGEOUT:
+                # Pages a fork child still shares with its parent are skipped
+                # by reclaim; like the model, lazily freed pages in a forked
+                # anon_vma stay unknown.
                 for q in pages:
-                    if q.lazy:
+                    if q.lazy and q.anon not in self.forked:
                         q.lazy, q.tok = False, None
             return 0
         if adv in (Madv.DONTNEED, Madv.DONTNEED_LOCKED, Madv.FREE):
@@ -876,7 +914,8 @@ class Naive:
         if adv == Madv.GUARD_INSTALL:
             if locked:
                 return -errno.EINVAL
-            self.anon_prepare(vlo)
+            if self.pages[vlo].file is None:  # 6.18.44: anonymous VMAs only
+                self.anon_prepare(vlo)
             for q in pages:
                 q.tok, q.lazy, q.guard = None, False, True
             return 0
@@ -939,8 +978,12 @@ class Naive:
             n = min(n, 0x7FFFF000 - total)
             total += n
             iovs.append((a, n))
+        if not total:
+            return 0
         done, ret = 0, 0
-        for a, n in iovs:
+        for k, (a, n) in enumerate(iovs):
+            if k and not n:
+                continue  # iov_iter_advance() skips empty iovecs after the first
             ret = self.do_madvise(a, n, adv)
             if ret < 0:
                 break
@@ -1055,6 +1098,8 @@ class Naive:
         if not flags & 1:
             return -errno.ENOMEM
         dest, elsewhere = self.place(0, new, False)
+        if dest < 0:
+            return dest
         r = self.move(addr, old, new, dest, flags)
         return O.ELSEWHERE if elsewhere and r >= 0 else r
 
@@ -1110,7 +1155,7 @@ class Naive:
                 q.tok, q.lazy, q.guard = None, False, False
             for q_i in range(vlo, vhi):
                 q = self.pages[q_i]
-                q.flags &= ~(VM_LOCKED_MASK | VM_ACCOUNT)
+                q.flags &= ~VM_LOCKED_MASK  # 6.18 keeps VM_ACCOUNT on the source
                 if whole:
                     q.anon = None
             self.keep_edges(vlo, vhi)

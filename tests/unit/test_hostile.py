@@ -132,6 +132,18 @@ RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]]
     ),
     "libc_has_symbol": (_syscalls.libc_has_symbol, (st.one_of(junk, st.text(max_size=10)),)),
     "loaded_objects": (_syscalls.loaded_objects, ()),
+    # The kernel executor's entry points (fidelity branch).
+    "errno_call": (
+        _syscalls.errno_call,
+        (
+            st.one_of(junk, st.sampled_from(["munmap", "mprotect", "madvise", "mseal", "nope"])),
+            address,
+            length,
+            small_int,
+        ),
+    ),
+    "mallopt": (_syscalls.mallopt, (anything_int, anything_int)),
+    "procmap_vmas": (_syscalls.procmap_vmas, (small_int, address, anything_int)),
 }
 
 
@@ -263,6 +275,24 @@ PURE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]
         (st.one_of(junk, st.text(max_size=8)), path, path),
     ),
     "resolve_pid": (procfs.resolve_pid, (pid,)),
+    "scan_smaps": (
+        procfs.scan_smaps,
+        (st.one_of(junk, st.binary(max_size=80), st.text(max_size=80)), st.one_of(st.none(), junk)),
+    ),
+    "task_status": (
+        procfs.task_status,
+        (
+            st.one_of(
+                junk,
+                st.dictionaries(
+                    st.sampled_from(["Name", "State", "Pid", "Uid"]),
+                    st.one_of(junk, st.text(max_size=8)),
+                ),
+            ),
+            st.one_of(st.none(), junk),
+        ),
+    ),
+    "ProcessDir": (procfs.ProcessDir, (pid, path)),
     "check_environment": (environment.check_environment, (path, path)),
     "unmet": (
         environment.unmet,

@@ -251,3 +251,14 @@ def test_process_madvise_counts_bytes_of_iovecs_done() -> None:
     assert s.apply(ProcessMadvise(Madv.DONTNEED, ((p, 4096),))) == -12
     assert s.apply(ProcessMadvise(Madv.DONTNEED, ((p, 1 << 63),))) == -22
     assert s.apply(ProcessMadvise(Madv.DONTNEED, ((0x7FFFFFFFF000, 8192),))) == -14
+
+
+def test_no_room_elsewhere_is_enomem() -> None:
+    s = make()
+    op = Mmap(
+        0, 0x7F00_0000_0000, Prot.NONE, MapFlag.ANONYMOUS | MapFlag.PRIVATE | MapFlag.NORESERVE
+    )
+    assert s.apply(op) == -12
+    small = Mmap(0, 1 << 30, Prot.NONE, MapFlag.ANONYMOUS | MapFlag.PRIVATE | MapFlag.NORESERVE)
+    assert s.apply(small) == ELSEWHERE
+    s.check()

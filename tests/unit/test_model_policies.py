@@ -12,6 +12,7 @@ import errno
 
 import pytest
 
+from sealkit.errors import ArgumentError, ArgumentTypeError
 from sealkit.flags import Madv, SealV1, SealV3, SplitSeal
 from sealkit.model import POLICIES, AddressSpace
 from sealkit.ops import (
@@ -43,8 +44,16 @@ def test_registry_holds_the_design_table() -> None:
             blocked, kind = policy.refusals[operation]
             assert blocked and kind, (name, operation)
         assert policy.summary and policy.source
-    with pytest.raises(ValueError, match="unknown policy 'linux-9'"):
+        assert policy.__doc__ is not None and policy.summary in policy.__doc__
+        assert all(choice in policy.__doc__ for choice in policy.choices)
+    with pytest.raises(ArgumentError, match="unknown policy 'linux-9'"):
         AddressSpace("linux-9")
+    with pytest.raises(ArgumentTypeError):
+        AddressSpace(3)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match="zone"):
+        AddressSpace().layout("q", 0, 4)
+    with pytest.raises(ArgumentError, match="empty window"):
+        AddressSpace().state_key("p", 4, 0)
 
 
 SEAL_CALLS = {
@@ -425,3 +434,86 @@ def test_elsewhere_result_for_a_policy_world_too() -> None:
     run(s, "mremap p0 4p 8p maymove = elsewhere")
     assert s.apply(Mimmutable(P0, PG)) == 0
     assert ELSEWHERE > 0
+
+
+# ----------------------------------------------- the remaining documented choices
+
+
+def test_v1_brk_shrink_answers_to_munmap_and_types_must_match_to_merge() -> None:
+    s = make("brk h4 = h4\nmseal_v1 h2 2p munmap = 0", "proposal-v1")
+    run(s, "brk h3 = h4\nbrk h6 = h6\nbrk h4 = h4")
+    t = make("mmap p0 4p rw- private|anon|fixed = p0", "proposal-v1")
+    run(t, "mseal_v1 p0 2p munmap = 0\nmseal_v1 p2 2p mmap = 0")
+    assert ascii(t, 0, 4)[0] == "AABB"
+    run(t, "mseal_v1 p2 2p munmap = 0\nmseal_v1 p0 2p mmap = 0")
+    assert ascii(t, 0, 4)[0] == "AAAA"  # equal types now: one VMA
+
+
+def test_v1_mremap_is_single_vma() -> None:
+    s = make(
+        "mmap p0 2p rw- private|anon|fixed = p0\nmmap p2 2p r-- private|anon|fixed = p2",
+        "proposal-v1",
+    )
+    run(s, "mremap p0 4p 4p maymove|fixed p8 = EFAULT")
+
+
+def test_v3_sealable_survives_mremap_and_fork_but_brk_is_not_sealable() -> None:
+    s = make("mmap p0 2p rw- private|anon|fixed|sealable = p0\nbrk h2 = h2", "proposal-v3")
+    run(s, """
+        mremap   p0 2p 2p maymove|fixed p8 = p8
+        fork                                = 0
+        mseal_v3 p8 2p base                 = 0
+        mseal_v3 h0 2p base                 = EACCES
+    """)  # fmt: skip
+    assert ascii(s, 8, 10)[0] == "AA"
+
+
+def test_v3_discard_set_includes_guard_install() -> None:
+    s = make(
+        READ_ONLY_SEALED.replace("private|anon|fixed", "private|anon|fixed|sealable").replace(
+            "mseal    p0 4p", "mseal_v3 p0 4p discard_ro_anon"
+        ),
+        "proposal-v3",
+    )
+    run(s, "madvise p0 4p guard_install = EACCES\nmadvise p0 4p guard_remove = 0")
+
+
+def test_mimmutable_keeps_linux_munmap_and_mprotect_hole_semantics() -> None:
+    s = make(
+        "mmap p0 2p rw- private|anon|fixed = p0\nmmap p4 2p rw- private|anon|fixed = p4",
+        "mimmutable",
+    )
+    run(s, "munmap p0 8p = 0")  # OpenBSD would say EINVAL for the holes
+    t = make(
+        "mmap p0 2p rw- private|anon|fixed = p0\nmmap p4 2p rw- private|anon|fixed = p4",
+        "mimmutable",
+    )
+    run(t, "mprotect p0 6p r-- = ENOMEM")  # Linux's partial ENOMEM at the hole
+    expect(t, "[0,2) r--p anon 00\n[4,6) rw-p anon 00", 0, 6)
+
+
+def test_mimmutable_refuses_mremap_of_source_and_destination() -> None:
+    s = make(
+        "mmap p0 2p rw- private|anon|fixed = p0\nmmap p8 2p rw- private|anon|fixed = p8\nmimmutable p0 2p = 0",
+        "mimmutable",
+    )
+    run(s, """
+        mremap p0 2p 4p maymove              = EPERM
+        mremap p8 2p 2p maymove|fixed p0     = EPERM
+        mremap p8 2p 2p maymove|fixed p4     = p4
+    """)  # fmt: skip
+
+
+def test_linux_root_may_map_below_mmap_min_addr() -> None:
+    s = make()
+    run(s, "mmap 0 1p rw- private|anon|fixed = 0\nmseal 0 1p = 0\nmunmap 0 1p = EPERM")
+
+
+@pytest.mark.parametrize(("name", "after"), [("linux", "aaaa"), ("linux-6.10", "    ")])
+def test_map_fixed_accounting_failure_after_the_unmap(name: str, after: str) -> None:
+    # 6.10 unmapped the old range before charging the new mapping (the gap
+    # Liam Howlett's 6.12 series closed); 6.12+ reattaches the old VMAs.
+    s = AddressSpace(name, ram_pages=8)
+    run(s, "mmap p0 4p r-- private|anon|fixed = p0")
+    run(s, "mmap p0 16p rw- private|anon|fixed = ENOMEM")  # 16 pages > 8 of RAM
+    assert ascii(s, 0, 4)[0] == after

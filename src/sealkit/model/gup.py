@@ -23,7 +23,18 @@ from typing import TYPE_CHECKING
 from ..ops import MODEL_BASES, Write
 from . import content
 from .content import GUARD, Kind, Runs
-from .vma import M64, PAGE, PAGE_SHIFT, TASK_SIZE, VM_LOCKONFAULT, VM_READ, VM_SHARED, VM_WRITE, Vma
+from .vma import (
+    M64,
+    PAGE,
+    PAGE_SHIFT,
+    TASK_SIZE,
+    VM_EXEC,
+    VM_LOCKONFAULT,
+    VM_READ,
+    VM_SHARED,
+    VM_WRITE,
+    Vma,
+)
 
 if TYPE_CHECKING:
     from ..ops import Op
@@ -45,6 +56,21 @@ def fault_stop(mm: AddressSpace, v: Vma, lo: int, hi: int) -> int:
         size, _ = mm.object(v.file)
         stop = min(stop, max(lo, size - v.pgoff))
     return stop
+
+
+def cow_prepared(mm: AddressSpace, v: Vma, stop: int, hi: int) -> Vma:
+    """``v`` after a private write fault that stopped at page ``stop`` (< ``hi``):
+    ``do_cow_fault()`` prepares the anon_vma before the file read fails with
+    SIGBUS past the end of the file, so the failed fault still leaves one (a
+    guard marker fails before that). Found by the differential fuzzer
+    (regression/mlock-beyond-eof-keeps-sealed-vmas-apart)."""
+    if (
+        stop < hi
+        and v.file is not None
+        and content.first(v.priv, stop, stop + 1, _is_guard) is None
+    ):
+        return mm.anon_vma_prepare(v)
+    return v
 
 
 def object_view(mm: AddressSpace, v: Vma, lo: int, hi: int) -> Runs:
@@ -82,9 +108,16 @@ def populate_vma_page_range(mm: AddressSpace, v: Vma, start: int, end: int) -> i
     lo, hi = (start - v.start) >> PAGE_SHIFT, (end - v.start) >> PAGE_SHIFT
     if v.flags & VM_LOCKONFAULT:
         return hi - lo
+    if not v.flags & (VM_READ | VM_WRITE | VM_EXEC):
+        # No FOLL_FORCE for an inaccessible (PROT_NONE) VMA (vma_is_accessible()),
+        # so GUP fails on the first page: mlock gets ENOMEM, its lock stays
+        # (regression/mlock-prot-none, found by the differential fuzzer).
+        return -errno.EFAULT
     stop = fault_stop(mm, v, lo, hi)
-    if (v.flags & (VM_WRITE | VM_SHARED)) == VM_WRITE and stop > lo:
-        write_fault(mm, v, lo, stop)
+    if (v.flags & (VM_WRITE | VM_SHARED)) == VM_WRITE:
+        if stop > lo:
+            v = write_fault(mm, v, lo, stop)
+        cow_prepared(mm, v, stop, hi)
     if stop == lo and lo < hi:
         return -errno.EFAULT
     return stop - lo
@@ -126,8 +159,10 @@ def faultin_page_range(mm: AddressSpace, start: int, end: int, write: bool) -> i
         nend = min(end, v.end)
         lo, hi = (cur - v.start) >> PAGE_SHIFT, (nend - v.start) >> PAGE_SHIFT
         stop = fault_stop(mm, v, lo, hi)
-        if write and not v.flags & VM_SHARED and stop > lo:
-            write_fault(mm, v, lo, stop)
+        if write and not v.flags & VM_SHARED:
+            if stop > lo:
+                v = write_fault(mm, v, lo, stop)
+            cow_prepared(mm, v, stop, hi)
         if stop < hi:
             return -errno.EFAULT
         cur = nend
@@ -172,8 +207,10 @@ def sys_write(mm: AddressSpace, op: Op) -> int:
                 mm.set_object(v.file, content.put(runs, v.pgoff + lo, v.pgoff + stop, okind))
             else:
                 v = mm.anon_vma_prepare(v)
-                mm.set_priv(v, content.put(v.priv, lo, stop, kind))
+                v = mm.set_priv(v, content.put(v.priv, lo, stop, kind))
         if stop < hi:
+            if not v.flags & VM_SHARED:
+                cow_prepared(mm, v, stop, hi)
             return -errno.EFAULT
         cur = nend
     return 0

@@ -160,8 +160,14 @@ def madvise_vma_behavior(
     if behavior in (Madv.COLD, Madv.PAGEOUT):
         if vma.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB):
             return -errno.EINVAL, vma
-        if behavior == Madv.PAGEOUT:
+        if behavior == Madv.PAGEOUT and (vma.anon is None or not vma.anon.forked):
             # Reclaim drops lazily freed pages; with no swap nothing else goes.
+            # In a fork child, pages not yet copied on write are still mapped
+            # by the parent, and madvise_cold_or_pageout_pte_range() skips
+            # folios mapped elsewhere (folio_mapcount() != nr_pages): they
+            # keep their data. The model does not track which pages the
+            # child has copied since, so its lazily freed pages stay `?`
+            # (regression/fork-child-pageout-keeps-shared-pages).
             vma = mm.set_priv(vma, content.drop(vma.priv, lo, hi, keep=_not_lazy))
         return 0, vma
     if behavior in (Madv.DONTNEED, Madv.DONTNEED_LOCKED, Madv.FREE):
@@ -180,7 +186,12 @@ def madvise_vma_behavior(
     if behavior == Madv.GUARD_INSTALL:
         if vma.flags & (VM_SPECIAL | VM_HUGETLB | VM_LOCKED):
             return -errno.EINVAL, vma
-        vma = mm.anon_vma_prepare(vma)  # "appropriate to have an anon_vma"
+        # 6.18.44 sets VM_MAYBE_GUARD (smaps "gu", sticky: not a merge
+        # barrier) and takes an anon_vma only for anonymous VMAs, so guarded
+        # shmem and file VMAs still merge (regression/sealed-shmem-merges-
+        # across-guard-markers). "gu" itself is not a tracked layout flag.
+        if is_anonymous(vma):
+            vma = mm.anon_vma_prepare(vma)
         return 0, mm.set_priv(vma, content.put(vma.priv, lo, hi, GUARD))
     if behavior == Madv.GUARD_REMOVE:
         if vma.flags & (VM_SPECIAL | VM_HUGETLB):
@@ -287,9 +298,13 @@ def sys_process_madvise(mm: AddressSpace, op: Op) -> int:
         n = min(n, MAX_RW_COUNT - total)
         total += n
         iovs.append((addr, n))
+    if not total:
+        return 0  # vector_madvise() loops while iov_iter_count(): nothing to look at
     done = 0
     ret = 0
-    for addr, n in iovs:
+    for k, (addr, n) in enumerate(iovs):
+        if k and not n:
+            continue  # iov_iter_advance() skips empty iovecs after the first one
         skip = should_skip(mm, addr, n, behavior)
         ret = (
             skip

@@ -120,7 +120,8 @@ def get_unmapped_area(mm: AddressSpace, addr: int, length: int, fixed: bool) -> 
             nxt = mm.find_vma(addr)
             if nxt is None or addr + length <= vm_start_gap(nxt):
                 return addr, False
-    return mm.place_elsewhere(length), True
+    placed = mm.place_elsewhere(length)
+    return placed, placed >= 0
 
 
 def vm_start_gap(v: Vma) -> int:

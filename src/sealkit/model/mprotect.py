@@ -39,8 +39,11 @@ if TYPE_CHECKING:
 PROT_SEM: Final = 0x8
 PROT_GROWSDOWN: Final = 0x01000000
 PROT_GROWSUP: Final = 0x02000000
-ALLOCATED_PKEYS: Final = frozenset({0})
-"""pkey 0 is always allocated; the reference CPU has no PKU (``pkey_alloc`` is EINVAL)."""
+ALLOCATED_PKEYS: Final = frozenset[int]()
+"""No pkey is allocated, not even 0: the reference CPU has no PKU, and x86's
+``mm_pkey_is_allocated()`` reads an allocation map that is set up only with
+OSPKE (``pkey_mprotect(..., 0)`` is EINVAL there; found by the differential
+fuzzer, conformance scenario regression/pkey-0-without-pku)."""
 
 
 def _int32(value: int) -> int:

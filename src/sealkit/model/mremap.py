@@ -205,7 +205,12 @@ def remap_move(mm: AddressSpace, vrm: Remap) -> int:
         v = mm.find_vma(cur)
         if v is None or v.start >= end:
             break
-        a = max(v.start, start)
+        # From where the previous VMA's move stopped: with DONTUNMAP the
+        # source VMA stays, so starting at its start again would loop
+        # (regression/mremap-dontunmap-part-of-a-vma).
+        a = max(v.start, cur)
+        if a >= end:
+            break
         ln = min(end, v.end) - a
         if not seen and start < v.start:
             return -errno.EFAULT  # no gap permitted at the start of the range
@@ -334,7 +339,10 @@ def move_vma(mm: AddressSpace, vrm: Remap) -> int:
         whole = src.start == addr and src.end == addr + old_len and src is not new_vma
         anon = None if whole else src.anon
         src = src.with_priv(content.drop(src.priv, lo, lo + (old_len >> PAGE_SHIFT)), anon)
-        src = src.with_flags(src.flags & ~(VM_LOCKED_MASK | VM_ACCOUNT), src.seal)
+        # 6.18 clears only VM_LOCKED[ONFAULT] on the source: it keeps
+        # VM_ACCOUNT, so what is left merges with its neighbours as before
+        # (regression/dontunmap-source-merges-*, measured).
+        src = src.with_flags(src.flags & ~VM_LOCKED_MASK, src.seal)
         mm.vmas.replace(src.start, src.end, [src])
     else:
         mm.do_vmi_munmap(addr, old_len, "mremap")  # best effort, as unmap_source_vma()

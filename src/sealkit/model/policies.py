@@ -102,6 +102,16 @@ class Policy:
     choices: tuple[str, ...] = ()
     """Decisions the sources leave open, as taken by the model."""
 
+    def __post_init__(self) -> None:
+        # Each policy's docstring: what it is, what it blocks, and the choices
+        # taken where its sources are silent (help(POLICIES[name]) / .__doc__).
+        lines = [f"{self.name}: {self.summary}.", f"Source: {self.source}.", "", "Refusals:"]
+        lines += [f"  {op}: {what} [{kind}]" for op, (what, kind) in self.refusals.items()]
+        if self.choices:
+            lines += ["", "Choices where the sources are silent:"]
+            lines += [f"  - {choice}" for choice in self.choices]
+        object.__setattr__(self, "__doc__", "\n".join(lines))
+
     def __repr__(self) -> str:
         return f"POLICIES[{self.name!r}]"
 
@@ -508,7 +518,7 @@ CHROME_SPLIT: Final = Policy(
     madvise_mode=_walk,
     refusals=MappingProxyType(
         {
-            **_LINUX_REFUSALS,
+            **{k: v for k, v in _LINUX_REFUSALS.items() if k != "mseal"},
             "mseal_split": ("ENOMEM on any unmapped page, nothing sealed", "atomic"),
             "munmap": ("UNMAP (EPERM)", "atomic (leading split remains)"),
             "mmap MAP_FIXED": ("UNMAP (EPERM)", "atomic (leading split remains)"),

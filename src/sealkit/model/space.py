@@ -16,6 +16,7 @@ from collections.abc import Callable, Hashable
 from typing import Final
 
 from .. import ops as _ops
+from ..errors import ArgumentError, ArgumentTypeError
 from ..flags import Prot
 from ..layout import Layout, Run
 from ..ops import FILE_PAGES, MODEL_BASES, Op
@@ -25,6 +26,7 @@ from .policies import POLICIES, Policy
 from .store import VmaStore
 from .vma import (
     M64,
+    MMAP_MIN_ADDR,
     MNEMONICS,
     PAGE,
     PAGE_SHIFT,
@@ -100,9 +102,13 @@ class AddressSpace:
             try:
                 policy = POLICIES[policy]
             except KeyError:
-                raise ValueError(
+                raise ArgumentError(
                     f"unknown policy {policy!r} (known: {', '.join(POLICIES)})"
                 ) from None
+        elif not isinstance(policy, Policy):
+            raise ArgumentTypeError(
+                f"policy must be a name or a Policy, not {type(policy).__name__}"
+            )
         self.policy: Policy = policy
         self.vmas: VmaStore[Vma] = VmaStore()
         self.objects: dict[str, tuple[int, Runs]] = {}
@@ -150,7 +156,7 @@ class AddressSpace:
 
     def layout(self, zone: str, lo: int, hi: int) -> Layout:
         """Pages ``[lo, hi)`` of zone ``zone`` (``"p"`` or ``"h"``), one run per VMA."""
-        base = MODEL_BASES.base(zone)
+        base = _zone_base(zone, lo, hi)
         start, end = base + lo * PAGE, base + hi * PAGE
         names: dict[object, str] = {}
         runs = []
@@ -177,7 +183,7 @@ class AddressSpace:
         """A hashable summary of pages ``[lo, hi)`` of ``zone`` and of what can
         still influence them (object contents, the break), equal for states
         that behave the same; object identities are renumbered canonically."""
-        base = MODEL_BASES.base(zone)
+        base = _zone_base(zone, lo, hi)
         start, end = base + lo * PAGE, base + hi * PAGE
         names: dict[object, int] = {}
         items = []
@@ -474,15 +480,16 @@ class AddressSpace:
     def place_elsewhere(self, length: int) -> int:
         """An address for a mapping the kernel would put outside the arena
         (top-down, never reusing space): such mappings exist in the model but
-        sit outside both zones, and the call returns ``ops.ELSEWHERE``."""
+        sit outside both zones, and the call returns ``ops.ELSEWHERE``.
+        ``-ENOMEM`` when no room is left above ``mmap_min_addr``."""
         addr = (self.elsewhere - length) & ~(PAGE - 1)
-        while True:
+        while addr >= MMAP_MIN_ADDR:
             clash = self.intersect(addr, addr + length)
             if clash is None:
-                break
+                self.elsewhere = addr
+                return addr
             addr = (clash.start - length) & ~(PAGE - 1)
-        self.elsewhere = addr
-        return addr
+        return -errno.ENOMEM
 
     # ------------------------------------------------------------ checking
 
@@ -501,6 +508,16 @@ class AddressSpace:
                 assert not v.flags & VM_SHARED or all(k == "#" for _, _, k in v.priv), (
                     f"private pages in a shared mapping {v}"
                 )
+
+
+def _zone_base(zone: str, lo: int, hi: int) -> int:
+    if zone not in ("p", "h"):
+        raise ArgumentError(f"zone must be 'p' (arena) or 'h' (heap), not {zone!r}")
+    if not isinstance(lo, int) or not isinstance(hi, int) or isinstance(lo, bool):
+        raise ArgumentTypeError("page bounds must be integers")
+    if lo > hi:
+        raise ArgumentError(f"empty window: lo={lo} > hi={hi}")
+    return MODEL_BASES.base(zone)
 
 
 def _prot(flags: int) -> Prot:

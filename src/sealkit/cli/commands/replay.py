@@ -1,0 +1,100 @@
+"""``sealkit replay TRACEFILE``: run a trace step by step on the kernel or the model.
+
+Prints every call with its result (and the result recorded in the file, if
+any) and the layout after it as an ASCII picture (one column per page: a
+letter per VMA, UPPERCASE when sealed; then one content token per page).
+``--diff`` runs both sides and marks the first divergence. Exit 0 when
+everything agrees, 1 on a divergence or a recorded result that differs, 2 on
+a bad file or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.markup import escape
+from rich.rule import Rule
+
+from ...errors import ArgumentError, ParseError
+from ...executor import OutsideArenaError
+from ...ops import Step, format_result, format_step
+from ...replay import Replay, load_trace, replay
+from ..main import UsageError
+
+NAME = "replay"
+HELP = "Replay a trace file on the kernel or the model, step by step (--diff: both)."
+ORDER = 62
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("trace", metavar="TRACEFILE", help="a trace in the op language's text form")
+    parser.add_argument(
+        "--on", default="kernel", metavar="TARGET",
+        help="kernel (default) or model:POLICY (e.g. model:linux, model:mimmutable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--diff",
+        action="store_true",
+        help="run on the kernel and the model; mark the first divergence",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of pictures")
+
+
+def _print(console: Console, rep: Replay) -> None:
+    other = rep.other
+    for i, step in enumerate(rep.steps):
+        if i >= len(rep.results):
+            console.print(
+                f"[red]{i + 1:>3}  {escape(format_step(Step(step.op)).strip())}  (not run)[/]"
+            )
+            continue
+        line = format_step(Step(step.op, rep.results[i])).strip()
+        notes = []
+        if step.result is not None and step.result != rep.results[i]:
+            notes.append(f"[yellow]recorded {format_result(step.op, step.result)}[/]")
+        if other is not None and i < len(other.results):
+            mark = "" if other.results[i] == rep.results[i] else "[red]"
+            notes.append(
+                f"{mark}{other.on}: {format_result(step.op, other.results[i])}"
+                + ("[/]" if mark else "")
+            )
+        console.print(f"[bold]{i + 1:>3}[/]  {escape(line)}  " + "  ".join(notes))
+        for zone in rep.zones:
+            console.print(escape(_indent(rep.layouts[i][zone].picture(), f"     {zone}: ")))
+            if (
+                other is not None
+                and i < len(other.layouts)
+                and (rep.divergence is not None and rep.divergence.step == i)
+            ):
+                console.print(
+                    escape(_indent(other.layouts[i][zone].picture(), f"     {zone} ({other.on}): "))
+                )
+        if rep.divergence is not None and rep.divergence.step == i:
+            console.print(Rule(f"[red]first divergence: {escape(rep.divergence.kind)}[/]"))
+            console.print(escape(rep.divergence.describe()))
+    if rep.died:
+        console.print(f"[red]the kernel run died: {escape(rep.died)}[/]")
+
+
+def _indent(text: str, head: str) -> str:
+    pad = " " * len(head)
+    lines = text.splitlines()
+    return "\n".join((head if k == 0 else pad) + line for k, line in enumerate(lines))
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        steps = load_trace(args.trace)
+        rep = replay(steps, args.on, diff=args.diff)
+    except (ParseError, ArgumentError) as exc:
+        raise UsageError(f"sealkit replay: {exc}") from None
+    except OutsideArenaError as exc:
+        raise UsageError(f"sealkit replay: the executor refuses this trace: {exc}") from None
+    if args.json:
+        print(json.dumps(rep.to_json(), indent=2))
+    else:
+        _print(Console(highlight=False), rep)
+    failed = bool(rep.mismatches) or rep.divergence is not None or rep.died is not None
+    return 1 if failed else 0

@@ -1,0 +1,143 @@
+"""Replaying a trace file on the kernel or on the model, step by step.
+
+A trace file is the op language's text form (:func:`sealkit.ops.parse_trace`),
+for instance the shrunk trace a fuzzer failure prints. Results written after
+``=`` are *recorded* results: replay shows them next to what the target did
+and counts the mismatches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .differential import Divergence, ModelRun, compare_runs, run_model
+from .errors import ArgumentError, ParseError
+from .executor import MAX_PAGES, KernelExecutor, KernelRun, Window, uses_heap
+from .flags import PAGE_SIZE
+from .layout import Layout
+from .ops import MODEL_BASES, Op, Step, format_result, format_step, iter_ranges, parse_trace
+
+__all__ = ["Replay", "load_trace", "replay", "window_for"]
+
+
+def load_trace(path: str) -> list[Step]:
+    """Read and parse a trace file. Raises :class:`ParseError` (bad text, with
+    the line) or :class:`ArgumentError` (unreadable file)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ArgumentError(f"cannot read trace file {path}: {reason}") from None
+    steps = parse_trace(text, source=path)
+    if not steps:
+        raise ParseError("the trace has no calls", None, path)
+    return steps
+
+
+def window_for(ops: Sequence[Op], minimum: int = 16) -> Window:
+    """The smallest window (at least ``minimum`` pages) holding every page the
+    trace names in each zone; capped at the executor's maximum."""
+    top = {"p": minimum, "h": minimum}
+    for op in ops:
+        for addr, length in iter_ranges(op):
+            zoned = MODEL_BASES.zone_of(addr)
+            if zoned is None or length >= 1 << 40:
+                continue
+            zone, off = zoned
+            end = -(-(off + length) // PAGE_SIZE)
+            top[zone] = max(top[zone], min(end, MAX_PAGES))
+    return Window(top["p"], top["h"])
+
+
+@dataclass(slots=True)
+class Replay:
+    """A replayed trace: per step, the target's results and layouts."""
+
+    steps: list[Step]
+    window: Window
+    zones: tuple[str, ...]
+    on: str
+    results: list[int] = field(default_factory=list)
+    layouts: list[dict[str, Layout]] = field(default_factory=list)
+    died: str | None = None
+    other: Replay | None = None
+    divergence: Divergence | None = None
+
+    @property
+    def mismatches(self) -> list[int]:
+        """Steps whose recorded result (``= ...`` in the file) differs."""
+        return [
+            i
+            for i, (s, r) in enumerate(zip(self.steps, self.results, strict=False))
+            if s.result is not None and s.result != r
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        rows = []
+        for i, step in enumerate(self.steps):
+            row: dict[str, Any] = {"step": i + 1, "call": format_step(Step(step.op)).strip()}
+            if step.result is not None:
+                row["recorded"] = format_result(step.op, step.result)
+            if i < len(self.results):
+                row[self.on] = format_result(step.op, self.results[i])
+                row["layout"] = {z: self.layouts[i][z].text() for z in self.zones}
+            if self.other is not None and i < len(self.other.results):
+                row[self.other.on] = format_result(step.op, self.other.results[i])
+                row["layout_" + self.other.on] = {
+                    z: self.other.layouts[i][z].text() for z in self.other.zones
+                }
+            rows.append(row)
+        return {
+            "on": self.on,
+            "window": {"pages": self.window.pages, "heap_pages": self.window.heap_pages},
+            "steps": rows,
+            "died": self.died,
+            "recorded_mismatches": [i + 1 for i in self.mismatches],
+            "divergence": None if self.divergence is None else self.divergence.to_json(),
+        }
+
+
+def _from_kernel(steps: list[Step], run: KernelRun, window: Window) -> Replay:
+    rep = Replay(steps, window, run.zones, "kernel", list(run.results), died=run.died)
+    for i in range(len(run.results)):
+        rep.layouts.append({z: run.layout(i, z) for z in run.zones})
+    return rep
+
+
+def _from_model(steps: list[Step], run: ModelRun, window: Window, policy: str) -> Replay:
+    return Replay(steps, window, run.zones, f"model:{policy}", list(run.results), list(run.layouts))
+
+
+def replay(
+    steps: list[Step], on: str = "kernel", *, diff: bool = False, window: Window | None = None
+) -> Replay:
+    """Run ``steps`` on ``on`` (``"kernel"`` or ``"model:POLICY"``); with
+    ``diff``, also on the other side (the kernel against ``model:linux``, or
+    the model against the kernel) and find the first divergence."""
+    ops = [s.op for s in steps]
+    win = window or window_for(ops)
+    if on != "kernel" and not on.startswith("model:"):
+        raise ArgumentError(f"--on must be 'kernel' or 'model:POLICY', not {on!r}")
+    policy = on.split(":", 1)[1] if on.startswith("model:") else "linux"
+    krun = None
+    if on == "kernel" or diff:
+        with KernelExecutor(win) as kx:
+            krun = kx.run(ops, flags="every")
+    mrun = run_model(ops, policy, win) if (on != "kernel" or diff) else None
+    if on == "kernel":
+        assert krun is not None
+        main = _from_kernel(steps, krun, win)
+        if mrun is not None:
+            main.other = _from_model(steps, mrun, win, policy)
+    else:
+        assert mrun is not None
+        main = _from_model(steps, mrun, win, policy)
+        if krun is not None:
+            main.other = _from_kernel(steps, krun, win)
+    if diff and krun is not None and mrun is not None:
+        main.divergence = compare_runs(mrun, krun)
+    main.zones = ("p", "h") if uses_heap(ops) else ("p",)
+    return main

@@ -1,0 +1,463 @@
+"""``sealkit.elf`` and ``sealkit elf`` on real files.
+
+Binaries come from gcc (binutils 2.40 here has no ``-z memory-seal``, so the
+marker is assembled as a note and, where the linker leaves it out of order,
+the notes are reordered with ``objcopy --update-section``; the marked
+program still runs). ELF32 and big-endian files are written byte by byte
+with :mod:`struct`. Truncated and non-ELF files get error rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from sealkit import elf
+from sealkit.errors import ParseError
+
+SCHEMA = json.loads(
+    (Path(elf.__file__).parent / "data" / "elf.schema.json").read_text(encoding="utf-8")
+)
+GCC = shutil.which("gcc")
+OBJCOPY = shutil.which("objcopy")
+needs_gcc = pytest.mark.skipif(
+    GCC is None or OBJCOPY is None, reason="gcc and objcopy are needed to build test binaries"
+)
+
+ET_REL, ET_EXEC, ET_DYN = 1, 2, 3
+PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
+PT_GNU_STACK, PT_GNU_RELRO, PT_GNU_PROPERTY = 0x6474E551, 0x6474E552, 0x6474E553
+X86_ISA_1_NEEDED = 0xC0008002
+MACHINES = {(32, True): 3, (32, False): 20, (64, True): 62, (64, False): 22}  # 386 PPC X86_64 S390
+
+
+def _align(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+def gnu_note(props: Sequence[tuple[int, bytes]], elfclass: int, little: bool) -> bytes:
+    """One NT_GNU_PROPERTY_TYPE_0 note holding ``props`` (type, data)."""
+    o = "<" if little else ">"
+    word = elfclass // 8
+    desc = b"".join(
+        struct.pack(o + "II", t, len(d)) + d.ljust(_align(len(d), word), b"\0") for t, d in props
+    )
+    return struct.pack(o + "III", 4, len(desc), 5) + b"GNU\0" + desc
+
+
+def craft(
+    elfclass: int,
+    little: bool,
+    notes: Sequence[bytes],
+    *,
+    segment: bool = True,
+    section: bool = True,
+    align: int | None = None,
+    e_type: int = ET_DYN,
+    relro: bool = False,
+    execstack: bool = False,
+    dyn_flags_1: int | None = None,
+) -> bytes:
+    """A minimal ELF file: header, program headers, a .note.gnu.property
+    section (optionally covered by PT_GNU_PROPERTY), .shstrtab."""
+    o = "<" if little else ">"
+    word = elfclass // 8
+    ehsize, phentsize, shentsize = (52, 32, 40) if elfclass == 32 else (64, 56, 64)
+    blob = b"".join(notes)
+    dynamic = b""
+    if dyn_flags_1 is not None:
+        fmt = o + ("iI" if elfclass == 32 else "qQ")
+        dynamic = struct.pack(fmt, 0x6FFFFFFB, dyn_flags_1) + struct.pack(fmt, 0, 0)
+    phdrs: list[tuple[int, int, int, int, int, int]] = []  # type, flags, off, size, align, vaddr
+    nph = 2 + segment + relro + bool(dynamic)
+    note_off = _align(ehsize + nph * phentsize, 8)
+    dyn_off = _align(note_off + len(blob), 8)
+    shstr = b"\0.note.gnu.property\0.shstrtab\0"
+    shstr_off = dyn_off + len(dynamic)
+    sh_off = _align(shstr_off + len(shstr), 8)
+    total = sh_off + (3 * shentsize if section else 0)
+    phdrs.append((PT_LOAD, 5, 0, total, 0x1000, 0))
+    if segment:
+        phdrs.append((PT_GNU_PROPERTY, 4, note_off, len(blob), align or word, note_off))
+    if dynamic:
+        phdrs.append((PT_DYNAMIC, 6, dyn_off, len(dynamic), word, dyn_off))
+    if relro:
+        phdrs.append((PT_GNU_RELRO, 4, dyn_off, len(dynamic) or 8, 1, dyn_off))
+    phdrs.append((PT_GNU_STACK, 7 if execstack else 6, 0, 0, 16, 0))
+    ident = b"\x7fELF" + bytes([1 if elfclass == 32 else 2, 1 if little else 2, 1]) + bytes(9)
+    if elfclass == 32:
+        ehdr = ident + struct.pack(
+            o + "HHIIIIIHHHHHH", e_type, MACHINES[32, little], 1, 0, ehsize,
+            sh_off if section else 0, 0, ehsize, phentsize, len(phdrs), shentsize,
+            3 if section else 0, 2 if section else 0,
+        )  # fmt: skip
+    else:
+        ehdr = ident + struct.pack(
+            o + "HHIQQQIHHHHHH", e_type, MACHINES[64, little], 1, 0, ehsize,
+            sh_off if section else 0, 0, ehsize, phentsize, len(phdrs), shentsize,
+            3 if section else 0, 2 if section else 0,
+        )  # fmt: skip
+    ph = b""
+    for ptype, flags, off, size, palign, vaddr in phdrs:
+        if elfclass == 32:
+            ph += struct.pack(o + "IIIIIIII", ptype, off, vaddr, vaddr, size, size, flags, palign)
+        else:
+            ph += struct.pack(o + "IIQQQQQQ", ptype, flags, off, vaddr, vaddr, size, size, palign)
+    out = bytearray(total)
+    out[: len(ehdr)] = ehdr
+    out[ehsize : ehsize + len(ph)] = ph
+    out[note_off : note_off + len(blob)] = blob
+    out[dyn_off : dyn_off + len(dynamic)] = dynamic
+    out[shstr_off : shstr_off + len(shstr)] = shstr
+    if section:
+        if elfclass == 32:
+            sh = "IIIIIIIIII"
+            note = (1, 7, 2, note_off, note_off, len(blob), 0, 0, word, 0)
+            strtab = (20, 3, 0, 0, shstr_off, len(shstr), 0, 0, 1, 0)
+        else:
+            sh = "IIQQQQIIQQ"
+            note = (1, 7, 2, note_off, note_off, len(blob), 0, 0, word, 0)
+            strtab = (20, 3, 0, 0, shstr_off, len(shstr), 0, 0, 1, 0)
+        out[sh_off + shentsize : sh_off + 2 * shentsize] = struct.pack(o + sh, *note)
+        out[sh_off + 2 * shentsize : sh_off + 3 * shentsize] = struct.pack(o + sh, *strtab)
+    return bytes(out)
+
+
+CLASSES = [(32, True), (32, False), (64, True), (64, False)]
+CLASS_IDS = ["ELF32-LE", "ELF32-BE", "ELF64-LE", "ELF64-BE"]
+
+
+def _write(tmp_path: Path, name: str, data: bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize(("elfclass", "little"), CLASSES, ids=CLASS_IDS)
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("marked", ("yes", "")),
+        ("sorted with neighbours", ("yes", "")),
+        ("unmarked", ("no", "")),
+        ("pr_datasz 4", ("ignored", "pr_datasz is 4, the loader requires 0")),
+        ("wrong alignment", ("ignored", "aligned to")),
+        ("out of order", ("ignored", "types must ascend")),
+        ("section only", ("section-only", "no PT_GNU_PROPERTY segment")),
+        ("no property note", ("no", "")),
+    ],
+)
+def test_marker_in_crafted_files(
+    tmp_path: Path, elfclass: int, little: bool, case: str, expected: tuple[str, str]
+) -> None:
+    word = elfclass // 8
+    isa = (X86_ISA_1_NEEDED, b"\1\0\0\0" if little else b"\0\0\0\1")
+    notes: list[bytes] = [gnu_note([(3, b"")], elfclass, little)]
+    kwargs: dict[str, Any] = {}
+    if case == "sorted with neighbours":
+        notes = [gnu_note([(2, b""), (3, b""), isa], elfclass, little)]
+    elif case == "unmarked":
+        notes = [gnu_note([isa], elfclass, little)]
+    elif case == "pr_datasz 4":
+        notes = [gnu_note([(3, b"\0\0\0\0")], elfclass, little)]
+    elif case == "wrong alignment":
+        kwargs["align"] = 12 - word  # 4 on ELF64, 8 on ELF32
+    elif case == "out of order":
+        notes = [gnu_note([isa], elfclass, little), gnu_note([(3, b"")], elfclass, little)]
+    elif case == "section only":
+        kwargs["segment"] = False
+    elif case == "no property note":
+        notes = []
+    path = _write(tmp_path, "crafted", craft(elfclass, little, notes, **kwargs))
+    report = elf.inspect(path)
+    assert report.error is None, report.error
+    assert (report.elfclass, report.endian) == (elfclass, "little" if little else "big")
+    marker, detail = expected
+    assert report.seal_marker == marker
+    assert detail in report.seal_detail
+    assert report.marked is (marker == "yes")
+    jsonschema.validate({"schema": "sealkit.elf/1", "note": "", "files": [report.as_dict()],
+                         "requirements": []}, SCHEMA)  # fmt: skip
+
+
+@pytest.mark.parametrize(("elfclass", "little"), CLASSES, ids=CLASS_IDS)
+def test_neighbours_in_crafted_files(tmp_path: Path, elfclass: int, little: bool) -> None:
+    note = [gnu_note([(3, b"")], elfclass, little)]
+    cases = {
+        "pie-full": craft(elfclass, little, note, relro=True, dyn_flags_1=0x08000001),
+        "dso-partial-execstack": craft(
+            elfclass, little, note, relro=True, dyn_flags_1=0, execstack=True
+        ),
+        "exec-norelro": craft(elfclass, little, note, e_type=ET_EXEC),
+    }
+    got = {
+        name: (r.pie, r.relro, r.bind_now, r.nx)
+        for name, r in ((n, elf.inspect(_write(tmp_path, n, d))) for n, d in cases.items())
+    }
+    assert got == {
+        "pie-full": ("yes", "full", True, True),
+        "dso-partial-execstack": ("dso", "partial", False, False),
+        "exec-norelro": ("no", "no", False, True),
+    }
+
+
+def test_walk_properties_follows_the_loader() -> None:
+    le64 = gnu_note([(1, b"\0" * 8), (3, b"")], 64, True)
+    assert elf.walk_properties(le64, 64, True, 8) == ([(1, 8), (3, 0)], None)
+    assert elf.walk_properties(le64, 64, True, 4)[1] == (
+        "PT_GNU_PROPERTY is aligned to 4, the loader needs 8"
+    )
+    bad = struct.pack("<III", 4, 12, 5) + b"GNU\0" + bytes(12)  # n_descsz not a multiple of 8
+    assert "n_descsz 12" in (elf.walk_properties(bad, 64, True, 8)[1] or "")
+    overrun = struct.pack("<III", 4, 8, 5) + b"GNU\0" + struct.pack("<II", 3, 64)
+    assert "overruns" in (elf.walk_properties(overrun, 64, True, 8)[1] or "")
+    short = gnu_note([(3, b"")], 64, True)[:-4]
+    assert elf.walk_properties(short, 64, True, 8)[1] == "property note runs past the segment"
+    # An ABI-tag note first (4 bytes of desc, padded to the segment's 8): skipped.
+    other = struct.pack("<III", 4, 4, 1) + b"GNU\0" + bytes(8) + gnu_note([(3, b"")], 64, True)
+    assert elf.walk_properties(other, 64, True, 8) == ([(3, 0)], None)
+
+
+# --- real binaries built with gcc -------------------------------------------
+
+HELLO = '#include <stdio.h>\nint main(void) { puts("hello from a marked binary"); return 0; }\n'
+NOTE_S = """\
+\t.section .note.gnu.property,"a",@note
+\t.p2align 3
+\t.long 4
+\t.long 8
+\t.long 5
+\t.asciz "GNU"
+\t.long 3
+\t.long 0
+\t.section .note.GNU-stack,"",@progbits
+"""
+
+
+def _gcc(tmp: Path, out: str, *args: str) -> str:
+    assert GCC is not None
+    subprocess.run([GCC, "-O1", "-o", str(tmp / out), *args], check=True, capture_output=True)
+    return str(tmp / out)
+
+
+def _swap_notes(path: str, tmp: Path) -> None:
+    """Reorder the two property notes the linker left (its own, then ours)
+    so the marker comes first, as a linker that knows property 3 would merge
+    them. Same section size, so objcopy keeps the layout and the segment."""
+    assert OBJCOPY is not None
+    raw = tmp / "notes.bin"
+    subprocess.run([OBJCOPY, "-O", "binary", "--only-section=.note.gnu.property", path,
+                    str(raw)], check=True, capture_output=True)  # fmt: skip
+    data = raw.read_bytes()
+    first = 16 + _align(struct.unpack_from("<I", data, 4)[0], 8)
+    raw.write_bytes(data[first:] + data[:first])
+    subprocess.run([OBJCOPY, f"--update-section=.note.gnu.property={raw}", path],
+                   check=True, capture_output=True)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    if GCC is None or OBJCOPY is None:
+        pytest.skip("gcc and objcopy are needed to build test binaries")
+    tmp = tmp_path_factory.mktemp("elf")
+    (tmp / "hello.c").write_text(HELLO)
+    (tmp / "note.s").write_text(NOTE_S)
+    c, s = str(tmp / "hello.c"), str(tmp / "note.s")
+    out = {
+        "plain": _gcc(tmp, "plain", c),
+        "linked-note": _gcc(tmp, "linked-note", c, s),
+        "marked": _gcc(tmp, "marked", c, s),
+        "now": _gcc(tmp, "now", c, "-Wl,-z,now"),
+        "nopie": _gcc(tmp, "nopie", c, "-no-pie"),
+        "execstack": _gcc(tmp, "execstack", c, "-Wl,-z,execstack"),
+        "norelro": _gcc(tmp, "norelro", c, "-Wl,-z,norelro"),
+        "lib": _gcc(tmp, "lib.so", "-shared", "-fPIC", c),
+    }
+    _swap_notes(out["marked"], tmp)
+    subprocess.run([GCC, "-c", "-o", str(tmp / "note.o"), s], check=True, capture_output=True)
+    out["object"] = str(tmp / "note.o")
+    return out
+
+
+@needs_gcc
+def test_marked_binary_runs_and_is_marked(binaries: dict[str, str]) -> None:
+    run = subprocess.run([binaries["marked"]], capture_output=True, text=True, check=False)
+    assert (run.returncode, run.stdout) == (0, "hello from a marked binary\n")
+    report = elf.inspect(binaries["marked"])
+    assert (report.seal_marker, report.seal_detail) == ("yes", "")
+    assert (report.pie, report.nx, report.elfclass, report.machine) == ("yes", True, 64, "X86_64")
+
+
+@needs_gcc
+def test_a_linker_that_does_not_know_the_property_leaves_it_unreachable(
+    binaries: dict[str, str],
+) -> None:
+    # ld 2.40 warns "unsupported GNU_PROPERTY_TYPE" and appends our note after
+    # its merged one (x86 ISA needed, 0xc0008002): the loader's walk stops at 3.
+    report = elf.inspect(binaries["linked-note"])
+    assert report.seal_marker == "ignored"
+    assert "types must ascend" in report.seal_detail
+
+
+@needs_gcc
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("plain", ("no", "partial", False, "yes", True)),
+        ("now", ("no", "full", True, "yes", True)),
+        ("nopie", ("no", "partial", False, "no", True)),
+        ("execstack", ("no", "partial", False, "yes", False)),
+        ("norelro", ("no", "no", False, "yes", True)),
+        ("lib", ("no", "partial", False, "dso", True)),
+        ("object", ("section-only", None, False, "rel", False)),
+    ],
+)
+def test_gcc_binaries(binaries: dict[str, str], name: str, expected: tuple[Any, ...]) -> None:
+    r = elf.inspect(binaries[name])
+    assert r.error is None
+    got = (r.seal_marker, r.relro, r.bind_now, r.pie, r.nx)
+    if name == "object":
+        got = (r.seal_marker, None, r.bind_now, r.pie, r.nx)
+    assert got == expected
+
+
+@needs_gcc
+def test_load_layout_agrees_with_pyelftools(binaries: dict[str, str], tmp_path: Path) -> None:
+    from elftools.elf.elffile import ELFFile
+
+    crafted = [
+        _write(tmp_path, f"c{i}", craft(c, le, [gnu_note([(3, b"")], c, le)], relro=True))
+        for i, (c, le) in enumerate(CLASSES)
+    ]
+    paths = [*binaries.values(), *crafted, "/bin/ls", os.path.realpath("/proc/self/exe")]
+    for path in paths:
+        layout = elf.load_layout(path)
+        with open(path, "rb") as fh:
+            ref = ELFFile(fh)
+            expected = [
+                (
+                    s["p_offset"],
+                    s["p_vaddr"],
+                    s["p_filesz"],
+                    s["p_memsz"],
+                    s["p_flags"],
+                    s["p_align"],
+                )
+                for s in ref.iter_segments()
+            ]
+            assert layout.elfclass == ref.elfclass and layout.little == ref.little_endian
+        got = [(s.offset, s.vaddr, s.filesz, s.memsz, s.flags, s.align) for s in layout.segments]
+        assert got == expected, path
+        assert len(layout.loads) == sum(1 for s in layout.segments if s.type == 1)
+
+
+def test_load_layout_refuses_what_is_not_an_elf(tmp_path: Path) -> None:
+    with pytest.raises(ParseError, match="not an ELF file"):
+        elf.load_layout(_write(tmp_path, "text", b"hello\n"))
+    with pytest.raises(ParseError, match="truncated"):
+        elf.load_layout(_write(tmp_path, "cut", craft(64, True, [])[:80]))
+    with pytest.raises(ParseError, match="inode"):
+        path = _write(tmp_path, "x", craft(64, True, []))
+        elf.load_layout(path, inode=os.stat(path).st_ino + 1)
+
+
+# --- bad files: error rows, never a crash ------------------------------------
+
+
+def _truncations(size: int) -> list[int]:
+    return sorted({0, 1, 3, 4, 15, 16, 40, 52, 63, 64, 100, 200, 300, size // 2, size - 1})
+
+
+@pytest.mark.parametrize(("elfclass", "little"), CLASSES, ids=CLASS_IDS)
+def test_truncated_crafted_files_get_error_rows(
+    tmp_path: Path, elfclass: int, little: bool
+) -> None:
+    data = craft(elfclass, little, [gnu_note([(3, b"")], elfclass, little)], relro=True)
+    for cut in _truncations(len(data)):
+        report = elf.inspect(_write(tmp_path, f"cut{cut}", data[:cut]))
+        assert report.error is not None, cut
+        assert report.seal_marker is None
+
+
+@needs_gcc
+def test_truncated_binaries_get_error_rows(binaries: dict[str, str], tmp_path: Path) -> None:
+    data = Path(binaries["marked"]).read_bytes()
+    cuts = [*_truncations(len(data)), 0x338, 0x338 + 20, 4096, 8192, 12000]
+    for cut in cuts:
+        report = elf.inspect(_write(tmp_path, f"cut{cut}", data[:cut]))
+        assert report.error is not None, cut
+
+
+def test_non_elf_files_get_error_rows(tmp_path: Path) -> None:
+    assert (
+        elf.inspect(_write(tmp_path, "t.txt", b"#!/bin/sh\necho hi\n")).error == "not an ELF file"
+    )
+    assert elf.inspect(_write(tmp_path, "e", b"")).error == "not an ELF file"
+    bad_class = b"\x7fELF\x05\x01\x01" + bytes(57)
+    assert "unknown ELF class" in (elf.inspect(_write(tmp_path, "c", bad_class)).error or "")
+    assert elf.inspect(str(tmp_path / "missing")).error == "No such file or directory"
+    assert "directory" in (elf.inspect(str(tmp_path)).error or "")
+
+
+# --- the command line -------------------------------------------------------
+
+
+@pytest.fixture
+def elf_tree(tmp_path: Path) -> Path:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "marked").write_bytes(craft(64, True, [gnu_note([(3, b"")], 64, True)]))
+    (tmp_path / "sub" / "be32").write_bytes(craft(32, False, [gnu_note([(3, b"")], 32, False)]))
+    (tmp_path / "sub" / "cut").write_bytes(craft(64, True, [])[:100])
+    (tmp_path / "sub" / "README").write_text("not an ELF file\n")
+    return tmp_path
+
+
+def _cli(run: Callable[..., subprocess.CompletedProcess[str]], *args: str) -> tuple[int, str, str]:
+    done = run("elf", *args)
+    assert "Traceback" not in done.stderr
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_cli_recursive_json(sealkit_cli: Callable[..., Any], elf_tree: Path) -> None:
+    code, out, err = _cli(sealkit_cli, "-r", "--json", str(elf_tree))
+    doc = json.loads(out)
+    jsonschema.validate(doc, SCHEMA)
+    rows = {Path(f["path"]).name: f for f in doc["files"]}
+    assert set(rows) == {"marked", "be32", "cut"}  # README is skipped by the walk
+    assert rows["marked"]["memory_seal"] == rows["be32"]["memory_seal"] == "yes"
+    assert rows["be32"]["class"] == 32 and rows["be32"]["endian"] == "big"
+    assert rows["cut"]["error"] and rows["cut"]["memory_seal"] is None
+    assert "glibc" in doc["note"]
+    assert code == 1  # an error row
+    assert err == ""
+
+
+def test_cli_table_exit_codes_and_requirements(
+    sealkit_cli: Callable[..., Any], elf_tree: Path
+) -> None:
+    marked, be32 = str(elf_tree / "marked"), str(elf_tree / "sub" / "be32")
+    code, out, err = _cli(sealkit_cli, marked, be32)
+    assert code == 0 and err == ""
+    assert "no released glibc acts on GNU_PROPERTY_MEMORY_SEAL" in " ".join(out.split())
+    code, out, err = _cli(sealkit_cli, "--require", "memory-seal", "--require", "nx", marked)
+    assert code == 0, err
+    code, out, err = _cli(sealkit_cli, "--require", "full-relro", marked, be32)
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"sealkit elf: requirement full-relro not met by 2 of 2 files ({marked}, {be32})"
+    ]
+    code, out, err = _cli(sealkit_cli, str(elf_tree / "sub" / "README"))
+    assert code == 1 and "not an ELF file" in " ".join(out.split())
+    code, out, err = _cli(sealkit_cli, "--require", "bogus", marked)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    code, out, err = _cli(sealkit_cli, "-r", str(elf_tree / "sub" / "README"), "--json")
+    assert code == 1 and json.loads(out)["files"][0]["error"] == "not an ELF file"
