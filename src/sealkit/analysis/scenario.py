@@ -14,6 +14,7 @@ policy              seal call                              variants
 ==================  =====================================  ====================
 ``linux``           ``mseal(addr, len, 0)``                 none
 ``linux-6.10``      ``mseal(addr, len, 0)``                 none
+``linux-6.10.y``    ``mseal(addr, len, 0)``                 none
 ``proposal-v1``     ``mseal_v1(addr, len, types)``          ``mseal``, ``mprotect``,
                                                            ``munmap``, ``mmap``,
                                                            ``mremap``; default all five
@@ -25,24 +26,26 @@ policy              seal call                              variants
 ``mimmutable-7.3``  ``mimmutable(addr, len)``               none
 ``chrome-split``    ``mseal_split(addr, len, seals)``       ``unmap``, ``prot``;
                                                            default both
-``none``            (nothing is sealed: the baseline)       none
+``none``            ``mseal(addr, len, 0)``, which changes  none
+                    nothing (the baseline)
 ==================  =====================================  ====================
 
 So ``proposal-v1:munmap`` is the Oct 2023 RFC with only ``MM_SEAL_MUNMAP``,
 ``proposal-v1`` the same RFC with all five types, ``chrome-split:unmap``
-Chrome's unmap seal alone.
+Chrome's unmap seal alone. The seal call is the model policy's own
+(``Policy.seal_op``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
 from ..errors import ArgumentError, StateError
 from ..flags import PAGE_SIZE, MapFlag, SealV1, SealV3, SplitSeal
 from ..layout import Layout
+from ..model import POLICIES, AddressSpace
 from ..ops import (
     MODEL_BASES,
     Mimmutable,
@@ -63,7 +66,7 @@ __all__ = [
     "DEBATE_POLICIES",
     "DEFAULT_SCENARIO",
     "SCENARIOS",
-    "SEAL_CALLS",
+    "SEAL_TYPES",
     "PolicySpec",
     "Region",
     "Scenario",
@@ -72,19 +75,23 @@ __all__ = [
 
 # --------------------------------------------------------------- policies
 
-SEAL_CALLS: Final[
-    dict[str, tuple[str | None, type[SealV1] | type[SealV3] | type[SplitSeal] | None]]
-] = {
-    "linux": ("mseal", None),
-    "linux-6.10": ("mseal", None),
-    "proposal-v1": ("mseal_v1", SealV1),
-    "proposal-v3": ("mseal_v3", SealV3),
-    "mimmutable": ("mimmutable", None),
-    "mimmutable-7.3": ("mimmutable", None),
-    "chrome-split": ("mseal_split", SplitSeal),
-    "none": (None, None),
+SEAL_TYPES: Final[dict[type[Op], type[SealV1] | type[SealV3] | type[SplitSeal] | None]] = {
+    Mseal: None,
+    Mimmutable: None,
+    MsealV1: SealV1,
+    MsealV3: SealV3,
+    MsealSplit: SplitSeal,
 }
-"""How each design the analyzer knows seals a range, and its seal-type enum."""
+"""The seal calls of the op language and the seal-type enum each one takes."""
+
+
+def _seal_op(policy: str) -> type[Op]:
+    """The seal call of a model policy (``Policy.seal_op``)."""
+    return POLICIES[policy].seal_op
+
+
+def _kind(policy: str) -> type[SealV1] | type[SealV3] | type[SplitSeal] | None:
+    return SEAL_TYPES.get(_seal_op(policy))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,45 +108,42 @@ class PolicySpec:
     @property
     def name(self) -> str:
         """``proposal-v1:munmap`` / ``linux``: the spelling :func:`parse_policy` reads."""
-        kind = SEAL_CALLS[self.policy][1]
+        kind = _kind(self.policy)
         if kind is None or self.types is None or self.types == _all_types(kind):
             return self.policy
         words = [(m.name or "").lower() for m in kind if m.value and self.types & m.value]
         return f"{self.policy}:{'+'.join(words)}"
 
     @property
-    def seal_call(self) -> str | None:
-        """The op-language name of the seal call (``None`` for ``none``)."""
-        return SEAL_CALLS[self.policy][0]
+    def seal_call(self) -> str:
+        """The op-language name of the design's seal call."""
+        return _seal_op(self.policy).NAME
 
-    def seal_op(self, addr: int, length: int) -> Op | None:
+    def seal_op(self, addr: int, length: int) -> Op:
         """The call that seals ``[addr, addr+length)`` under this design."""
-        call = self.seal_call
-        if call == "mseal":
-            return Mseal(addr, length)
-        if call == "mimmutable":
-            return Mimmutable(addr, length)
-        if call == "mseal_v1":
+        call = _seal_op(self.policy)
+        if call is MsealV1:
             return MsealV1(addr, length, SealV1(self.types or 0))
-        if call == "mseal_v3":
+        if call is MsealV3:
             return MsealV3(addr, length, SealV3(self.types or 0))
-        if call == "mseal_split":
+        if call is MsealSplit:
             return MsealSplit(addr, length, SplitSeal(self.types or 0))
-        return None
+        if call is Mimmutable:
+            return Mimmutable(addr, length)
+        return Mseal(addr, length)
 
     def seal_variants(self, addr: int, length: int) -> list[Op]:
         """Every seal call an attacker could make on a range: each single
         type and all of them (the design's call with no types: one)."""
-        kind = SEAL_CALLS[self.policy][1]
+        kind = _kind(self.policy)
         if kind is None:
-            op = self.seal_op(addr, length)
-            return [] if op is None else [op]
+            return [self.seal_op(addr, length)]
         values = [m.value for m in kind if m.value]
         everything = _all_types(kind)
         out = []
         for value in [*values, everything]:
             op = replace(self, types=value).seal_op(addr, length)
-            if op is not None and op not in out:
+            if op not in out:
                 out.append(op)
         return out
 
@@ -152,7 +156,7 @@ class PolicySpec:
     def promise(self) -> PermissionPromise:
         """What this design promises about the protection of sealed pages.
 
-        * ``linux``, ``linux-6.10``: no change. mprotect is refused on a
+        * ``linux``, ``linux-6.10``, ``linux-6.10.y``: no change. mprotect is refused on a
           sealed VMA whatever the new protection, even a same-protection
           no-op (kernel-behaviour rule 7; ``mprotect_fixup`` tests the seal
           before ``newflags == oldflags``, linux-mseal §2.2).
@@ -168,7 +172,7 @@ class PolicySpec:
         * ``none``: promises nothing; checked for no gain, as the baseline.
         """
         no_change = PermissionPromise.NO_CHANGE
-        if self.policy in ("linux", "linux-6.10", "mimmutable"):
+        if self.policy in ("linux", "linux-6.10", "linux-6.10.y", "mimmutable"):
             return no_change
         if self.policy == "proposal-v1" and (self.types or 0) & SealV1.MPROTECT:
             return no_change
@@ -201,22 +205,18 @@ def _all_types(kind: type[SealV1] | type[SealV3] | type[SplitSeal]) -> int:
     return value
 
 
-def parse_policy(text: str, known: Sequence[str] | None = None) -> PolicySpec:
+def parse_policy(text: str) -> PolicySpec:
     """``"proposal-v1:munmap"`` -> ``PolicySpec("proposal-v1", SealV1.MUNMAP)``.
 
-    ``known`` lists the policies the model has (default: every design in
-    :data:`SEAL_CALLS`). Raises :class:`~sealkit.errors.ArgumentError` with
-    the accepted spellings.
+    The policy must be one of the model's (:data:`sealkit.model.POLICIES`).
+    Raises :class:`~sealkit.errors.ArgumentError` with the accepted spellings.
     """
     if not isinstance(text, str):
         raise ArgumentError(f"a policy is a string such as 'linux', not {type(text).__name__}")
     name, colon, variant = text.strip().partition(":")
-    names = list(known) if known is not None else list(SEAL_CALLS)
-    if name not in names:
-        raise ArgumentError(f"unknown policy {name!r} (known: {', '.join(names)})")
-    if name not in SEAL_CALLS:
-        raise ArgumentError(f"the analyzer does not know how policy {name!r} seals a range")
-    kind = SEAL_CALLS[name][1]
+    if name not in POLICIES:
+        raise ArgumentError(f"unknown policy {name!r} (known: {', '.join(POLICIES)})")
+    kind = _kind(name)
     if kind is None:
         if colon:
             raise ArgumentError(f"policy {name!r} has no seal types (got ':{variant}')")
@@ -310,9 +310,6 @@ class Scenario:
         the steps with results. Raises :class:`~sealkit.errors.StateError`
         if a setup call fails (the design cannot build this scenario).
         """
-        # Imported here so the scenario's pure parts do not need the model.
-        from ..model import AddressSpace  # noqa: PLC0415
-
         space: Space = AddressSpace(policy=spec.policy)
         steps: list[Step] = []
         for op in self.setup_ops(spec):

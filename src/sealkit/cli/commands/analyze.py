@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="P",
         help=(
-            "policy to analyze, with an optional seal variant: linux, linux-6.10, "
+            "policy to analyze, with an optional seal variant: linux, linux-6.10, linux-6.10.y, "
             "proposal-v1[:mseal+mprotect+munmap+mmap+mremap], "
             "proposal-v3[:seal+base+prot_pkey+discard_ro_anon], mimmutable, mimmutable-7.3, "
             "chrome-split[:unmap|prot], none (repeatable; default: the designs of the 2023 "
@@ -85,16 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _specs(args: argparse.Namespace) -> list[PolicySpec]:
-    try:
-        from ...model import POLICIES  # noqa: PLC0415  (the model is heavy; only load it here)
-
-        known: list[str] | None = list(POLICIES)
-    except ImportError:  # pragma: no cover - the model is part of the package
-        known = None
-    names = args.policy or list(DEBATE_POLICIES)
     specs = []
-    for name in names:
-        spec = parse_policy(name, known)
+    for name in args.policy or list(DEBATE_POLICIES):
+        spec = parse_policy(name)
         if spec not in specs:
             specs.append(spec)
     return specs
