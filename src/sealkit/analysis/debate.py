@@ -12,7 +12,11 @@ The document is hand-written prose with generated sections between
 * ``scenario``: the starting scenario (setup trace and picture);
 * ``alphabet``: the attacker alphabet's size per call, for ``linux``;
 * ``trace:POLICY:PROPERTY``: each counterexample: the attack with the
-  model's results, what broke, and the arena before and after.
+  model's results, what broke, and the arena before and after;
+* ``fork:linux:mapping``: the same search with ``fork`` in the alphabet;
+* ``replay``: the ``linux`` counterexamples replayed on the running kernel
+  (written only when the kernel has mseal; not compared by the test, which
+  may run elsewhere).
 
 Everything generated is deterministic (no timings), so a test can check
 that the document still matches the analyzer.
@@ -37,7 +41,9 @@ __all__ = [
     "DOC_DEPTH",
     "blocks_for",
     "extract",
+    "fork_blocks",
     "main",
+    "render_replays",
     "render_table",
     "render_trace",
     "splice",
@@ -125,8 +131,8 @@ def render_alphabet(report: Report) -> str:
     return f"{total:,} calls for `{pol.spec.name}`: {parts}.\n"
 
 
-def blocks_for(report: Report) -> dict[str, str]:
-    """Every generated section for ``report``."""
+def blocks_for(report: Report, fork: Report | None = None) -> dict[str, str]:
+    """Every generated section for ``report`` (and the ``fork`` aside)."""
     out = {
         "table": render_table(report),
         "scenario": render_scenario(report),
@@ -136,7 +142,49 @@ def blocks_for(report: Report) -> dict[str, str]:
         for prop, verdict in pol.verdicts.items():
             if verdict.counterexample is not None:
                 out[f"trace:{pol.spec.name}:{prop.value}"] = render_trace(pol, verdict)
+    if fork is not None:
+        out.update(fork_blocks(fork))
     return out
+
+
+def fork_blocks(fork: Report) -> dict[str, str]:
+    """The ``fork:POLICY:PROPERTY`` sections of the aside."""
+    out = {}
+    for pol in fork.policies:
+        for prop, verdict in pol.verdicts.items():
+            name = f"fork:{pol.spec.name}:{prop.value}"
+            if verdict.counterexample is not None:
+                out[name] = render_trace(pol, verdict)
+            else:
+                out[name] = f"`{pol.spec.name}`, {prop.value} integrity: {verdict.cell()}.\n"
+    return out
+
+
+def render_replays(reports: Sequence[Report]) -> str:
+    """The kernel's verdict on every replayed counterexample."""
+    lines = []
+    for report in reports:
+        for pol in report.policies:
+            for prop, verdict in pol.verdicts.items():
+                if verdict.replay is None or verdict.counterexample is None:
+                    continue
+                attack = "; ".join(
+                    " ".join(line.split())
+                    for line in verdict.counterexample.attack_text().splitlines()
+                )
+                lines.append(
+                    f"- `{pol.spec.name}`, {prop.value} integrity, `{attack}`: "
+                    f"**{verdict.replay.status}**: {verdict.replay.detail}."
+                )
+    return "\n".join(lines) + "\n" if lines else "(nothing to replay)\n"
+
+
+def fork_report(depth: int = 2, workers: int | None = None) -> Report:
+    """The aside: ``linux`` mapping integrity with ``fork`` in the alphabet."""
+    return analyze(
+        [parse_policy("linux")], [Property.MAPPING], depth, DEFAULT_SCENARIO,
+        workers=workers, include_fork=True,
+    )  # fmt: skip
 
 
 def extract(text: str) -> dict[str, str]:
@@ -171,8 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=DOC_DEPTH)
     args = parser.parse_args(argv)
     text = args.path.read_text()
-    report = doc_report(args.depth, default_workers())
-    new, missing = splice(text, blocks_for(report))
+    workers = default_workers()
+    report = doc_report(args.depth, workers)
+    forked = fork_report(2, workers)
+    blocks = blocks_for(report, forked)
+    if not args.check:
+        blocks["replay"] = _replays(report, forked)
+    new, missing = splice(text, blocks)
     if missing:
         print(f"{args.path}: no marker for: {', '.join(missing)}", file=sys.stderr)
     if args.check:
@@ -182,6 +235,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.path.write_text(new)
     print(f"{args.path}: rewritten ({report.seconds:.0f}s of analysis)")
     return 1 if missing else 0
+
+
+def _replays(*reports: Report) -> str:
+    try:
+        from .replay import replay_report  # noqa: PLC0415  (needs the kernel)
+
+        replayed = [replay_report(r)[0] for r in reports]
+    except Exception as exc:  # no mseal, no executor: say so in the document
+        return f"(not replayed on this machine: {type(exc).__name__}: {exc})\n"
+    return render_replays(replayed)
 
 
 if __name__ == "__main__":

@@ -6,36 +6,47 @@ CONTRIBUTING "The model's interface"): ``apply(op)``, ``copy()``,
 sequence of alphabet calls level by level, keeps one state per
 ``state_key`` (so a state reached twice is expanded once), and for each
 property returns the first violating sequence in (state order, call order),
-which is a shortest one; or the depth it holds to and the number of states.
+which is a shortest one; or the depth it holds to and the number of states
+whose every successor was checked.
 
-Locality
---------
-Two reductions make depth 3 affordable; both rest on one fact about the
-kernel calls the op language has: **a call reads and changes only the pages
-it names** (its ranges, see :func:`sealkit.ops.iter_ranges`), the pages next
-to them (a VMA merge) and the other pages that map the same file or shared
-object (a store through a shared mapping shows through every mapping of
-that page). Its *window* is those pages. Then:
+Reductions
+----------
+Depth 3 over a few thousand calls is tens of billions of sequences. The
+search cuts the work with facts about the calls that are checked against
+the model for every design (tests/unit/test_analysis_frames.py) and never
+changes an answer (an exact search, ``cache=False``, applies every call to
+every state; tests/slow/test_analysis_depth.py checks both agree):
 
-* if a state equals the start state on a call's window, the call does there
-  exactly what it did from the start state (known after depth 1);
-* if two states agree on a call's window, the call does the same thing in
-  both: whether it changes anything, and whether that breaks a property (a
-  property broken at depth ``d`` but not before must be broken on a page the
-  last call changed).
+* **locality**: a call changes only the pages it names and the pages mapping
+  the same file or shared object (a store through a shared mapping shows
+  through every mapping of that page), and what it does depends only on
+  those pages. Its *window* is that set. A call whose window is as in the
+  start state does what it did there; a call whose window looks like one
+  already seen does what it did then: outcomes are cached per (group of
+  calls naming the same pages, state of the window) and a call is applied
+  to the model only for a window never seen;
+* **frames** (:data:`~sealkit.analysis.alphabet.EFFECTS`): which properties
+  a call can break at all. On the last level (no successor is kept) only
+  calls that can still break an open property are applied, and they are
+  judged on the protected pages of their window only; calls that change
+  mappings or protections do not read page data, so when content integrity
+  is no longer open they are judged without content tokens;
+* **commuting calls**: on depth 1, two calls whose (widened) windows do not
+  meet reach the same state in either order; it is collected once.
 
-So the outcome of calls is cached per (window group, state of the window),
-and a call is applied to the model only when its window looks like nothing
-seen before. ``cache=False`` applies every call to every state (the exact
-search; tests check that both agree), and every counterexample is re-run
-from scratch on the model before it is reported.
+A property broken at depth ``d`` and not before is broken on a page the
+last call changed, which is what makes the last level's judging local.
+Every counterexample is re-run from scratch before it is reported
+(:func:`sealkit.analysis.analyzer.rerun`).
 
 Parallelism
 -----------
 With ``workers > 1`` each level's states are split into chunks run in
 forked worker processes (``fork`` start method: the workers inherit the
-start state, the alphabet and the cache without pickling); results are
+start state, the alphabet and the caches without pickling); results are
 merged in chunk order, so the outcome does not depend on the worker count.
+The start state is always expanded in the parent (its outcomes answer every
+later untouched window).
 """
 
 from __future__ import annotations
@@ -48,7 +59,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
+from ..flags import Madv
 from ..layout import Layout
+from ..ops import Madvise, Op, ProcessMadvise
 from .alphabet import EFFECTS, Alphabet
 from .properties import Page, PageFact, PermissionPromise, Property, check, page_facts
 from .space import Space
@@ -75,8 +88,9 @@ class Problem:
 class Found:
     """The shortest violating sequence: ``path`` indexes the alphabet.
 
-    ``alternatives`` counts, per call name, the (state, call) pairs at that
-    depth whose call breaks the property: how many ways there are.
+    ``alternatives`` counts, per kind of call (its name, and the advice for
+    madvise), the (state, call) pairs at that depth whose call breaks the
+    property: how many ways there are.
     """
 
     property: Property
@@ -84,7 +98,7 @@ class Found:
     path: tuple[int, ...]
     alternatives: dict[str, int]
     others: tuple[tuple[int, ...], ...] = ()
-    """The first sequence ending in each other call name that also breaks it."""
+    """The first sequence ending in each other kind of call that also breaks it."""
 
 
 @dataclass(frozen=True)
@@ -188,7 +202,7 @@ class _Chunk:
 
 
 class _Engine:
-    def __init__(self, problem: Problem, cache: bool, margins: bool = False) -> None:
+    def __init__(self, problem: Problem, cache: bool) -> None:
         self.problem = problem
         self.use_cache = cache
         alphabet = problem.alphabet
@@ -213,14 +227,17 @@ class _Engine:
             tuple(sorted(self.index[p] for p in w if p in self.index))
             for w in alphabet.group_windows
         ]
+        # Widened windows (one page either side): only for deciding that two
+        # calls commute, where erring wide is safe.
         self.group_masks: list[int] = [_mask(w) for w in self.group_windows]
-        self.margins = margins
         self.named_masks: list[int] = [
             _mask(self.index[p] for p in w if p in self.index) for w in alphabet.group_named
         ]
-        # The window an expanding level keys its cache on: the pages a call
-        # names, or (margins=True) one page wider on each side.
-        self.expand_masks = self.group_masks if margins else self.named_masks
+        # The window every level keys its cache on: the pages a call names. A
+        # call that changes nothing returns before any merge (mprotect_fixup(),
+        # madvise_update_vma(), mlock_fixup() compare the flags first), and a
+        # split shows in the VMA-start bit of the first named page.
+        self.expand_masks = self.named_masks
         self.protected_mask = _mask(self.index[p] for p in problem.protected if p in self.index)
         self.key_windows = problem.key_windows or problem.windows
         # Zone windows holding protected pages: all a verdict needs to look at.
@@ -229,6 +246,7 @@ class _Engine:
         self.verdicts: dict[tuple[int, int, tuple[Entry, ...]], Verdicts] = {}
         self.use_commute = cache
         self.effects = [EFFECTS.get(op.NAME, frozenset(Property)) for op in self.ops]
+        self.kinds = [call_kind(op) for op in self.ops]
         self._spans: dict[int, tuple[list[tuple[str, int, int]], frozenset[Page]]] = {}
         root_aliases = self.aliases(self.vector_of(root_layouts))
         # Pages a call of each group changes from the start state (named + aliases).
@@ -555,7 +573,7 @@ class _Expansion:
         return self._space
 
     def record(self, i: int, broken: frozenset[Property]) -> None:
-        out, name = self.out, self.engine.ops[i].NAME
+        out, name = self.out, self.engine.kinds[i]
         for prop in broken & self.open:
             slot = (prop, name)
             best = out.hits.get(slot)
@@ -689,6 +707,16 @@ class _Expansion:
                 twin.apply(engine.ops[i])
                 stats.applied += 1
                 self.successor(i, twin)
+
+
+def call_kind(op: Op) -> str:
+    """What a counterexample is grouped by: the call, and the advice for madvise."""
+    if isinstance(op, Madvise | ProcessMadvise):
+        try:
+            return f"{op.NAME} {Madv(op.advice).name.lower()}"
+        except ValueError:
+            return f"{op.NAME} {op.advice}"
+    return op.NAME
 
 
 def _mask(indices: Iterable[int]) -> int:
