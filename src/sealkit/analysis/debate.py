@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Final
 
 from ..ops import format_trace
-from .analyzer import PolicyReport, Report, Verdict, analyze, default_workers
+from .analyzer import PolicyReport, Report, Verdict, analyze, analyze_policy, default_workers
 from .properties import Property
 from .scenario import DEBATE_POLICIES, DEFAULT_SCENARIO, parse_policy
+from .search import call_kind
 
 __all__ = [
     "COMMAND",
@@ -47,6 +48,8 @@ __all__ = [
     "render_table",
     "render_trace",
     "splice",
+    "trace_block",
+    "trace_depth",
 ]
 
 DOC_DEPTH: Final = 3
@@ -62,7 +65,10 @@ def _cell(verdict: Verdict) -> str:
     c = verdict.counterexample
     if c is None:
         return f"holds to depth {verdict.holds_to} ({verdict.states:,} states)"
-    calls = "<br>".join(f"`{' '.join(s.split())}`" for s in c.attack_text().splitlines())
+    # A "|" inside a table cell must be escaped, even in a code span (GFM).
+    calls = "<br>".join(
+        f"`{' '.join(s.split())}`".replace("|", "\\|") for s in c.attack_text().splitlines()
+    )
     kinds = ", ".join(sorted(c.violation.kinds))
     n = c.length
     return f"**broken** in {n} call{'s' if n != 1 else ''} ({kinds}):<br>{calls}"
@@ -101,7 +107,7 @@ def render_trace(policy: PolicyReport, verdict: Verdict) -> str:
         + "\n```\n\n"
         + f"(state, call) pairs at depth {c.length} that break it: {alt}.\n"
         + "".join(
-            f"\nAlso, ending in `{o.attack[-1].op.NAME}`: "
+            f"\nAlso, ending in `{call_kind(o.attack[-1].op)}`: "
             + "; ".join(f"`{' '.join(line.split())}`" for line in o.attack_text().splitlines())
             + f" ({o.violation.summary()}).\n"
             for o in verdict.others
@@ -205,6 +211,23 @@ def splice(text: str, blocks: dict[str, str]) -> tuple[str, list[str]]:
     return _BLOCK_RE.sub(repl, text), sorted(set(blocks) - present)
 
 
+def trace_depth(block: str) -> int:
+    """The depth a ``trace:`` section's counterexample was found at."""
+    m = re.search(r"pairs at depth (\d+) that break it", block)
+    if m is None:
+        raise ValueError(f"not a trace section: {block[:60]!r}")
+    return int(m.group(1))
+
+
+def trace_block(name: str, depth: int, workers: int = 1) -> str | None:
+    """Regenerate section ``trace:POLICY:PROPERTY`` with a search to ``depth``
+    (``None`` when the property no longer breaks by then)."""
+    policy, _, prop = name.removeprefix("trace:").rpartition(":")
+    report = analyze_policy(parse_policy(policy), [Property(prop)], depth=depth, workers=workers)
+    verdict = report.verdicts[Property(prop)]
+    return None if verdict.counterexample is None else render_trace(report, verdict)
+
+
 def doc_report(depth: int = DOC_DEPTH, workers: int | None = None) -> Report:
     """The analyzer run the document is generated from."""
     specs = [parse_policy(name) for name in DEBATE_POLICIES]
@@ -217,14 +240,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("path", type=Path)
     parser.add_argument("--check", action="store_true", help="exit 1 if the document is stale")
     parser.add_argument("--depth", type=int, default=DOC_DEPTH)
+    parser.add_argument(
+        "--traces-only",
+        action="store_true",
+        help="regenerate only the trace, fork, scenario and alphabet sections (short searches)",
+    )
     args = parser.parse_args(argv)
     text = args.path.read_text()
     workers = default_workers()
-    report = doc_report(args.depth, workers)
-    forked = fork_report(2, workers)
-    blocks = blocks_for(report, forked)
-    if not args.check:
-        blocks["replay"] = _replays(report, forked)
+    if args.traces_only:
+        blocks = {}
+        for name, body in extract(text).items():
+            if name.startswith("trace:"):
+                fresh = trace_block(name, trace_depth(body), workers)
+                if fresh is None:
+                    print(f"{name}: no longer broken at its depth", file=sys.stderr)
+                    return 1
+                blocks[name] = fresh
+        cheap = analyze([parse_policy("linux")], [Property.CONTENT], 1, DEFAULT_SCENARIO)
+        blocks["scenario"] = render_scenario(cheap)
+        blocks["alphabet"] = render_alphabet(cheap)
+        blocks.update(fork_blocks(fork_report(2, workers)))
+        report = None
+    else:
+        report = doc_report(args.depth, workers)
+        forked = fork_report(2, workers)
+        blocks = blocks_for(report, forked)
+        if not args.check:
+            blocks["replay"] = _replays(report, forked)
     new, missing = splice(text, blocks)
     if missing:
         print(f"{args.path}: no marker for: {', '.join(missing)}", file=sys.stderr)
@@ -233,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.path}: {'stale' if stale else 'up to date'}")
         return 1 if stale or missing else 0
     args.path.write_text(new)
-    print(f"{args.path}: rewritten ({report.seconds:.0f}s of analysis)")
+    took = f" ({report.seconds:.0f}s of analysis)" if report is not None else ""
+    print(f"{args.path}: rewritten{took}")
     return 1 if missing else 0
 
 
