@@ -22,6 +22,8 @@ from .analyzer import (
     analyze,
     analyze_policy,
     default_workers,
+    picture,
+    runs_text,
     side_by_side,
 )
 from .properties import (
@@ -67,5 +69,7 @@ __all__ = [
     "check_permission",
     "default_workers",
     "parse_policy",
+    "picture",
+    "runs_text",
     "side_by_side",
 ]

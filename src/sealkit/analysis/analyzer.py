@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..flags import PAGE_SIZE
 from ..layout import Layout
-from ..ops import Op, Step, format_trace
+from ..ops import MODEL_BASES, Op, Step, format_trace
 from .alphabet import Alphabet, build_alphabet
 from .properties import PROPERTIES, PermissionPromise, Property, Violation, check
 from .scenario import DEFAULT_SCENARIO, PolicySpec, Scenario
@@ -29,6 +30,8 @@ __all__ = [
     "Verdict",
     "analyze",
     "analyze_policy",
+    "picture",
+    "runs_text",
     "side_by_side",
 ]
 
@@ -72,6 +75,26 @@ class Counterexample:
             + "# attack\n"
             + format_trace(self.attack)
         )
+
+
+def runs_text(layout: Layout) -> str:
+    """``Layout.text()`` with anonymous page offsets shown zone-relative:
+    ``anon#av1@p1`` (an anonymous VMA's offset is its creation address,
+    ``vm_pgoff = addr >> PAGE_SHIFT``)."""
+    lines = []
+    for run in layout.runs:
+        text = run.text()
+        if run.backing == "anon" and run.pgoff is not None:
+            zoned = MODEL_BASES.zone_of(run.pgoff * PAGE_SIZE)
+            if zoned is not None:
+                text = text.replace(f"@{run.pgoff}", f"@{zoned[0]}{zoned[1] // PAGE_SIZE}", 1)
+        lines.append(text)
+    return "\n".join(lines) if lines else "(nothing mapped)"
+
+
+def picture(layout: Layout) -> str:
+    """``Layout.picture()`` with :func:`runs_text` for the run list."""
+    return "\n".join([*layout.picture().splitlines()[:3], runs_text(layout)])
 
 
 def side_by_side(before: Layout, after: Layout, gap: int = 4) -> str:
@@ -165,8 +188,8 @@ def _policy_json(report: PolicyReport) -> dict[str, Any]:
         "policy": report.spec.name,
         "model_policy": report.spec.policy,
         "permission_promise": report.promise.value,
-        "before": report.before.text(),
-        "before_picture": report.before.picture(),
+        "before": runs_text(report.before),
+        "before_picture": picture(report.before),
         "setup": format_trace(report.setup),
         "alphabet": report.alphabet,
         "alphabet_size": sum(report.alphabet.values()),
@@ -199,10 +222,10 @@ def _verdict_json(v: Verdict) -> dict[str, Any]:
             trace=c.trace_text(),
             violation=c.violation.summary(),
             details=list(c.violation.details),
-            before=c.before.text(),
-            after=c.after.text(),
-            before_picture=c.before.picture(),
-            after_picture=c.after.picture(),
+            before=runs_text(c.before),
+            after=runs_text(c.after),
+            before_picture=picture(c.before),
+            after_picture=picture(c.after),
             picture=c.picture(),
             alternatives=c.alternatives,
             others=[

@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import Final
 
 from ..ops import format_trace
-from .analyzer import PolicyReport, Report, Verdict, analyze, analyze_policy, default_workers
+from .analyzer import (
+    PolicyReport,
+    Report,
+    Verdict,
+    analyze,
+    analyze_policy,
+    default_workers,
+    picture,
+)
 from .properties import Property
 from .scenario import DEBATE_POLICIES, DEFAULT_SCENARIO, parse_policy
 from .search import call_kind
@@ -124,7 +132,7 @@ def render_scenario(report: Report) -> str:
         f"{format_trace(pol.setup)}"
         "```\n\n"
         "```\n"
-        f"{pol.before.picture()}\n"
+        f"{picture(pol.before)}\n"
         "```\n"
     )
 

@@ -25,6 +25,7 @@ from ...analysis import (
     Report,
     analyze,
     parse_policy,
+    picture,
 )
 from ...errors import ArgumentError
 
@@ -179,7 +180,7 @@ def _print(report: Report) -> None:
     out.print(f"[bold]scenario[/] {scenario.name}: {scenario.description}")
     first = report.policies[0].before if report.policies else None
     if first is not None:
-        out.print(Text(first.picture()))
+        out.print(Text(picture(first)))
     table = Table(title=f"shortest way around each design (depth {report.depth})", show_lines=True)
     table.add_column("policy", style="bold")
     table.add_column("promise")
