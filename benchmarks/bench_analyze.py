@@ -15,6 +15,7 @@ Measured in one run, side by side:
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -75,6 +76,7 @@ def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     depth = 2 if quick else 3
     print("analyzer benchmark (default scenario)")
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     rate = bare_model(0.5 if quick else 2.0)
     print(f"baseline: bare model copy+apply+state_key: {rate:,.0f} calls/s")
     for label, policy, prop in FINDINGS:
@@ -91,7 +93,10 @@ def main(argv: list[str]) -> int:
             f"({pairs / seconds:,.0f}/s), {applied:,} calls applied"
             + ("  (goal < 60 s)" if depth == 3 and workers == 2 else "")
         )
-    print(f"parallel speed-up (1 -> 2 processes): {results[1] / results[2]:.2f}x")
+    print(
+        f"parallel speed-up (1 -> 2 processes): {results[1] / results[2]:.2f}x "
+        f"(load average now {os.getloadavg()[0]:.2f}: other work on the cores takes the gain)"
+    )
     if not quick:
         exact, states_e, pairs_e, applied_e = deep("linux", 2, 1, cache=False)
         cached, states_c, _, applied_c = deep("linux", 2, 1, cache=True)

@@ -51,6 +51,7 @@ later untouched window).
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import time
 from collections import Counter
@@ -749,6 +750,13 @@ def _bits(mask: int) -> list[int]:
 _ENGINE: _Engine | None = None
 
 
+def _worker_init() -> None:
+    # The inherited heap is frozen (gc.freeze() before the fork) and the
+    # collector stays off: a collection would walk, and so copy, every page
+    # of it.
+    gc.disable()
+
+
 def _run_chunk(level: int, lo: int, hi: int, last: bool, open_props: frozenset[Property]) -> _Chunk:
     assert _ENGINE is not None
     return _ENGINE.expand(level, lo, hi, last, open_props)
@@ -802,8 +810,11 @@ def search(
         # later call whose window is untouched.
         if workers > 1 and level > 0 and len(frontier) >= _MIN_PARALLEL:
             _ENGINE = engine
+            gc.freeze()  # keep the collector off the pages the workers share
             try:
-                with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                with ProcessPoolExecutor(
+                    max_workers=workers, mp_context=context, initializer=_worker_init
+                ) as pool:
                     futures = [
                         pool.submit(_run_chunk, level, lo, hi, last, open_props)
                         for lo, hi in _chunks(len(frontier), workers * 16)
@@ -819,6 +830,7 @@ def search(
                             )
             finally:
                 _ENGINE = None
+                gc.unfreeze()
             for chunk in chunks:
                 engine.cache.update(chunk.cache)
                 for vkey, verdicts in chunk.verdicts.items():
