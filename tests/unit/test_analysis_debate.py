@@ -3,8 +3,8 @@
 Every counterexample in the document (``trace:`` and ``fork:`` sections),
 the scenario and the alphabet sections, and the table's broken cells are
 regenerated here and compared text for text; they are short searches. The
-table's "holds to depth 3" cells take minutes: ``SEALKIT_THOROUGH=1``
-regenerates the whole table (tests/slow/test_analysis_depth.py). The kernel
+table's "holds to depth 3" cells take minutes; tests/slow/test_analysis_depth.py
+re-derives the linux and mimmutable ones. The kernel
 replay section depends on the machine and is not compared.
 """
 
