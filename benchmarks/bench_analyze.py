@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
         )
     print(
         f"parallel speed-up (1 -> 2 processes): {results[1] / results[2]:.2f}x "
-        f"(load average now {os.getloadavg()[0]:.2f}: other work on the cores takes the gain)"
+        f"(load average now {os.getloadavg()[0]:.2f}; other work on the cores eats the gain)"
     )
     if not quick:
         exact, states_e, pairs_e, applied_e = deep("linux", 2, 1, cache=False)

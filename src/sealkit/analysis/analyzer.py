@@ -351,11 +351,11 @@ def analyze_policy(
 
 
 def default_workers() -> int:
-    """Two processes when a second core is free, else one.
+    """Two processes unless both cores are already busy.
 
-    Measured (bench_analyze): with both cores busy with other work, a second
-    search process only adds forking and a second cold cache (linux depth 3:
-    57 s with one process, 60 s with two, load average 2 on two cores).
+    Measured (bench_analyze, linux depth 3): 56.9 s with one process and
+    32.3 s with two at load average 1.1; 57 s and 60 s at load average 2,
+    when a second search process only adds forking and a second cold cache.
     """
     cores = (
         len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -366,7 +366,7 @@ def default_workers() -> int:
         load = os.getloadavg()[0]
     except OSError:
         return 2
-    return 2 if load < cores - 1 else 1
+    return 2 if load < cores else 1
 
 
 def analyze(
