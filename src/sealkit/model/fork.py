@@ -33,7 +33,7 @@ def sys_fork(mm: AddressSpace, op: Op) -> int:
         priv: Runs = ()
         anon = None
         if not v.flags & VM_WIPEONFORK:
-            anon = AnonVma(forked=True) if v.anon is not None else None
+            anon = AnonVma(forked=True, serial=v.anon.serial) if v.anon is not None else None
             priv = v.priv
         child.append(Vma(v.start, v.end, flags, v.pgoff, v.file, anon, v.seal, priv))
     mm.vmas = VmaStore(child)

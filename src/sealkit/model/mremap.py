@@ -227,7 +227,11 @@ def remap_move(mm: AddressSpace, vrm: Remap) -> int:
             res = r
         seen = True
         target = r + ln
-        cur = a + ln
+        # for_each_vma_range() resumes after the VMA it returned: from its end as
+        # it was before the move. Resuming at a + ln instead finds the same VMA
+        # again when the moved part merged back into it (DONTUNMAP onto the
+        # page before the source), and never ends.
+        cur = max(last_end, a + ln)
     return res
 
 

@@ -231,10 +231,13 @@ class AddressSpace:
 
     @staticmethod
     def _obj_name(v: Vma, names: dict[object, str]) -> str | None:
+        # Stable names (the object's serial), not first-appearance numbers: the
+        # same object must have the same name in the layouts before and after a
+        # trace, and a new object a new name (Run.obj identifies the object).
         if v.file is not None and v.file.startswith("s:"):
-            return names.setdefault(v.file, f"shm{len(names) + 1}")
+            return names.setdefault(v.file, f"shm{v.file[2:]}")
         if v.file is None and v.anon is not None:
-            return names.setdefault(v.anon, f"av{len(names) + 1}")
+            return names.setdefault(v.anon, f"av{v.anon.serial}")
         return None
 
     def tokens(self, v: Vma, s: int, e: int) -> list[str]:
@@ -391,7 +394,10 @@ class AddressSpace:
                 and anon_reusable(prev, v)
             ):
                 anon = prev.anon
-        new = v.with_priv(v.priv, anon if anon is not None else AnonVma())
+        if anon is None:
+            self.serial += 1
+            anon = AnonVma(serial=self.serial)
+        new = v.with_priv(v.priv, anon)
         self.put(v, [new])
         return new
 

@@ -78,15 +78,21 @@ class AnonVma:
     ``forked`` marks an anon_vma created by ``fork()`` for a child VMA: its
     ``anon_vma_chain`` also links the parent's, so ``vma_had_uncowed_parents()``
     forbids merging it with a VMA that has no anon_vma.
+
+    ``serial`` names it in layouts (``av<serial>``), so the same object has the
+    same name in every layout of an address space and its copies (the analyzer
+    compares objects across a before/after pair). A child's anon_vma keeps its
+    parent's serial: it holds the inherited pages.
     """
 
-    __slots__ = ("forked",)
+    __slots__ = ("forked", "serial")
 
-    def __init__(self, forked: bool = False) -> None:
+    def __init__(self, forked: bool = False, serial: int = 0) -> None:
         self.forked = forked
+        self.serial = serial
 
     def __repr__(self) -> str:
-        return f"AnonVma(forked={self.forked}) at {id(self):#x}"
+        return f"AnonVma(forked={self.forked}, serial={self.serial}) at {id(self):#x}"
 
 
 class Vma:
