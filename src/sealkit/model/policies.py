@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
@@ -243,22 +243,12 @@ LINUX_610: Final = Policy(
     ),
 )
 
-LINUX_610Y: Final = Policy(
+LINUX_610Y: Final = replace(
+    LINUX_610,
     name="linux-6.10.y",
     summary="Linux 6.10.y/6.11: as linux-6.10 with is_madv_discard() fixed (e46bc2e7eb90)",
     source="spec/linux-mseal.md §2.3, §2.4",
-    seal_op=Mseal,
-    seal_call=mseal.do_mseal,
-    seal_text=lambda seal: "sl",
-    refusal=errno.EPERM,
-    blocks=_sealed,
-    blocks_mprotect=_sealed_vma,
     blocks_madvise=_madvise_610y,
-    madvise_mode=_precheck,
-    precheck=_ALL,
-    mremap_multi=False,
-    valid_advice=VALID_ADVICE_610,
-    refusals=_ATOMIC_REFUSALS,
     choices=LINUX_610.choices[1:],
 )
 
@@ -464,21 +454,13 @@ MIMMUTABLE: Final = Policy(
     choices=_IMM_CHOICES,
 )
 
-MIMMUTABLE_73: Final = Policy(
+MIMMUTABLE_73: Final = replace(
+    MIMMUTABLE,
     name="mimmutable-7.3",
     summary="OpenBSD 7.3 to Jan 2024 (mimmutable.2 rev 1.3): as mimmutable, but mprotect "
     "may downgrade an immutable RW mapping to R",
     source="spec/other-systems.md §1.1 (CAVEATS removed in rev 1.4)",
-    seal_op=Mimmutable,
-    seal_call=mseal.mimmutable,
-    seal_text=lambda seal: "immutable",
-    refusal=errno.EPERM,
-    blocks=_sealed,
     blocks_mprotect=_imm_mprotect_73,
-    blocks_madvise=lambda vma, advice: bool(vma.seal),
-    madvise_mode=_imm_mode,
-    precheck=_ALL,
-    mremap_multi=False,
     refusals=MappingProxyType(
         {
             **_IMM_REFUSALS,
