@@ -63,30 +63,32 @@ def mseal_apply(mm: AddressSpace, start: int, end: int, bits: int) -> None:
         cur = cend
 
 
-def do_mseal(mm: AddressSpace, op: Op) -> int:
-    """Linux ``mseal(addr, len, flags)``."""
+def _mseal_checks(mm: AddressSpace, op: Op) -> tuple[int, int] | int:
+    """Linux mseal's argument and hole checks: the range to seal, or ``-errno``."""
     assert isinstance(op, Mseal)
     if op.flags & M64:
         return -errno.EINVAL
     checked = check_range(op.addr & M64, op.length & M64)
     if not isinstance(checked, tuple):
         return checked
-    start, end = checked
-    if range_contains_unmapped(mm, start, end):
+    if range_contains_unmapped(mm, *checked):
         return -errno.ENOMEM
-    mseal_apply(mm, start, end, 1)
+    return checked
+
+
+def do_mseal(mm: AddressSpace, op: Op) -> int:
+    """Linux ``mseal(addr, len, flags)``."""
+    checked = _mseal_checks(mm, op)
+    if not isinstance(checked, tuple):
+        return checked
+    mseal_apply(mm, *checked, 1)
     return 0
 
 
 def do_mseal_none(mm: AddressSpace, op: Op) -> int:
     """The ``none`` policy's mseal: Linux's checks, no effect."""
-    assert isinstance(op, Mseal)
-    if op.flags & M64:
-        return -errno.EINVAL
-    checked = check_range(op.addr & M64, op.length & M64)
-    if not isinstance(checked, tuple):
-        return checked
-    return -errno.ENOMEM if range_contains_unmapped(mm, *checked) else 0
+    checked = _mseal_checks(mm, op)
+    return checked if not isinstance(checked, tuple) else 0
 
 
 def _typed_seal(
