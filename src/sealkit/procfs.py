@@ -18,7 +18,7 @@ import errno as _errno
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Final, NamedTuple, overload
 
 from .errors import (
@@ -46,14 +46,20 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Vma:
+_NO_FIELDS: Final[Mapping[str, int | str]] = MappingProxyType({})
+
+
+class Vma(NamedTuple):
     """One VMA as /proc reports it.
 
     ``fields`` holds the smaps counters by name (``{"Rss": 12, ...}``, in kB
     as printed; non-numeric values kept as text), including fields this
     module does not know. ``vmflags`` is the set of two-letter VmFlags
     mnemonics, or ``None`` when parsed from maps.
+
+    A NamedTuple rather than a dataclass: ``dataclasses`` imports
+    ``inspect``, 5 ms of start-up that ``harden()`` and ``sealkit run``
+    would pay before the program runs (benchmarks/bench_harden.py).
     """
 
     start: int
@@ -64,7 +70,7 @@ class Vma:
     inode: int
     path: str
     vmflags: frozenset[str] | None = None
-    fields: Mapping[str, int | str] = field(default_factory=dict)
+    fields: Mapping[str, int | str] = _NO_FIELDS
 
     @property
     def size(self) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -49,8 +48,17 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def command_names() -> list[str]:
-    """Subcommand names, from the module files (nothing imported)."""
-    return sorted(info.name for info in pkgutil.iter_modules(commands.__path__))
+    """Subcommand names, from the module files (nothing imported).
+
+    A directory listing rather than ``pkgutil.iter_modules``, which imports
+    ``inspect`` (5 ms here) into every ``sealkit run`` before the program starts.
+    """
+    return sorted(
+        name.removesuffix(".py")
+        for folder in commands.__path__
+        for name in os.listdir(folder)
+        if name.endswith(".py") and not name.startswith("_")
+    )
 
 
 def load(name: str) -> Command:
