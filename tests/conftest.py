@@ -107,6 +107,18 @@ def in_child() -> Callable[..., Any]:
     return run_in_child
 
 
+@pytest.fixture
+def make_file(tmp_path: Path) -> Callable[[bytes], str]:
+    """A factory of regular files in ``tmp_path`` holding the given bytes."""
+
+    def make(data: bytes) -> str:
+        path = tmp_path / f"f{len(list(tmp_path.iterdir()))}.bin"
+        path.write_bytes(data)
+        return str(path)
+
+    return make
+
+
 def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

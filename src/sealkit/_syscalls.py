@@ -17,6 +17,7 @@ crash the process much later. The safe API lives in :mod:`sealkit.memory`.
 from __future__ import annotations
 
 import ctypes
+import operator
 import os
 import struct
 from collections.abc import Callable, Sequence
@@ -177,7 +178,7 @@ def _u64(value: object, name: str) -> int:
     if type(value) is not int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ArgumentTypeError(f"{name} must be an int, not {type(value).__name__}")
-        value = int(value)
+        value = operator.index(value)  # the integer value, whatever __int__ says
     if not _MIN <= value <= _MASK:
         raise ArgumentError(f"{name}={value:#x} does not fit in 64 bits")
     return value & _MASK
@@ -378,7 +379,7 @@ def _buffer_size(size: object) -> int:
         raise ArgumentTypeError(f"size must be an int, not {type(size).__name__}")
     if not 0 <= size <= 1 << 30:
         raise ArgumentError(f"size={size} must be between 0 and 1 GiB")
-    return int(size)
+    return operator.index(size)
 
 
 def process_madvise(
@@ -474,7 +475,9 @@ def mallopt(param: int, value: int) -> None:
         raise NotSupportedError(38, "mallopt", detail="this libc has no mallopt")
     fn.argtypes = (ctypes.c_int, ctypes.c_int)
     fn.restype = ctypes.c_int
-    if fn(int(param), int(value)) != 1:  # mallopt returns 1 on success, 0 on error
+    if (
+        fn(operator.index(param), operator.index(value)) != 1
+    ):  # mallopt returns 1 on success, 0 on error
         raise ArgumentError(f"mallopt({param}, {value}) was rejected")
 
 

@@ -53,13 +53,14 @@ import errno as _errno
 import functools
 import gc
 import mmap as _mmap
+import operator
 import os
 import platform
 import stat
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from . import _syscalls, procfs
 from .errors import (
@@ -167,12 +168,23 @@ def _round_up(n: int) -> int:
     return (n + PAGE - 1) // PAGE * PAGE
 
 
+def _exact_int(value: object, name: str) -> int:
+    """``value`` as an exact ``int``, or :class:`ArgumentTypeError`.
+
+    ``operator.index`` yields the integer value itself, even for an ``int``
+    subclass whose ``__int__`` or ``__index__`` says otherwise, so what is
+    checked is what is used.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentTypeError(f"{name} must be an int, not {type(value).__name__}")
+    return operator.index(value)
+
+
 def _check_size(size: object, name: str = "size") -> int:
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise ArgumentTypeError(f"{name} must be an int, not {type(size).__name__}")
+    size = _exact_int(size, name)
     if not 0 < size <= _MAX_LENGTH:
         raise ArgumentError(f"{name}={size} must be between 1 and {_MAX_LENGTH}")
-    return int(size)
+    return size
 
 
 def _check_prot(prot: object) -> int:
@@ -203,24 +215,22 @@ def _bytes_like(data: object) -> memoryview:
 
 
 def _check_offset(offset: object, limit: int) -> int:
-    if isinstance(offset, bool) or not isinstance(offset, int):
-        raise ArgumentTypeError(f"offset must be an int, not {type(offset).__name__}")
+    offset = _exact_int(offset, "offset")
     if not 0 <= offset <= limit:
         raise ArgumentError(f"offset={offset} is outside 0..{limit}")
-    return int(offset)
+    return offset
 
 
 def _check_span(offset: object, size: object, limit: int, what: str) -> tuple[int, int]:
     """``(start, size)`` of a read of ``size`` bytes (``-1``: to the end) at
     ``offset`` inside ``limit`` bytes, or a typed error."""
     start = _check_offset(offset, limit)
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise ArgumentTypeError(f"size must be an int, not {type(size).__name__}")
+    size = _exact_int(size, "size")
     if size < 0:
         size = limit - start
     if start + size > limit:
         raise ArgumentError(f"[{start}, {start + size}) is outside {what} {limit} bytes")
-    return start, int(size)
+    return start, size
 
 
 # --- Pages --------------------------------------------------------------------
@@ -290,7 +300,31 @@ _mseal_call: Final = _syscalls.mseal
 # system call they guard must not interleave with another thread's close()
 # (a read racing an munmap would crash). Operations take microseconds, and
 # one shared lock costs nothing per object (benchmarks/bench_mseal.py).
-_LOCK: Final = threading.Lock()
+# Reentrant because __del__ takes it too, and the garbage collector can run
+# a finaliser in a thread that already holds it (as fast as a plain Lock).
+_LOCK: Final = threading.RLock()
+
+
+def _no_copy(obj: object) -> NoReturn:
+    """``__reduce_ex__`` of the objects that own a mapping: copying or
+    pickling one would give two objects the same pages, and the second
+    would read, unmap or seal memory the first had unmapped (and someone
+    else mapped since)."""
+    raise ArgumentTypeError(
+        f"cannot copy or pickle a {type(obj).__name__}: it owns a mapping in this process "
+        "(copy its bytes with read() instead)"
+    )
+
+
+def _uninitialised(obj: object, name: str, slots: tuple[str, ...]) -> NoReturn:
+    """``__getattr__`` of those objects: only reached when a slot was never
+    set, i.e. ``__init__`` did not run (a subclass that skips it,
+    ``cls.__new__(cls)``)."""
+    if name in slots:
+        raise StateError(
+            f"this {type(obj).__name__} was never initialised (its __init__ did not run)"
+        )
+    raise AttributeError(f"{type(obj).__name__!r} object has no attribute {name!r}")
 
 
 class _ViewBase:
@@ -561,14 +595,46 @@ class Pages:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        _no_copy(self)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass whose __init__ forgets Pages.__init__ would leave the
+        # slots unset and fail later with AttributeError; say so at once.
+        # (Not a __getattr__ as on CodePages: defining one slows down every
+        # attribute lookup, and Pages sits on the hot path.)
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def checked_init(self: Pages, *args: Any, **kw: Any) -> None:
+            init(self, *args, **kw)
+            try:
+                self._state  # noqa: B018 - set by Pages.__init__ and nothing else
+            except AttributeError:
+                raise StateError(
+                    f"{cls.__name__}.__init__ must call Pages.__init__ (super().__init__(size))"
+                ) from None
+
+        cls.__init__ = checked_init  # type: ignore[method-assign]
+
     def __del__(self) -> None:
         # Unmap open pages nobody can reach any more, unless a view into them
         # survives (then the mapping is deliberately leaked: a view into
-        # unmapped memory would crash). Never raise, even at interpreter exit.
+        # unmapped memory would crash). Under the lock and CLOSED before the
+        # munmap: a weak reference can still hand the object to another
+        # thread while this runs, and that thread must see it closed, not
+        # read pages being unmapped. Sealed and closed are final states, so
+        # they need no lock. Never raise, even at interpreter exit.
         try:
-            if self._state is _OPEN and not self.views_alive:
-                _syscalls.munmap(self._addr, self._length)
-                self._state = PageState.CLOSED
+            if self._state is not _OPEN:
+                return
+            with _LOCK:
+                if self._state is _OPEN and not self.views_alive:
+                    self._state = _CLOSED
+                    _syscalls.munmap(self._addr, self._length)
         except Exception:
             pass
 
@@ -694,6 +760,14 @@ class CodePages:
         """Unmap unsealed code pages; sealed ones live until the process exits."""
         self._pages.close()
 
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        _no_copy(self)
+
+    if not TYPE_CHECKING:  # a runtime guard; type checkers keep flagging unknown names
+
+        def __getattr__(self, name: str) -> NoReturn:
+            _uninitialised(self, name, CodePages.__slots__)
+
     def __enter__(self) -> CodePages:
         return self
 
@@ -771,6 +845,29 @@ def _is_anonymous(vma: procfs.Vma, shmem_dev: str | None) -> bool:
     return vma.dev == shmem_dev and (vma.path == _SHMEM_ZERO or vma.path.startswith("[anon_shmem:"))
 
 
+def _open_fds_on(vma: procfs.Vma) -> list[int]:
+    """File descriptors of this process open on the object behind ``vma``
+    (same device and inode), from ``/proc/self/fd``.
+
+    Shared anonymous memory has no path anyone can open, except through
+    ``/proc/PID/map_files/`` (which needs CAP_SYS_ADMIN): an ``mmap.mmap``
+    made from such a descriptor maps the same shmem object, and CPython
+    keeps the descriptor, so ``resize()`` would truncate the object under
+    the sealed pages (SIGBUS on the next touch). smaps cannot tell that mmap
+    from ``mmap.mmap(-1, n)``; the open descriptor can.
+    """
+    major, minor = (int(part, 16) for part in vma.dev.split(":"))
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            st = os.stat(f"/proc/self/fd/{name}")
+        except OSError:  # closed meanwhile, or the listing's own descriptor
+            continue
+        if st.st_ino == vma.inode and (os.major(st.st_dev), os.minor(st.st_dev)) == (major, minor):
+            found.append(int(name))
+    return found
+
+
 def seal_mmap(m: _mmap.mmap) -> SealedMmap:
     """Seal an *anonymous* ``mmap.mmap`` the caller created; returns what was sealed.
 
@@ -794,7 +891,10 @@ def seal_mmap(m: _mmap.mmap) -> SealedMmap:
     read-only one (an ``ACCESS_WRITE`` mmap made read-only with ``mprotect``
     shows the same ``r--s`` and VmFlags as ``ACCESS_READ``), so no file
     mmap is safe to seal. Use :func:`map_file` for a sealed read-only file
-    mapping, or :func:`freeze` for a private copy.
+    mapping, or :func:`freeze` for a private copy. For the same reason a
+    shared mmap is refused while any file descriptor of this process is open
+    on the memory behind it (an mmap made from ``/proc/self/map_files/...``
+    is file-backed, though smaps shows it as shared anonymous memory).
 
     What CPython (3.11 and later) then does with the sealed anonymous mmap,
     tested in ``tests/kernel/test_mmap_seal.py``:
@@ -832,6 +932,14 @@ def seal_mmap(m: _mmap.mmap) -> SealedMmap:
                 "them past end-of-file kills the process with SIGBUS; use sealkit.map_file(path) "
                 "for a sealed read-only file mapping or sealkit.freeze(m) for a sealed copy; "
                 "nothing was sealed"
+            )
+        fds = _open_fds_on(first) if first.shared else []
+        if fds:
+            raise UnsafeTargetError(
+                f"refusing to seal the shared mmap at {addr:#x}: file descriptor(s) {fds} of this "
+                "process are open on the memory behind it (an mmap made from one, as through "
+                "/proc/self/map_files, truncates it on resize(), killing the process with SIGBUS "
+                "once sealed); nothing was sealed"
             )
         for vma in vmas:
             if (vma.perms, vma.path, vma.inode, vma.dev) != (
@@ -888,7 +996,12 @@ class SealedFile:
 
     __slots__ = ("_addr", "_length", "_offset", "_path", "_size")
 
-    def __init__(self, path: str, offset: int, length: int, addr: int, size: int) -> None:
+    def __init__(
+        self, path: str, offset: int, length: int, addr: int, size: int, *, _key: object = None
+    ) -> None:
+        if _key is not _MAP_FILE_KEY:
+            # Its reads trust addr and length: only map_file() knows them true.
+            raise ArgumentTypeError("SealedFile objects come from sealkit.map_file(path)")
         self._path = path
         self._offset = offset
         self._length = length
@@ -942,6 +1055,17 @@ class SealedFile:
         start, size = _check_span(offset, size, self._length, "the file mapping's")
         return ctypes.string_at(self._addr + start, size)
 
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        _no_copy(self)
+
+    if not TYPE_CHECKING:  # a runtime guard; type checkers keep flagging unknown names
+
+        def __getattr__(self, name: str) -> NoReturn:
+            _uninitialised(self, name, SealedFile.__slots__)
+
+
+_MAP_FILE_KEY: Final = object()
+
 
 _OPEN_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
 
@@ -987,8 +1111,7 @@ def map_file(
     except TypeError as exc:
         raise ArgumentTypeError(f"path: {exc}") from None
     name = os.path.abspath(os.fsdecode(raw))
-    if isinstance(offset, bool) or not isinstance(offset, int):
-        raise ArgumentTypeError(f"offset must be an int, not {type(offset).__name__}")
+    offset = _exact_int(offset, "offset")
     if not 0 <= offset <= _MAX_LENGTH or offset % PAGE:
         raise ArgumentError(f"offset={offset} must be a non-negative multiple of {PAGE}")
     if length is not None:
@@ -1030,7 +1153,7 @@ def map_file(
     except BaseException:
         _syscalls.munmap(addr, size)
         raise
-    return SealedFile(name, offset, length, addr, size)
+    return SealedFile(name, offset, length, addr, size, _key=_MAP_FILE_KEY)
 
 
 def _check_regular(mode: int, name: str) -> None:
@@ -1070,11 +1193,7 @@ def _target_span(target: object, length: object) -> tuple[int, int]:
     elif isinstance(target, SealedFile):
         span = (target.address, target.size)
     elif isinstance(target, int) and not isinstance(target, bool):
-        if isinstance(length, bool) or not isinstance(length, int):
-            raise ArgumentTypeError(
-                f"with an integer address, length must be an int, not {type(length).__name__}"
-            )
-        span = (int(target), int(length))
+        span = (operator.index(target), _exact_int(length, "with an integer address, length"))
     elif target is None or isinstance(target, bool | float | str):
         raise ArgumentTypeError(
             f"target must be an address, Pages or a buffer, not {type(target).__name__}"

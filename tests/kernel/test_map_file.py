@@ -45,16 +45,6 @@ def pattern(n: int) -> bytes:
     return bytes((i * 7 + i // PAGE) % 251 for i in range(n))
 
 
-@pytest.fixture
-def make_file(tmp_path: Path) -> Callable[[bytes], str]:
-    def make(data: bytes) -> str:
-        path = tmp_path / f"f{len(list(tmp_path.iterdir()))}.bin"
-        path.write_bytes(data)
-        return str(path)
-
-    return make
-
-
 def fd_targets() -> list[str]:
     """What this process's file descriptors point to (listdir's own fd is gone by then)."""
     targets = []
