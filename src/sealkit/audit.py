@@ -75,6 +75,7 @@ from .errors import (
 )
 from .flags import PAGE_SIZE
 from .procfs import ProcessDir, ScannedVmas, TaskStatus, Vma, parse_smaps, scan_smaps
+from .text import printable
 
 __all__ = [
     "KINDS",
@@ -329,10 +330,12 @@ class _Layouts:
                 result = elf.load_layout(name, dir_fd=proc.fd, inode=vma.inode)
                 break
             except ParseError as exc:
-                if exc.message == "not an ELF file":
+                if exc.message in ("not an ELF file", elf.NOT_REGULAR):
                     result = "not-elf"
                     break
-            except OSError:
+            except (OSError, ValueError, OverflowError):
+                # Unreadable, or malformed beyond what load_layout checks: a
+                # crafted file must not stop the host-wide sweep.
                 continue
         if result != "unknown":
             self._cache[key] = result
@@ -923,8 +926,11 @@ def to_json(
 
 def _label(value: str) -> str:
     """A Prometheus label value, escaped (text exposition format: ``\\``,
-    ``"`` and newline)."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    ``"`` and newline). The format is UTF-8 text: :func:`printable` first
+    turns undecodable bytes and the other control characters of a command
+    name into visible escapes."""
+    text = printable(value, keep="\n")
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 _METRICS: Final = (

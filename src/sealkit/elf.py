@@ -31,6 +31,7 @@ run time*: :func:`sealkit.audit.scan_host` shows what is sealed.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, Literal, NamedTuple
@@ -130,6 +131,17 @@ def _ident(head: bytes, source: str) -> tuple[int, bool]:
     return (32 if head[4] == 1 else 64), head[5] == 1
 
 
+NOT_REGULAR: Final = "not a regular file"
+_OPEN_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+
+
+def _check_file(st: os.stat_result, path: str, inode: int | None) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise ParseError(NOT_REGULAR, None, path)
+    if inode is not None and st.st_ino != inode:
+        raise ParseError(f"not inode {inode} (replaced since it was mapped?)", None, path)
+
+
 def load_layout(path: str, dir_fd: int | None = None, inode: int | None = None) -> LoadLayout:
     """Program headers of the ELF file at ``path`` (relative to ``dir_fd``).
 
@@ -146,10 +158,14 @@ def load_layout(path: str, dir_fd: int | None = None, inode: int | None = None) 
         raise ArgumentTypeError(f"inode must be an int or None, not {type(inode).__name__}")
     if "\0" in os.fspath(path):
         raise ArgumentError("path contains a NUL byte")
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    # stat before open: opening a device or FIFO can block or act on the
+    # device (processes map GPU and other device nodes); O_NONBLOCK and a
+    # second check cover a file swapped in between.
+    _check_file(os.stat(path, dir_fd=dir_fd), path, inode)
+    fd = os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
     try:
-        if inode is not None and os.fstat(fd).st_ino != inode:
-            raise ParseError(f"not inode {inode} (replaced since it was mapped?)", None, path)
+        st = os.fstat(fd)
+        _check_file(st, path, inode)
         head = os.pread(fd, 4096, 0)
         elfclass, little = _ident(head, path)
         order = "<" if little else ">"
@@ -161,6 +177,8 @@ def load_layout(path: str, dir_fd: int | None = None, inode: int | None = None) 
         if phnum and phentsize < phdr.size:
             raise ParseError(f"program header entries of {phentsize} bytes", None, path)
         table = phentsize * phnum
+        if phoff + table > st.st_size:  # also keeps pread's offset in range
+            raise ParseError("truncated program headers", None, path)
         blob = head[phoff : phoff + table] if phoff + table <= len(head) else b""
         if len(blob) < table:
             blob = os.pread(fd, table, phoff)
@@ -324,13 +342,34 @@ class ElfReport(NamedTuple):
         }
 
 
+def _open_regular(path: str) -> int:
+    """A descriptor on the regular file ``path``, opened without blocking
+    (a FIFO, or ``/proc/kmsg`` behind a symlink, would hang a plain open or
+    read); :class:`ParseError` for anything else."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, "Is a directory", path)
+        _check_file(st, path, None)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def is_elf(path: str) -> bool:
     """Whether ``path`` is a regular file starting with the ELF magic."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(4) == ELF_MAGIC
+        fd = _open_regular(path)
+    except (OSError, ParseError):
+        return False
+    try:
+        return os.pread(fd, 4, 0) == ELF_MAGIC
     except OSError:
         return False
+    finally:
+        os.close(fd)
 
 
 def iter_paths(paths: Sequence[str], recursive: bool) -> Iterator[tuple[str, bool]]:
@@ -372,7 +411,7 @@ def inspect(path: str) -> ElfReport:
     from elftools.elf.elffile import ELFFile
 
     try:
-        with open(path, "rb") as stream:
+        with os.fdopen(_open_regular(path), "rb") as stream:
             head = stream.read(64)
             _ident(head, path)
             size = os.fstat(stream.fileno()).st_size
@@ -385,7 +424,8 @@ def inspect(path: str) -> ElfReport:
     except OSError as exc:
         return ElfReport(path, error=exc.strerror or str(exc))
     except (
-        ELFError, ConstructError, struct.error, ValueError, EOFError, KeyError, AssertionError,
+        ELFError, ConstructError, struct.error, ValueError, OverflowError, EOFError, KeyError,
+        AssertionError,
     ) as exc:  # fmt: skip
         # pyelftools checks some structure with assert: still a malformed file.
         return ElfReport(path, error=f"malformed or truncated ELF: {exc}")
@@ -417,18 +457,23 @@ def _inspect(path: str, elf: Any, size: int) -> ElfReport:
     for seg, t in zip(segments, types, strict=True):
         if t != PT_GNU_PROPERTY:
             continue
-        props, stopped = walk_properties(seg.data(), elfclass, little, seg["p_align"])
+        props, stopped = walk_properties(
+            _data(seg, seg["p_offset"], seg["p_filesz"], "PT_GNU_PROPERTY", size),
+            elfclass,
+            little,
+            seg["p_align"],
+        )
         seals = [datasz for ptype_, datasz in props if ptype_ == GNU_PROPERTY_MEMORY_SEAL]
         if seals and seals[0] == 0:
             marker, detail = "yes", ""
         elif seals:
             marker, detail = "ignored", f"pr_datasz is {seals[0]}, the loader requires 0"
         elif stopped:
-            section = _section_props(elf, little, word)
+            section = _section_props(elf, little, word, size)
             if any(t_ == GNU_PROPERTY_MEMORY_SEAL for t_, _ in section):
                 marker, detail = "ignored", stopped
     if marker == "no":
-        section = _section_props(elf, little, word)
+        section = _section_props(elf, little, word, size)
         if any(t_ == GNU_PROPERTY_MEMORY_SEAL for t_, _ in section):
             marker, detail = "section-only", "no PT_GNU_PROPERTY segment carries it"
 
@@ -437,9 +482,12 @@ def _inspect(path: str, elf: Any, size: int) -> ElfReport:
     # iter_tags wants a string table, which only names need.
     dyn_blob = b""
     if PT_DYNAMIC in types:
-        dyn_blob = next(s for s, t in zip(segments, types, strict=True) if t == PT_DYNAMIC).data()
+        seg = next(s for s, t in zip(segments, types, strict=True) if t == PT_DYNAMIC)
+        dyn_blob = _data(seg, seg["p_offset"], seg["p_filesz"], "PT_DYNAMIC", size, _MAX_DYNAMIC)
     elif (dynamic := elf.get_section_by_name(".dynamic")) is not None:
-        dyn_blob = dynamic.data()
+        dyn_blob = _data(
+            dynamic, dynamic["sh_offset"], dynamic["sh_size"], ".dynamic", size, _MAX_DYNAMIC
+        )
     flags = flags_1 = 0
     bind_now = False
     entry = struct.Struct(("<" if little else ">") + ("iI" if elfclass == 32 else "qQ"))
@@ -492,8 +540,29 @@ _PT_BY_NAME: Final = {
 }
 
 
-def _section_props(elf: Any, little: bool, word: int) -> list[tuple[int, int]]:
+def _section_props(elf: Any, little: bool, word: int, size: int) -> list[tuple[int, int]]:
     section = elf.get_section_by_name(".note.gnu.property")
     if section is None:
         return []
-    return list(_note_properties(section.data(), little, word))
+    blob = _data(section, section["sh_offset"], section["sh_size"], ".note.gnu.property", size)
+    return list(_note_properties(blob, little, word))
+
+
+# Property notes hold a few dozen bytes and .dynamic a few kilobytes; a
+# crafted file can claim gigabytes (read into memory and walked in 12-byte
+# steps). Larger claims are malformed files, reported as such.
+_MAX_NOTES: Final = 1 << 16
+_MAX_DYNAMIC: Final = 1 << 24
+
+
+def _data(
+    part: Any, offset: int, length: int, what: str, size: int, cap: int = _MAX_NOTES
+) -> bytes:
+    """``part.data()`` (a pyelftools segment or section) once its claimed
+    extent is inside the file and at most ``cap`` bytes."""
+    if offset + length > size:
+        raise ParseError(f"truncated: {what} ends at {offset + length}, the file has {size} bytes")
+    if length > cap:
+        raise ParseError(f"{what} of {length} bytes: implausibly large (at most {cap})")
+    data: bytes = part.data()
+    return data

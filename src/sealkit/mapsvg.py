@@ -19,12 +19,25 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import Final, NamedTuple
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape as _xml_escape
+from xml.sax.saxutils import quoteattr as _xml_quoteattr
 
 from .audit import KINDS, MappedRegion, ProcessMaps, human_size
 from .errors import ArgumentTypeError
+from .text import printable
 
 __all__ = ["KIND_COLOURS", "VmaGroup", "group_regions", "render_svg"]
+
+
+def escape(text: str) -> str:
+    """XML character data: names and paths printable first (XML 1.0 has no
+    way to write most control characters, nor undecodable bytes)."""
+    return _xml_escape(printable(text))
+
+
+def quoteattr(text: str) -> str:
+    return _xml_quoteattr(printable(text))
+
 
 KIND_COLOURS: Final = {
     "text": "#f0a04b",

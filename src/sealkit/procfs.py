@@ -108,7 +108,9 @@ def _parse_header(line: str, number: int, source: str | None) -> Vma:
     if len(parts) < 5:
         raise ParseError(f"malformed mapping header {line!r}", number, source)
     span, perms, offset, dev, inode = parts[:5]
-    path = parts[5].strip() if len(parts) == 6 else ""
+    # The kernel pads the header to a fixed width, then prints the name as
+    # it is: the split drops the padding, and trailing spaces are the name's.
+    path = parts[5] if len(parts) == 6 else ""
     start_s, dash, end_s = span.partition("-")
     if (
         not dash
@@ -140,7 +142,9 @@ def parse_maps(text: str, source: str | None = None) -> list[Vma]:
     _check_text(text, source)
     return [
         _parse_header(line, number, source)
-        for number, line in enumerate(text.splitlines(), 1)
+        # split("\n"), not splitlines(): a mapped file's name may hold \r,
+        # \x1c or \u2028, which the kernel prints as they are
+        for number, line in enumerate(text.split("\n"), 1)
         if line.strip()
     ]
 
@@ -167,7 +171,7 @@ def parse_smaps(text: str, source: str | None = None) -> list[Vma]:
                     header.inode, header.path, vmflags if vmflags is not None else frozenset(), fields)
             )  # fmt: skip
 
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # as in parse_maps
         if not line.strip():
             continue
         key, colon, value = line.partition(":")
@@ -287,7 +291,7 @@ def parse_status(text: str, source: str | None = None) -> dict[str, str]:
     """
     _check_text(text, source)
     out: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # as in parse_maps
         if not line.strip():
             continue
         key, colon, value = line.partition(":")
@@ -431,7 +435,7 @@ class ScannedVmas(Sequence[Vma]):
             )
         return Vma(
             start, end, perms.decode(), int(offset, 16), dev.decode(), int(inode),
-            (path or b"").decode("utf-8", "surrogateescape").strip(),
+            (path or b"").decode("utf-8", "surrogateescape").lstrip(),  # as split() does
             frozenset(self._flags[index].decode("ascii", "replace").split()),
         )  # fmt: skip
 

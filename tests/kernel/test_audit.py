@@ -15,7 +15,9 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -540,3 +542,129 @@ def test_docs_python_example_runs(
     assert done.returncode == 0, done.stderr
     assert "processes seen" in done.stdout and "sealkit_audit_processes" in done.stdout
     assert done.stdout.rstrip().endswith("no")
+
+
+# --- a hostile process: names and files chosen to break the output -----------------
+
+HOSTILE = r"""
+import json, os, shutil, struct, sys
+import sealkit
+d = sys.argv[1]
+names = [b"ctl\x01\x07x", b"esc\x1b[31mred", b"bad\xff\xfeutf", b"trail  ", b"sep\xe2\x80\xa8x",
+         b"q\"<&>\\z", b"rtl\xe2\x80\xaeevil"]
+mapped = []
+for name in names:
+    path = os.path.join(os.fsencode(d), name)
+    with open(path, "wb") as fh:
+        fh.write(b"x" * 4096)
+    mapped.append(sealkit.map_file(path))  # sealed, read-only, shared
+# an ELF whose program header table is 2**64 - 1 bytes into the file
+elf = os.path.join(d, "badphoff.elf")
+shutil.copyfile("/bin/true", elf)
+with open(elf, "r+b") as fh:
+    fh.seek(0x20)
+    fh.write(struct.pack("<Q", (1 << 64) - 1))
+mapped.append(sealkit.map_file(elf, length=4096))
+with open("/proc/self/comm", "wb") as fh:
+    fh.write(b'c"<&>\\\n\x1b\xff')
+print(json.dumps([[m.address, m.address + m.size] for m in mapped]), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_hostile_names_and_files_cannot_break_the_output(tmp_path: Path) -> None:
+    """Control characters, terminal escapes, bidi overrides, bytes that are
+    not UTF-8 and a malformed sealed ELF: every output stays valid, one line
+    per record, and exact where the format allows (JSON)."""
+    with running([sys.executable, "-c", HOSTILE, str(tmp_path)]) as (pid, ranges):
+        code, table, err = _run(["audit", "--pid", str(pid)])
+        assert code == 0, err
+        assert "\x1b" not in table and "\u202e" not in table
+        row = [line for line in table.splitlines() if line.strip().startswith(str(pid))]
+        assert len(row) == 1 and 'c"<&>\\\\n\\x1b\\xff' in row[0], table
+
+        code, text, err = _run(["audit", "--pid", str(pid), "--json"])
+        assert code == 0, err
+        (proc,) = json.loads(text)["processes"]
+        assert proc["sealed_mappings"] == len(ranges)
+        assert proc["command"] == 'c"<&>\\\n\x1b\udcff'  # exact, as JSON can say it
+
+        code, text, err = _run(["audit", "--pid", str(pid), "--format", "prometheus"])
+        assert code == 0, err
+        samples = parse_prometheus(text)
+        assert any('command="c\\"<&>\\\\\\n\\\\x1b\\\\xff"' in key for key in samples), text
+
+        out = tmp_path / "table.txt"
+        assert _run(["audit", "--pid", str(pid), "-o", str(out)])[0] == 0
+        assert "\\x1b" in out.read_text(encoding="utf-8")
+
+        code, text, err = _run(["maps", str(pid), "--json"])
+        assert code == 0, err
+        paths = {r["path"] for r in json.loads(text)["regions"]}
+        assert str(tmp_path / "trail  ") in paths  # trailing spaces are the name's
+        assert os.fsdecode(bytes(tmp_path) + b"/bad\xff\xfeutf") in paths
+
+        svg = tmp_path / "m.svg"
+        code, _, err = _run(["maps", str(pid), "--svg", str(svg)])
+        assert code == 0, err
+        ET.parse(svg)  # well-formed XML
+        assert "\\x1b[31mred" in svg.read_text(encoding="utf-8")
+
+
+def _run(args: list[str]) -> tuple[int, str, str]:
+    """The command line in a fresh interpreter, its output decoded strictly
+    as UTF-8 (an undecodable byte in the output fails the test)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sealkit", *args], capture_output=True, env=python_env(),
+        timeout=120, check=False,
+    )  # fmt: skip
+    return done.returncode, done.stdout.decode("utf-8"), done.stderr.decode("utf-8")
+
+
+def test_output_to_devices_and_links_keeps_them(tmp_path: Path) -> None:
+    """``-o`` renames a temporary file over a regular file, but never over a
+    device node or a symbolic link: those are written through."""
+    null = tmp_path / "null"
+    try:
+        os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("mknod needs CAP_MKNOD")
+    assert _run(["audit", "--pid", str(os.getpid()), "--json", "-o", str(null)])[0] == 0
+    assert stat.S_ISCHR(null.lstat().st_mode)
+    real = tmp_path / "real.prom"
+    real.write_text("old\n")
+    link = tmp_path / "link.prom"
+    link.symlink_to(real)
+    args = ["audit", "--pid", str(os.getpid()), "--format", "prometheus", "-o", str(link)]
+    assert _run(args)[0] == 0
+    assert link.is_symlink() and "sealkit_audit_processes" in real.read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["audit", "--pid", "99999999999999999999"],
+        ["audit", "--pid", "4294967296"],
+        ["audit", "--user", "99999999999999999999"],
+        ["maps", "self", "--svg", ""],
+    ],
+    ids=["huge pid", "pid past 32 bits", "huge uid", "empty svg name"],
+)
+def test_bad_values_are_usage_errors(args: list[str]) -> None:
+    code, _, err = _run(args)
+    assert code == 2 and len(err.strip().splitlines()) == 1, (code, err)
+
+
+def test_tables_end_quietly_when_the_reader_goes_away() -> None:
+    """``sealkit maps self | head -1``: the reader leaves, sealkit exits 0
+    without a word, as it does for --json (rich alone would exit 1)."""
+    code = (
+        f"{shlex.quote(sys.executable)} -m sealkit maps self | head -1 >/dev/null; "
+        'echo "${PIPESTATUS[0]}"'
+    )
+    done = subprocess.run(
+        ["bash", "-c", code], capture_output=True, text=True, env=python_env(), timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert done.stdout.strip() == "0" and done.stderr == "", done

@@ -408,6 +408,51 @@ def test_non_elf_files_get_error_rows(tmp_path: Path) -> None:
     assert "directory" in (elf.inspect(str(tmp_path)).error or "")
 
 
+def _patched(data: bytes, offset: int, fmt: str, value: int) -> bytes:
+    out = bytearray(data)
+    struct.pack_into(fmt, out, offset, value)
+    return bytes(out)
+
+
+def test_crafted_offsets_and_sizes_are_malformed_files(tmp_path: Path) -> None:
+    """Headers that point past the file or claim gigabytes: an error, not an
+    OverflowError from pread, a MemoryError, or a long read."""
+    data = craft(64, True, [gnu_note([(3, b"")], 64, True)])
+    far = _write(tmp_path, "far_phoff", _patched(data, 0x20, "<Q", (1 << 64) - 1))
+    with pytest.raises(ParseError, match="truncated program headers"):
+        elf.load_layout(far)
+    assert elf.inspect(far).error is not None
+    # PT_GNU_PROPERTY is the second program header; p_filesz at +32
+    huge_segment = _patched(data, 64 + 56 + 32, "<Q", 1 << 30)
+    sparse = tmp_path / "sparse"
+    with open(sparse, "wb") as fh:  # a 1 GiB sparse file, so the claim is "inside" it
+        fh.write(huge_segment)
+        fh.truncate((1 << 30) + 4096)
+    report = elf.inspect(str(sparse))
+    assert "implausibly large" in (report.error or ""), report
+    # the .note.gnu.property section header is the second one; sh_size at +32
+    # (in a file without PT_GNU_PROPERTY, so the section is what is read)
+    section_only = craft(64, True, [gnu_note([(3, b"")], 64, True)], segment=False)
+    sh_off = struct.unpack_from("<Q", section_only, 0x28)[0]
+    huge_section = _patched(section_only, sh_off + 64 + 32, "<Q", 1 << 40)
+    report = elf.inspect(_write(tmp_path, "huge_section", huge_section))
+    assert report.error is not None and "truncated" in report.error, report
+
+
+def test_non_regular_files_are_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)  # opening or reading it plainly would block forever
+    assert elf.inspect(fifo).error == "not a regular file"
+    assert not elf.is_elf(fifo)
+    with pytest.raises(ParseError, match="not a regular file"):
+        elf.load_layout(fifo)
+    assert elf.inspect("/dev/zero").error == "not a regular file"
+    link = tmp_path / "tree" / "kmsg"
+    link.parent.mkdir()
+    link.symlink_to(fifo)
+    assert list(elf.iter_paths([str(link.parent)], recursive=True)) == []
+
+
 # --- the command line -------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -28,6 +28,7 @@ from ...analysis import (
     picture,
 )
 from ...errors import ArgumentError
+from ..output import PipeConsole
 
 NAME = "analyze"
 HELP = "search call sequences for the shortest way around each sealing design"
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     except ArgumentError as exc:
         return _usage(str(exc))
     props = [Property(p) for p in dict.fromkeys(args.property or [p.value for p in Property])]
-    err = Console(stderr=True)
+    err = PipeConsole(stderr=True)
     show = err.is_terminal and not args.json
     with err.status("analyzing", spinner="dots") if show else _Null() as status:
 
@@ -175,7 +176,7 @@ def _replay_style(status: str) -> str:
 
 
 def _print(report: Report) -> None:
-    out = Console()
+    out = PipeConsole()
     scenario = report.scenario
     out.print(f"[bold]scenario[/] {scenario.name}: {scenario.description}")
     first = report.policies[0].before if report.policies else None

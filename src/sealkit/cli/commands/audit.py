@@ -31,8 +31,10 @@ exit codes: 0 ok, 1 a requirement is not met, 2 bad usage, 3 internal error
 
 
 def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}")
+    # ids are 32-bit on Linux (pid_max is at most 2**22); the bound also
+    # keeps a 5,000-digit argument from reaching int()
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or not 0 < int(text) < 1 << 32:
+        raise argparse.ArgumentTypeError(f"not a positive 32-bit integer: {text!r}")
     return int(text)
 
 
@@ -84,7 +86,9 @@ def _users(names: list[str] | None) -> list[int] | None:
 
     uids = []
     for name in names:
-        if name.isdigit():
+        if name.isascii() and name.isdigit():
+            if len(name) > 10 or int(name) >= 1 << 32:
+                raise ValueError(f"uid {name} is out of range (uids are 32-bit)")
             uids.append(int(name))
             continue
         try:
@@ -110,12 +114,13 @@ class _Progress:
         if self._bar is None:
             if self._clock() - self._started < 0.5:
                 return
-            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            from ..output import PipeConsole
 
             self._bar = Progress(
                 TextColumn("auditing processes"), BarColumn(), MofNCompleteColumn(),
-                console=Console(stderr=True), transient=True,
+                console=PipeConsole(stderr=True), transient=True,
             )  # fmt: skip
             self._bar.start()
             self._task = self._bar.add_task("audit", total=total)
@@ -131,17 +136,9 @@ def _write(text: str, output: str | None) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    # node_exporter may read the file at any moment: never let it see half.
-    directory = os.path.dirname(os.path.abspath(output))
-    tmp = os.path.join(directory, f".{os.path.basename(output)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from ..output import write_output
+
+    write_output(text, output)  # node_exporter may read the file at any moment: never half
 
 
 def run(args: argparse.Namespace) -> int:
@@ -195,11 +192,12 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
     import io
 
     from rich import box
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     from ...audit import KINDS, human_size
+    from ...text import printable
+    from ..output import PipeConsole
     from ..output import table_console as stdout_console
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
@@ -224,7 +222,8 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
             continue
         if proc.status == "denied":
             table.add_row(
-                str(proc.pid), Text(proc.user), Text(proc.command), Text("?", style="yellow"),
+                str(proc.pid), Text(printable(proc.user)), Text(printable(proc.command)),
+                Text("?", style="yellow"),
                 Text("DENIED", style="bold yellow"), Text("?", style="yellow"),
                 Text(_DENIED_WHY, style="yellow"),
             )  # fmt: skip
@@ -241,15 +240,15 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
             size = Text("-", style="dim")
         table.add_row(
             str(proc.pid),
-            Text(proc.user),
-            Text(proc.command),
+            Text(printable(proc.user)),
+            Text(printable(proc.command)),
             str(proc.mappings),
             count,
             size,
             what,
         )
     sink = io.StringIO() if to_file else None
-    console = Console(file=sink, width=140) if sink is not None else stdout_console()
+    console = PipeConsole(file=sink, width=140) if sink is not None else stdout_console()
     if table.row_count:
         console.print(table)
     elif sealed_only:

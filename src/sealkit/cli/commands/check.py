@@ -11,11 +11,11 @@ import argparse
 import json
 import sys
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from ...environment import REQUIREMENTS, EnvironmentReport, check_environment, unmet
+from ..output import PipeConsole
 
 NAME = "check"
 HELP = "Show whether this kernel and process support memory sealing (mseal)."
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(payload, indent=2, sort_keys=True))
     else:
-        Console(highlight=False).print(_table(report))
+        PipeConsole(highlight=False).print(_table(report))
     failed = 0
     for name, reason in failures.items():
         if reason is not None:

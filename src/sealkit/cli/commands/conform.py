@@ -14,13 +14,13 @@ import json
 from collections import Counter, defaultdict
 
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from ...conformance import NOT_EXPRESSIBLE, Outcome, Scenario, load_scenarios, run_kernel, run_model
 from ...errors import ParseError
 from ..main import UsageError
+from ..output import PipeConsole
 
 NAME = "conform"
 HELP = "Run the conformance suite against the kernel and/or the model's policies."
@@ -151,11 +151,11 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(payload, indent=2))
         return 1 if failed else 0
-    console = Console(highlight=False)
+    console = PipeConsole(highlight=False)
     if len(targets) > 2 and console.width < _WIDE:
         # Eleven targets side by side do not fit 80 columns; wider lines
         # read better than cells folded letter by letter.
-        console = Console(highlight=False, width=_WIDE)
+        console = PipeConsole(highlight=False, width=_WIDE)
     shown = [t for t in targets if t in ("kernel", "model:linux")] or targets
     table = Table(title=f"sealkit conform ({len(scenarios)} scenarios)")
     table.add_column("scenario", overflow="fold")

@@ -102,6 +102,7 @@ def _table(reports: list[ElfReport], note: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from ...text import printable
     from ..output import table_console as stdout_console
 
     def yes_no(value: bool | None, good: str = "yes", bad: str = "no") -> Text:
@@ -116,7 +117,7 @@ def _table(reports: list[ElfReport], note: str) -> None:
         if report.error is not None:
             table.add_row(
                 Text("error", style="bold red"), "", "", "", "", "",
-                Text(f"{report.path}: {report.error}", style="red"),
+                Text(printable(f"{report.path}: {report.error}"), style="red"),
             )  # fmt: skip
             continue
         marker = report.seal_marker or "?"
@@ -131,7 +132,7 @@ def _table(reports: list[ElfReport], note: str) -> None:
             Text(report.pie or "?", style=pie_style), yes_no(report.nx),
             Text(f"ELF{report.elfclass} {'LE' if report.endian == 'little' else 'BE'} "
                  f"{report.machine}"),
-            Text(report.path),
+            Text(printable(report.path)),
         )  # fmt: skip
     console = stdout_console()
     if reports:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -19,6 +18,7 @@ from rich.table import Table
 from ...executor import MAX_PAGES, Window
 from ...fuzz import EXCLUDED, UNDEFINED, VERIFIED, CampaignResult, campaign
 from ..main import UsageError
+from ..output import PipeConsole
 
 NAME = "fuzz"
 HELP = "Differential fuzzing: random calls on the linux model and the kernel, compared."
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pages > MAX_PAGES:
         raise UsageError(f"sealkit fuzz: --pages must be at most {MAX_PAGES}")
     window = Window(args.pages, 16)
-    console = Console(highlight=False, stderr=args.json)
+    console = PipeConsole(highlight=False, stderr=args.json)
     if args.json or args.no_progress:
         result = campaign(
             args.ops,
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             TextColumn("[bold]fuzz[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("calls"),
             TimeRemainingColumn(),
         )  # fmt: skip
-        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        with Progress(*columns, console=PipeConsole(stderr=True), transient=True) as bar:
             task = bar.add_task("fuzz", total=args.ops)
             result = campaign(
                 args.ops, args.seed, window=window, flags=args.flags, exact=args.exact,

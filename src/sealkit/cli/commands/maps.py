@@ -55,12 +55,15 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    if args.svg:
+    if args.svg is not None:
         from ...mapsvg import render_svg
+        from ..output import write_output
 
+        if not args.svg:
+            print("sealkit maps: --svg needs a file name", file=sys.stderr)
+            return 2
         try:
-            with open(args.svg, "w", encoding="utf-8") as fh:
-                fh.write(render_svg(maps))
+            write_output(render_svg(maps), args.svg)
         except OSError as exc:
             print(f"sealkit maps: cannot write {args.svg}: {exc.strerror}", file=sys.stderr)
             return 1
@@ -82,6 +85,7 @@ def _table(maps: ProcessMaps, sealed_only: bool) -> None:
     from rich.text import Text
 
     from ...audit import human_size
+    from ...text import printable
     from ..output import table_console as stdout_console
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
@@ -103,15 +107,16 @@ def _table(maps: ProcessMaps, sealed_only: bool) -> None:
         table.add_row(
             f"{v.start:012x}-{v.end:012x}", human_size(v.size), v.perms,
             Text("sealed", style="bold green") if v.sealed else Text("-", style="dim"),
-            region.kind, Text(v.path), style=style,
+            region.kind, Text(printable(v.path)), style=style,
         )  # fmt: skip
     console = stdout_console()
     console.print(table)
     sealed = maps.sealed
     console.print(
         Text(
-            f"pid {maps.pid} ({maps.command}): {len(maps.regions)} mappings, {len(sealed)} sealed "
-            f"({human_size(sum(r.vma.size for r in sealed))})",
+            f"pid {maps.pid} ({printable(maps.command)}): {len(maps.regions)} mappings, {len(sealed)} sealed "
+            f"({human_size(sum(r.vma.size for r in sealed))})"
+            + ("" if maps.regions else "; a kernel thread or an exited (zombie) process has none"),
             style="bold",
         )
     )

@@ -22,6 +22,7 @@ from ...executor import OutsideArenaError
 from ...ops import Step, format_result, format_step
 from ...replay import Replay, load_trace, replay
 from ..main import UsageError
+from ..output import PipeConsole
 
 NAME = "replay"
 HELP = "Replay a trace file on the kernel or the model, step by step (--diff: both)."
@@ -95,6 +96,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rep.to_json(), indent=2))
     else:
-        _print(Console(highlight=False), rep)
+        _print(PipeConsole(highlight=False), rep)
     failed = bool(rep.mismatches) or rep.divergence is not None or rep.died is not None
     return 1 if failed else 0

@@ -1,0 +1,46 @@
+"""Text from the system, made safe to show.
+
+Command names, mapped file paths and file names are chosen by whoever
+created them: any process can name itself ``"\\x1b]0;owned\\x07"`` or map a
+file whose name holds a newline or bytes that are not UTF-8 (decoded here
+with ``surrogateescape``). Shown raw, such a name rewrites a terminal,
+splits a table row, breaks an XML document or an exposition file, or makes
+an encoder raise. :func:`printable` escapes exactly those characters, so
+every output but JSON (which escapes everything itself and keeps the exact
+text) stays one line per record and valid for its format.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["printable"]
+
+# C0 and C1 controls and DEL; lone surrogates (undecodable bytes); line and
+# paragraph separators; bidirectional overrides and isolates, which reorder
+# what a terminal shows ("Trojan Source").
+_UNSAFE: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_NAMED: Final = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with control characters, undecodable bytes and
+    bidirectional controls replaced by backslash escapes (``\\n``,
+    ``\\x1b``, ``\\xff``, ``\\u202e``); other text, and the characters
+    in ``keep`` (which the caller's format escapes its own way), unchanged."""
+    if _UNSAFE.search(text) is None:
+        return text
+    if not keep:
+        return _UNSAFE.sub(_escape, text)
+    return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
