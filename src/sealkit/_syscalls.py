@@ -56,6 +56,7 @@ __all__ = [
     "process_vm_writev",
     "procmap_query",
     "procmap_vmas",
+    "set_parent_death_signal",
 ]
 
 # os.uname() is what platform.machine() returns, without importing platform
@@ -70,14 +71,14 @@ _X86_64: Final = {
     "mincore": 27, "madvise": 28, "mremap": 25, "getpid": 39, "mlock": 149,
     "munlock": 150, "process_vm_readv": 310, "process_vm_writev": 311,
     "mlock2": 325, "pkey_mprotect": 329, "pkey_alloc": 330, "pkey_free": 331,
-    "pidfd_open": 434, "process_madvise": 440, "mseal": 462,
+    "pidfd_open": 434, "process_madvise": 440, "mseal": 462, "prctl": 157,
 }  # fmt: skip
 _GENERIC: Final = {
     "ioctl": 29, "brk": 214, "munmap": 215, "mremap": 216, "mmap": 222,
     "mprotect": 226, "msync": 227, "mlock": 228, "munlock": 229, "mincore": 232,
     "madvise": 233, "getpid": 172, "process_vm_readv": 270, "process_vm_writev": 271,
     "mlock2": 284, "pkey_mprotect": 288, "pkey_alloc": 289, "pkey_free": 290,
-    "pidfd_open": 434, "process_madvise": 440, "mseal": 462,
+    "pidfd_open": 434, "process_madvise": 440, "mseal": 462, "prctl": 167,
 }  # fmt: skip
 _TABLES: Final = {
     "x86_64": _X86_64,
@@ -457,6 +458,16 @@ def mincore(addr: int, length: int) -> bytes:
     vec = ctypes.create_string_buffer(max(pages, 1))
     _call("mincore", 3, addr, length, ctypes.addressof(vec), addr=addr, length=length)
     return vec.raw[:pages]
+
+
+def set_parent_death_signal(sig: int) -> None:
+    """``prctl(PR_SET_PDEATHSIG, sig)``: the kernel sends ``sig`` to this process
+    when the *thread* that created it exits (for a single-threaded parent: when
+    the parent dies, however it dies). Cleared in a child of ``fork``, so each
+    generation sets it again. The kernel executor's workers use ``SIGKILL`` so
+    none outlives the process that runs it. ``sig=0`` clears it.
+    """
+    _call("prctl", 5, 1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
 
 
 def mallopt(param: int, value: int) -> None:

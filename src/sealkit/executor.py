@@ -11,7 +11,16 @@ Where traces run
 Seals last until the process exits (spec linux-mseal §1.3 "No unseal"), so
 traces never run in the caller. A worker is a fresh interpreter
 (``python -c 'from sealkit.executor import worker_main; worker_main()'``)
-talking pickled frames over two pipes. At start it reserves an *arena*:
+talking pickled frames over two pipes, in its own session (the terminal's
+^C goes to the controller, which decides). Every process of the worker's
+tree (the worker, its runners, their forked trace children) asks the kernel
+for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``), so nothing outlives
+the controller however it ends (SIGTERM, SIGKILL, a crash). The signal
+follows the controller *thread* that started the worker: an executor must
+not outlive the thread that first ran a trace on it. An interrupted
+controller (KeyboardInterrupt, SystemExit) kills the worker at once rather
+than wait for the traces it holds (:meth:`KernelExecutor.terminate`).
+At start the worker reserves an *arena*:
 ``MAX_WINDOWS`` slots of ``MAX_PAGES`` pages, each flanked by ``GUARD``
 guard pages, as one ``PROT_NONE|MAP_SHARED|MAP_ANONYMOUS|MAP_NORESERVE``
 mapping far below the kernel's top-down mmap area (so no placement the
@@ -33,8 +42,10 @@ back.
 
 Refusals
 --------
-A trace that would touch anything outside the arena is refused **before any
-call runs**, with :class:`OutsideArenaError` naming the step
+A trace that would touch anything outside the arena, or holds an argument
+no register can carry (outside ``[-2**63, 2**64)``; the text form refuses
+those when parsed), is refused **before any call runs**, with
+:class:`OutsideArenaError` naming the step
 (:func:`check_trace`). Far ranges that cannot hit a mapping are allowed:
 entirely at or above ``TASK_SIZE`` (the kernel half, the vsyscall page),
 entirely below ``vm.mmap_min_addr`` (for calls that do not create a
@@ -96,6 +107,7 @@ from __future__ import annotations
 
 import contextlib
 import errno as _errno
+import operator
 import os
 import pickle
 import signal
@@ -103,8 +115,8 @@ import struct
 import sys
 import time
 import traceback
-from collections.abc import Generator, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from . import _syscalls, procfs
@@ -220,7 +232,11 @@ class OutsideArenaError(UnsafeTargetError):
         return (type(self), (self.step, self.op, self.reason))
 
     def __str__(self) -> str:
-        return f"step {self.step + 1} ({format_op(self.op).strip()}): {self.reason}"
+        try:
+            call = format_op(self.op).strip()
+        except ValueError:  # an Op built in Python with a number str() refuses to print
+            call = self.op.NAME
+        return f"step {self.step + 1} ({call}): {self.reason}"
 
 
 class WorkerDiedError(SealkitError):
@@ -228,8 +244,21 @@ class WorkerDiedError(SealkitError):
 
     :class:`KernelExecutor` never raises this on its own for a trace: a death
     is reported in :attr:`KernelRun.died` and the next trace gets a new
-    worker. It is raised when a worker cannot even start.
+    worker. It is raised when a worker cannot even start, and when the
+    executor itself failed inside the worker. ``str()`` is one line (what a
+    command prints); ``detail`` holds the worker's traceback, if any.
     """
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message, detail)
+        self.message = message
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.detail))
+
+    def __str__(self) -> str:
+        return self.message
 
 
 # ------------------------------------------------------------------- limits
@@ -351,8 +380,43 @@ def _span_refusal(
     )
 
 
+_ARG_GETTERS: dict[type[Op], Callable[[Op], tuple[Any, ...]]] = {}
+
+
+def _arg_getter(kind: type[Op]) -> Callable[[Op], tuple[Any, ...]]:
+    names = [f.name for f in fields(kind) if f.name != "ranges"]
+    if not names:
+        return lambda op: ()
+    get = operator.attrgetter(*names)
+    return (lambda op: (get(op),)) if len(names) == 1 else get
+
+
+def _argument_refusal(op: Op) -> str | None:
+    """Why an argument of ``op`` cannot reach a system call (a register holds
+    64 bits; negatives go as two's complement, as in ``_syscalls._u64``), or
+    None. The text form refuses such values when parsed (ops._fit); an Op
+    built in Python may still hold them."""
+    kind = type(op)
+    getter = _ARG_GETTERS.get(kind)
+    if getter is None:
+        getter = _ARG_GETTERS[kind] = _arg_getter(kind)
+    values = getter(op)
+    if kind is ProcessMadvise:
+        values += tuple(v for r in op.ranges for v in r)  # type: ignore[attr-defined]
+    for value in values:
+        if type(value) is not int or -(1 << 63) <= value <= MASK64:
+            continue  # str/None/bool fields; ints of the right size
+        names = [f.name for f in fields(kind) if f.name != "ranges"] + ["range"]
+        name = next((n for n, v in zip(names, values, strict=False) if v is value), "range")
+        return f"{name} does not fit in 64 bits (a {value.bit_length()}-bit value)"
+    return None
+
+
 def _refusal(op: Op, win: Window, bases: Bases, heap: bool, lim: _Limits) -> str | None:
     kind = type(op)
+    bad = _argument_refusal(op)
+    if bad:
+        return bad
     if kind in (MsealV1, MsealV3, Mimmutable, MsealSplit, Fork):
         return None  # no range reaches the kernel (the first four are ENOSYS here)
     if (kind is Madvise or kind is ProcessMadvise) and op.advice in _POISON:  # type: ignore[attr-defined]
@@ -686,10 +750,12 @@ class _Zygote:
     def _fork_runner(self, rfd: int, wfd: int) -> tuple[int, int, int]:
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
+        me = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
+                _die_with_parent(me)
                 for fd in (down_w, up_r, rfd, wfd):
                     os.close(fd)
                 _Runner(self).serve(down_r, up_w)
@@ -867,11 +933,13 @@ class _Runner:
         results: list[int], snaps: list[RawSnap | int | None], flagged: list[bool],
     ) -> None:  # fmt: skip
         read_fd, write_fd = os.pipe()
+        me = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: run the rest of the trace here
             os.close(read_fd)
             code = 0
             try:
+                _die_with_parent(me)
                 for fd in (self.maps_fd, self.mem_fd, self.pidfd):
                     if fd >= 0:
                         os.close(fd)
@@ -1189,10 +1257,28 @@ def _pin(cpu: int) -> None:
     os.sched_setaffinity(0, {target})
 
 
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when ``parent`` dies, and exit now
+    if it already has (it died between our fork and the prctl: we were
+    reparented). Each generation (worker, runner, forked trace child) sets it,
+    since fork clears it: whatever kills the controller (SIGTERM, SIGKILL, a
+    crash) takes the whole tree with it; the worker runs in its own session,
+    out of reach of the terminal's signals. A kernel that refuses the prctl
+    (a seccomp filter) leaves only the pipes: the worker then notices its
+    controller's end only when it next reads or writes."""
+    with contextlib.suppress(SealkitError):
+        _syscalls.set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def worker_main() -> None:
     """Entry point of a worker process: ``argv[1:3]`` are the request and reply
-    fds, ``argv[3]`` the CPU index to stay on (``-1``: where it starts)."""
+    fds, ``argv[3]`` the CPU index to stay on (``-1``: where it starts),
+    ``argv[4]`` the controller's pid (the worker dies with it)."""
     rfd, wfd = int(sys.argv[1]), int(sys.argv[2])
+    if len(sys.argv) > 4:
+        _die_with_parent(int(sys.argv[4]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides when we stop
     try:
         _pin(int(sys.argv[3]) if len(sys.argv) > 3 else -1)
@@ -1265,8 +1351,18 @@ class KernelExecutor:
     def __enter__(self) -> KernelExecutor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is not None and not issubclass(kind, Exception):
+            self.terminate()  # KeyboardInterrupt, SystemExit: do not wait
+        else:
+            self.close()
+
+    def terminate(self) -> None:
+        """Kill the worker now (and any runner or child of it), without letting
+        it finish the traces it holds: for an interrupted caller. The next
+        :meth:`run` starts a new worker."""
+        self._kill()
+        self._reset()
 
     def close(self) -> None:
         """Stop the worker (its seals go with it)."""
@@ -1316,7 +1412,7 @@ class KernelExecutor:
         code = "from sealkit.executor import worker_main; worker_main()"
         self._proc = subprocess.Popen(
             [sys.executable, "-S", "-c", code, str(req_r), str(rep_w),
-             str(-1 if self.cpu is None else self.cpu)],
+             str(-1 if self.cpu is None else self.cpu), str(os.getpid())],
             pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=self._stderr, env=env, start_new_session=True, close_fds=True,
         )  # fmt: skip
@@ -1332,7 +1428,9 @@ class KernelExecutor:
             detail = hello[1] if hello else self._death_note()
             self._kill()
             self._reset()
-            raise WorkerDiedError(f"kernel worker failed to start: {detail}")
+            raise WorkerDiedError(
+                f"kernel worker failed to start: {_last_line(detail)}", str(detail)
+            )
 
     def _death_note(self) -> str:
         proc = self._proc
@@ -1406,6 +1504,14 @@ class KernelExecutor:
                 if not pending:
                     return
                 yield self._collect(pending)
+        except BaseException as exc:
+            if not isinstance(exc, Exception | GeneratorExit):
+                # KeyboardInterrupt / SystemExit: the caller is leaving. Waiting
+                # for the queued traces could take the whole timeout (a long
+                # trace runs on): kill the worker instead.
+                self.terminate()
+                pending.clear()
+            raise
         finally:
             if any(sent for _, _, sent in pending):
                 # Abandoned mid-batch (or a refusal): the queued traces' replies
@@ -1413,6 +1519,8 @@ class KernelExecutor:
                 self._drain(sum(1 for _, _, sent in pending if sent))
 
     def _drain(self, count: int) -> None:
+        if self._proc is None:
+            return  # closed or killed meanwhile: nothing to drain
         try:
             for _ in range(count):
                 if _recv(self._from, time.monotonic() + self.timeout) is None:
@@ -1469,7 +1577,7 @@ class KernelExecutor:
             if kind == "refused":
                 raise reply[1]
             if kind == "fail":
-                raise WorkerDiedError(f"kernel executor failure:\n{reply[1]}")
+                raise WorkerDiedError(f"kernel executor failure: {_last_line(reply[1])}", reply[1])
             _, results, snaps, flagged, died, pid, base = reply
             self.runners.add(pid)
             run = KernelRun(
@@ -1480,6 +1588,12 @@ class KernelExecutor:
                 run.died_step, run.died = died
                 self.deaths += 1
             return run
+
+
+def _last_line(text: object) -> str:
+    """The last non-blank line of a traceback (the exception itself)."""
+    lines = [line for line in str(text).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no detail"
 
 
 def _expand(snaps: list[RawSnap | int | None]) -> list[RawSnap | None]:

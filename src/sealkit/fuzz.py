@@ -778,6 +778,13 @@ def campaign(
                     len(mt.ops),
                 )
             )
+    except BaseException as exc:
+        if own and not isinstance(exc, Exception):
+            # Interrupted (KeyboardInterrupt, SystemExit): kill the workers now
+            # rather than let close() wait for the traces they hold.
+            for kx in kxs:
+                kx.terminate()
+        raise
     finally:
         result.deaths = sum(kx.deaths for kx in kxs)
         result.workers = sum(kx.workers_started for kx in kxs)

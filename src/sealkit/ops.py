@@ -563,44 +563,80 @@ class _Bad(Exception):
     pass
 
 
+ARG_MIN: Final = -(1 << 63)
+"""The smallest number a trace may hold: a negative is passed as its 64-bit
+two's complement, as the kernel reads it (``fd=-1``, ``pkey=-1``)."""
+_MAX_DIGITS: Final = {10: 20, 16: 16}  # 2**64 - 1 has 20 decimal, 16 hex digits
+
+
+def _quote(text: str, limit: int = 40) -> str:
+    """``repr(text)``, cut short: a bad word may be megabytes long."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def _number(text: str) -> int:
+    """The value of a number word (decimal or ``0x`` hex, optional ``-``) already
+    matched by one of the patterns. More digits than any 64-bit value has is
+    refused *before* ``int()``, which raises ValueError past 4300 decimal digits
+    (``sys.get_int_max_str_digits``); decimal leading zeros are allowed (``07``,
+    which ``int(text, 0)`` refuses)."""
+    body = text[1:] if text.startswith(("+", "-")) else text
+    base = 16 if body[:2] in ("0x", "0X") else 10
+    if len(body[2 if base == 16 else 0 :].lstrip("0")) > _MAX_DIGITS[base]:
+        raise _Bad(f"{_quote(text)} does not fit in 64 bits")
+    return int(text, base)
+
+
+def _fit(value: int, text: str) -> int:
+    """``value`` if a system call can receive it (a 64-bit register, negatives
+    in two's complement), else refused: the kernel executor could not pass it
+    and the model would act on a value no kernel sees (_syscalls._u64 draws
+    the same line)."""
+    if not ARG_MIN <= value <= MASK64:
+        raise _Bad(f"{_quote(text)} does not fit in 64 bits")
+    return value
+
+
 def _int(text: str) -> int:
     if not _INT_RE.match(text):
-        raise _Bad(f"expected a number, got {text!r}")
-    return int(text, 0)
+        raise _Bad(f"expected a number, got {_quote(text)}")
+    return _fit(_number(text), text)
 
 
 def _parse_addr(text: str, bases: Bases) -> int:
     m = _ADDR_RE.match(text)
     if m:
         zone, pages, sign, rest = m.groups()
-        value = bases.base(zone) + int(pages) * PAGE_SIZE
+        value = bases.base(zone) + _number(pages) * PAGE_SIZE
         if rest is not None:
-            value += int(rest, 0) if sign == "+" else -int(rest, 0)
-        return value & MASK64
+            value += _number(rest) if sign == "+" else -_number(rest)
+        return _fit(value, text) & MASK64
     if _INT_RE.match(text):
-        return int(text, 0) & MASK64
-    raise _Bad(f"expected an address (p3, h0, p3+100, 0x7f00...), got {text!r}")
+        return _int(text) & MASK64
+    raise _Bad(f"expected an address (p3, h0, p3+100, 0x7f00...), got {_quote(text)}")
 
 
 def _parse_len(text: str) -> int:
     m = _LEN_RE.match(text)
     if m:
         pages, sign, rest = m.groups()
-        value = int(pages) * PAGE_SIZE
+        value = _number(pages) * PAGE_SIZE
         if rest is not None:
-            value += int(rest, 0) if sign == "+" else -int(rest, 0)
-        return value & MASK64
+            value += _number(rest) if sign == "+" else -_number(rest)
+        return _fit(value, text) & MASK64
     if _INT_RE.match(text):
-        return int(text, 0) & MASK64
-    raise _Bad(f"expected a length (4p, 4p+1, 4096, 0x...), got {text!r}")
+        return _int(text) & MASK64
+    raise _Bad(f"expected a length (4p, 4p+1, 4096, 0x...), got {_quote(text)}")
 
 
 def _parse_prot(text: str) -> Prot:
     if re.fullmatch(r"[r-][w-][x-]", text):
         return Prot(sum(bit for ch, bit in zip(text, (1, 2, 4), strict=True) if ch != "-"))
     if _INT_RE.match(text):
-        return Prot(int(text, 0) & MASK64)
-    raise _Bad(f"expected a protection (rw-, r-x, ---) or a number, got {text!r}")
+        return Prot(_int(text) & MASK64)
+    raise _Bad(f"expected a protection (rw-, r-x, ---) or a number, got {_quote(text)}")
 
 
 def _parse_flags(text: str, kind: type) -> int:
@@ -612,10 +648,10 @@ def _parse_flags(text: str, kind: type) -> int:
         if part in words:
             value |= words[part]
         elif _INT_RE.match(part):
-            value |= int(part, 0)
+            value |= _int(part)
         else:
             known = ", ".join(words)
-            raise _Bad(f"unknown {kind.__name__} flag {part!r} (known: {known})")
+            raise _Bad(f"unknown {kind.__name__} flag {_quote(part)} (known: {known})")
     return kind(value & MASK64)  # type: ignore[no-any-return]
 
 
@@ -625,12 +661,12 @@ def _parse_advice(text: str) -> int:
     except KeyError:
         pass
     if _INT_RE.match(text):
-        value = int(text, 0)
+        value = _int(text)
         try:
             return Madv(value)
         except ValueError:
             return value
-    raise _Bad(f"unknown advice {text!r}")
+    raise _Bad(f"unknown advice {_quote(text)}")
 
 
 def _options(words: list[str], allowed: Sequence[str]) -> dict[str, str]:
@@ -638,7 +674,9 @@ def _options(words: list[str], allowed: Sequence[str]) -> dict[str, str]:
     for word in words:
         key, eq, value = word.partition("=")
         if not eq or key not in allowed:
-            raise _Bad(f"unexpected {word!r} (allowed here: {', '.join(k + '=' for k in allowed)})")
+            raise _Bad(
+                f"unexpected {_quote(word)} (allowed here: {', '.join(k + '=' for k in allowed)})"
+            )
         if key in opts:
             raise _Bad(f"{key}= given twice")
         opts[key] = value
@@ -662,7 +700,7 @@ def _parse_op_words(name: str, args: list[str], bases: Bases) -> Op:
         if file is not None:
             file, colon, mode = file.partition(":")
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", file) or (colon and mode != "ro"):
-                raise _Bad(f"bad file= value {opts['file']!r} (use file=f1 or file=f1:ro)")
+                raise _Bad(f"bad file= value {_quote(opts['file'])} (use file=f1 or file=f1:ro)")
             ro = bool(colon)
         offset = _parse_len(opts["off"]) if "off" in opts else 0
         return Mmap(A(args[0]), _parse_len(args[1]), _parse_prot(args[2]),
@@ -678,7 +716,7 @@ def _parse_op_words(name: str, args: list[str], bases: Bases) -> Op:
         for word in args[1:]:
             addr, colon, length = word.partition(":")
             if not colon:
-                raise _Bad(f"expected ADDR:LEN, got {word!r}")
+                raise _Bad(f"expected ADDR:LEN, got {_quote(word)}")
             ranges.append((A(addr), _parse_len(length)))
         return ProcessMadvise(_parse_advice(args[0]), tuple(ranges))
     if name == "brk":
@@ -726,17 +764,17 @@ def _parse_op_words(name: str, args: list[str], bases: Bases) -> Op:
     if name == "mlock":
         _arity(args, 2, 3, "mlock ADDR LEN [onfault]")
         if len(args) == 3 and args[2] != "onfault":
-            raise _Bad(f"expected 'onfault', got {args[2]!r}")
+            raise _Bad(f"expected 'onfault', got {_quote(args[2])}")
         return Mlock(A(args[0]), _parse_len(args[1]), len(args) == 3)
     if name == "write":
         _arity(args, 2, 3, "write ADDR LEN [TAG]")
         tag = None
         if len(args) == 3:
             if not _TAG_RE.match(args[2]):
-                raise _Bad(f"a write tag is one lowercase letter, got {args[2]!r}")
+                raise _Bad(f"a write tag is one lowercase letter, got {_quote(args[2])}")
             tag = args[2]
         return Write(A(args[0]), _parse_len(args[1]), tag)
-    raise _Bad(f"unknown call {name!r} (known: {', '.join(_BY_NAME)})")
+    raise _Bad(f"unknown call {_quote(name)} (known: {', '.join(_BY_NAME)})")
 
 
 def parse_op(text: str, bases: Bases = MODEL_BASES) -> Op:
@@ -766,7 +804,7 @@ def parse_result(op: Op, text: str, bases: Bases = MODEL_BASES) -> int:
             return _parse_len(text)
         return _int(text)
     except _Bad as exc:
-        raise ParseError(f"bad result {text!r}: {exc}") from None
+        raise ParseError(f"bad result {_quote(text)}: {exc}") from None
 
 
 def parse_step(text: str, bases: Bases = MODEL_BASES, line: int | None = None) -> Step | None:

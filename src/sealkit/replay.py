@@ -8,9 +8,11 @@ and counts the mismatches.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from .differential import Divergence, ModelRun, compare_runs, run_model
 from .errors import ArgumentError, ParseError
@@ -19,15 +21,56 @@ from .flags import PAGE_SIZE
 from .layout import Layout
 from .ops import MODEL_BASES, Op, Step, format_result, format_step, iter_ranges, parse_trace
 
-__all__ = ["Replay", "load_trace", "replay", "window_for"]
+__all__ = ["MAX_TRACE_BYTES", "Replay", "load_trace", "replay", "window_for"]
+
+
+MAX_TRACE_BYTES: Final = 64 << 20
+"""The largest trace file :func:`load_trace` reads (64 MiB: about a million calls)."""
+
+_KINDS: Final = (
+    (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+)  # fmt: skip
+
+
+def _read_regular(path: str) -> bytes:
+    """The bytes of the regular file ``path``, at most ``MAX_TRACE_BYTES``.
+
+    Opened non-blocking (opening a FIFO would otherwise wait for a writer) and
+    checked with ``fstat`` on that descriptor before reading (``/dev/zero``
+    never ends); the read itself is capped too, since a file may grow after
+    ``fstat`` and ``/proc`` files report size 0."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a file")
+            raise ArgumentError(f"trace file {path} is not a regular file (it is {kind})")
+        if st.st_size > MAX_TRACE_BYTES:
+            raise ArgumentError(
+                f"trace file {path} is larger than {MAX_TRACE_BYTES >> 20} MiB ({st.st_size} bytes)"
+            )
+        chunks: list[bytes] = []
+        left = MAX_TRACE_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        if left <= 0:
+            raise ArgumentError(f"trace file {path} is larger than {MAX_TRACE_BYTES >> 20} MiB")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def load_trace(path: str) -> list[Step]:
     """Read and parse a trace file. Raises :class:`ParseError` (bad text, with
-    the line) or :class:`ArgumentError` (unreadable file)."""
+    the line) or :class:`ArgumentError` (unreadable file, not a regular file,
+    larger than :data:`MAX_TRACE_BYTES`, not UTF-8)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = _read_regular(path).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ArgumentError(f"cannot read trace file {path}: {reason}") from None

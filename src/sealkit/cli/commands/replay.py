@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 from rich.console import Console
 from rich.markup import escape
 from rich.rule import Rule
 
 from ...errors import ArgumentError, ParseError
-from ...executor import OutsideArenaError
+from ...executor import OutsideArenaError, WorkerDiedError
 from ...ops import Step, format_result, format_step
 from ...replay import Replay, load_trace, replay
 from ..main import UsageError
@@ -93,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"sealkit replay: {exc}") from None
     except OutsideArenaError as exc:
         raise UsageError(f"sealkit replay: the executor refuses this trace: {exc}") from None
+    except WorkerDiedError as exc:
+        # One line (main prints str(exc)); the worker's traceback on request.
+        if exc.detail and os.environ.get("SEALKIT_DEBUG"):
+            print(exc.detail, file=sys.stderr)
+        raise
     if args.json:
         print(json.dumps(rep.to_json(), indent=2))
     else:
