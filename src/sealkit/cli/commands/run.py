@@ -12,8 +12,10 @@ program, exactly as with ``python``. The program runs in this process after
 :func:`sealkit.harden`: ``sys.argv``, ``sys.path[0]``, ``__main__`` and its
 attributes, the exit code, ``SystemExit``, uncaught exceptions (traceback on
 stderr, exit 1) and ``KeyboardInterrupt`` (traceback, then death by SIGINT)
-behave as with ``python``. What differs: ``sys.orig_argv``, and sealkit's own
-modules are already imported.
+behave as with ``python``. What a Python-level launcher cannot match (its
+frames on the stack, 10 fewer recursion levels, preloaded modules,
+``compile()``'s wording for undecodable script files, ``sys.orig_argv``) is
+listed in docs/hardening.md, "Differences from python".
 
 Only ``argparse`` is imported at module level: the dispatcher imports every
 command module, and this one is on the start-up path of every program run.
