@@ -103,13 +103,31 @@ def build_parser(found: Sequence[Command]) -> ArgumentParser:
     return parser
 
 
+def _parse(parser: ArgumentParser, words: list[str]) -> argparse.Namespace:
+    """Parse ``words``; a command with ``split_args(words) -> (own, passthrough)``
+    gets only its own words parsed and the rest, untouched, as ``passthrough``
+    (``sealkit run``: everything after the program selector is the program's).
+    """
+    name = _requested(words)
+    split: Callable[[list[str]], tuple[list[str], list[str]]] | None = None
+    if name is not None:
+        split = getattr(load(name), "split_args", None)
+    if name is None or split is None:
+        return parser.parse_args(words)
+    at = words.index(name)  # the first word not starting with "-"
+    own, passthrough = split(words[at + 1 :])
+    args = parser.parse_args([*words[: at + 1], *own])
+    args.passthrough = passthrough
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser(discover(_requested(args_list)))
         try:
-            args = parser.parse_args(args_list)
+            args = _parse(parser, args_list)
         except UsageError as exc:
             print(str(exc), file=sys.stderr)
             return EXIT_USAGE

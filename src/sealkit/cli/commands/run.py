@@ -12,8 +12,10 @@ program, exactly as with ``python``. The program runs in this process after
 :func:`sealkit.harden`: ``sys.argv``, ``sys.path[0]``, ``__main__`` and its
 attributes, the exit code, ``SystemExit``, uncaught exceptions (traceback on
 stderr, exit 1) and ``KeyboardInterrupt`` (traceback, then death by SIGINT)
-behave as with ``python``. What differs: ``sys.orig_argv``, and sealkit's own
-modules are already imported.
+behave as with ``python``. What a Python-level launcher cannot match (its
+frames on the stack, 10 fewer recursion levels, preloaded modules,
+``compile()``'s wording for undecodable script files, ``sys.orig_argv``) is
+listed in docs/hardening.md, "Differences from python".
 
 Only ``argparse`` is imported at module level: the dispatcher imports every
 command module, and this one is on the start-up path of every program run.
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from types import ModuleType, TracebackType
+from types import CodeType, ModuleType, TracebackType
 
 from ..main import UsageError
 
@@ -57,51 +59,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--report", action="store_true", help="print what was sealed to stderr before running"
     )
+    # The program and its arguments never reach argparse (split_args takes
+    # them off first); these three entries only describe them in --help.
     parser.add_argument(
         "-m",
-        dest="module",
-        nargs=argparse.REMAINDER,
+        dest="_help_module",
         metavar="MODULE",
         help="run a library module as a script; what follows are its arguments",
     )
     parser.add_argument(
-        "-c",
-        dest="code",
-        nargs=argparse.REMAINDER,
-        metavar="CODE",
-        help="run CODE; what follows are its arguments",
+        "-c", dest="_help_code", metavar="CODE", help="run CODE; what follows are its arguments"
     )
     parser.add_argument(
-        "program",
-        nargs=argparse.REMAINDER,
+        "_help_program",
+        nargs="?",
         metavar="script.py | - [args]",
         help="the script (or - for stdin), then its arguments",
     )
 
 
+def split_args(words: list[str]) -> tuple[list[str], list[str]]:
+    """sealkit's own words and the program's: the program starts at the first
+    program selector (a script, ``-``, ``-c``/``-cCODE``, ``-m``/``-mMOD``).
+
+    As with ``python`` (Python/getopt.c: ``-c`` and ``-m`` end option
+    parsing), nothing after the selector is sealkit's, whatever it looks like;
+    argparse's REMAINDER cannot do this for attached ``-cCODE``/``-mMOD``.
+    ``--`` ends sealkit's options: the next word is the script.
+    """
+    at = 0
+    while at < len(words):
+        word = words[at]
+        if word in {"--", "-"} or not word.startswith("-") or word.startswith(("-c", "-m")):
+            break
+        if "=" not in word and len(word) > 2 and "--level".startswith(word):
+            at += 1  # --level's value (argparse accepts unique prefixes)
+        at += 1
+    return words[:at], words[at:]
+
+
+def _target(program: list[str]) -> _Target:
+    """The program named by the words after sealkit's own options."""
+    if not program:
+        raise UsageError("sealkit run: give a script, -m MODULE or -c CODE to run")
+    first, rest = program[0], program[1:]
+    for flag, what in (("-m", "a module name"), ("-c", "the code to run")):
+        if first.startswith(flag):
+            value = first[2:]
+            if first == flag:
+                if not rest:
+                    raise UsageError(f"sealkit run: argument {flag}: expected {what}")
+                value, rest = rest[0], rest[1:]
+            return _ModuleTarget(value, rest) if flag == "-m" else _CodeTarget(value, rest)
+    if first == "--":
+        if not rest:
+            raise UsageError("sealkit run: give a script, -m MODULE or -c CODE to run")
+        first, rest = rest[0], rest[1:]
+    return _StdinTarget(rest) if first == "-" else _ScriptTarget(first, rest)
+
+
 def run(args: argparse.Namespace) -> int:
     """Harden, then run the program; returns its exit status."""
-    module: list[str] | None = args.module
-    code: list[str] | None = args.code
-    program: list[str] = args.program
-    target: _Target
-    if module is not None:
-        if not module:
-            raise UsageError("sealkit run: argument -m: expected a module name")
-        target = _ModuleTarget(module[0], module[1:] + program)
-    elif code is not None:
-        if not code:
-            raise UsageError("sealkit run: argument -c: expected the code to run")
-        target = _CodeTarget(code[0], code[1:] + program)
-    elif program:
-        target = (
-            _StdinTarget(program[1:])
-            if program[0] == "-"
-            else _ScriptTarget(program[0], program[1:])
-        )
-    else:
-        raise UsageError("sealkit run: give a script, -m MODULE or -c CODE to run")
-
+    # main() puts what split_args found to be the program's in `passthrough`.
+    target = _target(getattr(args, "passthrough", []))
     status = target.prepare()
     if status is not None:
         return status
@@ -164,8 +184,75 @@ class _StdinTarget(_Target):
         main = _fresh_main()
         main.__file__ = "<stdin>"  # as PyRun_SimpleFileExFlags sets it
         vars(main)["__cached__"] = None
-        source = sys.stdin.read()
+        # Bytes, as python's file tokenizer reads them: compile() then honours
+        # a BOM and a coding cookie itself.
+        import os  # noqa: PLC0415
+
+        stdin = sys.stdin.buffer
+        try:
+            os.lseek(stdin.fileno(), 0, os.SEEK_CUR)
+            seekable = True
+        except OSError:  # a pipe or terminal
+            seekable = False
+        source = stdin.read()
+        message = _stdin_source_error(source, seekable)
+        if message is not None:
+            raise SyntaxError(message)
         exec(compile(source, "<stdin>", "exec", dont_inherit=True), main.__dict__)
+
+
+def _stdin_source_error(source: bytes, seekable: bool) -> str | None:
+    """The SyntaxError message python gives for a program on stdin where
+    ``compile()`` of the bytes would not give the same, or None.
+
+    Python reads stdin with its file tokenizer (Parser/tokenizer.c): source
+    with no BOM and no coding cookie must be UTF-8 (ensure_utf8; compile()
+    checks only string literals); a cookie naming another encoding makes it
+    re-open the file at its offset (fp_setreadl), which fails on a pipe; an
+    unknown encoding or one beside a BOM fails too. These errors carry no
+    file and line, so python prints the message alone.
+    """
+    import codecs  # noqa: PLC0415
+
+    bom = source.startswith(codecs.BOM_UTF8)
+    # Universal newlines, as the tokenizer reads; a BOM is not part of line 1.
+    lines = source[len(codecs.BOM_UTF8) if bom else 0 :].splitlines()
+    cookie = None
+    if b"coding" in b"\n".join(lines[:2]):
+        import tokenize  # noqa: PLC0415
+
+        for line in lines[:2]:  # PEP 263: line 1, or line 2 after a comment/blank
+            found = tokenize.cookie_re.match(line.decode("latin-1"))
+            if found:
+                cookie = tokenize._get_normal_name(found.group(1))  # type: ignore[attr-defined]
+                break
+            if not tokenize.blank_re.match(line):
+                break
+    if cookie is not None and cookie != "utf-8":
+        if bom:
+            return f"encoding problem: {cookie} with BOM"
+        try:
+            codecs.lookup(cookie)
+        except LookupError:
+            return f"encoding problem: {cookie}"
+        return None if seekable else f"encoding problem: {cookie}"
+    if cookie is not None or bom:
+        return None
+    try:
+        source.decode("utf-8")
+        return None
+    except UnicodeDecodeError:
+        pass
+    for lineno, line in enumerate(lines, 1):
+        try:
+            line.decode("utf-8")  # as strict as the tokenizer's valid_utf8 in 3.11
+        except UnicodeDecodeError as exc:
+            return (
+                f"Non-UTF-8 code starting with '\\x{line[exc.start]:02x}' in file <stdin> "
+                f"on line {lineno}, but no encoding declared; "
+                "see https://peps.python.org/pep-0263/ for details"
+            )
+    return None
 
 
 class _ModuleTarget(_Target):
@@ -188,54 +275,74 @@ class _ModuleTarget(_Target):
         runpy._run_module_as_main(self.name, alter_argv=True)  # type: ignore[attr-defined]
 
 
+def _run_filename(path: str) -> str:
+    """The script's name as python uses it for ``__file__``, code objects,
+    tracebacks and errors: Python/initconfig.c config_run_filename_abspath
+    with Python/fileutils.c _Py_abspath, which joins the current directory
+    and the path without normalising (``./x.py`` stays ``/cwd/./x.py``)."""
+    import os  # noqa: PLC0415
+
+    if path.startswith("/"):
+        return path
+    try:
+        cwd = os.getcwd()
+    except OSError:  # python keeps the relative path then
+        return path
+    return cwd if path in ("", ".") else cwd + "/" + path
+
+
 class _ScriptTarget(_Target):
     def __init__(self, path: str, rest: list[str]) -> None:
-        self.path = path
+        self.path = path  # sys.argv[0] stays as given
+        self.filename = _run_filename(path)
         self.argv = [path, *rest]
         self.source: bytes = b""
+        self.pyc = False
         self.importer = False  # a directory or zip file with __main__.py
 
     def prepare(self) -> int | None:
+        import io  # noqa: PLC0415
         import os  # noqa: PLC0415
         import zipimport  # noqa: PLC0415
 
-        if os.path.isdir(self.path):
+        if os.path.isdir(self.filename):
             self.importer = True
             return None
         try:
-            zipimport.zipimporter(self.path)
+            zipimport.zipimporter(self.filename)
             self.importer = True
             return None
         except (zipimport.ZipImportError, OSError):
             pass
-        import io  # noqa: PLC0415
-
         try:
-            with io.open_code(os.path.abspath(self.path)) as fh:
+            with io.open_code(self.filename) as fh:
                 self.source = fh.read()
         except OSError as exc:
-            # Modules/main.c pymain_run_file_obj: the same words, exit status 2.
+            # Modules/main.c pymain_run_file_obj: the same words, exit status 2,
+            # naming the interpreter as it was invoked (config->program_name).
             print(
-                f"{sys.executable}: can't open file {os.path.abspath(self.path)!r}: "
+                f"{sys.orig_argv[0]}: can't open file {self.filename!r}: "
                 f"[Errno {exc.errno}] {exc.strerror}",
                 file=sys.stderr,
             )
             return 2
+        from importlib.util import MAGIC_NUMBER  # noqa: PLC0415
+
+        # Python/pythonrun.c maybe_pyc_file: the name, or the magic's first two bytes.
+        self.pyc = self.filename.endswith(".pyc") or self.source[:2] == MAGIC_NUMBER[:2]
         return None
 
     def path0(self) -> str:
         import os  # noqa: PLC0415
 
         if self.importer:
-            # Python/initconfig.c config_run_filename_abspath: made absolute.
-            return os.path.abspath(self.path)
+            # pymain_run_python: the importer's path is config->run_filename.
+            return self.filename
         # Python/pathconfig.c _PyPathConfig_ComputeSysPath0: the directory of
         # the script with symbolic links resolved.
         return os.path.dirname(os.path.realpath(self.path))
 
     def execute(self) -> None:
-        import os  # noqa: PLC0415
-
         if self.importer:
             import runpy  # noqa: PLC0415
 
@@ -244,19 +351,36 @@ class _ScriptTarget(_Target):
             return
         from importlib.machinery import SourceFileLoader, SourcelessFileLoader  # noqa: PLC0415
 
-        filename = os.path.abspath(self.path)
         main = _fresh_main()
-        main.__file__ = filename
+        main.__file__ = self.filename
         main.__dict__["__cached__"] = None
-        if self.path.endswith(".pyc"):
-            import marshal  # noqa: PLC0415
-
-            main.__loader__ = SourcelessFileLoader("__main__", filename)
-            code = marshal.loads(self.source[16:])  # 16-byte header since 3.7 (PEP 552)
+        if self.pyc:
+            main.__loader__ = SourcelessFileLoader("__main__", self.filename)
+            code = _pyc_code(self.source)
         else:
-            main.__loader__ = SourceFileLoader("__main__", filename)
-            code = compile(self.source, filename, "exec", dont_inherit=True)
+            main.__loader__ = SourceFileLoader("__main__", self.filename)
+            code = compile(self.source, self.filename, "exec", dont_inherit=True)
         exec(code, main.__dict__)
+
+
+def _pyc_code(data: bytes) -> CodeType:
+    """The code object of a .pyc file, with python's errors (Python/pythonrun.c
+    run_pyc_file): the full magic number is checked, then a 16-byte header
+    (PEP 552) is skipped and the rest must unmarshal to a code object."""
+    import marshal  # noqa: PLC0415
+    from importlib.util import MAGIC_NUMBER  # noqa: PLC0415
+
+    if data[:4] != MAGIC_NUMBER:  # a short read too: PyMarshal_ReadLongFromFile gives -1
+        raise RuntimeError("Bad magic number in .pyc file")
+    if len(data) < 16:
+        raise EOFError("EOF read where not expected")
+    try:
+        code = marshal.loads(data[16:])
+    except Exception:
+        code = None
+    if not isinstance(code, CodeType):
+        raise RuntimeError("Bad code object in .pyc file")
+    return code
 
 
 def _execute(target: _Target) -> int:
@@ -269,23 +393,25 @@ def _execute(target: _Target) -> int:
             sys.path.insert(0, target.path0())
     import atexit  # noqa: PLC0415
 
-    interrupted: list[bool] = []
-    # Registered before the program runs so it runs after the program's own
-    # atexit handlers, as Py_RunMain's exit_sigint() comes after finalization.
-    atexit.register(_exit_by_sigint, interrupted)
+    interrupted: list[str] = []
+    # Registered before the program runs so that it runs after the program's own
+    # atexit handlers, as Py_RunMain's exit_sigint() comes after finalisation.
+    atexit.register(_at_last, interrupted)
+    uncaught: BaseException | None = None
     try:
         target.execute()
     except SystemExit:
         raise  # python's own handling: code, message on stderr, exit status
     except BaseException as exc:  # the program's uncaught exception: its traceback
-        tb = _program_frames(exc.__traceback__)
-        exc.__traceback__ = tb
-        sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, tb
-        sys.excepthook(type(exc), exc, tb)
-        if isinstance(exc, KeyboardInterrupt):
-            interrupted.append(True)
-        return 1
-    return 0
+        uncaught = exc
+    if uncaught is None:
+        return 0
+    # Outside the except block, as python calls the hook: no exception is being
+    # handled, so sys.exc_info() is empty and a failing hook's error has no context.
+    _print_uncaught(uncaught)
+    if isinstance(uncaught, KeyboardInterrupt):
+        return _arm_sigint_exit(interrupted)
+    return 1
 
 
 def _program_frames(tb: TracebackType | None) -> TracebackType | None:
@@ -295,19 +421,78 @@ def _program_frames(tb: TracebackType | None) -> TracebackType | None:
     return tb
 
 
-def _exit_by_sigint(interrupted: list[bool]) -> None:
-    """After an uncaught KeyboardInterrupt python kills itself with SIGINT, so
-    that its parent (a shell) sees the interrupt (Modules/main.c exit_sigint).
+def _print_uncaught(exc: BaseException) -> None:
+    """Show the uncaught exception as Python/pythonrun.c _PyErr_PrintEx does:
+    through sys.excepthook, and if the hook fails or is missing, through the
+    built-in display (``sys.__excepthook__`` is PyErr_Display) with its words."""
+    tb = _program_frames(exc.__traceback__)
+    exc.__traceback__ = tb
+    sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, tb
+    missing = object()
+    hook = getattr(sys, "excepthook", missing)
+    if hook is missing:
+        sys.stderr.write("sys.excepthook is missing\n")
+        sys.__excepthook__(type(exc), exc, tb)
+        return
+    failure: BaseException | None = None
+    try:
+        hook(type(exc), exc, tb)  # type: ignore[operator]
+    except SystemExit:
+        raise  # handle_system_exit(): the hook's SystemExit ends the process
+    except BaseException as hook_exc:
+        failure = hook_exc
+    if failure is None:
+        return
+    failure_tb = _program_frames(failure.__traceback__)
+    sys.stdout.flush()
+    sys.stderr.write("Error in sys.excepthook:\n")
+    sys.__excepthook__(type(failure), failure.with_traceback(failure_tb), failure_tb)
+    sys.stderr.write("\nOriginal exception was:\n")
+    sys.__excepthook__(type(exc), exc, tb)
+
+
+def _arm_sigint_exit(interrupted: list[str]) -> int:
+    """After an uncaught KeyboardInterrupt python finalises, then kills itself
+    with SIGINT so that its parent (a shell) sees the interrupt (Modules/main.c
+    Py_RunMain, exit_sigint). A Python-level launcher cannot run code after
+    finalisation (atexit, flushing files, ``__del__``, module teardown), but
+    libc's exit handlers run after it: ``on_exit(raise, NULL)`` calls
+    ``raise(status)``, and the status returned here is SIGINT's number.
+
+    Returns the exit status to leave with. Without ``on_exit`` (not glibc) the
+    kill happens in the last atexit handler instead, skipping finalisation.
     """
+    import ctypes  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    libc = ctypes.CDLL(None)
+    on_exit = getattr(libc, "on_exit", None)
+    if on_exit is not None:
+        on_exit.argtypes = (ctypes.c_void_p, ctypes.c_void_p)
+        on_exit.restype = ctypes.c_int
+        if on_exit(ctypes.cast(libc["raise"], ctypes.c_void_p), None) == 0:
+            interrupted.append("default")
+            return int(signal.SIGINT)
+    interrupted.append("kill")
+    return 1
+
+
+def _at_last(interrupted: list[str]) -> None:
+    """The last atexit handler (registered before the program's own): after an
+    uncaught KeyboardInterrupt, SIGINT's disposition back to SIG_DFL as
+    exit_sigint() sets it before its kill; and the kill itself when libc has no
+    ``on_exit``."""
     if not interrupted:
         return
     import os  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if interrupted[-1] != "kill":
+        return
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:  # a closed stream must not stop the exit
             pass
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGINT)
