@@ -470,6 +470,22 @@ def set_parent_death_signal(sig: int) -> None:
     _call("prctl", 5, 1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
 
 
+def raise_exit_status_at_exit() -> bool:
+    """Ask libc to ``raise(status)`` once every exit handler has run, where
+    ``status`` is the status the process exits with (glibc ``on_exit(raise,
+    NULL)``; its handlers run after Python's finalisation). ``sealkit run``
+    exits with SIGINT's number after an uncaught ``KeyboardInterrupt``, so the
+    process dies by SIGINT as ``python`` does, after finalising. Returns False,
+    changing nothing, where libc has no ``on_exit`` or refuses.
+    """
+    fn = getattr(_libc, "on_exit", None)
+    if fn is None:
+        return False
+    fn.argtypes = (ctypes.c_void_p, ctypes.c_void_p)
+    fn.restype = ctypes.c_int
+    return bool(fn(ctypes.cast(_libc["raise"], ctypes.c_void_p), None) == 0)
+
+
 def mallopt(param: int, value: int) -> None:
     """glibc ``mallopt(param, value)`` (``M_TRIM_THRESHOLD=-1``, ``M_TOP_PAD=-2``,
     ``M_MMAP_THRESHOLD=-3``). The kernel executor uses it to keep malloc off

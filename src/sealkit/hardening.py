@@ -40,7 +40,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from . import _syscalls, procfs
-from ._syscalls import PF_W, PF_X, PT_GNU_RELRO, PT_LOAD, LoadedObject
+
+# for `sealkit run`, which dies by SIGINT after finalising as python does
+from ._syscalls import PF_W, PF_X, PT_GNU_RELRO, PT_LOAD, LoadedObject, raise_exit_status_at_exit
 from .errors import ArgumentError, ArgumentTypeError, KernelError
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ __all__ = [
     "harden",
     "hook_reports",
     "plan",
+    "raise_exit_status_at_exit",
 ]
 
 LEVELS: Final = ("code", "all")

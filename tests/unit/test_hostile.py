@@ -133,6 +133,7 @@ RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]]
     "libc_has_symbol": (_syscalls.libc_has_symbol, (st.one_of(junk, st.text(max_size=10)),)),
     "loaded_objects": (_syscalls.loaded_objects, ()),
     "set_parent_death_signal": (_syscalls.set_parent_death_signal, (small_int,)),
+    "raise_exit_status_at_exit": (_syscalls.raise_exit_status_at_exit, ()),
     # The kernel executor's entry points (fidelity branch).
     "errno_call": (
         _syscalls.errno_call,

@@ -462,17 +462,13 @@ def _arm_sigint_exit(interrupted: list[str]) -> int:
     Returns the exit status to leave with. Without ``on_exit`` (not glibc) the
     kill happens in the last atexit handler instead, skipping finalisation.
     """
-    import ctypes  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
-    libc = ctypes.CDLL(None)
-    on_exit = getattr(libc, "on_exit", None)
-    if on_exit is not None:
-        on_exit.argtypes = (ctypes.c_void_p, ctypes.c_void_p)
-        on_exit.restype = ctypes.c_int
-        if on_exit(ctypes.cast(libc["raise"], ctypes.c_void_p), None) == 0:
-            interrupted.append("default")
-            return int(signal.SIGINT)
+    from ...hardening import raise_exit_status_at_exit  # noqa: PLC0415
+
+    if raise_exit_status_at_exit():
+        interrupted.append("default")
+        return int(signal.SIGINT)
     interrupted.append("kill")
     return 1
 
