@@ -795,6 +795,8 @@ def parse_result(op: Op, text: str, bases: Bases = MODEL_BASES) -> int:
     text = text.strip()
     if text in _ERRNO_BY_NAME:
         return -_ERRNO_BY_NAME[text]
+    if text[:1] == "E" and text[1:].isascii() and text[1:].isdigit() and len(text) <= 6:
+        return -int(text[1:])  # errno_name()'s form for a number errno does not name
     if text == "elsewhere":
         return ELSEWHERE
     try:

@@ -9,7 +9,7 @@ import pytest
 
 from sealkit import ops
 from sealkit.errors import ParseError
-from sealkit.ops import MODEL_BASES, format_trace, parse_trace
+from sealkit.ops import MODEL_BASES, Munmap, format_result, format_trace, parse_result, parse_trace
 
 HUGE = "9" * 5000  # more digits than int() converts (sys.get_int_max_str_digits: 4300)
 OVER = str(1 << 70)  # fits int(), not a register
@@ -106,3 +106,11 @@ def test_values_just_inside_the_range_keep_their_meaning() -> None:
 def test_below_minus_2_to_the_63_is_refused() -> None:
     assert "64 bits" in str(_refused("madvise p0 4p -9223372036854775809"))
     assert "64 bits" in str(_refused(f"munmap p-{1 << 52} 4p"))
+
+
+def test_unnamed_errnos_round_trip() -> None:
+    """errno_name() writes E<n> for a number the errno module does not name
+    (the kernel has a few, e.g. 512-530 inside, up to 4095): it parses back."""
+    op = Munmap(0, 4096)
+    for err in (1, 12, 530, 4095):
+        assert parse_result(op, format_result(op, -err)) == -err
