@@ -167,7 +167,9 @@ def replay(
     policy = on.split(":", 1)[1] if on.startswith("model:") else "linux"
     krun = None
     if on == "kernel" or diff:
-        with KernelExecutor(win) as kx:
+        # A replay reads smaps after every call: allow each call 10 ms on top
+        # of the executor's usual minute, so long traces finish (^C stops them).
+        with KernelExecutor(win, timeout=60.0 + 0.01 * len(ops)) as kx:
             krun = kx.run(ops, flags="every")
     mrun = run_model(ops, policy, win) if (on != "kernel" or diff) else None
     if on == "kernel":
