@@ -153,8 +153,28 @@ def _object_bias(vmas: Sequence[Vma], i: int, layout: Any) -> int | None:
         if (v.dev, v.inode) == key and v.offset == _down(first.offset):
             bias = v.start - _down(first.vaddr)
             hi = _up(bias + max(s.vaddr + s.memsz for s in layout.loads))
-            return bias if vmas[i].start < hi else None
+            if _placed(vmas, j, key, bias, hi, layout):
+                return bias if vmas[i].start < hi else None
     return None
+
+
+def _placed(
+    vmas: Sequence[Vma], j: int, key: tuple[str, int], bias: int, hi: int, layout: Any
+) -> bool:
+    """Whether mapping ``j`` starts a placement of the object by the loader:
+    another of its ``PT_LOAD`` s is mapped from the same file where the bias
+    puts it. The file mmapped as data (``mmap(fd, offset 0)``, a program
+    reading its own ``/proc/self/exe``) has no such neighbour."""
+    others = {(_down(bias + s.vaddr), _down(s.offset)) for s in layout.loads[1:]}
+    if not others:
+        return True  # a single PT_LOAD: nothing to tell them apart
+    k = j + 1
+    while k < len(vmas) and vmas[k].start < hi:
+        v = vmas[k]
+        if (v.dev, v.inode) == key and (v.start, v.offset) in others:
+            return True
+        k += 1
+    return False
 
 
 def classify(
@@ -210,7 +230,9 @@ def _kind(
         return "system"
     if path == "[heap]":
         return "heap"
-    if path.startswith("[stack"):
+    if path.startswith("[stack") or (vma.vmflags is not None and "gd" in vma.vmflags):
+        # gd (VM_GROWSDOWN) marks the main stack even where mprotect or mseal
+        # split off a piece that lost the [stack] name
         return "stack"
     if vma.shared:
         return "shm" if path.startswith(_SHM_PATHS) or not _is_file(vma) else "file"
@@ -231,6 +253,8 @@ def _file_kind(
     if layout == "not-elf":
         return "file"
     bias = None if isinstance(layout, str) else _object_bias(vmas, i, layout)
+    if bias is None and not isinstance(layout, str):
+        return "file"  # an ELF file, but not placed by the loader here: plain data
     if bias is not None:
         if not any(
             _down(bias + s.vaddr) <= vma.start < _up(bias + s.vaddr + s.memsz) for s in layout.loads
@@ -289,8 +313,9 @@ def _anon_kind(vmas: Sequence[Vma], i: int, layout_at: Callable[[int], FileLayou
     if layout == "not-elf":
         return "anon"
     if isinstance(layout, str):
-        # Unknown program headers: .bss directly follows a writable file mapping.
-        return "data" if j == i - 1 and vmas[j].writable else "anon"
+        # Unknown program headers: .bss directly follows a writable file
+        # mapping, in one piece or split into several by mprotect or mseal.
+        return "data" if vmas[j].writable else "anon"
     bias = _object_bias(vmas, j, layout)
     if bias is None:
         return "anon"
@@ -321,10 +346,10 @@ class _Layouts:
         from . import elf
 
         result: FileLayout = "unknown"
-        candidates = [f"map_files/{vma.start:x}-{vma.end:x}"]
+        candidates = [f"{proc.task}map_files/{vma.start:x}-{vma.end:x}"]
         path = vma.path.removesuffix(" (deleted)")
         if path.startswith("/"):
-            candidates.append("root" + path)
+            candidates.append(f"{proc.task}root{path}")
         for name in candidates:
             try:
                 result = elf.load_layout(name, dir_fd=proc.fd, inode=vma.inode)
@@ -456,8 +481,6 @@ def _audit_pid(pid: int, procfs: str, filters: _Filters, layouts: _Layouts) -> P
     try:
         with ProcessDir(pid, procfs) as proc:
             status = proc.status()
-            if status.state in ("Z", "X"):
-                return _VANISHED  # exited: its address space is gone
             if status.kthread:
                 return _KTHREAD
             if filters.users is not None and status.uid not in filters.users:
@@ -465,9 +488,12 @@ def _audit_pid(pid: int, procfs: str, filters: _Filters, layouts: _Layouts) -> P
             if filters.comm is not None and not fnmatch.fnmatchcase(status.name, filters.comm):
                 return _FILTERED
             try:
-                data = proc.read("smaps")
+                # a zombie leader's threads may live on: their smaps then
+                data = proc.smaps(status.state)
             except AccessDeniedError:
                 return _row(status, "denied", None, None)
+            if not data and status.state in ("Z", "X"):
+                return _VANISHED  # exited: its address space is gone
             if not data:
                 # No mm: the task exited between the two reads (or became a
                 # zombie); the kernel prints nothing rather than failing.
@@ -746,7 +772,7 @@ def process_maps(pid: int | str = "self", procfs: str = "/proc") -> ProcessMaps:
     """
     with ProcessDir(pid, procfs) as proc:
         status = proc.status()
-        text = proc.read("smaps").decode("utf-8", "surrogateescape")
+        text = proc.smaps(status.state).decode("utf-8", "surrogateescape")
         vmas = parse_smaps(text, f"{procfs}/{proc.pid}/smaps")
         layouts = _Layouts()
         kinds = classify(vmas, lambda v: layouts.lookup(proc, v))

@@ -1286,8 +1286,10 @@ def _seccomp() -> tuple[int | None, int | None]:
     return num("Seccomp"), num("Seccomp_filters")
 
 
-def _probe_smaps_sl() -> tuple[bool | None, str]:
-    """Seal a page in a forked child and look for ``sl`` in its smaps."""
+def _probe_smaps_sl() -> tuple[bool | None, str, int | None]:
+    """Seal a page in a forked child and look for ``sl`` in its smaps; the
+    third value is the errno when the child could not seal the page (a
+    seccomp filter can allow ``mseal(0, 0, 0)`` and refuse real ranges)."""
     ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
     try:
@@ -1295,35 +1297,46 @@ def _probe_smaps_sl() -> tuple[bool | None, str]:
     except OSError as exc:
         for fd in (ready_r, ready_w, done_r, done_w):
             os.close(fd)
-        return None, f"could not fork a probe child: {exc}"
+        return None, f"could not fork a probe child: {exc}", None
     if pid == 0:  # pragma: no cover - the child: system calls only, then _exit
         code = 1
         try:
             os.close(ready_r)
             os.close(done_w)
             addr = _syscalls.mmap(0, PAGE, int(Prot.READ), _ANON_PRIVATE)
-            _syscalls.mseal(addr, PAGE)
-            os.write(ready_w, addr.to_bytes(8, "little"))
-            os.read(done_r, 1)
+            try:
+                _syscalls.mseal(addr, PAGE)
+            except KernelError as exc:
+                os.write(ready_w, b"E" + (exc.errno or 0).to_bytes(8, "little"))
+            else:
+                os.write(ready_w, b"A" + addr.to_bytes(8, "little"))
+                os.read(done_r, 1)
             code = 0
         finally:
             os._exit(code)
     os.close(ready_w)
     os.close(done_r)
     try:
-        raw = os.read(ready_r, 8)
-        if len(raw) != 8:
-            return None, "the probe child could not seal a page"
-        addr = int.from_bytes(raw, "little")
+        raw = os.read(ready_r, 9)
+        if len(raw) != 9:
+            return None, "the probe child could not seal a page", None
+        value = int.from_bytes(raw[1:], "little")
+        if raw[:1] == b"E":
+            name = _errno.errorcode.get(value, str(value))
+            return None, f"not checked: the probe child could not seal a page ({name})", value
         for vma in procfs.read_smaps(pid):
-            if vma.start <= addr < vma.end:
+            if vma.start <= value < vma.end:
                 if vma.sealed:
-                    return True, "a page sealed in a child shows 'sl' in its smaps VmFlags"
-                return False, (
-                    "a page sealed in a child has no 'sl' in its smaps VmFlags "
-                    f"({' '.join(sorted(vma.vmflags or ()))}): seals are invisible in /proc"
+                    return True, "a page sealed in a child shows 'sl' in its smaps VmFlags", None
+                return (
+                    False,
+                    (
+                        "a page sealed in a child has no 'sl' in its smaps VmFlags "
+                        f"({' '.join(sorted(vma.vmflags or ()))}): seals are invisible in /proc"
+                    ),
+                    None,
                 )
-        return None, "the probe child's sealed page is missing from its smaps"
+        return None, "the probe child's sealed page is missing from its smaps", None
     finally:
         os.close(ready_r)
         os.close(done_w)
@@ -1339,6 +1352,13 @@ def _explain(
     if err == _errno.ENOSYS:
         if arch not in ("x86_64", "aarch64", "arm64", "riscv64", "loongarch64"):
             return f"ENOSYS: sealkit has no system call table for {arch}"
+        if mode == 2 and _release_at_least(release, (6, 10)) and bits == "64bit":
+            return (
+                f"ENOSYS from mseal(2), although this 64-bit Linux {release} has it (since "
+                f"6.10): this process runs under seccomp mode 2 with {filters} filter(s), and "
+                "returning ENOSYS for system calls a filter does not know is a common default "
+                "(containers, sandboxes)"
+            )
         return (
             f"ENOSYS: this kernel has no mseal(2); it needs a 64-bit Linux 6.10 or later "
             f"(running {release}, {bits} userland)"
@@ -1355,6 +1375,15 @@ def _explain(
         )
     name = _errno.errorcode.get(err, str(err))
     return f"{name} from mseal(0, 0, 0): unexpected; the kernel refuses the call"
+
+
+def _release_at_least(release: str, version: tuple[int, int]) -> bool:
+    """Whether a ``uname -r`` string such as ``6.18.44-fc`` is at least ``version``."""
+    parts = release.split("-", 1)[0].split(".")
+    try:
+        return (int(parts[0]), int(parts[1])) >= version
+    except (IndexError, ValueError):
+        return False
 
 
 _SUPPORT: Support | None = None
@@ -1382,14 +1411,24 @@ def support(refresh: bool = False) -> Support:
         _syscalls.mseal(0, 0, 0)
     except KernelError as exc:
         err = exc.errno
+    page_err: int | None = None
     if err is None:
-        sl, detail = _probe_smaps_sl()
+        sl, detail, page_err = _probe_smaps_sl()
     else:
         sl, detail = None, "not checked: mseal is unavailable"
+    reason = _explain(err, release, arch, mode, filters)
+    if page_err is not None:
+        err = page_err
+        reason = (
+            f"{_errno.errorcode.get(err, str(err))}: mseal(0, 0, 0) succeeds but sealing a "
+            "page fails, so something between this process and the kernel inspects the "
+            "arguments (a seccomp filter?); "
+            + _explain(err, release, arch, mode, filters).split(": ", 1)[-1]
+        )
     _SUPPORT = Support(
         available=err is None,
         errno=err,
-        reason=_explain(err, release, arch, mode, filters),
+        reason=reason,
         kernel=release,
         arch=arch,
         smaps_reports_seals=sl,

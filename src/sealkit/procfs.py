@@ -568,13 +568,18 @@ class ProcessDir:
     :class:`AccessDeniedError` (the same boundary as :func:`read_smaps`).
     """
 
-    __slots__ = ("_fd", "pid")
+    __slots__ = ("_fd", "pid", "task")
 
     _fd: int | None
     pid: str
+    task: str
+    """Where the address space is read: ``""`` (``/proc/PID/`` itself) or,
+    once :meth:`smaps` found the leader a zombie, ``"task/TID/"`` of a live
+    thread (for ``map_files/`` and ``root/`` too)."""
 
     def __init__(self, pid: int | str, procfs: str = "/proc") -> None:
         self._fd = None
+        self.task = ""
         procfs = _check_root(procfs)
         self.pid = resolve_pid(pid)
         path = os.path.join(procfs, self.pid)
@@ -614,6 +619,35 @@ class ProcessDir:
                 text = text[:end]
                 break
         return task_status(parse_status(text, source), source)
+
+    def smaps(self, state: str) -> bytes:
+        """The ``smaps`` bytes of the process, whose status says ``state``.
+
+        A process whose main thread exited (``pthread_exit``) while others
+        run on is a zombie leader: ``/proc/PID/smaps`` is empty, yet the
+        address space lives on, visible through any live thread's
+        ``task/TID/smaps``. For a zombie (``Z``) this reads those; ``b""``
+        when no thread has an address space left (the process exited).
+        """
+        if state not in ("Z", "X"):
+            return self.read("smaps")
+        try:
+            task = os.open("task", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
+        except (FileNotFoundError, ProcessLookupError):
+            raise ProcessGoneError(self.pid) from None
+        try:
+            tids = sorted(name for name in os.listdir(task) if name != self.pid)
+        finally:
+            os.close(task)
+        for tid in tids:
+            try:
+                data = self.read(f"task/{tid}/smaps")
+            except ProcessGoneError:
+                continue
+            if data:
+                self.task = f"task/{tid}/"
+                return data
+        return b""
 
     def readlink(self, name: str) -> str:
         """The target of the symlink ``/proc/PID/<name>`` (``exe``, ``map_files/...``)."""

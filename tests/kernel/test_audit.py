@@ -20,6 +20,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
@@ -31,6 +32,7 @@ import pytest
 
 from sealkit import audit, elf
 from sealkit.cli.main import main as cli_main
+from sealkit.procfs import ProcessDir
 from tests.conftest import python_env, run_in_child
 
 pytestmark = pytest.mark.kernel
@@ -668,3 +670,72 @@ def test_tables_end_quietly_when_the_reader_goes_away() -> None:
         check=False,
     )  # fmt: skip
     assert done.stdout.strip() == "0" and done.stderr == "", done
+
+
+LEADER_GONE_C = r"""
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define PAGE 4096UL
+static uintptr_t stack_page;
+static void deep(int n) {  /* grow the main stack well below its start */
+    volatile char frame[16384];
+    frame[0] = (char)n;
+    if (n) deep(n - 1);
+    else stack_page = ((uintptr_t)frame & ~(PAGE - 1)) + PAGE;  /* inside the frame */
+}
+static void *wait_for_stdin(void *arg) {
+    char c;
+    (void)arg;
+    while (read(0, &c, 1) > 0) {}
+    _exit(0);
+}
+static void seal(uintptr_t a, unsigned long n) {
+    if (syscall(462, a, n, 0) != 0) { perror("mseal"); _exit(1); }
+}
+int main(void) {
+    deep(16);
+    seal(stack_page, PAGE);                          /* a piece of the main stack */
+    int fd = open("/proc/self/exe", O_RDONLY);
+    char *elf = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE, fd, 0);   /* the ELF as data */
+    char *anon = mmap(NULL, 4 * PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    seal((uintptr_t)elf, PAGE);
+    seal((uintptr_t)anon, 4 * PAGE);
+    printf("[[%lu, %lu], [%lu, %lu], [%lu, %lu]]\n",
+           (unsigned long)stack_page, (unsigned long)(stack_page + PAGE),
+           (unsigned long)elf, (unsigned long)(elf + PAGE),
+           (unsigned long)anon, (unsigned long)(anon + 4 * PAGE));
+    fflush(stdout);
+    pthread_t t;
+    pthread_create(&t, NULL, wait_for_stdin, NULL);
+    pthread_exit(NULL);  /* the main thread goes: a zombie leader, the process lives on */
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the test program")
+def test_a_process_whose_main_thread_exited_is_audited(tmp_path: Path) -> None:
+    """Its /proc/PID/smaps is empty, the live thread's is not: the sweep must
+    not call it vanished (any process could hide that way). Also classifies
+    a sealed piece of the main stack that lost the [stack] name as stack, and
+    the program's own ELF mmapped as data as file, not rodata."""
+    (tmp_path / "leader.c").write_text(LEADER_GONE_C)
+    exe = tmp_path / "leader"
+    subprocess.run(["gcc", "-O0", "-pthread", "-o", str(exe), str(tmp_path / "leader.c")],
+                   check=True)  # fmt: skip
+    with running([str(exe)]) as (pid, (stack, elfdata, anon)):
+        for _ in range(100):  # the main thread's exit is asynchronous
+            if ProcessDir(pid).status().state == "Z":
+                break
+            time.sleep(0.01)
+        report = audit.scan_host(pids=[pid])
+        maps = audit.process_maps(pid)
+    assert report.vanished == 0
+    [proc] = report.processes
+    got = sorted((m.start, m.end, m.kind) for m in proc.sealed or ())
+    assert got == sorted([(*stack, "stack"), (*elfdata, "file"), (*anon, "anon")]), got
+    assert sorted((r.vma.start, r.vma.end, r.kind) for r in maps.regions if r.vma.sealed) == got

@@ -507,3 +507,47 @@ except sealkit.SealingDeniedError as exc:
     assert first == f"False {errno.EPERM} 2 None"
     assert reason.startswith("EPERM") and "seccomp mode 2" in reason
     assert denied == "denied True"
+
+
+_FILTERED_SUPPORT = r"""
+import ctypes, struct, sys
+import sealkit
+libc = ctypes.CDLL(None, use_errno=True)
+def stmt(code, k): return struct.pack("HBBI", code, 0, 0, k)
+def jump(code, k, jt, jf): return struct.pack("HBBI", code, jt, jf, k)
+ALLOW, EPERM, ENOSYS = 0x7fff0000, 0x00050000 | 1, 0x00050000 | 38
+if sys.argv[1] == "enosys":  # mseal -> ENOSYS, as many sandboxes answer unknown calls
+    prog = [stmt(0x20, 0), jump(0x15, 462, 0, 1), stmt(0x06, ENOSYS), stmt(0x06, ALLOW)]
+else:  # "arglen": mseal with length 0 allowed, any real range EPERM
+    prog = [stmt(0x20, 0), jump(0x15, 462, 0, 3), stmt(0x20, 24), jump(0x15, 0, 1, 0),
+            stmt(0x06, EPERM), stmt(0x06, ALLOW)]
+prog = b"".join(prog)
+buf = ctypes.create_string_buffer(prog)
+class FProg(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fprog = FProg(len(prog) // 8, ctypes.addressof(buf))
+assert libc.prctl(38, 1, 0, 0, 0) == 0
+assert libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0, ctypes.get_errno()
+info = sealkit.support()
+print(info.available, info.errno)
+print(info.reason)
+"""
+
+
+@pytest.mark.parametrize(
+    ("kind", "err", "words"),
+    [
+        ("enosys", errno.ENOSYS, ("although this 64-bit Linux", "seccomp mode 2 with 1 filter")),
+        ("arglen", errno.EPERM, ("mseal(0, 0, 0) succeeds but sealing a page fails", "seccomp")),
+    ],
+)
+def test_support_blames_the_filter_not_the_kernel(
+    python: Callable[..., Any], kind: str, err: int, words: tuple[str, ...]
+) -> None:
+    """A filter answering ENOSYS must not read as "this kernel has no mseal";
+    one that allows only mseal(0, 0, 0) must not read as "available"."""
+    proc = python(_FILTERED_SUPPORT, kind)
+    assert proc.returncode == 0, proc.stderr
+    first, reason = proc.stdout.splitlines()
+    assert first == f"False {err}"
+    assert all(w in reason for w in words), reason
