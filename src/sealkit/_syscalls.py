@@ -56,6 +56,7 @@ __all__ = [
     "process_vm_writev",
     "procmap_query",
     "procmap_vmas",
+    "seal_verified",
     "set_parent_death_signal",
 ]
 
@@ -127,14 +128,21 @@ _L, _U = ctypes.c_long, ctypes.c_ulong
 # ctypes prototypes below do the same job, slower. Both return the kernel
 # convention: the result, or -errno.
 _fast: Callable[..., int] | None
+_fast_objects: Callable[[], list[tuple[bytes, int, tuple[tuple[int, ...], ...]]]] | None
+_fast_seal: Callable[..., list[tuple[int, int]] | None] | None
 try:
-    from ._fastsys import syscall as _fast
+    from . import _fastsys
 except ImportError:  # pragma: no cover - depends on how sealkit was installed
-    _fast = None
+    _fast = _fast_objects = _fast_seal = None
+else:
+    _fast = _fastsys.syscall
+    # getattr: an extension built from an older source lacks the loader walks.
+    _fast_objects = getattr(_fastsys, "loaded_objects", None)
+    _fast_seal = getattr(_fastsys, "seal_verified", None)
 if not NR or os.environ.get("SEALKIT_NO_FASTSYS"):
     # No table for this architecture (every call raises NotSupportedError),
     # or the fast path is switched off (tests compare both paths).
-    _fast = None
+    _fast = _fast_objects = _fast_seal = None
 
 FAST_PATH: Final = _fast is not None
 """Whether the C fast path (``sealkit._fastsys``) is in use."""
@@ -688,14 +696,63 @@ _PHDR64: Final = struct.Struct("=IIQQQQQQ")
 _DlCallback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(_DlPhdrInfo), ctypes.c_size_t, ctypes.c_void_p
 )
-# PYFUNCTYPE: the GIL stays held for the whole walk. dl_iterate_phdr holds the
-# loader's dl_load_write_lock while it calls back; if the GIL were released,
-# the callback would wait for it under that lock while another thread holding
-# the GIL waits for the lock inside dlopen (CPython's extension import calls
-# dlopen with the GIL held): a deadlock.
+# PYFUNCTYPE: the GIL stays held while dl_iterate_phdr runs (it holds glibc's
+# dl_load_write_lock for the whole walk and calls back under it).
 _dl_iterate_phdr = ctypes.PYFUNCTYPE(ctypes.c_int, _DlCallback, ctypes.c_void_p)(
     ("dl_iterate_phdr", _libc)
 )
+# While the callback runs, no thread may take the GIL from the walker: a thread
+# importing an extension module calls dlopen with the GIL held and blocks on
+# the loader lock the walker holds, while the walker waits for the GIL, and
+# both hang. The C walk (_fastsys.loaded_objects) runs no Python code under
+# the lock. This fallback can only make a switch unlikely: see _walk_quietly.
+# The interval bounds how long the walker may wait to get the GIL back from a
+# busy thread before the walk, and must exceed the walk itself (~5 us/object).
+_QUIET_INTERVAL: Final = 0.05
+
+
+def _object(name: bytes, addr: int, phdrs: Sequence[tuple[int, ...]]) -> LoadedObject:
+    return LoadedObject(addr, os.fsdecode(name), tuple(Phdr(*p) for p in phdrs))
+
+
+def _walk_quietly() -> list[tuple[int, bytes, bytes]]:
+    """The ctypes walk, best-effort against the deadlock above: the callback
+    only copies bytes (parsing waits until the walk is over), the cyclic GC
+    (whose finalisers run arbitrary Python code) is off, and the switch
+    interval is raised, then the GIL handed over once (``sleep(0)``): a drop
+    request already pending is served then, not inside the callback, and a
+    thread waiting for the GIL re-arms its timer with the long interval
+    (CPython's take_gil asks for a drop only when a whole interval passed
+    without a switch). A walk longer than the interval, a signal handler or a
+    thread switching off the interval itself can still run Python code in
+    the callback: the fallback is not a guarantee.
+    """
+    import gc  # noqa: PLC0415 - a builtin module, only for this path
+    import sys  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    raw: list[tuple[int, bytes, bytes]] = []
+    string_at = ctypes.string_at
+    size = _PHDR64.size
+
+    def visit(info_p: ctypes._Pointer[_DlPhdrInfo], _size: int, _data: object) -> int:
+        info = info_p.contents
+        raw.append((info.addr, info.name or b"", string_at(info.phdr, info.phnum * size)))
+        return 0
+
+    callback = _DlCallback(visit)
+    interval = sys.getswitchinterval()
+    gc_was_on = gc.isenabled()
+    try:
+        gc.disable()
+        sys.setswitchinterval(max(interval, _QUIET_INTERVAL))
+        time.sleep(0)
+        _dl_iterate_phdr(callback, None)
+    finally:
+        sys.setswitchinterval(interval)
+        if gc_was_on:
+            gc.enable()
+    return raw
 
 
 def loaded_objects() -> list[LoadedObject]:
@@ -703,29 +760,73 @@ def loaded_objects() -> list[LoadedObject]:
     (main program first), from ``dl_iterate_phdr(3)``, with all its program
     headers. 64-bit only (mseal is 64-bit only): raises
     :class:`~sealkit.errors.NotSupportedError` elsewhere.
+
+    The C fast path copies the list under the loader's lock and runs no Python
+    code there; the ctypes fallback runs a (tiny) Python callback under it,
+    which is only best-effort against a deadlock with a concurrent import
+    (see ``docs/hardening.md``).
     """
     if ctypes.sizeof(ctypes.c_void_p) != 8:
         raise NotSupportedError(38, "dl_iterate_phdr", detail="sealkit reads 64-bit ELF only")
-    found: list[LoadedObject] = []
-    failures: list[BaseException] = []
+    if _fast_objects is not None:
+        return [_object(name, addr, phdrs) for name, addr, phdrs in _fast_objects()]
+    return [
+        _object(name, addr, [p[:4] + p[5:] for p in _PHDR64.iter_unpack(phdrs)])
+        for addr, name, phdrs in _walk_quietly()
+    ]
 
-    def visit(info_p: ctypes._Pointer[_DlPhdrInfo], _size: int, _data: object) -> int:
-        # An exception cannot cross the C frame: keep it, stop the walk (1).
-        try:
-            info = info_p.contents
-            raw = ctypes.string_at(info.phdr, info.phnum * _PHDR64.size) if info.phnum else b""
-            phdrs = tuple(
-                Phdr(p_type, p_flags, offset, vaddr, filesz, memsz, align)
-                for p_type, p_flags, offset, vaddr, _paddr, filesz, memsz, align
-                in _PHDR64.iter_unpack(raw)
-            )  # fmt: skip
-            found.append(LoadedObject(info.addr, os.fsdecode(info.name or b""), phdrs))
-        except BaseException as exc:  # re-raised below, outside the C frame
-            failures.append(exc)
-            return 1
-        return 0
 
-    _dl_iterate_phdr(_DlCallback(visit), None)
-    if failures:
-        raise failures[0]
-    return found
+SEAL_VERIFIED_REASONS: Final = {
+    1: "not mapped",
+    2: "protection differs",
+    3: "mapped from another file or anonymous memory",
+    4: "file offset differs",
+    5: "a shared mapping",
+    6: "mapped writable and executable",
+    7: "a different kernel mapping",
+}
+"""Why :func:`seal_verified` left a range unsealed (codes 1-7: it changed)."""
+SEAL_QUERY_FAILED: Final = 8
+SEAL_MSEAL_FAILED: Final = 9
+
+
+def seal_verified(
+    maps_fd: int, ranges: Sequence[tuple[int, int, int, int, int, int, int, bytes | None]]
+) -> list[tuple[int, int]] | None:
+    """Under the dynamic loader's lock (inside a ``dl_iterate_phdr`` callback,
+    in C), re-check each planned range with ``PROCMAP_QUERY`` on ``maps_fd``
+    (an open ``/proc/self/maps``) and ``mseal`` it only if it is unchanged.
+
+    ``ranges``: ``(start, end, vma_flags, dev_major, dev_minor, inode, offset,
+    name)``, where ``vma_flags`` are PROCMAP_QUERY's r/w/x bits (1/2/4),
+    ``inode`` 0 means anonymous, ``offset`` is the file offset at ``start``
+    and ``name`` (bytes or ``None``) the VMA name to insist on. Returns
+    ``(code, errno)`` per range: 0 sealed, 1-7 changed
+    (:data:`SEAL_VERIFIED_REASONS`), 8 the query failed, 9 mseal failed.
+    ``None`` when the C fast path is absent (the caller re-checks in Python).
+    Holding the lock means no dlclose can unmap a library between the check
+    and the seal (glibc unmaps under ``dl_load_write_lock``).
+    """
+    fd = _u64(maps_fd, "maps_fd")
+    if fd >= 1 << 31:
+        raise ArgumentError(f"maps_fd={maps_fd} is not a file descriptor")
+    given: object = ranges  # checked as what a caller may really pass
+    if isinstance(given, str | bytes) or not isinstance(given, Sequence):
+        raise ArgumentTypeError(f"ranges must be a sequence, not {type(given).__name__}")
+    checked = []
+    for item in given:
+        if not isinstance(item, tuple) or len(item) != 8:
+            raise ArgumentTypeError(f"each range must be an 8-tuple, not {item!r}")
+        *numbers, name = item
+        if name is not None and not isinstance(name, bytes):
+            raise ArgumentTypeError(f"a range's name must be bytes or None, not {name!r}")
+        if name is not None and b"\0" in name:
+            raise ArgumentError(f"a range's name cannot contain NUL: {name!r}")
+        # Plain ints in [0, 2**64) as they are (the common case, cheap);
+        # anything else through _u64's typed errors.
+        if not all(type(v) is int and 0 <= v <= _MASK for v in numbers):
+            numbers = [_u64(v, "range field") for v in numbers]
+        checked.append((*numbers, name))
+    if _fast_seal is None:
+        return None
+    return _fast_seal(fd, checked)

@@ -32,6 +32,7 @@ checkpoint/restore (CRIU) and rr cannot remap a sealed process.
 from __future__ import annotations
 
 import _thread
+import errno
 import functools
 import os
 import time
@@ -43,7 +44,7 @@ from . import _syscalls, procfs
 
 # for `sealkit run`, which dies by SIGINT after finalising as python does
 from ._syscalls import PF_W, PF_X, PT_GNU_RELRO, PT_LOAD, LoadedObject, raise_exit_status_at_exit
-from .errors import ArgumentError, ArgumentTypeError, KernelError
+from .errors import ArgumentError, ArgumentTypeError, KernelError, kernel_error
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -489,16 +490,50 @@ def _mismatch(piece: _Piece, vma: Vma, addr: int, ident: Vma | None) -> str:
     return ""
 
 
-class _Plan:
-    """One object's plan: ranges to seal (checked) and ranges skipped."""
+# What a planned range must still be when it is sealed: (start, end, vma_flags,
+# dev_major, dev_minor, inode, offset at start, name or None), vma_flags in
+# PROCMAP_QUERY's bits (r 1, w 2, x 4, shared 8). The form _syscalls.seal_verified takes.
+_Expect = tuple[int, int, int, int, int, int, int, bytes | None]
 
-    __slots__ = ("base", "name", "path", "seal", "skip")
+
+def _vma_flags(perms: str, shared: bool) -> int:
+    return (
+        (1 if perms[0] == "r" else 0)
+        | (2 if perms[1] == "w" else 0)
+        | (4 if perms[2] == "x" else 0)
+        | (8 if shared else 0)
+    )
+
+
+def _expect(vma: Vma, start: int, end: int, system: bool) -> _Expect:
+    """The identity of ``[start, end)`` as ``vma`` (from smaps or maps) shows it."""
+    major, _, minor = vma.dev.partition(":")
+    return (
+        start,
+        end,
+        _vma_flags(vma.perms, False),
+        int(major or "0", 16),
+        int(minor or "0", 16),
+        vma.inode,
+        vma.offset + (start - vma.start),
+        os.fsencode(vma.path) if system else None,
+    )
+
+
+class _Plan:
+    """One object's plan: ranges to seal (checked) and ranges skipped.
+
+    ``expect[k]`` is what ``seal[k]`` must still be when it is sealed.
+    """
+
+    __slots__ = ("base", "expect", "name", "path", "seal", "skip")
 
     def __init__(self, path: str, name: str, base: int) -> None:
         self.path = path
         self.name = name
         self.base = base
         self.seal: list[SealedRange] = []
+        self.expect: list[_Expect] = []
         self.skip: list[SkippedRange] = []
 
 
@@ -521,6 +556,7 @@ def _check(
             plan_.skip.append(SkippedRange(addr, stop, piece.kind, reason))
         else:
             plan_.seal.append(SealedRange(addr, stop, piece.kind, vma.perms[:3], bool(vma.sealed)))
+            plan_.expect.append(_expect(vma, addr, stop, piece.backing == "system"))
         addr = stop
 
 
@@ -718,42 +754,118 @@ def _merge_skipped(ranges: Iterable[SkippedRange]) -> tuple[SkippedRange, ...]:
     return tuple(out)
 
 
-def _apply(plans: list[_Plan]) -> None:
-    """mseal every planned range not yet sealed; move failures to ``skip``.
+_CHANGED: Final = "changed since planned"
 
-    Adjacent ranges go in one call (mseal takes any run of mapped pages); if
-    that call fails, each range is retried alone so one bad range (unmapped
-    by another thread since smaps was read: ENOMEM, nothing sealed, spec
-    kernel-behaviour rule 2) does not cost the others.
+
+def _changed(want: _Expect, found: Sequence[tuple[int, int, int, int, int, int, int, str]]) -> str:
+    """Why the VMAs ``found`` over ``want``'s range (``procmap_vmas`` form:
+    start, end, vma_flags, offset, dev_major, dev_minor, inode, name) are not
+    what was planned, or ``""``. Mirrors ``verify`` in ``_fastsys.c``.
     """
-    todo = sorted(
-        (
-            (r.start, r.end, i, j)
-            for i, p in enumerate(plans)
-            for j, r in enumerate(p.seal)
-            if not r.already_sealed
-        )
-    )
-    runs: list[list[tuple[int, int, int, int]]] = []
-    for item in todo:
-        if runs and runs[-1][-1][1] == item[0]:
-            runs[-1].append(item)
-        else:
-            runs.append([item])
-    failed: dict[tuple[int, int], str] = {}
-    for run in runs:
-        try:
-            _syscalls.mseal(run[0][0], run[-1][1] - run[0][0])
+    start, end, flags, major, minor, inode, offset, name = want
+    addr = start
+    for v_start, v_end, v_flags, v_offset, v_major, v_minor, v_inode, v_name in found:
+        if v_end <= addr:
             continue
+        if v_start > addr:
+            break
+        if v_flags & 2 and v_flags & 4:
+            return "mapped writable and executable"
+        if v_flags & 8:
+            return "a shared mapping"
+        if v_flags & 7 != flags:
+            return "protection differs"
+        if v_inode != inode or (inode and (v_major, v_minor) != (major, minor)):
+            return "mapped from another file or anonymous memory"
+        if inode and v_offset + (addr - v_start) != offset + (addr - start):
+            return "file offset differs"
+        if name is not None and os.fsencode(v_name) != name:
+            return "a different kernel mapping"
+        addr = v_end
+        if addr >= end:
+            return ""
+    return "not mapped"
+
+
+def _seal_checked(wants: Sequence[_Expect]) -> list[str]:
+    """Re-check each planned range right before sealing it and seal it only if
+    it is still exactly what was planned; ``""`` per range sealed, else why not.
+
+    Another thread may have dlclosed a library and mapped something else at
+    its address since the plan was made: that must never be sealed. Strongest
+    first: in C under the loader's lock (no dlclose/dlopen can interleave
+    between check and seal); else in Python with PROCMAP_QUERY, range by range
+    (microseconds between check and seal); else (Linux 6.10, no
+    PROCMAP_QUERY) against one fresh /proc/self/maps read.
+    """
+    out = [""] * len(wants)
+    todo = list(range(len(wants)))
+    fd = os.open("/proc/self/maps", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        results = _syscalls.seal_verified(fd, wants)
+        if results is not None:
+            todo = []
+            for k, (code, err) in enumerate(results):
+                start, end = wants[k][0], wants[k][1]
+                if code == _syscalls.SEAL_QUERY_FAILED and err in (errno.ENOTTY, errno.EINVAL):
+                    todo.append(k)  # no PROCMAP_QUERY here: nothing done, re-check below
+                elif code == _syscalls.SEAL_QUERY_FAILED:
+                    out[k] = f"could not re-check before sealing: {os.strerror(err)}"
+                elif code == _syscalls.SEAL_MSEAL_FAILED:
+                    out[k] = f"mseal failed: {kernel_error(err, 'mseal', start, end - start)}"
+                elif code:
+                    out[k] = f"{_CHANGED}: {_syscalls.SEAL_VERIFIED_REASONS[code]}"
+        if not todo:
+            return out
+        try:
+            _syscalls.procmap_vmas(fd, 0, 1)
         except KernelError:
-            pass
-        for start, end, i, j in run:
+            fd_ok = False
+        else:
+            fd_ok = True
+        snapshot = None if fd_ok else [_as_query(v) for v in procfs.read_maps()]
+        for k in todo:
+            want = wants[k]
+            start, end = want[0], want[1]
+            if snapshot is None:
+                found = _syscalls.procmap_vmas(fd, start, end, names=want[7] is not None)
+            else:
+                found = snapshot
+            why = _changed(want, found)
+            if why:
+                out[k] = f"{_CHANGED}: {why}"
+                continue
             try:
                 _syscalls.mseal(start, end - start)
             except KernelError as exc:
-                failed[i, j] = f"mseal failed: {exc}"
+                out[k] = f"mseal failed: {exc}"
+    finally:
+        os.close(fd)
+    return out
+
+
+def _as_query(vma: Vma) -> tuple[int, int, int, int, int, int, int, str]:
+    """A maps/smaps VMA in ``procmap_vmas``' form."""
+    major, _, minor = vma.dev.partition(":")
+    flags = _vma_flags(vma.perms, vma.shared)
+    return (vma.start, vma.end, flags, vma.offset, int(major or "0", 16),
+            int(minor or "0", 16), vma.inode, vma.path)  # fmt: skip
+
+
+def _apply(plans: list[_Plan]) -> None:
+    """mseal every planned range not yet sealed, each re-checked right before
+    (:func:`_seal_checked`); move what changed or failed to ``skip``.
+    """
+    todo = [
+        (i, j) for i, p in enumerate(plans) for j, r in enumerate(p.seal) if not r.already_sealed
+    ]
+    if not todo:
+        return
+    outcomes = _seal_checked([plans[i].expect[j] for i, j in todo])
+    failed = {(i, j): why for (i, j), why in zip(todo, outcomes, strict=True) if why}
     for (i, j), reason in sorted(failed.items(), reverse=True):
         r = plans[i].seal.pop(j)
+        plans[i].expect.pop(j)
         plans[i].skip.append(SkippedRange(r.start, r.end, r.kind, reason))
 
 

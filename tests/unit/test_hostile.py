@@ -146,6 +146,27 @@ RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]]
     ),
     "mallopt": (_syscalls.mallopt, (anything_int, anything_int)),
     "procmap_vmas": (_syscalls.procmap_vmas, (small_int, address, anything_int)),
+    "seal_verified": (
+        _syscalls.seal_verified,
+        (
+            small_int,
+            st.one_of(
+                junk,
+                st.lists(
+                    st.one_of(
+                        junk,
+                        st.tuples(
+                            *[address, length, small_int, small_int, small_int],
+                            anything_int,
+                            anything_int,
+                            st.one_of(st.none(), junk, st.binary(max_size=8)),
+                        ),
+                    ),
+                    max_size=3,
+                ),
+            ),
+        ),
+    ),
 }
 
 
