@@ -88,9 +88,11 @@ PRELUDE = textwrap.dedent(
 )
 
 
-def child(python: RunPython, body: str, *args: str, check: bool = True) -> Any:
+def child(
+    python: RunPython, body: str, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> Any:
     """Run PRELUDE + body in a fresh interpreter; return the JSON it printed last."""
-    proc = python(PRELUDE + textwrap.dedent(body), *args)
+    proc = python(PRELUDE + textwrap.dedent(body), *args, env=env)
     if check:
         assert proc.returncode == 0, proc.stderr
         assert proc.stderr == "", proc.stderr
@@ -544,6 +546,143 @@ def test_fork_while_a_sweep_holds_the_lock(python: RunPython) -> None:
         """,
     )
     assert result == {"child": 0}
+
+
+# The C fast path (sealkit._fastsys) and the ctypes fallback (no compiler at
+# install time), for the tests of the races both must survive.
+PATHS = pytest.mark.parametrize(
+    "env", [None, {"SEALKIT_NO_FASTSYS": "1"}], ids=["fastsys", "ctypes"]
+)
+
+
+@PATHS
+@pytest.mark.parametrize("query", ["procmap-query", "no-procmap-query"])
+def test_a_range_that_changed_since_planned_is_not_sealed(
+    python: RunPython, libs: dict[str, str], env: dict[str, str] | None, query: str
+) -> None:
+    # Between harden()'s plan and its mseal calls another thread dlcloses a
+    # library and maps anonymous rwx memory at its old text address. The
+    # profile hook only pins the switch to that window (the GIL may switch
+    # there at any bytecode boundary anyway). That page must not be sealed,
+    # and the report must say why.
+    result = child(
+        python,
+        """
+        import _ctypes, threading
+        from sealkit.errors import NotSupportedError
+        if sys.argv[2] == "no-procmap-query":
+            # Linux 6.10 (mseal, no PROCMAP_QUERY): the ioctl fails with ENOTTY
+            def enotty(*args, **kwargs):
+                raise NotSupportedError(25, "ioctl(PROCMAP_QUERY)")
+            sc._fast_seal = None
+            sc.procmap_vmas = enotty
+        lib = ctypes.CDLL(sys.argv[1])
+        text = down(ctypes.cast(lib.bump, ctypes.c_void_p).value)
+        go, done = threading.Event(), threading.Event()
+        def other():
+            go.wait()
+            _ctypes.dlclose(lib._handle)
+            MAP_FIXED_NOREPLACE = 0x100000
+            got = sc.mmap(text, PAGE, RWX, 0x22 | MAP_FIXED_NOREPLACE)
+            out["remapped"] = got == text
+            done.set()
+        out = {}
+        threading.Thread(target=other).start()
+        def prof(frame, event, arg):
+            if event == "call" and frame.f_code.co_name == "_apply":
+                go.set()
+                done.wait()
+        sys.setprofile(prof)
+        report = sealkit.harden()
+        sys.setprofile(None)
+        (obj,) = report.find("plain.so")
+        out["reported sealed"] = [r.kind for r in obj.sealed if r.start <= text < r.end]
+        out["reported skipped"] = [(r.kind, r.reason) for r in obj.skipped
+                                   if r.start <= text < r.end]
+        (vma,) = [v for v in procfs.read_smaps() if v.start <= text < v.end]
+        out["now"] = [vma.perms, vma.path, bool(vma.sealed)]
+        print(json.dumps(out))
+        """,
+        libs["plain"],
+        query,
+        env=env,
+    )
+    assert result["remapped"] is True
+    assert result["now"] == ["rwxp", "", False], "the rwx page the other thread mapped was sealed"
+    assert result["reported sealed"] == []
+    assert result["reported skipped"] == [
+        ["text", "changed since planned: mapped writable and executable"]
+    ]
+
+
+DEADLOCK_BODY = """
+import glob, importlib.util, threading, time
+paths = sorted(glob.glob(os.path.join(sys.argv[1], "*", "_json*")))
+def load(path):
+    importlib.util.module_from_spec(importlib.util.spec_from_file_location("_json", path))
+if sys.argv[2] == "harden-loop":
+    # dry runs, one after another, while a thread imports extension modules
+    sealkit.harden(dry_run=True)
+    def importer():
+        for path in paths:
+            load(path)
+            time.sleep(0.0005)  # the GIL changes hands often
+    t = threading.Thread(target=importer)
+    t.start()
+    calls = 0
+    while t.is_alive():
+        sealkit.harden(dry_run=True)
+        calls += 1
+    print(json.dumps({"calls": calls > 0}))
+else:
+    # the import hook's sweeps, from 4 threads importing at once
+    sys.setswitchinterval(1e-5)
+    sealkit.harden(imports=True)
+    def worker(k):
+        for path in paths[k::4]:
+            load(path)
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    unsealed = sum(1 for v in procfs.read_smaps()
+                   if sys.argv[1] in v.path and "x" in v.perms and not v.sealed)
+    print(json.dumps({"unsealed": unsealed}))
+"""
+
+
+@pytest.fixture(scope="module")
+def json_copies(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """150 copies of the ``_json`` extension module, one a directory, so that
+    each import dlopens a new object."""
+    import _json
+
+    if not getattr(_json, "__file__", None):
+        pytest.skip("_json is built into this interpreter")
+    out = tmp_path_factory.mktemp("json-copies")
+    for i in range(150):
+        (out / str(i)).mkdir()
+        shutil.copy(_json.__file__, out / str(i) / Path(_json.__file__).name)
+    return str(out)
+
+
+@PATHS
+@pytest.mark.parametrize("scenario", ["harden-loop", "import-hook"])
+def test_no_deadlock_with_concurrent_extension_imports(
+    python: RunPython, json_copies: str, env: dict[str, str] | None, scenario: str
+) -> None:
+    # dl_iterate_phdr holds the loader lock while it calls back; an importing
+    # thread calls dlopen with the GIL held. Python code in the callback used
+    # to hand that thread the GIL: both waited forever. The C walk runs no
+    # Python code under the lock, so with it this must always finish. The
+    # ctypes fallback is best-effort (docs/hardening.md): for it this asserts
+    # completion of this workload, not a guarantee.
+    try:
+        proc = python(PRELUDE + DEADLOCK_BODY, json_copies, scenario, env=env, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{scenario}: still running after 20 s (deadlocked on the loader lock)")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == ({"calls": True} if scenario == "harden-loop" else {"unsealed": 0})
 
 
 C_SOURCE = """
