@@ -20,7 +20,10 @@ and then checked against ``/proc/self/smaps``: it must be mapped, privately,
 from the same file at the same offset (or anonymous, for ``.bss``), with the
 protection the segment calls for. Anything else (a hole, another file, a
 RELRO still writable, a page two segments share, a writable and executable
-mapping) is skipped, and the report says why.
+mapping) is skipped, and the report says why. Each range is checked again at
+the moment it is sealed (in C under the loader's lock when the extension is
+built), so a library another thread replaced in the meantime is skipped as
+"changed since planned" rather than sealed (``docs/hardening.md``, Threads).
 
 Sealing is irreversible until the process exits. What breaks afterwards is
 listed in ``docs/hardening.md``: dlclose of a sealed library leaks its
