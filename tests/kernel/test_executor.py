@@ -403,11 +403,20 @@ def _vma_state(vma: procfs.Vma) -> tuple[object, ...]:
             tuple(vma.fields.get(k) for k in stable))  # fmt: skip
 
 
+def _overlapping(addr: int, length: int) -> list[procfs.Vma]:
+    """The VMAs that overlap ``[addr, addr + length)``: a slot that merged with
+    its PROT_NONE neighbours is still seen whole."""
+    return [v for v in procfs.read_smaps("self") if v.end > addr and v.start < addr + length]
+
+
 def _probe_claim(_runner: _Runner) -> list[tuple[str, bool, bool, bool | str]]:
     """For many VMA kinds: does mprotect(own prot) return EPERM iff sealed, and
     leave every smaps field of an unsealed VMA unchanged (no split either)?"""
-    base = _syscalls.mmap(0, 64 * PS, 0, MapFlag.PRIVATE | MapFlag.ANONYMOUS)
-    _syscalls.munmap(base, 64 * PS)
+    # The slots live in a PROT_NONE reservation that is never unmapped (used
+    # slots are reset to PROT_NONE): a hole would let the process's own next
+    # allocation (reading smaps allocates) land next to a slot and merge with
+    # it, or under a later MAP_FIXED.
+    base = _syscalls.mmap(0, 65 * PS, 0, MapFlag.PRIVATE | MapFlag.ANONYMOUS) + PS
     fd = os.memfd_create("probe")
     os.ftruncate(fd, 8 * PS)
     kinds: list[tuple[str, int, int, int, int, Callable[[int], None] | None]] = [
@@ -439,18 +448,18 @@ def _probe_claim(_runner: _Runner) -> list[tuple[str, bool, bool, bool | str]]:
                 extra(addr)
             if sealed:
                 _syscalls.mseal(addr, 4 * PS)
-            before = [v for v in procfs.read_smaps("self") if addr <= v.start < addr + 5 * PS]
+            before = _overlapping(addr, 5 * PS)
             whole = _syscalls.errno_call("mprotect", addr, 4 * PS, prot)
             part = _syscalls.errno_call("mprotect", addr + PS, PS, prot)  # a sub-range
-            after = [v for v in procfs.read_smaps("self") if addr <= v.start < addr + 5 * PS]
+            after = _overlapping(addr, 5 * PS)
             b_state = [_vma_state(v) for v in before]
             a_state = [_vma_state(v) for v in after]
             same = b_state == a_state or f"{b_state} -> {a_state}"
             eperm = whole == part == -errno.EPERM
             ok = whole == 0 and part == 0
             out.append((f"{name} {'sealed' if sealed else 'unsealed'}", sealed, eperm or ok, same))
-            if not sealed:
-                _syscalls.munmap(addr, 5 * PS)  # the sealed copy stays: the child exits
+            if not sealed:  # back to reserved; the sealed copy stays: the child exits
+                _syscalls.mmap(addr, 5 * PS, 0, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED)
     return out
 
 
