@@ -27,3 +27,21 @@ def test_memory_doc_example_runs(python: Callable[..., Any]) -> None:
     assert lines[2] == "42"
     assert lines[3].startswith("refusing to seal this bytearray")
     assert proc.stderr == ""
+
+
+DOCS = sorted((DOC.parent).glob("*.md"))
+BLOCKS = [
+    pytest.param(doc, i, block, id=f"{doc.name}#{i}")
+    for doc in DOCS
+    for i, block in enumerate(re.findall(r"```python\n(.*?)```", doc.read_text(), re.S))
+]
+
+
+@pytest.mark.parametrize(("doc", "index", "block"), BLOCKS)
+def test_every_python_block_in_the_docs_runs(
+    python: Callable[..., Any], doc: Path, index: int, block: str
+) -> None:
+    """A documented example that no longer runs is a false promise: each
+    ```python block of docs/*.md runs as written in a fresh interpreter."""
+    proc = python(block)
+    assert proc.returncode == 0, f"{doc.name} block {index}:\n{proc.stderr}"

@@ -13,7 +13,7 @@ program, exactly as with ``python``. The program runs in this process after
 attributes, the exit code, ``SystemExit``, uncaught exceptions (traceback on
 stderr, exit 1) and ``KeyboardInterrupt`` (traceback, then death by SIGINT)
 behave as with ``python``. What a Python-level launcher cannot match (its
-frames on the stack, 10 fewer recursion levels, preloaded modules,
+frames on the stack, 7 to 10 fewer recursion levels, preloaded modules,
 ``compile()``'s wording for undecodable script files, ``sys.orig_argv``) is
 listed in docs/hardening.md, "Differences from python".
 
