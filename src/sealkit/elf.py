@@ -37,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Final, Literal, NamedTuple
 
 from .errors import ArgumentError, ArgumentTypeError, ParseError
+from .files import NotRegularFile, open_regular
 
 __all__ = [
     "GNU_PROPERTY_MEMORY_SEAL",
@@ -132,14 +133,17 @@ def _ident(head: bytes, source: str) -> tuple[int, bool]:
 
 
 NOT_REGULAR: Final = "not a regular file"
-_OPEN_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 
 
-def _check_file(st: os.stat_result, path: str, inode: int | None) -> None:
-    if not stat.S_ISREG(st.st_mode):
-        raise ParseError(NOT_REGULAR, None, path)
-    if inode is not None and st.st_ino != inode:
-        raise ParseError(f"not inode {inode} (replaced since it was mapped?)", None, path)
+def _open(path: str, dir_fd: int | None = None) -> tuple[int, os.stat_result]:
+    """:func:`sealkit.files.open_regular` (no blocking on a FIFO or device,
+    no acting on a device node), with this module's errors."""
+    try:
+        return open_regular(path, dir_fd)
+    except NotRegularFile as exc:
+        if stat.S_ISDIR(exc.mode):
+            raise IsADirectoryError(21, "Is a directory", path) from None
+        raise ParseError(NOT_REGULAR, None, path) from None
 
 
 def load_layout(path: str, dir_fd: int | None = None, inode: int | None = None) -> LoadLayout:
@@ -158,14 +162,13 @@ def load_layout(path: str, dir_fd: int | None = None, inode: int | None = None) 
         raise ArgumentTypeError(f"inode must be an int or None, not {type(inode).__name__}")
     if "\0" in os.fspath(path):
         raise ArgumentError("path contains a NUL byte")
-    # stat before open: opening a device or FIFO can block or act on the
-    # device (processes map GPU and other device nodes); O_NONBLOCK and a
-    # second check cover a file swapped in between.
-    _check_file(os.stat(path, dir_fd=dir_fd), path, inode)
-    fd = os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
     try:
-        st = os.fstat(fd)
-        _check_file(st, path, inode)
+        fd, st = _open(path, dir_fd)  # processes map device nodes too
+    except IsADirectoryError:
+        raise ParseError(NOT_REGULAR, None, path) from None
+    try:
+        if inode is not None and st.st_ino != inode:
+            raise ParseError(f"not inode {inode} (replaced since it was mapped?)", None, path)
         head = os.pread(fd, 4096, 0)
         elfclass, little = _ident(head, path)
         order = "<" if little else ">"
@@ -342,26 +345,10 @@ class ElfReport(NamedTuple):
         }
 
 
-def _open_regular(path: str) -> int:
-    """A descriptor on the regular file ``path``, opened without blocking
-    (a FIFO, or ``/proc/kmsg`` behind a symlink, would hang a plain open or
-    read); :class:`ParseError` for anything else."""
-    fd = os.open(path, _OPEN_FLAGS)
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(21, "Is a directory", path)
-        _check_file(st, path, None)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 def is_elf(path: str) -> bool:
     """Whether ``path`` is a regular file starting with the ELF magic."""
     try:
-        fd = _open_regular(path)
+        fd, _ = _open(path)
     except (OSError, ParseError):
         return False
     try:
@@ -411,7 +398,7 @@ def inspect(path: str) -> ElfReport:
     from elftools.elf.elffile import ELFFile
 
     try:
-        with os.fdopen(_open_regular(path), "rb") as stream:
+        with os.fdopen(_open(path)[0], "rb") as stream:
             head = stream.read(64)
             _ident(head, path)
             size = os.fstat(stream.fileno()).st_size

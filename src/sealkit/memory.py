@@ -71,6 +71,7 @@ from .errors import (
     UnsafeTargetError,
     kernel_error,
 )
+from .files import NotRegularFile, open_regular
 from .flags import MapFlag, Prot
 
 __all__ = [
@@ -1067,9 +1068,6 @@ class SealedFile:
 _MAP_FILE_KEY: Final = object()
 
 
-_OPEN_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
-
-
 def map_file(
     path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
     *,
@@ -1116,21 +1114,14 @@ def map_file(
         raise ArgumentError(f"offset={offset} must be a non-negative multiple of {PAGE}")
     if length is not None:
         length = _check_size(length, "length")
-    # stat first, so a FIFO or device is refused without opening it (opening
-    # can block or have side effects); fstat again after open, in case the
-    # path was swapped in between (O_NONBLOCK keeps a FIFO from blocking).
     try:
-        before = os.stat(raw)
+        fd, st = open_regular(raw)  # a FIFO or device is refused before it is opened
     except ValueError as exc:  # embedded NUL, unencodable name
         raise ArgumentError(f"bad path {name!r}: {exc}") from None
-    _check_regular(before.st_mode, name)
+    except NotRegularFile as exc:
+        kind = "a directory" if stat.S_ISDIR(exc.mode) else "not a regular file"
+        raise ArgumentError(f"cannot map {name!r}: it is {kind}") from None
     try:
-        fd = os.open(raw, _OPEN_FLAGS)
-    except ValueError as exc:
-        raise ArgumentError(f"bad path {name!r}: {exc}") from None
-    try:
-        st = os.fstat(fd)
-        _check_regular(st.st_mode, name)
         available = st.st_size - offset
         if available <= 0:
             raise ArgumentError(
@@ -1154,12 +1145,6 @@ def map_file(
         _syscalls.munmap(addr, size)
         raise
     return SealedFile(name, offset, length, addr, size, _key=_MAP_FILE_KEY)
-
-
-def _check_regular(mode: int, name: str) -> None:
-    if not stat.S_ISREG(mode):
-        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-        raise ArgumentError(f"cannot map {name!r}: it is {kind}")
 
 
 # --- seal(target) ---------------------------------------------------------------

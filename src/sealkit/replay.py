@@ -9,7 +9,6 @@ and counts the mismatches.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -17,6 +16,7 @@ from typing import Any, Final
 from .differential import Divergence, ModelRun, compare_runs, run_model
 from .errors import ArgumentError, ParseError
 from .executor import MAX_PAGES, KernelExecutor, KernelRun, Window, uses_heap
+from .files import NotRegularFile, open_regular
 from .flags import PAGE_SIZE
 from .layout import Layout
 from .ops import MODEL_BASES, Op, Step, format_result, format_step, iter_ranges, parse_trace
@@ -27,11 +27,6 @@ __all__ = ["MAX_TRACE_BYTES", "Replay", "load_trace", "replay", "window_for"]
 MAX_TRACE_BYTES: Final = 64 << 20
 """The largest trace file :func:`load_trace` reads (64 MiB: about a million calls)."""
 
-_KINDS: Final = (
-    (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-)  # fmt: skip
-
 
 def _read_regular(path: str) -> bytes:
     """The bytes of the regular file ``path``, at most ``MAX_TRACE_BYTES``.
@@ -40,12 +35,11 @@ def _read_regular(path: str) -> bytes:
     checked with ``fstat`` on that descriptor before reading (``/dev/zero``
     never ends); the read itself is capped too, since a file may grow after
     ``fstat`` and ``/proc`` files report size 0."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a file")
-            raise ArgumentError(f"trace file {path} is not a regular file (it is {kind})")
+        fd, st = open_regular(path)
+    except NotRegularFile as exc:
+        raise ArgumentError(f"trace file {path} is not a regular file (it is {exc})") from None
+    try:
         if st.st_size > MAX_TRACE_BYTES:
             raise ArgumentError(
                 f"trace file {path} is larger than {MAX_TRACE_BYTES >> 20} MiB ({st.st_size} bytes)"
