@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 
 # Submodules an eager `import sealkit` used to load, still reachable as
 # attributes (`sealkit.hardening.hook_reports()` after `import sealkit`).
-_SUBMODULES: frozenset[str] = frozenset({"hardening", "memory", "procfs", "_syscalls"})
+_SUBMODULES: frozenset[str] = frozenset({"hardening", "memory"})
 
 
 def __getattr__(name: str) -> object:

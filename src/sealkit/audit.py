@@ -49,7 +49,7 @@ executable mapping is rodata, others are ``file``; anonymous memory right
 after a writable file mapping is ``.bss`` data.
 
 Only processes with a sealed mapping are classified (the rest of a sweep
-counts ``VmFlags`` lines and looks for ``sl``, :func:`sealkit.procfs.scan_smaps`).
+counts ``VmFlags`` lines and looks for ``sl``, :func:`sealkit._os.procfs.scan_smaps`).
 """
 
 # ruff: noqa: PLC0415 (elf is imported lazily: most sweeps never classify a file mapping)
@@ -66,6 +66,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from functools import lru_cache
 from typing import Any, Final, Literal, NamedTuple
 
+from ._os.procfs import ProcessDir, ScannedVmas, TaskStatus, Vma, parse_smaps, scan_smaps
 from .errors import (
     AccessDeniedError,
     ArgumentError,
@@ -74,7 +75,6 @@ from .errors import (
     ProcessGoneError,
 )
 from .flags import PAGE_SIZE
-from .procfs import ProcessDir, ScannedVmas, TaskStatus, Vma, parse_smaps, scan_smaps
 from .text import printable
 
 __all__ = [

@@ -36,8 +36,8 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, Literal, NamedTuple
 
+from ._os.files import NotRegularFile, open_regular
 from .errors import ArgumentError, ArgumentTypeError, ParseError
-from .files import NotRegularFile, open_regular
 
 __all__ = [
     "GNU_PROPERTY_MEMORY_SEAL",
@@ -136,7 +136,7 @@ NOT_REGULAR: Final = "not a regular file"
 
 
 def _open(path: str, dir_fd: int | None = None) -> tuple[int, os.stat_result]:
-    """:func:`sealkit.files.open_regular` (no blocking on a FIFO or device,
+    """:func:`sealkit._os.files.open_regular` (no blocking on a FIFO or device,
     no acting on a device node), with this module's errors."""
     try:
         return open_regular(path, dir_fd)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Final
 
-from . import _syscalls, procfs
+from ._os import procfs, syscalls
 from .errors import ArgumentError, ArgumentTypeError, SealkitError
 from .memory import support
 
@@ -124,8 +124,8 @@ def check_environment(procfs_root: str = "/proc", boot: str = "/boot") -> Enviro
         config_mseal_system_mappings=mseal_sysmap,
         config_checkpoint_restore=checkpoint,
         config_note=_config_note(mseal_sysmap, checkpoint),
-        glibc_version=_syscalls.libc_version(),
-        glibc_mseal_wrapper=_syscalls.libc_has_symbol("mseal"),
+        glibc_version=syscalls.libc_version(),
+        glibc_mseal_wrapper=syscalls.libc_has_symbol("mseal"),
         seccomp_mode=mode,
         seccomp_mode_name=_SECCOMP_MODES.get(mode, None) if mode is not None else None,
         seccomp_filters=int(filters_text) if filters_text.isdigit() else None,

@@ -119,7 +119,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from . import _syscalls, procfs
+from ._os import procfs, syscalls
 from .errors import KernelError, SealkitError, StateError, UnsafeTargetError
 from .flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
 from .layout import TRACKED_FLAGS, Layout, Run
@@ -291,7 +291,7 @@ def _read_int(path: str, default: int) -> int:
 def _task_size() -> int:
     """The top of user space: ``TASK_SIZE`` (x86_64 4-level paging: 2**47 - 4096).
     Larger (safer) values where user space may be larger (LA57, other arches)."""
-    if _syscalls.ARCH != "x86_64":
+    if syscalls.ARCH != "x86_64":
         return (1 << 56) - PS
     try:
         with open("/proc/cpuinfo", "rb") as fh:
@@ -393,7 +393,7 @@ def _arg_getter(kind: type[Op]) -> Callable[[Op], tuple[Any, ...]]:
 
 def _argument_refusal(op: Op) -> str | None:
     """Why an argument of ``op`` cannot reach a system call (a register holds
-    64 bits; negatives go as two's complement, as in ``_syscalls._u64``), or
+    64 bits; negatives go as two's complement, as in ``syscalls._u64``), or
     None. The text form refuses such values when parsed (ops._fit); an Op
     built in Python may still hold them."""
     kind = type(op)
@@ -634,7 +634,7 @@ _TOKEN_BY_BYTE: Final = {page[0]: (tok, page) for tok, page in _TOKEN_PAGES.valu
 _WRITE_PAGES: Final = dict(_TOKEN_PAGES.values())
 _RUNNER_LEFTOVER_VMAS: Final = 128
 _RUNNER_LEFTOVER_FILES: Final = 64
-_call_ = _syscalls.errno_call
+_call_ = syscalls.errno_call
 
 
 _FIRST_BYTE_TOKEN: Final = bytes.maketrans(b"\x00", b"0")
@@ -689,14 +689,14 @@ class _Zygote:
         # trim (free never lowers the break under a trace), pad every sbrk by
         # 64 MiB, and force one sbrk now so the top chunk has that room.
         with contextlib.suppress(SealkitError):
-            _syscalls.mallopt(-1, 0x7FFF0000)  # M_TRIM_THRESHOLD
-            _syscalls.mallopt(-2, _TOP_PAD)  # M_TOP_PAD
-            _syscalls.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD (fixed: no dynamic growth)
-        before = _syscalls.brk(0)
+            syscalls.mallopt(-1, 0x7FFF0000)  # M_TRIM_THRESHOLD
+            syscalls.mallopt(-2, _TOP_PAD)  # M_TOP_PAD
+            syscalls.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD (fixed: no dynamic growth)
+        before = syscalls.brk(0)
         hold = []
         for _ in range(4096):
             hold.append(bytearray(60 * 1024))
-            if _syscalls.brk(0) != before:
+            if syscalls.brk(0) != before:
                 break
         del hold
 
@@ -706,7 +706,7 @@ class _Zygote:
         flags = MapFlag.SHARED | MapFlag.ANONYMOUS | MapFlag.NORESERVE | MapFlag.FIXED_NOREPLACE
         for hint in _ARENA_HINTS:
             try:
-                return _syscalls.mmap(hint, size, Prot.NONE, flags)
+                return syscalls.mmap(hint, size, Prot.NONE, flags)
             except KernelError:
                 continue
         raise WorkerDiedError("could not reserve an arena at any of the hint addresses")
@@ -782,7 +782,7 @@ class _Runner:
         self.leftover_vmas = 0
         self.leftover_files = 0
         self.retire = ""
-        self.query = _syscalls.ProcmapQuery()
+        self.query = syscalls.ProcmapQuery()
         self.tmpdir = os.environ.get("TMPDIR") or "/tmp"
         self.elsewhere: list[tuple[int, int]] = []
         self.files: dict[str, tuple[int, int, tuple[int, int, int]]] = {}
@@ -804,14 +804,14 @@ class _Runner:
 
     @staticmethod
     def _aligned_break() -> int:
-        cur = _syscalls.brk(0)
+        cur = syscalls.brk(0)
         if cur % PS:
-            cur = _syscalls.brk((cur + PS - 1) & ~(PS - 1))
+            cur = syscalls.brk((cur + PS - 1) & ~(PS - 1))
         return cur
 
     def _check_low_area_empty(self) -> None:
         q = self.query
-        if _syscalls.procmap_query(self.maps_fd, 0, _PROCMAP_COVERING_OR_NEXT, q) and (
+        if syscalls.procmap_query(self.maps_fd, 0, _PROCMAP_COVERING_OR_NEXT, q) and (
             q.vma_start < self.lim.min_addr
         ):
             raise WorkerDiedError(
@@ -823,7 +823,7 @@ class _Runner:
         return self.arena + (slot * _STRIDE + GUARD) * PS
 
     def _open_slot(self, slot: int) -> None:
-        _syscalls.munmap(self._slot_base(slot), MAX_PAGES * PS)
+        syscalls.munmap(self._slot_base(slot), MAX_PAGES * PS)
 
     def serve(self, rfd: int, wfd: int) -> None:
         while True:
@@ -1035,7 +1035,7 @@ class _Runner:
             if self.pidfd < 0:
                 return self.pidfd
             try:
-                return _syscalls.process_madvise(self.pidfd, op.ranges, int(op.advice), 0)
+                return syscalls.process_madvise(self.pidfd, op.ranges, int(op.advice), 0)
             except KernelError as exc:
                 return -(exc.errno or _errno.EIO)
         # mseal_v1/v3, mimmutable, mseal_split: calls Linux does not have.
@@ -1068,7 +1068,7 @@ class _Runner:
             _WRITE_PAGES[write_token(op.tag, self._zone_page(first + k * PS))] for k in range(pages)
         )
         try:
-            done = _syscalls.process_vm_writev(self.pid, [(first, len(data))], data)
+            done = syscalls.process_vm_writev(self.pid, [(first, len(data))], data)
         except KernelError as exc:
             return -(exc.errno or _errno.EIO)
         return 0 if done == len(data) and pages * PS == last - first else -_errno.EFAULT
@@ -1077,7 +1077,7 @@ class _Runner:
 
     def _has_vma(self, lo: int, hi: int) -> bool:
         q = self.query
-        return _syscalls.procmap_query(self.maps_fd, lo, _PROCMAP_COVERING_OR_NEXT, q) and (
+        return syscalls.procmap_query(self.maps_fd, lo, _PROCMAP_COVERING_OR_NEXT, q) and (
             q.vma_start < hi
         )
 
@@ -1085,7 +1085,7 @@ class _Runner:
         self, lo: int, hi: int, names: bool = False
     ) -> list[tuple[int, int, int, int, int, int, int, str]]:
         """(start, end, flags, offset, major, minor, inode, name) of VMAs meeting [lo, hi)."""
-        return _syscalls.procmap_vmas(self.maps_fd, lo, hi, names)
+        return syscalls.procmap_vmas(self.maps_fd, lo, hi, names)
 
     @staticmethod
     def _sealed(start: int, length: int, prot: int) -> bool:
@@ -1226,7 +1226,7 @@ class _Runner:
         self.file_keys = {}
         if self.heap:
             self.heap = False
-            if _syscalls.brk(self.h0) != self.h0:
+            if syscalls.brk(self.h0) != self.h0:
                 self.retire = "a seal keeps the program break above h0"
             elif _call_("munmap", self.h0, MAX_PAGES * PS) != 0:
                 self.retire = "sealed mappings remain in the heap window"
@@ -1267,7 +1267,7 @@ def _die_with_parent(parent: int) -> None:
     (a seccomp filter) leaves only the pipes: the worker then notices its
     controller's end only when it next reads or writes."""
     with contextlib.suppress(SealkitError):
-        _syscalls.set_parent_death_signal(signal.SIGKILL)
+        syscalls.set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(1)
 

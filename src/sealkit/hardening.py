@@ -43,16 +43,16 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from . import _syscalls, procfs
+from ._os import procfs, syscalls
 
 # for `sealkit run`, which dies by SIGINT after finalising as python does
-from ._syscalls import PF_W, PF_X, PT_GNU_RELRO, PT_LOAD, LoadedObject, raise_exit_status_at_exit
+from ._os.syscalls import PF_W, PF_X, PT_GNU_RELRO, PT_LOAD, LoadedObject, raise_exit_status_at_exit
 from .errors import ArgumentError, ArgumentTypeError, KernelError, kernel_error
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from .procfs import Vma
+    from ._os.procfs import Vma
 
 __all__ = [
     "KINDS",
@@ -340,7 +340,7 @@ def _up(value: int, page: int) -> int:
 
 def _perms(flags: int) -> str:
     return (
-        ("r" if flags & _syscalls.PF_R else "-")
+        ("r" if flags & syscalls.PF_R else "-")
         + ("w" if flags & PF_W else "-")
         + ("x" if flags & PF_X else "-")
     )
@@ -495,7 +495,7 @@ def _mismatch(piece: _Piece, vma: Vma, addr: int, ident: Vma | None) -> str:
 
 # What a planned range must still be when it is sealed: (start, end, vma_flags,
 # dev_major, dev_minor, inode, offset at start, name or None), vma_flags in
-# PROCMAP_QUERY's bits (r 1, w 2, x 4, shared 8). The form _syscalls.seal_verified takes.
+# PROCMAP_QUERY's bits (r 1, w 2, x 4, shared 8). The form syscalls.seal_verified takes.
 _Expect = tuple[int, int, int, int, int, int, int, bytes | None]
 
 
@@ -571,7 +571,7 @@ def plan(
     page: int = 4096,
 ) -> tuple[ObjectReport, ...]:
     """What :func:`harden` would seal, per object, given the loader's objects
-    (:func:`sealkit._syscalls.loaded_objects`) and a ``/proc/PID/smaps`` (or
+    (:func:`sealkit._os.syscalls.loaded_objects`) and a ``/proc/PID/smaps`` (or
     maps) snapshot. Pure: no system call, so it can be fed recorded or made-up
     data. ``sealed`` ranges are what would be sealed.
     """
@@ -805,23 +805,23 @@ def _seal_checked(wants: Sequence[_Expect]) -> list[str]:
     todo = list(range(len(wants)))
     fd = os.open("/proc/self/maps", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        results = _syscalls.seal_verified(fd, wants)
+        results = syscalls.seal_verified(fd, wants)
         if results is not None:
             todo = []
             for k, (code, err) in enumerate(results):
                 start, end = wants[k][0], wants[k][1]
-                if code == _syscalls.SEAL_QUERY_FAILED and err in (errno.ENOTTY, errno.EINVAL):
+                if code == syscalls.SEAL_QUERY_FAILED and err in (errno.ENOTTY, errno.EINVAL):
                     todo.append(k)  # no PROCMAP_QUERY here: nothing done, re-check below
-                elif code == _syscalls.SEAL_QUERY_FAILED:
+                elif code == syscalls.SEAL_QUERY_FAILED:
                     out[k] = f"could not re-check before sealing: {os.strerror(err)}"
-                elif code == _syscalls.SEAL_MSEAL_FAILED:
+                elif code == syscalls.SEAL_MSEAL_FAILED:
                     out[k] = f"mseal failed: {kernel_error(err, 'mseal', start, end - start)}"
                 elif code:
-                    out[k] = f"{_CHANGED}: {_syscalls.SEAL_VERIFIED_REASONS[code]}"
+                    out[k] = f"{_CHANGED}: {syscalls.SEAL_VERIFIED_REASONS[code]}"
         if not todo:
             return out
         try:
-            _syscalls.procmap_vmas(fd, 0, 1)
+            syscalls.procmap_vmas(fd, 0, 1)
         except KernelError:
             fd_ok = False
         else:
@@ -831,7 +831,7 @@ def _seal_checked(wants: Sequence[_Expect]) -> list[str]:
             want = wants[k]
             start, end = want[0], want[1]
             if snapshot is None:
-                found = _syscalls.procmap_vmas(fd, start, end, names=want[7] is not None)
+                found = syscalls.procmap_vmas(fd, start, end, names=want[7] is not None)
             else:
                 found = snapshot
             why = _changed(want, found)
@@ -839,7 +839,7 @@ def _seal_checked(wants: Sequence[_Expect]) -> list[str]:
                 out[k] = f"{_CHANGED}: {why}"
                 continue
             try:
-                _syscalls.mseal(start, end - start)
+                syscalls.mseal(start, end - start)
             except KernelError as exc:
                 out[k] = f"mseal failed: {exc}"
     finally:
@@ -961,12 +961,12 @@ def harden(
         # mseal(0, 0, 0) is a no-op that fails exactly when sealing cannot
         # work: ENOSYS (kernel < 6.10, 32-bit) or EPERM (seccomp). Probe first so
         # a refusal never leaves the process half hardened.
-        _syscalls.mseal(0, 0, 0)
+        syscalls.mseal(0, 0, 0)
         if imports:
             _install_hooks(level)
     page = _page_size()
     with _STATE.lock:
-        objects = _syscalls.loaded_objects()
+        objects = syscalls.loaded_objects()
         plans = _plan(objects, procfs.read_smaps(counters=False), level, system, page)
         if not dry_run:
             _apply(plans)
@@ -997,7 +997,7 @@ def _after_load(trigger: str) -> None:
                 return
             _STATE.busy = True
             try:
-                new = [o for o in _syscalls.loaded_objects() if _key(o) not in _STATE.seen]
+                new = [o for o in syscalls.loaded_objects() if _key(o) not in _STATE.seen]
                 if not new:
                     return
                 page = _page_size()
@@ -1041,7 +1041,7 @@ def _install_hooks(level: str) -> None:
                 _STATE.hook_level = "all"
             return
         _STATE.hook_level = level
-    import ctypes  # noqa: PLC0415 - already loaded by _syscalls
+    import ctypes  # noqa: PLC0415 - already loaded by _os.syscalls
     from importlib.machinery import ExtensionFileLoader  # noqa: PLC0415
 
     create_module = ExtensionFileLoader.create_module

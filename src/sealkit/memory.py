@@ -28,7 +28,7 @@ module only seals whole pages that it can prove are exclusively owned:
 * :func:`is_sealed`, :func:`sealed_ranges`, :func:`support`: questions, no
   side effects.
 
-The raw ``sealkit._syscalls.mseal(addr, length, flags=0)`` remains for
+The raw ``sealkit._os.syscalls.mseal(addr, length, flags=0)`` remains for
 experts. It is **dangerous**: it seals whatever lies at ``addr``, including
 memory the interpreter or an allocator will later try to free or move.
 
@@ -62,7 +62,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from . import _syscalls, procfs
+from ._os import procfs, syscalls
+from ._os.files import NotRegularFile, open_regular
 from .errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -71,7 +72,6 @@ from .errors import (
     UnsafeTargetError,
     kernel_error,
 )
-from .files import NotRegularFile, open_regular
 from .flags import MapFlag, Prot
 
 __all__ = [
@@ -105,7 +105,7 @@ _ANON_PRIVATE: Final = int(MapFlag.PRIVATE | MapFlag.ANONYMOUS)
 
 # --- the C-API helpers: views over raw memory, buffer addresses -------------
 #
-# ctypes.pythonapi is the interpreter itself, not libc (only _syscalls loads
+# ctypes.pythonapi is the interpreter itself, not libc (only _os.syscalls loads
 # libc). PyMemoryView_FromMemory makes a view with no exporter object, so a
 # read-only view cannot be turned back into a writable one via ``view.obj``.
 
@@ -295,8 +295,8 @@ _OPEN: Final = PageState.OPEN
 _SEALED: Final = PageState.SEALED
 _CLOSED: Final = PageState.CLOSED
 _PAGE_MASK: Final = PAGE - 1
-_mmap_call: Final = _syscalls.mmap
-_mseal_call: Final = _syscalls.mseal
+_mmap_call: Final = syscalls.mmap
+_mseal_call: Final = syscalls.mseal
 # One lock for every Pages object: state checks and the memory access or
 # system call they guard must not interleave with another thread's close()
 # (a read racing an munmap would crash). Operations take microseconds, and
@@ -545,7 +545,7 @@ class Pages:
                     f"cannot make the pages 'none': {readonly_views} view(s) are alive and "
                     "reading them would crash; release them first"
                 )
-            _syscalls.mprotect(self._addr, self._length, bits)
+            syscalls.mprotect(self._addr, self._length, bits)
             self._prot = prot
 
     def seal(self) -> None:
@@ -587,7 +587,7 @@ class Pages:
                 if base is not None:
                     base.drop()
             self._ro = self._rw = None
-            _syscalls.munmap(self._addr, self._length)
+            syscalls.munmap(self._addr, self._length)
             self._state = PageState.CLOSED
 
     def __enter__(self) -> Pages:
@@ -635,7 +635,7 @@ class Pages:
             with _LOCK:
                 if self._state is _OPEN and not self.views_alive:
                     self._state = _CLOSED
-                    _syscalls.munmap(self._addr, self._length)
+                    syscalls.munmap(self._addr, self._length)
         except Exception:
             pass
 
@@ -792,7 +792,7 @@ def _refuse(target: object) -> UnsafeTargetError:
     kind = type(target).__name__
     module = type(target).__module__
     if isinstance(target, int):
-        why = "an integer address: sealkit cannot know who owns that memory (use _syscalls.mseal at your own risk)"
+        why = "an integer address: sealkit cannot know who owns that memory (use sealkit._os.syscalls.mseal at your own risk)"
     elif isinstance(target, bytes | bytearray | str):
         why = "its buffer lives on the heap, shared with other objects the allocator will free or move"
     elif isinstance(target, memoryview):
@@ -828,11 +828,11 @@ def _shmem_dev() -> str | None:
     created at that path), but it cannot live on the kernel's internal shm
     mount. memfds do live there, and print as ``/memfd:NAME (deleted)``.
     """
-    addr = _syscalls.mmap(0, PAGE, int(Prot.NONE), int(MapFlag.SHARED | MapFlag.ANONYMOUS))
+    addr = syscalls.mmap(0, PAGE, int(Prot.NONE), int(MapFlag.SHARED | MapFlag.ANONYMOUS))
     try:
         return next((v.dev for v in procfs.read_maps("self") if v.start == addr), None)
     finally:
-        _syscalls.munmap(addr, PAGE)
+        syscalls.munmap(addr, PAGE)
 
 
 def _is_anonymous(vma: procfs.Vma, shmem_dev: str | None) -> bool:
@@ -958,7 +958,7 @@ def seal_mmap(m: _mmap.mmap) -> SealedMmap:
                 f"refusing to seal the mmap at {addr:#x}+{length:#x}: the mapping there spans "
                 f"[{first.start:#x}, {last.end:#x}), more than the mmap; nothing was sealed"
             )
-        _syscalls.mseal(addr, length)
+        syscalls.mseal(addr, length)
         return SealedMmap(addr, length)
     finally:
         _release_buffer(ctypes.byref(exported))
@@ -1136,13 +1136,13 @@ def map_file(
                 f"({st.st_size} bytes): touching those pages would raise SIGBUS"
             )
         size = _round_up(length)
-        addr = _syscalls.mmap(0, size, int(Prot.READ), int(MapFlag.SHARED), fd, offset)
+        addr = syscalls.mmap(0, size, int(Prot.READ), int(MapFlag.SHARED), fd, offset)
     finally:
         os.close(fd)  # the mapping holds its own reference to the file
     try:
-        _syscalls.mseal(addr, size)
+        syscalls.mseal(addr, size)
     except BaseException:
-        _syscalls.munmap(addr, size)
+        syscalls.munmap(addr, size)
         raise
     return SealedFile(name, offset, length, addr, size, _key=_MAP_FILE_KEY)
 
@@ -1288,9 +1288,9 @@ def _probe_smaps_sl() -> tuple[bool | None, str, int | None]:
         try:
             os.close(ready_r)
             os.close(done_w)
-            addr = _syscalls.mmap(0, PAGE, int(Prot.READ), _ANON_PRIVATE)
+            addr = syscalls.mmap(0, PAGE, int(Prot.READ), _ANON_PRIVATE)
             try:
-                _syscalls.mseal(addr, PAGE)
+                syscalls.mseal(addr, PAGE)
             except KernelError as exc:
                 os.write(ready_w, b"E" + (exc.errno or 0).to_bytes(8, "little"))
             else:
@@ -1393,7 +1393,7 @@ def support(refresh: bool = False) -> Support:
     mode, filters = _seccomp()
     err: int | None = None
     try:
-        _syscalls.mseal(0, 0, 0)
+        syscalls.mseal(0, 0, 0)
     except KernelError as exc:
         err = exc.errno
     page_err: int | None = None

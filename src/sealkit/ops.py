@@ -592,7 +592,7 @@ def _number(text: str) -> int:
 def _fit(value: int, text: str) -> int:
     """``value`` if a system call can receive it (a 64-bit register, negatives
     in two's complement), else refused: the kernel executor could not pass it
-    and the model would act on a value no kernel sees (_syscalls._u64 draws
+    and the model would act on a value no kernel sees (_os.syscalls._u64 draws
     the same line)."""
     if not ARG_MIN <= value <= MASK64:
         raise _Bad(f"{_quote(text)} does not fit in 64 bits")

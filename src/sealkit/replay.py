@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ._os.files import NotRegularFile, open_regular
 from .differential import Divergence, ModelRun, compare_runs, run_model
 from .errors import ArgumentError, ParseError
 from .executor import MAX_PAGES, KernelExecutor, KernelRun, Window, uses_heap
-from .files import NotRegularFile, open_regular
 from .flags import PAGE_SIZE
 from .layout import Layout
 from .ops import MODEL_BASES, Op, Step, format_result, format_step, iter_ranges, parse_trace

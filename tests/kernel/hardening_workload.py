@@ -12,7 +12,7 @@ import os
 import sys
 
 import sealkit
-from sealkit import procfs
+from sealkit._os import procfs
 
 MODE = sys.argv[1]
 BEFORE = set(sys.modules)

@@ -31,8 +31,8 @@ import jsonschema
 import pytest
 
 from sealkit import audit, elf
+from sealkit._os.procfs import ProcessDir
 from sealkit.cli.main import main as cli_main
-from sealkit.procfs import ProcessDir
 from tests.conftest import python_env, run_in_child
 
 pytestmark = pytest.mark.kernel
@@ -66,12 +66,12 @@ sys.stdin.read()
 # extension module, the vDSO and the main stack: a real ELF layout.
 ELF_SEALER = r"""
 import json, sys, _json
-from sealkit import _syscalls, procfs
+from sealkit._os import procfs, syscalls
 open("/proc/self/comm", "w").write("sk-elfseal")
 done = []
 for v in procfs.read_smaps():
     if v.path == _json.__file__ or v.path in ("[vdso]", "[stack]"):
-        _syscalls.mseal(v.start, v.size)
+        syscalls.mseal(v.start, v.size)
         done.append([v.start, v.end, v.perms, v.offset, v.path])
 print(json.dumps(done), flush=True)
 sys.stdin.read()
@@ -170,7 +170,7 @@ def test_audit_reports_exactly_the_sealed_ranges(
     }
     assert (proc["sealed_mappings"], proc["sealed_bytes"]) == (2, 3 * PAGE)
     # Nothing else: the mapping count is every VMA of the child.
-    from sealkit.procfs import read_smaps
+    from sealkit._os.procfs import read_smaps
 
     vmas = read_smaps(pid)
     assert proc["mappings"] == len(vmas)
@@ -273,8 +273,8 @@ def test_maps_svg_renders_to_png(tmp_path: Path) -> None:
 
 
 def test_svg_escapes_names(tmp_path: Path) -> None:
+    from sealkit._os.procfs import Vma
     from sealkit.mapsvg import render_svg
-    from sealkit.procfs import Vma
 
     odd = '/tmp/<a & "b">.so'
     regions = (

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sealkit import _syscalls, procfs
+from sealkit._os import procfs, syscalls
 from sealkit.errors import UnsafeTargetError
 from sealkit.executor import (
     MAX_WINDOWS,
@@ -416,7 +416,7 @@ def _probe_claim(_runner: _Runner) -> list[tuple[str, bool, bool, bool | str]]:
     # slots are reset to PROT_NONE): a hole would let the process's own next
     # allocation (reading smaps allocates) land next to a slot and merge with
     # it, or under a later MAP_FIXED.
-    base = _syscalls.mmap(0, 65 * PS, 0, MapFlag.PRIVATE | MapFlag.ANONYMOUS) + PS
+    base = syscalls.mmap(0, 65 * PS, 0, MapFlag.PRIVATE | MapFlag.ANONYMOUS) + PS
     fd = os.memfd_create("probe")
     os.ftruncate(fd, 8 * PS)
     kinds: list[tuple[str, int, int, int, int, Callable[[int], None] | None]] = [
@@ -428,29 +428,29 @@ def _probe_claim(_runner: _Runner) -> list[tuple[str, bool, bool, bool | str]]:
         ("file shared r", 1, MapFlag.SHARED, fd, 0, None),
         ("shmem rw", 3, MapFlag.SHARED | MapFlag.ANONYMOUS, -1, 0, None),
         ("anon locked", 3, MapFlag.PRIVATE | MapFlag.ANONYMOUS, -1, 0,
-         lambda a: _syscalls.mlock(a, 4 * PS)),
+         lambda a: syscalls.mlock(a, 4 * PS)),
         ("anon growsdown", 3, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.GROWSDOWN, -1, 0,
          None),
         ("anon dontdump", 3, MapFlag.PRIVATE | MapFlag.ANONYMOUS, -1, 0,
-         lambda a: _syscalls.madvise(a, 4 * PS, Madv.DONTDUMP)),
+         lambda a: syscalls.madvise(a, 4 * PS, Madv.DONTDUMP)),
     ]  # fmt: skip
     out = []
     for i, (name, prot, flags, mfd, off, extra) in enumerate(kinds):
         addr = base + i * 6 * PS
         for sealed in (False, True):
-            _syscalls.mmap(addr, 4 * PS, prot, flags | MapFlag.FIXED, mfd, off)
-            _syscalls.mmap(
+            syscalls.mmap(addr, 4 * PS, prot, flags | MapFlag.FIXED, mfd, off)
+            syscalls.mmap(
                 addr + 4 * PS, PS, Prot.NONE, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED
             )
             if prot & Prot.WRITE:
-                _syscalls.process_vm_writev(os.getpid(), [(addr, PS)], b"z" * PS)
+                syscalls.process_vm_writev(os.getpid(), [(addr, PS)], b"z" * PS)
             if extra is not None:
                 extra(addr)
             if sealed:
-                _syscalls.mseal(addr, 4 * PS)
+                syscalls.mseal(addr, 4 * PS)
             before = _overlapping(addr, 5 * PS)
-            whole = _syscalls.errno_call("mprotect", addr, 4 * PS, prot)
-            part = _syscalls.errno_call("mprotect", addr + PS, PS, prot)  # a sub-range
+            whole = syscalls.errno_call("mprotect", addr, 4 * PS, prot)
+            part = syscalls.errno_call("mprotect", addr + PS, PS, prot)  # a sub-range
             after = _overlapping(addr, 5 * PS)
             b_state = [_vma_state(v) for v in before]
             a_state = [_vma_state(v) for v in after]
@@ -459,7 +459,7 @@ def _probe_claim(_runner: _Runner) -> list[tuple[str, bool, bool, bool | str]]:
             ok = whole == 0 and part == 0
             out.append((f"{name} {'sealed' if sealed else 'unsealed'}", sealed, eperm or ok, same))
             if not sealed:  # back to reserved; the sealed copy stays: the child exits
-                _syscalls.mmap(addr, 5 * PS, 0, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED)
+                syscalls.mmap(addr, 5 * PS, 0, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED)
     return out
 
 
@@ -480,9 +480,9 @@ def _probe_answers(runner: _Runner) -> list[tuple[str, bool, bool]]:
     out = []
     for i, prot in enumerate((0, 1, 3, 5, 7)):
         a = base + i * 2 * PS
-        _syscalls.mmap(a, PS, prot, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED)
-        _syscalls.mmap(a + PS, PS, prot, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED)
-        _syscalls.mseal(a + PS, PS)
+        syscalls.mmap(a, PS, prot, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED)
+        syscalls.mmap(a + PS, PS, prot, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED)
+        syscalls.mseal(a + PS, PS)
         out.append((f"prot {prot} unsealed", False, runner._sealed(a, PS, prot)))
         out.append((f"prot {prot} sealed", True, runner._sealed(a + PS, PS, prot)))
     return out

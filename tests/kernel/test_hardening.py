@@ -34,7 +34,7 @@ PRELUDE = textwrap.dedent(
     """
     import ctypes, json, os, sys
     import sealkit
-    from sealkit import _syscalls as sc, procfs
+    from sealkit._os import procfs, syscalls as sc
     from sealkit.errors import SealedError
     from elftools.elf.elffile import ELFFile
 
@@ -548,7 +548,7 @@ def test_fork_while_a_sweep_holds_the_lock(python: RunPython) -> None:
     assert result == {"child": 0}
 
 
-# The C fast path (sealkit._fastsys) and the ctypes fallback (no compiler at
+# The C fast path (sealkit._os._fastsys) and the ctypes fallback (no compiler at
 # install time), for the tests of the races both must survive.
 PATHS = pytest.mark.parametrize(
     "env", [None, {"SEALKIT_NO_FASTSYS": "1"}], ids=["fastsys", "ctypes"]

@@ -29,9 +29,9 @@ from sealkit import (
     sealed_ranges,
     support,
 )
-from sealkit import _syscalls as sc
+from sealkit._os import syscalls as sc
+from sealkit._os.procfs import read_smaps
 from sealkit.errors import ArgumentError, ArgumentTypeError, SealedError
-from sealkit.procfs import read_smaps
 
 pytestmark = pytest.mark.kernel
 

@@ -31,10 +31,10 @@ from typing import Any
 import pytest
 
 from sealkit import StateError, UnsafeTargetError, is_sealed, seal, seal_mmap, sealed_ranges
-from sealkit import _syscalls as sc
+from sealkit._os import syscalls as sc
+from sealkit._os.procfs import read_smaps
 from sealkit.flags import Prot
 from sealkit.memory import _buffer_span
-from sealkit.procfs import read_smaps
 
 pytestmark = pytest.mark.kernel
 
@@ -56,15 +56,15 @@ def sealed_spans() -> list[tuple[int, int]]:
 
 HOLE_SCRIPT = r"""
 import mmap, os, sys, tempfile
-from sealkit import _syscalls
+from sealkit._os import syscalls
 from sealkit.memory import _buffer_span
 PAGE = mmap.PAGESIZE
 fd, name = tempfile.mkstemp(); os.unlink(name)
 os.write(fd, b"F" * 2 * PAGE)
 m = mmap.mmap(fd, 2 * PAGE)                           # ACCESS_WRITE: resizable
 addr = _buffer_span(m)[0]
-_syscalls.mprotect(addr, 2 * PAGE, mmap.PROT_READ)   # r--s: looks like ACCESS_READ
-_syscalls.mseal(addr, 2 * PAGE)                       # what an unchecked seal does
+syscalls.mprotect(addr, 2 * PAGE, mmap.PROT_READ)   # r--s: looks like ACCESS_READ
+syscalls.mseal(addr, 2 * PAGE)                       # what an unchecked seal does
 try:
     m.resize(PAGE)
 except OSError as exc:

@@ -169,7 +169,7 @@ def test_program_runs_hardened(sealkit_cli: RunSealkit, tmp_path: Path) -> None:
     check = textwrap.dedent(
         """
         import json, sys
-        from sealkit import procfs
+        from sealkit._os import procfs
         import _decimal  # imported after hardening (unlike _bz2: argparse loads it)
         def sealed(part, perms):
             vmas = [v for v in procfs.read_smaps() if part in v.path and v.perms == perms]

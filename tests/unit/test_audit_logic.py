@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sealkit import audit, elf, mapsvg
+from sealkit._os.procfs import Vma
 from sealkit.elf import LoadLayout, Segment
 from sealkit.errors import ArgumentError, ArgumentTypeError, SealkitError
-from sealkit.procfs import Vma
 
 PAGE = 4096
 SCHEMA = json.loads((Path(audit.__file__).parent / "data" / "audit.schema.json").read_text())

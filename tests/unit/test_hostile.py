@@ -1,4 +1,4 @@
-"""Hostile arguments at every public function of memory, _syscalls, procfs
+"""Hostile arguments at every public function of memory, _os.syscalls, _os.procfs
 and environment: the only outcomes allowed are a result or a sealkit
 exception (``SealkitError``), and the interpreter never crashes.
 
@@ -28,7 +28,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sealkit import _syscalls, environment, memory, procfs
+from sealkit import environment, memory
+from sealkit._os import procfs, syscalls
 from sealkit.errors import SealkitError
 from sealkit.flags import MapFlag
 from tests.conftest import MSEAL_MISSING, run_in_child
@@ -38,7 +39,7 @@ U64 = (1 << 64) - 1
 ARENA_PAGES = 128
 # Reserved once in the test process; children inherit it. Addresses come from
 # its first half and lengths stay below half of it, so every range stays inside.
-ARENA = _syscalls.mmap(
+ARENA = syscalls.mmap(
     0, ARENA_PAGES * PAGE, 0, int(MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.NORESERVE)
 )
 
@@ -107,36 +108,36 @@ SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[Healt
 
 # name -> (function, argument strategies, run in a child?)
 RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]] = {
-    "mseal": (_syscalls.mseal, (address, length, small_int)),
-    "mmap": (_syscalls.mmap, (address, length, small_int, anything_int, small_int, anything_int)),
-    "munmap": (_syscalls.munmap, (address, length)),
-    "mprotect": (_syscalls.mprotect, (address, length, anything_int)),
-    "pkey_mprotect": (_syscalls.pkey_mprotect, (address, length, anything_int, small_int)),
-    "pkey_alloc": (_syscalls.pkey_alloc, (anything_int, anything_int)),
-    "pkey_free": (_syscalls.pkey_free, (small_int,)),
-    "mremap": (_syscalls.mremap, (address, length, length, small_int, address)),
-    "madvise": (_syscalls.madvise, (address, length, small_int)),
-    "brk": (_syscalls.brk, (st.one_of(junk, too_big, st.sampled_from([0, 1, -1, U64])),)),
-    "pidfd_open": (_syscalls.pidfd_open, (pid, small_int)),
-    "process_madvise": (_syscalls.process_madvise, (small_int, ranges, small_int, small_int)),
-    "process_vm_readv": (_syscalls.process_vm_readv, (pid, ranges, length)),
-    "process_vm_writev": (_syscalls.process_vm_writev, (pid, ranges, buffer_data)),
-    "mlock": (_syscalls.mlock, (address, length)),
-    "mlock2": (_syscalls.mlock2, (address, length, small_int)),
-    "munlock": (_syscalls.munlock, (address, length)),
-    "msync": (_syscalls.msync, (address, length, small_int)),
-    "mincore": (_syscalls.mincore, (address, length)),
+    "mseal": (syscalls.mseal, (address, length, small_int)),
+    "mmap": (syscalls.mmap, (address, length, small_int, anything_int, small_int, anything_int)),
+    "munmap": (syscalls.munmap, (address, length)),
+    "mprotect": (syscalls.mprotect, (address, length, anything_int)),
+    "pkey_mprotect": (syscalls.pkey_mprotect, (address, length, anything_int, small_int)),
+    "pkey_alloc": (syscalls.pkey_alloc, (anything_int, anything_int)),
+    "pkey_free": (syscalls.pkey_free, (small_int,)),
+    "mremap": (syscalls.mremap, (address, length, length, small_int, address)),
+    "madvise": (syscalls.madvise, (address, length, small_int)),
+    "brk": (syscalls.brk, (st.one_of(junk, too_big, st.sampled_from([0, 1, -1, U64])),)),
+    "pidfd_open": (syscalls.pidfd_open, (pid, small_int)),
+    "process_madvise": (syscalls.process_madvise, (small_int, ranges, small_int, small_int)),
+    "process_vm_readv": (syscalls.process_vm_readv, (pid, ranges, length)),
+    "process_vm_writev": (syscalls.process_vm_writev, (pid, ranges, buffer_data)),
+    "mlock": (syscalls.mlock, (address, length)),
+    "mlock2": (syscalls.mlock2, (address, length, small_int)),
+    "munlock": (syscalls.munlock, (address, length)),
+    "msync": (syscalls.msync, (address, length, small_int)),
+    "mincore": (syscalls.mincore, (address, length)),
     "procmap_query": (
-        _syscalls.procmap_query,
-        (small_int, address, anything_int, st.one_of(junk, st.builds(_syscalls.ProcmapQuery))),
+        syscalls.procmap_query,
+        (small_int, address, anything_int, st.one_of(junk, st.builds(syscalls.ProcmapQuery))),
     ),
-    "libc_has_symbol": (_syscalls.libc_has_symbol, (st.one_of(junk, st.text(max_size=10)),)),
-    "loaded_objects": (_syscalls.loaded_objects, ()),
-    "set_parent_death_signal": (_syscalls.set_parent_death_signal, (small_int,)),
-    "raise_exit_status_at_exit": (_syscalls.raise_exit_status_at_exit, ()),
+    "libc_has_symbol": (syscalls.libc_has_symbol, (st.one_of(junk, st.text(max_size=10)),)),
+    "loaded_objects": (syscalls.loaded_objects, ()),
+    "set_parent_death_signal": (syscalls.set_parent_death_signal, (small_int,)),
+    "raise_exit_status_at_exit": (syscalls.raise_exit_status_at_exit, ()),
     # The kernel executor's entry points (fidelity branch).
     "errno_call": (
-        _syscalls.errno_call,
+        syscalls.errno_call,
         (
             st.one_of(junk, st.sampled_from(["munmap", "mprotect", "madvise", "mseal", "nope"])),
             address,
@@ -144,10 +145,10 @@ RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]]
             small_int,
         ),
     ),
-    "mallopt": (_syscalls.mallopt, (anything_int, anything_int)),
-    "procmap_vmas": (_syscalls.procmap_vmas, (small_int, address, anything_int)),
+    "mallopt": (syscalls.mallopt, (anything_int, anything_int)),
+    "procmap_vmas": (syscalls.procmap_vmas, (small_int, address, anything_int)),
     "seal_verified": (
-        _syscalls.seal_verified,
+        syscalls.seal_verified,
         (
             small_int,
             st.one_of(
@@ -321,7 +322,7 @@ PURE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]
         environment.unmet,
         (st.one_of(junk, st.just("report")), st.one_of(junk, st.text(max_size=12))),
     ),
-    "libc_version": (_syscalls.libc_version, ()),
+    "libc_version": (syscalls.libc_version, ()),
 }
 
 
@@ -362,8 +363,8 @@ def test_procfs_and_environment_hostile(name: str) -> None:
 def test_every_public_function_is_covered() -> None:
     raw_public = {
         n
-        for n in _syscalls.__all__
-        if callable(getattr(_syscalls, n)) and not isinstance(getattr(_syscalls, n), type)
+        for n in syscalls.__all__
+        if callable(getattr(syscalls, n)) and not isinstance(getattr(syscalls, n), type)
     }
     assert raw_public - {"ARCH", "NR"} <= set(RAW) | {"libc_version"}
     memory_functions = {

@@ -23,7 +23,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Final, NamedTuple, NoReturn, cast
 
-from .errors import ArgumentError, ArgumentTypeError, NotSupportedError, kernel_error
+from ..errors import ArgumentError, ArgumentTypeError, NotSupportedError, kernel_error
 
 __all__ = [
     "ARCH",
@@ -122,7 +122,7 @@ def _ctypes_prototype(nargs: int) -> Callable[..., int]:
 
 _L, _U = ctypes.c_long, ctypes.c_ulong
 
-# The fast path is sealkit._fastsys, a 40-line C extension (ctypes costs
+# The fast path is sealkit._os._fastsys, a 40-line C extension (ctypes costs
 # ~1 us per call here, more than mmap + mseal themselves; see
 # benchmarks/bench_mseal.py). Without it (no compiler at install time) the
 # ctypes prototypes below do the same job, slower. Both return the kernel
@@ -145,7 +145,7 @@ if not NR or os.environ.get("SEALKIT_NO_FASTSYS"):
     _fast = _fast_objects = _fast_seal = None
 
 FAST_PATH: Final = _fast is not None
-"""Whether the C fast path (``sealkit._fastsys``) is in use."""
+"""Whether the C fast path (``sealkit._os._fastsys``) is in use."""
 
 
 def _syscall(nargs: int) -> Callable[..., int]:

@@ -1,13 +1,13 @@
 /*
- * sealkit._fastsys: syscall(2) for sealkit._syscalls, at C speed, and the two
+ * sealkit._os._fastsys: syscall(2) for sealkit._os.syscalls, at C speed, and the two
  * walks of the dynamic loader's list that must run no Python code.
  *
  * ctypes costs ~1 us per call on these machines and cffi ~0.5 us, which is
  * more than mmap + mseal themselves (benchmarks/bench_mseal.py measures it):
  * a Python program sealing fresh pages would run at ~2x the C loop. Errors
- * are returned in the kernel's convention (-errno), and sealkit._syscalls
+ * are returned in the kernel's convention (-errno), and sealkit._os.syscalls
  * stays the one place where they become exceptions. Optional: without a
- * compiler the build skips it and _syscalls falls back to ctypes.
+ * compiler the build skips it and _os.syscalls falls back to ctypes.
  *
  * dl_iterate_phdr(3) calls back with glibc's dl_load_write_lock held for the
  * whole walk. Python code in a callback may hand the GIL to another thread;
@@ -361,7 +361,7 @@ static PyMethodDef fastsys_methods[] = {
 };
 
 static struct PyModuleDef fastsys_module = {
-    PyModuleDef_HEAD_INIT, "_fastsys", "syscall(2) and loader walks at C speed for sealkit._syscalls.", -1,
+    PyModuleDef_HEAD_INIT, "_fastsys", "syscall(2) and loader walks at C speed for sealkit._os.", -1,
     fastsys_methods, NULL, NULL, NULL, NULL,
 };
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Final, NamedTuple, overload
 
-from .errors import (
+from ..errors import (
     AccessDeniedError,
     ArgumentError,
     ArgumentTypeError,

@@ -1,0 +1,12 @@
+"""The OS boundary: the only code that talks to the kernel and reads files.
+
+* :mod:`.syscalls`: raw system calls through ``syscall(2)`` (the C fast path
+  ``_fastsys`` or ctypes), the only module that loads libc, and the one place
+  where a failed call becomes an exception;
+* :mod:`.procfs`: ``/proc/PID/maps``, ``smaps``, ``status`` and kernel configs;
+* :mod:`.files`: opening a file that must be regular, without blocking.
+
+Private: the faces above (``sealkit.seal``, ``sealkit.host``,
+``sealkit.fidelity``, ``sealkit.analysis``) build on it, and ``sealkit``
+re-exports what is public.
+"""
