@@ -6,6 +6,8 @@ The public API is re-exported here; everything else is private to its module.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -28,26 +30,26 @@ from .errors import (
 )
 from .flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
 
-# --- hardening (issue 6) and memory, the safe sealing API (issue 2) ---
+# --- the sealing faces: the safe sealing API and hardening (sealkit.seal) ---
 # Loaded on first use (PEP 562 module __getattr__): they load ctypes, libc and
 # the hardening planner, which cost more start-up time than a whole host
 # `sealkit audit` spends in Python; `import sealkit` and each `sealkit`
 # command pay only for what they use.
 _LAZY: dict[str, str] = {
-    "HardenReport": "hardening",
-    "harden": "hardening",
+    "HardenReport": "seal.hardening",
+    "harden": "seal.hardening",
     **dict.fromkeys(
         (
             "CodePages", "Pages", "PageState", "SealedFile", "SealedMmap", "Support", "freeze",
             "is_sealed", "map_file", "seal", "seal_mmap", "sealed_ranges", "support",
         ),
-        "memory",
+        "seal.memory",
     ),
 }  # fmt: skip
 
 if TYPE_CHECKING:
-    from .hardening import HardenReport, harden
-    from .memory import (
+    from .seal.hardening import HardenReport, harden
+    from .seal.memory import (
         CodePages,
         Pages,
         PageState,
@@ -64,14 +66,26 @@ if TYPE_CHECKING:
     )
 
 
-# Submodules an eager `import sealkit` used to load, still reachable as
-# attributes (`sealkit.hardening.hook_reports()` after `import sealkit`).
-_SUBMODULES: frozenset[str] = frozenset({"hardening", "memory"})
+class _Package(types.ModuleType):
+    """The class of this module: ``sealkit.seal`` stays the public function.
+
+    The sealing faces live in the subpackage ``sealkit.seal``, and importing a
+    submodule binds it as an attribute of its parent: without this,
+    ``sealkit.seal(target)`` would become a module after the first lazy
+    import. The subpackage is reached with ``from sealkit.seal.NAME import
+    ...`` (``sys.modules``); ``import sealkit.seal.NAME as X`` does not work.
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "seal" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> object:
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)  # sets the attribute
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,7 @@ from typing import Final
 
 from ._os import procfs, syscalls
 from .errors import ArgumentError, ArgumentTypeError, SealkitError
-from .memory import support
+from .seal.memory import support
 
 __all__ = ["REQUIREMENTS", "SYSTEM_MAPPINGS", "EnvironmentReport", "check_environment", "unmet"]
 

@@ -275,9 +275,10 @@ def test_system_mappings_only_when_asked(python: RunPython) -> None:
         sealkit.harden("all")
         out = {"vdso sealed without system": sealed(vdso.start, vdso.end)}
         report = sealkit.harden(system=True)
+        from sealkit.seal.hardening import SYSTEM_MAPPINGS
         out["system sealed"] = {o.path: bool(o.sealed) for o in report.objects if o.path.startswith("[")}
         out["smaps"] = {v.path: bool(v.sealed) for v in procfs.read_smaps()
-                        if v.path in sealkit.hardening.SYSTEM_MAPPINGS}
+                        if v.path in SYSTEM_MAPPINGS}
         out["unmap vdso"] = attempt(sc.munmap, vdso.start, vdso.end - vdso.start)
         out["move vdso"] = attempt(sc.mremap, vdso.start, vdso.end - vdso.start, vdso.end - vdso.start, 3, 0x10000000)
         t0 = time.clock_gettime(time.CLOCK_MONOTONIC)
@@ -301,7 +302,7 @@ warnings.simplefilter("error")
 sys.path.insert(0, sys.argv[2])
 if sys.argv[1] == "hooked":
     sealkit.harden(imports=True)
-from sealkit.hardening import hook_reports
+from sealkit.seal.hardening import hook_reports
 out = {}
 assert "_bz2" not in sys.modules and "_lzma" not in sys.modules
 import _bz2
@@ -523,7 +524,7 @@ def test_fork_while_a_sweep_holds_the_lock(python: RunPython) -> None:
         python,
         """
         import signal, threading
-        from sealkit import hardening
+        from sealkit.seal import hardening
         sealkit.harden(imports=True)
         held, release = threading.Event(), threading.Event()
         def holder():

@@ -20,7 +20,7 @@ from sealkit.errors import (
     UnmappedError,
 )
 from sealkit.flags import MapFlag, Prot
-from sealkit.memory import is_sealed
+from sealkit.seal.memory import is_sealed
 
 pytestmark = pytest.mark.kernel
 

@@ -28,10 +28,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sealkit import environment, memory
+from sealkit import environment
 from sealkit._os import procfs, syscalls
 from sealkit.errors import SealkitError
 from sealkit.flags import MapFlag
+from sealkit.seal import memory
 from tests.conftest import MSEAL_MISSING, run_in_child
 
 PAGE = mmap.PAGESIZE

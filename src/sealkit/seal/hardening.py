@@ -43,16 +43,23 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from ._os import procfs, syscalls
+from .._os import procfs, syscalls
 
 # for `sealkit run`, which dies by SIGINT after finalising as python does
-from ._os.syscalls import PF_W, PF_X, PT_GNU_RELRO, PT_LOAD, LoadedObject, raise_exit_status_at_exit
-from .errors import ArgumentError, ArgumentTypeError, KernelError, kernel_error
+from .._os.syscalls import (
+    PF_W,
+    PF_X,
+    PT_GNU_RELRO,
+    PT_LOAD,
+    LoadedObject,
+    raise_exit_status_at_exit,
+)
+from ..errors import ArgumentError, ArgumentTypeError, KernelError, kernel_error
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from ._os.procfs import Vma
+    from .._os.procfs import Vma
 
 __all__ = [
     "KINDS",

@@ -62,9 +62,9 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from ._os import procfs, syscalls
-from ._os.files import NotRegularFile, open_regular
-from .errors import (
+from .._os import procfs, syscalls
+from .._os.files import NotRegularFile, open_regular
+from ..errors import (
     ArgumentError,
     ArgumentTypeError,
     KernelError,
@@ -72,7 +72,7 @@ from .errors import (
     UnsafeTargetError,
     kernel_error,
 )
-from .flags import MapFlag, Prot
+from ..flags import MapFlag, Prot
 
 __all__ = [
     "CodePages",
