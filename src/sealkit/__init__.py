@@ -30,40 +30,38 @@ from .errors import (
 )
 from .flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
 
-# --- the sealing faces: the safe sealing API and hardening (sealkit.seal) ---
+# --- the sealing faces (sealkit.seal) and the mseal probe (sealkit._os.support) ---
 # Loaded on first use (PEP 562 module __getattr__): they load ctypes, libc and
 # the hardening planner, which cost more start-up time than a whole host
 # `sealkit audit` spends in Python; `import sealkit` and each `sealkit`
 # command pay only for what they use.
 _LAZY: dict[str, str] = {
+    "CodePages": "seal.code",
     "HardenReport": "seal.hardening",
+    "PageState": "seal.pages",
+    "Pages": "seal.pages",
+    "SealedFile": "seal.files",
+    "SealedMmap": "seal.mmaps",
+    "Support": "_os.support",
+    "freeze": "seal.pages",
     "harden": "seal.hardening",
-    **dict.fromkeys(
-        (
-            "CodePages", "Pages", "PageState", "SealedFile", "SealedMmap", "Support", "freeze",
-            "is_sealed", "map_file", "seal", "seal_mmap", "sealed_ranges", "support",
-        ),
-        "seal.memory",
-    ),
-}  # fmt: skip
+    "is_sealed": "seal.questions",
+    "map_file": "seal.files",
+    "seal": "seal.entry",
+    "seal_mmap": "seal.mmaps",
+    "sealed_ranges": "seal.questions",
+    "support": "_os.support",
+}
 
 if TYPE_CHECKING:
+    from ._os.support import Support, support
+    from .seal.code import CodePages
+    from .seal.entry import seal
+    from .seal.files import SealedFile, map_file
     from .seal.hardening import HardenReport, harden
-    from .seal.memory import (
-        CodePages,
-        Pages,
-        PageState,
-        SealedFile,
-        SealedMmap,
-        Support,
-        freeze,
-        is_sealed,
-        map_file,
-        seal,
-        seal_mmap,
-        sealed_ranges,
-        support,
-    )
+    from .seal.mmaps import SealedMmap, seal_mmap
+    from .seal.pages import Pages, PageState, freeze
+    from .seal.questions import is_sealed, sealed_ranges
 
 
 class _Package(types.ModuleType):

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 from typing import Final
 
 from ._os import procfs, syscalls
+from ._os.support import support
 from .errors import ArgumentError, ArgumentTypeError, SealkitError
-from .seal.memory import support
 
 __all__ = ["REQUIREMENTS", "SYSTEM_MAPPINGS", "EnvironmentReport", "check_environment", "unmet"]
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from sealkit import is_sealed
 from sealkit._os import syscalls
 from sealkit.errors import (
     ArgumentError,
@@ -20,7 +21,6 @@ from sealkit.errors import (
     UnmappedError,
 )
 from sealkit.flags import MapFlag, Prot
-from sealkit.seal.memory import is_sealed
 
 pytestmark = pytest.mark.kernel
 

@@ -1,4 +1,4 @@
-"""Hostile arguments at every public function of memory, _os.syscalls, _os.procfs
+"""Hostile arguments at every public function of the safe sealing API, _os.syscalls, _os.procfs
 and environment: the only outcomes allowed are a result or a sealkit
 exception (``SealkitError``), and the interpreter never crashes.
 
@@ -28,11 +28,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import sealkit
 from sealkit import environment
-from sealkit._os import procfs, syscalls
+from sealkit._os import procfs, support, syscalls
 from sealkit.errors import SealkitError
 from sealkit.flags import MapFlag
-from sealkit.seal import memory
+from sealkit.seal import code, entry, files, mmaps, pages, questions
 from tests.conftest import MSEAL_MISSING, run_in_child
 
 PAGE = mmap.PAGESIZE
@@ -174,7 +175,7 @@ RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]]
 
 def _pages_method(name: str) -> Callable[..., object]:
     def call(*args: object) -> object:
-        pages = memory.Pages(2 * PAGE)
+        pages = sealkit.Pages(2 * PAGE)
         pages.write(b"x" * 10)
         return getattr(pages, name)(*args)
 
@@ -182,27 +183,27 @@ def _pages_method(name: str) -> Callable[..., object]:
 
 
 def _code_function(*args: object) -> object:
-    code = memory.CodePages.from_code(b"\xc3")
+    code = sealkit.CodePages.from_code(b"\xc3")
     return code.function(*args[:-1], offset=args[-1])
 
 
 def _seal_mmap_of(size: int, flags: int) -> object:
-    return memory.seal_mmap(mmap.mmap(-1, size, flags=flags))
+    return sealkit.seal_mmap(mmap.mmap(-1, size, flags=flags))
 
 
 def _seal_file_mmap_of(size: int, access: int) -> object:
     with tempfile.TemporaryFile() as f:
         f.write(b"x" * size)
         f.flush()
-        return memory.seal_mmap(mmap.mmap(f.fileno(), size, access=access))
+        return sealkit.seal_mmap(mmap.mmap(f.fileno(), size, access=access))
 
 
 def _map_file(path: object, offset: object, length: object) -> object:
-    return memory.map_file(path, offset=offset, length=length)  # type: ignore[arg-type]
+    return sealkit.map_file(path, offset=offset, length=length)  # type: ignore[arg-type]
 
 
 def _sealed_file_read(*args: object) -> object:
-    return memory.map_file(__file__).read(*args)  # type: ignore[arg-type]
+    return sealkit.map_file(__file__).read(*args)  # type: ignore[arg-type]
 
 
 # Functions whose path argument may give the OS's own OSError (with the filename)
@@ -239,7 +240,7 @@ file_lengths = half_plausible(st.sampled_from([None, 1, 100, PAGE, 2 * PAGE]), h
 
 SAFE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]] = {
     "Pages": (
-        memory.Pages,
+        sealkit.Pages,
         (length, st.one_of(junk, st.sampled_from(["rw", "r", "rx", "none", "rwx", ""]))),
     ),
     "Pages.write": (_pages_method("write"), (buffer_data, small_int)),
@@ -248,9 +249,9 @@ SAFE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]
         _pages_method("protect"),
         (st.one_of(junk, st.sampled_from(["r", "rw", "rx", "none", "x"])),),
     ),
-    "freeze": (memory.freeze, (buffer_data,)),
-    "seal": (memory.seal, (st.one_of(junk, address, buffer_data),)),
-    "seal_mmap": (memory.seal_mmap, (st.one_of(junk, address, buffer_data),)),
+    "freeze": (sealkit.freeze, (buffer_data,)),
+    "seal": (sealkit.seal, (st.one_of(junk, address, buffer_data),)),
+    "seal_mmap": (sealkit.seal_mmap, (st.one_of(junk, address, buffer_data),)),
     "seal_mmap(real)": (
         _seal_mmap_of,
         (st.integers(1, 3 * PAGE), st.sampled_from([mmap.MAP_SHARED, mmap.MAP_PRIVATE])),
@@ -264,18 +265,18 @@ SAFE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]
     ),
     "map_file": (_map_file, (file_paths, file_offsets, file_lengths)),
     "SealedFile.read": (_sealed_file_read, (small_int, small_int)),
-    "CodePages": (memory.CodePages, (length,)),
-    "CodePages.from_code": (memory.CodePages.from_code, (buffer_data,)),
+    "CodePages": (sealkit.CodePages, (length,)),
+    "CodePages.from_code": (sealkit.CodePages.from_code, (buffer_data,)),
     "CodePages.function": (
         _code_function,
         (st.one_of(junk, st.just(ctypes.c_int)), st.one_of(junk, st.just(ctypes.c_int)), small_int),
     ),
     "is_sealed": (
-        memory.is_sealed,
+        sealkit.is_sealed,
         (st.one_of(junk, address, buffer_data), st.one_of(length, st.none())),
     ),
-    "sealed_ranges": (memory.sealed_ranges, (pid,)),
-    "support": (memory.support, (st.one_of(junk, st.booleans()),)),
+    "sealed_ranges": (sealkit.sealed_ranges, (pid,)),
+    "support": (sealkit.support, (st.one_of(junk, st.booleans()),)),
 }
 
 path = st.one_of(
@@ -368,12 +369,13 @@ def test_every_public_function_is_covered() -> None:
         if callable(getattr(syscalls, n)) and not isinstance(getattr(syscalls, n), type)
     }
     assert raw_public - {"ARCH", "NR"} <= set(RAW) | {"libc_version"}
-    memory_functions = {
+    safe_functions = {
         n
-        for n in memory.__all__
-        if callable(getattr(memory, n)) and not isinstance(getattr(memory, n), type)
+        for module in (pages, code, mmaps, files, entry, questions, support)
+        for n in module.__all__
+        if callable(getattr(module, n)) and not isinstance(getattr(module, n), type)
     }
-    assert memory_functions <= {name.split("(")[0] for name in SAFE}
+    assert safe_functions <= {name.split("(")[0] for name in SAFE}
     procfs_functions = {n for n in procfs.__all__ if n != "Vma"}
     assert procfs_functions <= set(PURE)
     assert {"check_environment", "unmet"} <= set(PURE)

@@ -11,7 +11,7 @@ is refused here: a non-integer, or an integer that does not fit in 64 bits
 :func:`_fail` is the one place where a failed call becomes an exception.
 
 This module is dangerous by design: ``mseal`` of memory you do not own can
-crash the process much later. The safe API lives in :mod:`sealkit.memory`.
+crash the process much later. The safe API lives in :mod:`sealkit.seal`.
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def mseal(addr: int, length: int, flags: int = 0) -> None:
     unmapping, remapping, permission changes and destructive madvise, until
     the process exits. **Dangerous**: sealing memory you do not own (the
     heap behind a ``bytes``, an allocator's arena) makes later frees fail in
-    ways that crash the process. Prefer :mod:`sealkit.memory`.
+    ways that crash the process. Prefer :mod:`sealkit.seal`.
     """
     # Fast path (benchmarks/bench_mseal.py): exact ints go straight to C,
     # which refuses anything outside [0, 2**64) with OverflowError; then (and
