@@ -524,11 +524,11 @@ def test_fork_while_a_sweep_holds_the_lock(python: RunPython) -> None:
         python,
         """
         import signal, threading
-        from sealkit.seal import hardening
+        from sealkit.seal.hardening import hooks
         sealkit.harden(imports=True)
         held, release = threading.Event(), threading.Event()
         def holder():
-            with hardening._STATE.lock:
+            with hooks.STATE.lock:
                 held.set()
                 release.wait()
         t = threading.Thread(target=holder)
@@ -590,7 +590,7 @@ def test_a_range_that_changed_since_planned_is_not_sealed(
         out = {}
         threading.Thread(target=other).start()
         def prof(frame, event, arg):
-            if event == "call" and frame.f_code.co_name == "_apply":
+            if event == "call" and frame.f_code.co_name == "apply_plans":
                 go.set()
                 done.wait()
         sys.setprofile(prof)
