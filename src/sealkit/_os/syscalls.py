@@ -645,7 +645,7 @@ def libc_has_symbol(name: str) -> bool:
     return True
 
 
-# --- loaded ELF objects: dl_iterate_phdr (for sealkit.hardening, issue 6) ---
+# --- loaded ELF objects: dl_iterate_phdr (for sealkit.seal.hardening) ---------
 
 PT_LOAD: Final = 1
 PT_GNU_RELRO: Final = 0x6474E552

@@ -1,7 +1,7 @@
 """Planning: which ranges of each loaded object to seal, checked against /proc.
 
 Pure: computed from the loader's program headers
-(:func:`sealkit._os.loader.loaded_objects`) and a ``/proc/self/smaps`` (or
+(:func:`sealkit._os.syscalls.loaded_objects`) and a ``/proc/self/smaps`` (or
 maps) snapshot, without a system call. A range is planned only where /proc
 shows exactly the object's mapping with the protection its segment calls
 for; everything else is skipped with the reason. A plan also carries, per
