@@ -30,14 +30,15 @@ from typing import Any
 import jsonschema
 import pytest
 
-from sealkit import audit, elf
+import sealkit
 from sealkit._os.procfs import ProcessDir
 from sealkit.cli.main import main as cli_main
+from sealkit.host import audit, elf
 from tests.conftest import python_env, run_in_child
 
 pytestmark = pytest.mark.kernel
 
-DATA = Path(audit.__file__).parent / "data"
+DATA = Path(sealkit.__file__).parent / "data"
 AUDIT_SCHEMA = json.loads((DATA / "audit.schema.json").read_text())
 MAPS_SCHEMA = json.loads((DATA / "maps.schema.json").read_text())
 PAGE = 4096
@@ -274,7 +275,7 @@ def test_maps_svg_renders_to_png(tmp_path: Path) -> None:
 
 def test_svg_escapes_names(tmp_path: Path) -> None:
     from sealkit._os.procfs import Vma
-    from sealkit.mapsvg import render_svg
+    from sealkit.host.mapsvg import render_svg
 
     odd = '/tmp/<a & "b">.so'
     regions = (

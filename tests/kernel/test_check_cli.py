@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from sealkit._os.procfs import read_smaps
-from sealkit.environment import REQUIREMENTS, EnvironmentReport, check_environment, unmet
 from sealkit.errors import ArgumentError, ArgumentTypeError
+from sealkit.host.environment import REQUIREMENTS, EnvironmentReport, check_environment, unmet
 
 pytestmark = pytest.mark.kernel
 

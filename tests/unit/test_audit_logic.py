@@ -18,13 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sealkit import audit, elf, mapsvg
+import sealkit
 from sealkit._os.procfs import Vma
-from sealkit.elf import LoadLayout, Segment
 from sealkit.errors import ArgumentError, ArgumentTypeError, SealkitError
+from sealkit.host import audit, elf, mapsvg
+from sealkit.host.elf import LoadLayout, Segment
 
 PAGE = 4096
-SCHEMA = json.loads((Path(audit.__file__).parent / "data" / "audit.schema.json").read_text())
+SCHEMA = json.loads((Path(sealkit.__file__).parent / "data" / "audit.schema.json").read_text())
 
 
 def vma(start: int, pages: int, perms: str, path: str = "", inode: int = 0, offset: int = 0,

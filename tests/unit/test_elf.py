@@ -21,11 +21,12 @@ from typing import Any
 import jsonschema
 import pytest
 
-from sealkit import elf
+import sealkit
 from sealkit.errors import ParseError
+from sealkit.host import elf
 
 SCHEMA = json.loads(
-    (Path(elf.__file__).parent / "data" / "elf.schema.json").read_text(encoding="utf-8")
+    (Path(sealkit.__file__).parent / "data" / "elf.schema.json").read_text(encoding="utf-8")
 )
 GCC = shutil.which("gcc")
 OBJCOPY = shutil.which("objcopy")

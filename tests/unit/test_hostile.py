@@ -29,10 +29,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sealkit
-from sealkit import environment
 from sealkit._os import procfs, support, syscalls
 from sealkit.errors import SealkitError
 from sealkit.flags import MapFlag
+from sealkit.host import environment
 from sealkit.seal import code, entry, files, mmaps, pages, questions
 from tests.conftest import MSEAL_MISSING, run_in_child
 

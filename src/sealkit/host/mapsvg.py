@@ -22,9 +22,9 @@ from typing import Final, NamedTuple
 from xml.sax.saxutils import escape as _xml_escape
 from xml.sax.saxutils import quoteattr as _xml_quoteattr
 
+from ..errors import ArgumentTypeError
+from ..text import printable
 from .audit import KINDS, MappedRegion, ProcessMaps, human_size
-from .errors import ArgumentTypeError
-from .text import printable
 
 __all__ = ["KIND_COLOURS", "VmaGroup", "group_regions", "render_svg"]
 

@@ -66,16 +66,16 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from functools import lru_cache
 from typing import Any, Final, Literal, NamedTuple
 
-from ._os.procfs import ProcessDir, ScannedVmas, TaskStatus, Vma, parse_smaps, scan_smaps
-from .errors import (
+from .._os.procfs import ProcessDir, ScannedVmas, TaskStatus, Vma, parse_smaps, scan_smaps
+from ..errors import (
     AccessDeniedError,
     ArgumentError,
     ArgumentTypeError,
     ParseError,
     ProcessGoneError,
 )
-from .flags import PAGE_SIZE
-from .text import printable
+from ..flags import PAGE_SIZE
+from ..text import printable
 
 __all__ = [
     "KINDS",

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Final
 
-from ._os import procfs, syscalls
-from ._os.support import support
-from .errors import ArgumentError, ArgumentTypeError, SealkitError
+from .._os import procfs, syscalls
+from .._os.support import support
+from ..errors import ArgumentError, ArgumentTypeError, SealkitError
 
 __all__ = ["REQUIREMENTS", "SYSTEM_MAPPINGS", "EnvironmentReport", "check_environment", "unmet"]
 

@@ -36,8 +36,8 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, Literal, NamedTuple
 
-from ._os.files import NotRegularFile, open_regular
-from .errors import ArgumentError, ArgumentTypeError, ParseError
+from .._os.files import NotRegularFile, open_regular
+from ..errors import ArgumentError, ArgumentTypeError, ParseError
 
 __all__ = [
     "GNU_PROPERTY_MEMORY_SEAL",
