@@ -31,9 +31,10 @@ import jsonschema
 import pytest
 
 import sealkit
+from sealkit._os import elf as elf_file
 from sealkit._os.procfs import ProcessDir
 from sealkit.cli.main import main as cli_main
-from sealkit.host import audit, elf
+from sealkit.host import audit
 from tests.conftest import python_env, run_in_child
 
 pytestmark = pytest.mark.kernel
@@ -304,7 +305,7 @@ def test_classification_of_a_sealed_elf_object() -> None:
     assert sorted(got) == sorted((a, b) for a, b, *_ in done)
     so = [d for d in done if d[4].endswith(".so")]
     so_path = so[0][4]
-    layout = elf.load_layout(so_path)
+    layout = elf_file.load_layout(so_path)
     assert layout.relro is not None
     base = so[0][0] - layout.loads[0].vaddr // PAGE * PAGE
     relro = ((base + layout.relro.vaddr) // PAGE * PAGE,

@@ -38,7 +38,7 @@ Kinds, and how they are told apart (first rule that matches):
 ==========  ================================================================
 
 Text, rodata, RELRO and data are told apart with the permissions, then the
-file's ELF program headers (:func:`sealkit.elf.load_layout`): the mapping's
+file's ELF program headers (:func:`sealkit._os.elf.load_layout`): the mapping's
 file offset gives its ``PT_LOAD`` and the load bias, and the bias places
 ``PT_GNU_RELRO`` and ``.bss`` in the address space. The file is opened
 through ``/proc/PID/map_files`` (the very file mapped, root only), else
@@ -185,7 +185,7 @@ def classify(
     """The kind of mappings of one process, per the rules in the module
     docstring: of every mapping, or of those at ``indices`` (the others are
     context). ``layout_of(vma)`` returns the program headers of the file a
-    mapping maps (:class:`sealkit.elf.LoadLayout`), ``"not-elf"`` or
+    mapping maps (:class:`sealkit._os.elf.LoadLayout`), ``"not-elf"`` or
     ``"unknown"``; without it the heuristics apply. Files are looked up only
     for the mappings being classified and the neighbours they need.
     """
@@ -343,7 +343,7 @@ class _Layouts:
         key = (vma.dev, vma.inode)
         if key in self._cache:
             return self._cache[key]
-        from . import elf
+        from .._os import elf
 
         result: FileLayout = "unknown"
         candidates = [f"{proc.task}map_files/{vma.start:x}-{vma.end:x}"]

@@ -1,16 +1,10 @@
-"""ELF files: the sealing marker and its neighbours, and load layouts.
+"""``sealkit elf``: the sealing marker and its neighbours in ELF files.
 
-Two readers, for two costs:
-
-* :func:`inspect` (``sealkit elf``) reads a file with pyelftools and says
-  whether it carries ``GNU_PROPERTY_MEMORY_SEAL``, next to what an auditor
-  expects in the same row (RELRO, BIND_NOW, PIE, NX; checksec's columns).
-* :func:`load_layout` reads only the ELF header and program headers with
-  :mod:`struct`: the audit calls it on the hot path of a host sweep to tell
-  text, rodata, RELRO and data apart, where importing pyelftools (tens of
-  milliseconds) would cost more than the rest of the sweep. The tests hold
-  it to pyelftools on real binaries.
-
+:func:`inspect` reads a file with pyelftools and says whether it carries
+``GNU_PROPERTY_MEMORY_SEAL``, next to what an auditor expects in the same
+row (RELRO, BIND_NOW, PIE, NX; checksec's columns). The file readers it
+shares with the host audit (ELF header, program headers) are in
+:mod:`sealkit._os.elf`.
 The marker (spec other-systems §4.3): property type 3 in an
 ``NT_GNU_PROPERTY_TYPE_0`` note (owner ``GNU``, type 5) with ``pr_datasz`` 0,
 found by the loader through the ``PT_GNU_PROPERTY`` (0x6474e553) segment,
@@ -23,7 +17,7 @@ not know type 3 concatenates notes instead of merging them) is reported as
 
 No released glibc acts on the marker yet (spec other-systems §0 finding 1,
 §4.2: loader sealing is an unmerged series), so *marked* is not *sealed at
-run time*: :func:`sealkit.audit.scan_host` shows what is sealed.
+run time*: :func:`sealkit.host.audit.scan_host` shows what is sealed.
 """
 
 # ruff: noqa: PLC0415 (pyelftools is imported lazily: the audit hot path must not pay for it)
@@ -31,12 +25,31 @@ run time*: :func:`sealkit.audit.scan_host` shows what is sealed.
 from __future__ import annotations
 
 import os
-import stat
 import struct
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, Literal, NamedTuple
 
-from .._os.files import NotRegularFile, open_regular
+from .._os.elf import (
+    DF_1_NOW,
+    DF_1_PIE,
+    DF_BIND_NOW,
+    DT_BIND_NOW,
+    DT_FLAGS,
+    DT_FLAGS_1,
+    DT_NULL,
+    GNU_PROPERTY_MEMORY_SEAL,
+    NT_GNU_PROPERTY_TYPE_0,
+    PF_X,
+    PT_DYNAMIC,
+    PT_GNU_PROPERTY,
+    PT_GNU_RELRO,
+    PT_GNU_STACK,
+    PT_INTERP,
+    PT_LOAD,
+    ident,
+    is_elf,
+    open_file,
+)
 from ..errors import ArgumentError, ArgumentTypeError, ParseError
 
 __all__ = [
@@ -44,160 +57,16 @@ __all__ = [
     "NOT_ENFORCED_NOTE",
     "PT_GNU_PROPERTY",
     "ElfReport",
-    "LoadLayout",
-    "Segment",
     "inspect",
-    "is_elf",
     "iter_paths",
-    "load_layout",
     "walk_properties",
 ]
-
-ELF_MAGIC: Final = b"\x7fELF"
-PT_LOAD: Final = 1
-PT_DYNAMIC: Final = 2
-PT_INTERP: Final = 3
-PT_GNU_STACK: Final = 0x6474E551
-PT_GNU_RELRO: Final = 0x6474E552
-PT_GNU_PROPERTY: Final = 0x6474E553
-NT_GNU_PROPERTY_TYPE_0: Final = 5
-GNU_PROPERTY_MEMORY_SEAL: Final = 3
-PF_X: Final = 1
-PF_W: Final = 2
-DT_NULL: Final = 0
-DT_BIND_NOW: Final = 24
-DT_FLAGS: Final = 30
-DT_FLAGS_1: Final = 0x6FFFFFFB
-DF_BIND_NOW: Final = 0x8
-DF_1_NOW: Final = 0x1
-DF_1_PIE: Final = 0x08000000
 
 NOT_ENFORCED_NOTE: Final = (
     "no released glibc acts on GNU_PROPERTY_MEMORY_SEAL yet (glibc 2.43 adds only the "
     "mseal() wrapper; loader sealing is an unmerged series), so 'marked' is not 'sealed "
     "at run time': `sealkit audit` shows what is sealed"
 )
-
-
-# --- load layouts (struct; the audit's hot path) -----------------------------
-
-
-class Segment(NamedTuple):
-    """One program header: type, flags (``PF_*``), file offset and size,
-    virtual address and memory size, alignment."""
-
-    type: int
-    flags: int
-    offset: int
-    vaddr: int
-    filesz: int
-    memsz: int
-    align: int
-
-
-class LoadLayout(NamedTuple):
-    """The program headers of an ELF file (what the loader maps).
-
-    ``loads`` are the ``PT_LOAD`` segments by address, ``relro`` the
-    ``PT_GNU_RELRO`` segment (or ``None``): both derived from ``segments``
-    once, since a sweep asks for them per mapping.
-    """
-
-    elfclass: int
-    little: bool
-    type: int
-    segments: tuple[Segment, ...]
-    loads: tuple[Segment, ...]
-    relro: Segment | None
-
-    @classmethod
-    def of(
-        cls, elfclass: int, little: bool, e_type: int, segments: tuple[Segment, ...]
-    ) -> LoadLayout:
-        """Build from the program headers, deriving ``loads`` and ``relro``."""
-        loads = tuple(sorted((s for s in segments if s.type == PT_LOAD), key=lambda s: s.vaddr))
-        relro = next((s for s in segments if s.type == PT_GNU_RELRO), None)
-        return cls(elfclass, little, e_type, segments, loads, relro)
-
-
-_EHDR: Final = {32: "16xHHIIIIIHHHHHH", 64: "16xHHIQQQIHHHHHH"}
-_PHDR: Final = {32: "IIIIIIII", 64: "IIQQQQQQ"}
-
-
-def _ident(head: bytes, source: str) -> tuple[int, bool]:
-    if len(head) < 16 or head[:4] != ELF_MAGIC:
-        raise ParseError("not an ELF file", None, source)
-    if head[4] not in (1, 2) or head[5] not in (1, 2):
-        raise ParseError(f"unknown ELF class {head[4]} or data encoding {head[5]}", None, source)
-    return (32 if head[4] == 1 else 64), head[5] == 1
-
-
-NOT_REGULAR: Final = "not a regular file"
-
-
-def _open(path: str, dir_fd: int | None = None) -> tuple[int, os.stat_result]:
-    """:func:`sealkit._os.files.open_regular` (no blocking on a FIFO or device,
-    no acting on a device node), with this module's errors."""
-    try:
-        return open_regular(path, dir_fd)
-    except NotRegularFile as exc:
-        if stat.S_ISDIR(exc.mode):
-            raise IsADirectoryError(21, "Is a directory", path) from None
-        raise ParseError(NOT_REGULAR, None, path) from None
-
-
-def load_layout(path: str, dir_fd: int | None = None, inode: int | None = None) -> LoadLayout:
-    """Program headers of the ELF file at ``path`` (relative to ``dir_fd``).
-
-    With ``inode``, the file opened must be that inode (a mapping's file
-    may have been replaced on disk since it was mapped). Raises
-    :class:`ParseError` for a file that is not ELF, is truncated or is not
-    the expected inode, and ``OSError`` when the file cannot be read.
-    """
-    if not isinstance(path, str | os.PathLike):
-        raise ArgumentTypeError(f"path must be a str or path, not {type(path).__name__}")
-    if dir_fd is not None and type(dir_fd) is not int:
-        raise ArgumentTypeError(f"dir_fd must be an int or None, not {type(dir_fd).__name__}")
-    if inode is not None and type(inode) is not int:
-        raise ArgumentTypeError(f"inode must be an int or None, not {type(inode).__name__}")
-    if "\0" in os.fspath(path):
-        raise ArgumentError("path contains a NUL byte")
-    try:
-        fd, st = _open(path, dir_fd)  # processes map device nodes too
-    except IsADirectoryError:
-        raise ParseError(NOT_REGULAR, None, path) from None
-    try:
-        if inode is not None and st.st_ino != inode:
-            raise ParseError(f"not inode {inode} (replaced since it was mapped?)", None, path)
-        head = os.pread(fd, 4096, 0)
-        elfclass, little = _ident(head, path)
-        order = "<" if little else ">"
-        ehdr = struct.Struct(order + _EHDR[elfclass])
-        if len(head) < ehdr.size:
-            raise ParseError("truncated ELF header", None, path)
-        e_type, _, _, _, phoff, _, _, _, phentsize, phnum, _, _, _ = ehdr.unpack_from(head)
-        phdr = struct.Struct(order + _PHDR[elfclass])
-        if phnum and phentsize < phdr.size:
-            raise ParseError(f"program header entries of {phentsize} bytes", None, path)
-        table = phentsize * phnum
-        if phoff + table > st.st_size:  # also keeps pread's offset in range
-            raise ParseError("truncated program headers", None, path)
-        blob = head[phoff : phoff + table] if phoff + table <= len(head) else b""
-        if len(blob) < table:
-            blob = os.pread(fd, table, phoff)
-        if len(blob) < table:
-            raise ParseError("truncated program headers", None, path)
-    finally:
-        os.close(fd)
-    segments = []
-    for i in range(phnum):
-        fields = phdr.unpack_from(blob, i * phentsize)
-        if elfclass == 64:
-            p_type, flags, offset, vaddr, _, filesz, memsz, align = fields
-        else:
-            p_type, offset, vaddr, _, filesz, memsz, flags, align = fields
-        segments.append(Segment(p_type, flags, offset, vaddr, filesz, memsz, align))
-    return LoadLayout.of(elfclass, little, e_type, tuple(segments))
 
 
 # --- the marker: the loader's walk (pure) ------------------------------------
@@ -345,20 +214,6 @@ class ElfReport(NamedTuple):
         }
 
 
-def is_elf(path: str) -> bool:
-    """Whether ``path`` is a regular file starting with the ELF magic."""
-    try:
-        fd, _ = _open(path)
-    except (OSError, ParseError):
-        return False
-    try:
-        return os.pread(fd, 4, 0) == ELF_MAGIC
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
 def iter_paths(paths: Sequence[str], recursive: bool) -> Iterator[tuple[str, bool]]:
     """Expand ``paths``: ``(path, named)`` where ``named`` is true for a path
     given on the command line. Directories are walked (sorted, without
@@ -398,9 +253,9 @@ def inspect(path: str) -> ElfReport:
     from elftools.elf.elffile import ELFFile
 
     try:
-        with os.fdopen(_open(path)[0], "rb") as stream:
+        with os.fdopen(open_file(path)[0], "rb") as stream:
             head = stream.read(64)
-            _ident(head, path)
+            ident(head, path)
             size = os.fstat(stream.fileno()).st_size
             elf = ELFFile(stream)
             return _inspect(path, elf, size)
