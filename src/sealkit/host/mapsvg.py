@@ -10,7 +10,7 @@ gaps are compressed to a fixed-height break labelled with their size.
 Objects (files) are named once, beside a bracket spanning their groups;
 every shape has a ``<title>`` tooltip with its range, permissions and path.
 
-Pure: takes :class:`sealkit.audit.ProcessMaps`, returns text. Written by
+Pure: takes :class:`sealkit.host.maps.ProcessMaps`, returns text. Written by
 hand with XML escaping (no dependency).
 """
 
@@ -23,8 +23,9 @@ from xml.sax.saxutils import escape as _xml_escape
 from xml.sax.saxutils import quoteattr as _xml_quoteattr
 
 from ..errors import ArgumentTypeError
-from ..text import printable
-from .audit import KINDS, MappedRegion, ProcessMaps, human_size
+from ..text import human_size, printable
+from .classify import KINDS
+from .maps import MappedRegion, ProcessMaps
 
 __all__ = ["KIND_COLOURS", "VmaGroup", "group_regions", "render_svg"]
 

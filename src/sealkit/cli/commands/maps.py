@@ -16,7 +16,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ...host.audit import ProcessMaps
+    from ...host.maps import ProcessMaps
 
 NAME = "maps"
 HELP = "Show every mapping of one process: range, size, perms, sealed, kind, path."
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ...errors import AccessDeniedError, ArgumentError, ArgumentTypeError, ProcessGoneError
-    from ...host.audit import process_maps
+    from ...host.maps import process_maps
 
     try:
         maps = process_maps(args.pid)
@@ -84,8 +84,7 @@ def _table(maps: ProcessMaps, sealed_only: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from ...host.audit import human_size
-    from ...text import printable
+    from ...text import human_size, printable
     from ..output import table_console as stdout_console
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
