@@ -36,9 +36,9 @@ sys.path.insert(
     0, os.environ.get("SEALKIT_SRC") or str(Path(__file__).resolve().parent.parent / "src")
 )
 
-from sealkit.differential import make_space
-from sealkit.executor import KernelExecutor, Window
-from sealkit.fuzz import RandomChooser, campaign, gen_trace
+from sealkit.fidelity.differential import make_space
+from sealkit.fidelity.executor import KernelExecutor, Window
+from sealkit.fidelity.fuzz import RandomChooser, campaign, gen_trace
 
 
 def _traces(calls: int, seed: int) -> tuple[list, float]:

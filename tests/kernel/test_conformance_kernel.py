@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sealkit.conformance import Check, load_scenarios, run_kernel
+from sealkit.fidelity.conformance import Check, load_scenarios, run_kernel
 from sealkit.layout import Layout
 from sealkit.ops import Step
 

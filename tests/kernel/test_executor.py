@@ -13,7 +13,7 @@ import pytest
 
 from sealkit._os import procfs, syscalls
 from sealkit.errors import UnsafeTargetError
-from sealkit.executor import (
+from sealkit.fidelity.executor import (
     MAX_WINDOWS,
     KernelExecutor,
     OutsideArenaError,
@@ -309,7 +309,9 @@ def test_a_worker_that_cannot_start_says_why(monkeypatch: pytest.MonkeyPatch) ->
     # A worker whose interpreter cannot even import sealkit.
     executor = KernelExecutor()
     monkeypatch.setenv("PYTHONPATH", "/nonexistent")
-    monkeypatch.setattr("sealkit.executor.__file__", "/nonexistent/sealkit/executor.py")
+    monkeypatch.setattr(
+        "sealkit.fidelity.executor.__file__", "/nonexistent/sealkit/fidelity/executor.py"
+    )
     with pytest.raises(WorkerDiedError, match="failed to start"):
         executor.run(parse_trace("mmap p0 1p rw- private|anon|fixed\n"))
 

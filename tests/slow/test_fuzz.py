@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from sealkit.executor import KernelExecutor, Window
-from sealkit.fuzz import DifferentialMachine, campaign
+from sealkit.fidelity.executor import KernelExecutor, Window
+from sealkit.fidelity.fuzz import DifferentialMachine, campaign
 
 pytestmark = [pytest.mark.slow, pytest.mark.kernel]
 
@@ -54,7 +54,7 @@ def test_short_campaign_finds_no_divergence() -> None:
 def test_a_planted_divergence_is_found_and_shrunk(executor: KernelExecutor) -> None:
     """The machinery works: a model that lies about one call is caught, and the
     report carries a replayable trace."""
-    from sealkit.differential import make_space
+    from sealkit.fidelity.differential import make_space
     from sealkit.ops import Munmap
 
     class Lying:

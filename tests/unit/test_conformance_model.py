@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from sealkit.conformance import load_scenarios, run_model
+from sealkit.fidelity.conformance import load_scenarios, run_model
 from sealkit.model import POLICIES
 from sealkit.ops import parse_step
 

@@ -6,10 +6,16 @@ import errno
 import random
 from collections import Counter
 
-from sealkit.differential import Divergence, ModelRun, canonical, compare_runs, diff_layouts
-from sealkit.executor import KernelRun, Window, refusal
+from sealkit.fidelity.differential import (
+    Divergence,
+    ModelRun,
+    canonical,
+    compare_runs,
+    diff_layouts,
+)
+from sealkit.fidelity.executor import KernelRun, Window, refusal
+from sealkit.fidelity.fuzz import ADVICES, GenState, RandomChooser, gen_op, shrink
 from sealkit.flags import Madv, MremapFlag
-from sealkit.fuzz import ADVICES, GenState, RandomChooser, gen_op, shrink
 from sealkit.layout import Layout
 from sealkit.ops import (
     Brk,
@@ -196,8 +202,8 @@ def test_canonical_keeps_file_offsets_and_drops_anon_ones() -> None:
 def test_reused_model_layouts_equal_fresh_ones() -> None:
     """gen_trace reuses the model's layout when a call left its state untouched;
     every reused layout must equal the one rendered afresh by replaying."""
-    from sealkit.differential import make_space, run_model
-    from sealkit.fuzz import gen_trace
+    from sealkit.fidelity.differential import make_space, run_model
+    from sealkit.fidelity.fuzz import gen_trace
 
     chooser = RandomChooser(random.Random(5))
     win = Window()

@@ -71,8 +71,8 @@ def replay_counterexample(
     is started and stopped here otherwise).
     """
     # The kernel side is imported here: the analyzer itself is pure.
-    from ..differential import compare_runs, run_model  # noqa: PLC0415
-    from ..executor import KernelExecutor, Window  # noqa: PLC0415
+    from ..fidelity.differential import compare_runs, run_model  # noqa: PLC0415
+    from ..fidelity.executor import KernelExecutor, Window  # noqa: PLC0415
 
     ops = [s.op for s in c.setup] + [s.op for s in c.attack]
     n_setup = len(c.setup)
@@ -117,7 +117,7 @@ def replay_counterexample(
 def replay_report(report: Report) -> tuple[Report, int]:
     """Replay every ``linux`` counterexample of ``report``; returns the report
     with each verdict's ``replay`` set, and how many were refuted."""
-    from ..executor import KernelExecutor, Window  # noqa: PLC0415
+    from ..fidelity.executor import KernelExecutor, Window  # noqa: PLC0415
 
     scenario = report.scenario
     refuted = 0

@@ -17,8 +17,15 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from ...conformance import NOT_EXPRESSIBLE, Outcome, Scenario, load_scenarios, run_kernel, run_model
 from ...errors import ParseError
+from ...fidelity.conformance import (
+    NOT_EXPRESSIBLE,
+    Outcome,
+    Scenario,
+    load_scenarios,
+    run_kernel,
+    run_model,
+)
 from ..main import UsageError
 from ..output import PipeConsole
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from ...layout import Layout
+from ...ops import parse_step
 from ..executor import Window
-from ..layout import Layout
-from ..ops import parse_step
 from . import Check, Scenario
 
 __all__ = ["ADVICES", "TYPES", "matrix_scenarios"]
@@ -196,7 +196,7 @@ def _scenario(advice: str, kind: str, fork: bool) -> Scenario:
     )
     return Scenario(
         f"probe/7.1-{kind}/{advice}{suffix}", source, tuple(steps),
-        (Check(len(steps) - 1, "p", layout),), Window(16, 16), origin="conformance/matrix.py",
+        (Check(len(steps) - 1, "p", layout),), Window(16, 16), origin="fidelity/conformance/matrix.py",
     )  # fmt: skip
 
 

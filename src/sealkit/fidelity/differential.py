@@ -33,11 +33,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from .errors import StateError
-from .executor import KernelExecutor, KernelRun, RawRun, Window, raw_to_layout, uses_heap
-from .flags import PAGE_SIZE, MapFlag, Prot
-from .layout import TRACKED_FLAGS, Layout, Run
-from .ops import (
+from ..errors import StateError
+from ..flags import PAGE_SIZE, MapFlag, Prot
+from ..layout import TRACKED_FLAGS, Layout, Run
+from ..ops import (
     MODEL_BASES,
     Mmap,
     Munmap,
@@ -46,6 +45,7 @@ from .ops import (
     format_result,
     format_step,
 )
+from .executor import KernelExecutor, KernelRun, RawRun, Window, raw_to_layout, uses_heap
 
 __all__ = [
     "Divergence",
@@ -75,7 +75,7 @@ def make_space(policy: str = "linux") -> SpaceLike:
     """A fresh model address space under ``policy`` (imported lazily: the model
     is a separate layer)."""
     try:
-        from .model import AddressSpace  # type: ignore[attr-defined, unused-ignore]  # noqa: PLC0415
+        from ..model import AddressSpace  # type: ignore[attr-defined, unused-ignore]  # noqa: PLC0415
     except ImportError:
         raise StateError("the model (sealkit.model) is not installed in this tree") from None
     space: SpaceLike = AddressSpace(policy=policy)

@@ -46,12 +46,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final
 
-from ..differential import make_space
-from ..errors import ParseError
-from ..executor import KernelExecutor, OutsideArenaError, Window, uses_heap
-from ..flags import MapFlag, SealV1, SealV3, SplitSeal
-from ..layout import Layout, Run
-from ..ops import (
+from ...errors import ParseError
+from ...flags import MapFlag, SealV1, SealV3, SplitSeal
+from ...layout import Layout, Run
+from ...ops import (
     Mimmutable,
     Mmap,
     Mseal,
@@ -64,6 +62,8 @@ from ..ops import (
     format_result,
     parse_step,
 )
+from ..differential import make_space
+from ..executor import KernelExecutor, OutsideArenaError, Window, uses_heap
 
 __all__ = [
     "NOT_EXPRESSIBLE",
@@ -278,7 +278,7 @@ def load_scenarios(pattern: str | None = None) -> list[Scenario]:
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if not entry.name.endswith(".toml"):
             continue
-        origin = f"conformance/scenarios/{entry.name}"
+        origin = f"fidelity/conformance/scenarios/{entry.name}"
         try:
             data = tomllib.loads(entry.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:

@@ -35,21 +35,9 @@ from typing import Any, Final, Protocol, TypeVar
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
 
-from .differential import (
-    Canon,
-    Divergence,
-    ModelRun,
-    SpaceLike,
-    annotate,
-    canonical,
-    compare_runs,
-    make_space,
-    run_model,
-)
-from .executor import FlagMode, KernelExecutor, KernelRun, Window, refusal
-from .flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
-from .layout import Layout
-from .ops import (
+from ..flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
+from ..layout import Layout
+from ..ops import (
     FILE_PAGES,
     MASK64,
     MODEL_BASES,
@@ -70,6 +58,18 @@ from .ops import (
     Write,
     format_trace,
 )
+from .differential import (
+    Canon,
+    Divergence,
+    ModelRun,
+    SpaceLike,
+    annotate,
+    canonical,
+    compare_runs,
+    make_space,
+    run_model,
+)
+from .executor import FlagMode, KernelExecutor, KernelRun, Window, refusal
 
 __all__ = [
     "EXCLUDED",

@@ -10,7 +10,7 @@ Where traces run
 ----------------
 Seals last until the process exits (spec linux-mseal §1.3 "No unseal"), so
 traces never run in the caller. A worker is a fresh interpreter
-(``python -c 'from sealkit.executor import worker_main; worker_main()'``)
+(``python -c 'from sealkit.fidelity.executor import worker_main; worker_main()'``)
 talking pickled frames over two pipes, in its own session (the terminal's
 ^C goes to the controller, which decides). Every process of the worker's
 tree (the worker, its runners, their forked trace children) asks the kernel
@@ -119,11 +119,11 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from ._os import procfs, syscalls
-from .errors import KernelError, SealkitError, StateError, UnsafeTargetError
-from .flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
-from .layout import TRACKED_FLAGS, Layout, Run
-from .ops import (
+from .._os import procfs, syscalls
+from ..errors import KernelError, SealkitError, StateError, UnsafeTargetError
+from ..flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
+from ..layout import TRACKED_FLAGS, Layout, Run
+from ..ops import (
     ELSEWHERE,
     FILE_PAGES,
     MASK64,
@@ -1405,11 +1405,11 @@ class KernelExecutor:
 
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
-        src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in _reset)
-        code = "from sealkit.executor import worker_main; worker_main()"
+        code = "from sealkit.fidelity.executor import worker_main; worker_main()"
         self._proc = subprocess.Popen(
             [sys.executable, "-S", "-c", code, str(req_r), str(rep_w),
              str(-1 if self.cpu is None else self.cpu), str(os.getpid())],

@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._os.files import NotRegularFile, open_regular
+from .._os.files import NotRegularFile, open_regular
+from ..errors import ArgumentError, ParseError
+from ..flags import PAGE_SIZE
+from ..layout import Layout
+from ..ops import MODEL_BASES, Op, Step, format_result, format_step, iter_ranges, parse_trace
 from .differential import Divergence, ModelRun, compare_runs, run_model
-from .errors import ArgumentError, ParseError
 from .executor import MAX_PAGES, KernelExecutor, KernelRun, Window, uses_heap
-from .flags import PAGE_SIZE
-from .layout import Layout
-from .ops import MODEL_BASES, Op, Step, format_result, format_step, iter_ranges, parse_trace
 
 __all__ = ["MAX_TRACE_BYTES", "Replay", "load_trace", "replay", "window_for"]
 

@@ -22,8 +22,8 @@ from typing import Final, TypeVar
 
 from hypothesis import strategies as st
 
-from .flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot, SealV1, SealV3, SplitSeal
-from .ops import (
+from ..flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot, SealV1, SealV3, SplitSeal
+from ..ops import (
     MODEL_BASES,
     Brk,
     Fork,
