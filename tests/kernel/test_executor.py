@@ -19,12 +19,12 @@ from sealkit.fidelity.executor import (
     OutsideArenaError,
     Window,
     WorkerDiedError,
-    _Runner,
-    _steps_bytes,
-    _Zygote,
     check_trace,
     raw_to_layout,
 )
+from sealkit.fidelity.executor.protocol import step_marks
+from sealkit.fidelity.executor.runner import Runner
+from sealkit.fidelity.executor.zygote import Zygote
 from sealkit.flags import PAGE_SIZE as PS
 from sealkit.flags import Madv, MapFlag, Prot
 from sealkit.ops import MODEL_BASES, parse_trace
@@ -104,7 +104,7 @@ def test_far_ranges_run_and_cannot_hit_anything(kx: KernelExecutor, line: str, r
     assert run.layout(1).text() == "[0,4) rw-p anon 0000"
 
 
-def _wrap_reply(runner: _Runner) -> tuple[Any, ...]:
+def _wrap_reply(runner: Runner) -> tuple[Any, ...]:
     length = (1 << 64) - MODEL_BASES.arena - PS
     return _handle(runner, [f"madvise p2 {length:#x} dontneed"])
 
@@ -289,7 +289,7 @@ def test_clean_traces_reuse_one_window() -> None:
 
 def test_workers_and_runners_stay_on_one_cpu() -> None:
     # Per-CPU LRU batches make MADV_FREE + MADV_PAGEOUT depend on the CPU
-    # (executor._pin): the worker, its runners and their fork children
+    # (executor.zygote._pin): the worker, its runners and their fork children
     # never migrate.
     allowed = sorted(os.sched_getaffinity(0))
     steps = parse_trace("mmap p0 1p rw- private|anon|fixed = p0\n")
@@ -310,7 +310,8 @@ def test_a_worker_that_cannot_start_says_why(monkeypatch: pytest.MonkeyPatch) ->
     executor = KernelExecutor()
     monkeypatch.setenv("PYTHONPATH", "/nonexistent")
     monkeypatch.setattr(
-        "sealkit.fidelity.executor.__file__", "/nonexistent/sealkit/fidelity/executor.py"
+        "sealkit.fidelity.executor.client.__file__",
+        "/nonexistent/sealkit/fidelity/executor/client.py",
     )
     with pytest.raises(WorkerDiedError, match="failed to start"):
         executor.run(parse_trace("mmap p0 1p rw- private|anon|fixed\n"))
@@ -319,18 +320,18 @@ def test_a_worker_that_cannot_start_says_why(monkeypatch: pytest.MonkeyPatch) ->
 # ------------------------------------------- snapshots vs smaps, seal probe
 
 
-def _handle(runner: _Runner, lines: list[str], flags: str = "every") -> tuple[Any, ...]:
+def _handle(runner: Runner, lines: list[str], flags: str = "every") -> tuple[Any, ...]:
     ops = ops_of("\n".join(lines))
     n = len(ops)
-    msg = ("run", ops, Window(16, 8), _steps_bytes(n, "every", ops, ""),
-           _steps_bytes(n, flags, ops, ""), False)  # fmt: skip
+    msg = ("run", ops, Window(16, 8), step_marks(n, "every", ops, ""),
+           step_marks(n, flags, ops, ""), False)  # fmt: skip
     return runner.handle(msg)
 
 
-def _with_runner(fn: Callable[[_Runner], Any]) -> Any:
+def _with_runner(fn: Callable[[Runner], Any]) -> Any:
     """In a forked child (``in_child``): a runner in this very process, so the
     test can read its smaps; its seals vanish with the child."""
-    return fn(_Runner(_Zygote()))
+    return fn(Runner(Zygote()))
 
 
 STATE = [
@@ -352,7 +353,7 @@ STATE = [
 ]
 
 
-def _snapshot_and_smaps(runner: _Runner) -> tuple[str, list[tuple[Any, ...]], int]:
+def _snapshot_and_smaps(runner: Runner) -> tuple[str, list[tuple[Any, ...]], int]:
     reply = _handle(runner, STATE)
     assert reply[0] == "done", reply
     base = runner.bases.arena
@@ -411,7 +412,7 @@ def _overlapping(addr: int, length: int) -> list[procfs.Vma]:
     return [v for v in procfs.read_smaps("self") if v.end > addr and v.start < addr + length]
 
 
-def _probe_claim(_runner: _Runner) -> list[tuple[str, bool, bool, bool | str]]:
+def _probe_claim(_runner: Runner) -> list[tuple[str, bool, bool, bool | str]]:
     """For many VMA kinds: does mprotect(own prot) return EPERM iff sealed, and
     leave every smaps field of an unsealed VMA unchanged (no split either)?"""
     # The slots live in a PROT_NONE reservation that is never unmapped (used
@@ -477,7 +478,7 @@ def test_seal_probe_is_eperm_iff_sealed_and_has_no_side_effect(in_child: Any) ->
         assert eperm == sealed, name
 
 
-def _probe_answers(runner: _Runner) -> list[tuple[str, bool, bool]]:
+def _probe_answers(runner: Runner) -> list[tuple[str, bool, bool]]:
     base = runner._slot_base(0)
     out = []
     for i, prot in enumerate((0, 1, 3, 5, 7)):

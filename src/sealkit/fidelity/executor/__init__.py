@@ -1,0 +1,51 @@
+"""Run op traces on the real kernel, in disposable worker processes.
+
+The kernel side of the differential machinery: the conformance suite, the
+fuzzer and ``sealkit replay`` hand traces (lists of :class:`~sealkit.ops.Op`,
+written against :data:`~sealkit.ops.MODEL_BASES`) to a
+:class:`KernelExecutor` and get back every call's result and a
+:class:`~sealkit.layout.Layout` of the window after each call.
+
+Where each part lives
+---------------------
+==================  ==========================================================
+:mod:`.client`      :class:`KernelExecutor`, the controller side (starts,
+                    feeds and recycles workers)
+:mod:`.zygote`      the worker process: malloc prepared, arena reserved,
+                    runners forked
+:mod:`.runner`      runs traces in window slots: the calls, the snapshots,
+                    the clean-up
+:mod:`.refusals`    what the executor will not run, checked before anything
+                    runs
+:mod:`.protocol`    what crosses the pipes: frames, messages, raw snapshots
+==================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from .client import FlagMode, KernelExecutor, KernelRun, SnapshotMode
+from .protocol import FLAG_OPS, RawRun, RawSnap, WorkerDiedError, raw_to_layout
+from .refusals import MAX_PAGES, OutsideArenaError, Window, check_trace, refusal, uses_heap
+from .runner import GUARD, MAX_WINDOWS
+from .zygote import worker_main
+
+__all__ = [
+    "FLAG_OPS",
+    "GUARD",
+    "MAX_PAGES",
+    "MAX_WINDOWS",
+    "FlagMode",
+    "KernelExecutor",
+    "KernelRun",
+    "OutsideArenaError",
+    "RawRun",
+    "RawSnap",
+    "SnapshotMode",
+    "Window",
+    "WorkerDiedError",
+    "check_trace",
+    "raw_to_layout",
+    "refusal",
+    "uses_heap",
+    "worker_main",
+]
