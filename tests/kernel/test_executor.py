@@ -17,14 +17,13 @@ from sealkit.fidelity.executor import (
     MAX_WINDOWS,
     KernelExecutor,
     OutsideArenaError,
-    Window,
     WorkerDiedError,
     check_trace,
     raw_to_layout,
 )
-from sealkit.fidelity.executor.protocol import step_marks
 from sealkit.fidelity.executor.runner import Runner
 from sealkit.fidelity.executor.zygote import Zygote
+from sealkit.fidelity.target import Window, observed_steps
 from sealkit.flags import PAGE_SIZE as PS
 from sealkit.flags import Madv, MapFlag, Prot
 from sealkit.ops import MODEL_BASES, parse_trace
@@ -323,8 +322,8 @@ def test_a_worker_that_cannot_start_says_why(monkeypatch: pytest.MonkeyPatch) ->
 def _handle(runner: Runner, lines: list[str], flags: str = "every") -> tuple[Any, ...]:
     ops = ops_of("\n".join(lines))
     n = len(ops)
-    msg = ("run", ops, Window(16, 8), step_marks(n, "every", ops, ""),
-           step_marks(n, flags, ops, ""), False)  # fmt: skip
+    msg = ("run", ops, Window(16, 8), observed_steps(n, "every", ops, ""),
+           observed_steps(n, flags, ops, ""), False)  # fmt: skip
     return runner.handle(msg)
 
 

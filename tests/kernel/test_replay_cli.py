@@ -17,10 +17,10 @@ import pytest
 from sealkit.fidelity.executor import (
     KernelExecutor,
     OutsideArenaError,
-    Window,
     WorkerDiedError,
     check_trace,
 )
+from sealkit.fidelity.target import Window
 from sealkit.ops import MODEL_BASES, Madvise, PkeyMprotect, ProcessMadvise, Prot
 
 from ..conftest import python_env

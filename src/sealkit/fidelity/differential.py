@@ -1,7 +1,10 @@
-"""Holding the model to the kernel: run a trace on both, find the first divergence.
+"""Holding the model to the kernel: compare two runs of a trace, find the first divergence.
 
-Used by the differential fuzzer (:mod:`sealkit.fuzz`), the conformance suite
-(:mod:`sealkit.conformance`) and ``sealkit replay --diff``.
+The runs are :class:`~sealkit.fidelity.target.TraceRun` s of the same trace
+on two targets: the model's (``model``, whose ``?`` content tokens match
+anything) and the reference's (``kernel``, the running kernel). Used by the
+differential fuzzer (:mod:`sealkit.fidelity.fuzz`), ``sealkit replay --diff``
+(:mod:`sealkit.fidelity.replay`) and the analyzer's ``--replay``.
 
 What is compared, step by step
 ------------------------------
@@ -20,7 +23,7 @@ What is compared, step by step
   merges VMAs and are compared only with ``exact=True`` (every boundary,
   after every call);
 * the tracked **VmFlags** (``dc wf lo lf hg nh dd rr sr mg gd``) only at the
-  steps where the kernel executor read smaps (:attr:`KernelRun.flags_checked`).
+  steps where the kernel executor read smaps (:attr:`TraceRun.flags_checked`).
 
 Everything else (object identities, anonymous page offsets, VMA boundaries
 that depend on when the kernel merges) is not compared unless ``exact=True``.
@@ -29,100 +32,26 @@ that depend on when the kernel merges) is not compared unless ``exact=True``.
 from __future__ import annotations
 
 import errno as _errno
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
-from ..errors import StateError
 from ..flags import PAGE_SIZE, MapFlag, Prot
 from ..layout import TRACKED_FLAGS, Layout, Run
-from ..ops import (
-    MODEL_BASES,
-    Mmap,
-    Munmap,
-    Op,
-    Step,
-    format_result,
-    format_step,
-)
-from .executor import KernelExecutor, KernelRun, RawRun, Window, raw_to_layout, uses_heap
+from ..ops import MODEL_BASES, Mmap, Munmap, Op, Step, format_result, format_step
+from .target import TraceRun
 
 __all__ = [
+    "Canon",
     "Divergence",
-    "ModelRun",
-    "SpaceLike",
+    "annotate",
     "canonical",
     "compare_runs",
     "diff_layouts",
     "exact_check_range",
-    "kernel_layout",
-    "make_space",
-    "run_model",
 ]
 
 _EMPTY: Final = frozenset[str]()
-
-
-class SpaceLike(Protocol):
-    """What this module needs from a model address space (``sealkit.model.AddressSpace``)."""
-
-    def apply(self, op: Op) -> int: ...
-
-    def layout(self, zone: str, lo: int, hi: int) -> Layout: ...
-
-
-def make_space(policy: str = "linux") -> SpaceLike:
-    """A fresh model address space under ``policy`` (imported lazily: the model
-    is a separate layer)."""
-    try:
-        from ..model import AddressSpace  # type: ignore[attr-defined, unused-ignore]  # noqa: PLC0415
-    except ImportError:
-        raise StateError("the model (sealkit.model) is not installed in this tree") from None
-    space: SpaceLike = AddressSpace(policy=policy)
-    return space
-
-
-# ------------------------------------------------------------ model side
-
-
-@dataclass(slots=True)
-class ModelRun:
-    """A trace on the model: ``results[i]`` and ``layouts[i][zone]`` after call ``i``."""
-
-    ops: tuple[Op, ...]
-    policy: str
-    zones: tuple[str, ...]
-    results: list[int] = field(default_factory=list)
-    layouts: list[dict[str, Layout]] = field(default_factory=list)
-
-    def steps(self) -> list[Step]:
-        """The trace with the model's results."""
-        return [Step(op, r) for op, r in zip(self.ops, self.results, strict=True)]
-
-
-def _zone_hi(zone: str, window: Window) -> int:
-    return window.pages if zone == "p" else window.heap_pages
-
-
-def run_model(
-    ops: Sequence[Op],
-    policy: str = "linux",
-    window: Window | None = None,
-    *,
-    space: SpaceLike | None = None,
-    layouts: bool = True,
-) -> ModelRun:
-    """Apply ``ops`` to a fresh model (or ``space``) and record every result and,
-    when ``layouts``, every zone's exact layout."""
-    win = window or Window()
-    zones = ("p", "h") if uses_heap(ops) else ("p",)
-    space = space if space is not None else make_space(policy)
-    run = ModelRun(tuple(ops), policy, zones)
-    for op in ops:
-        run.results.append(space.apply(op))
-        if layouts:
-            run.layouts.append({z: space.layout(z, 0, _zone_hi(z, win)) for z in zones})
-    return run
 
 
 # ------------------------------------------------------------ canonical forms
@@ -135,26 +64,21 @@ def _is_filelike(backing: str) -> bool:
     return backing.startswith(("file:", "shmem"))
 
 
-def canonical(runs: Iterable[Run] | Iterable[RawRun], *, flags: bool, exact: bool = False) -> Canon:
-    """Runs (model :class:`~sealkit.layout.Run` or the executor's raw tuples) in
-    the form compared: object identity and anonymous offsets dropped, flags
-    kept only when ``flags``, and adjacent runs merged unless ``exact``
-    (the same rule as :meth:`Layout.merged`)."""
+def canonical(runs: Iterable[Run], *, flags: bool, exact: bool = False) -> Canon:
+    """Runs of a :class:`~sealkit.layout.Layout` in the form compared: object
+    identity and anonymous offsets dropped, flags kept only when ``flags``,
+    and adjacent runs merged unless ``exact`` (the same rule as
+    :meth:`Layout.merged`)."""
     out: Canon = []
     for run in runs:
-        if isinstance(run, Run):
-            start, end, prot, shared, backing = (
-                run.start,
-                run.end,
-                int(run.prot),
-                run.shared,
-                run.backing,
-            )
-            pgoff, seal, fl, content = run.pgoff, run.seal, run.flags, run.content
-        else:
-            start, end, prot, shared, backing, pgoff, sealed, raw_flags, content = run
-            seal = "sl" if sealed else ""
-            fl = raw_flags if raw_flags is not None else _EMPTY
+        start, end, prot, shared, backing = (
+            run.start,
+            run.end,
+            int(run.prot),
+            run.shared,
+            run.backing,
+        )
+        pgoff, seal, fl, content = run.pgoff, run.seal, run.flags, run.content
         if not _is_filelike(backing):
             pgoff = None
         key = (prot, shared, backing, seal, (fl & TRACKED_FLAGS) if flags else _EMPTY)
@@ -215,11 +139,6 @@ def diff_layouts(model: Layout, kernel: Layout, *, flags: bool, exact: bool = Fa
     return f"- (nothing)\n+ {kl[len(ml)]}"
 
 
-def kernel_layout(run: KernelRun, step: int, zone: str) -> Layout:
-    """The kernel's exact layout of ``zone`` after ``step``."""
-    return run.layout(step, zone)
-
-
 # ------------------------------------------------------------ exact boundaries
 
 
@@ -240,11 +159,10 @@ def exact_check_range(op: Op, result: int) -> tuple[int, int] | None:
     return None
 
 
-def _boundaries(runs: Iterable[Run] | Iterable[RawRun], lo: int, hi: int) -> list[int]:
+def _boundaries(runs: Iterable[Run], lo: int, hi: int) -> list[int]:
     marks: set[int] = set()
     for run in runs:
-        start, end = (run.start, run.end) if isinstance(run, Run) else (run[0], run[1])
-        for b in (start, end):
+        for b in (run.start, run.end):
             if lo <= b <= hi:
                 marks.add(b)
     return sorted(marks)
@@ -285,19 +203,22 @@ class Divergence:
 
 
 def compare_runs(
-    model: ModelRun,
-    kernel: KernelRun,
+    model: TraceRun,
+    kernel: TraceRun,
     *,
     exact: bool = False,
     canon_cache: list[dict[str, Canon]] | None = None,
 ) -> Divergence | None:
-    """The first divergence between a model run and a kernel run of the same
-    trace, or ``None``. ``canon_cache`` may hold the model's canonical layouts
-    per step (without flags, merged), computed while the model ran."""
+    """The first divergence between two runs of the same trace, the model's
+    and the reference's (any two targets: see :mod:`sealkit.fidelity.target`),
+    or ``None``. Layouts are compared at the steps both runs observed; flags
+    where both read them. ``canon_cache`` may hold the model's canonical
+    layouts per step (without flags, merged), computed while the model ran."""
     ops = model.ops
-    # The last (model canonical, kernel raw runs) pair found equal, per zone:
-    # a step where neither side changed needs no second comparison.
-    agreed: dict[str, tuple[Canon, tuple[RawRun, ...]]] = {}
+    # The last (model canonical, kernel layout) pair found equal, per zone: a
+    # step where neither side changed (the very same objects) needs no second
+    # comparison.
+    agreed: dict[str, tuple[Canon, Layout]] = {}
     for i, op in enumerate(ops):
         if i >= len(kernel.results):
             how = kernel.died or "the kernel run stopped"
@@ -305,28 +226,29 @@ def compare_runs(
         mres, kres = model.results[i], kernel.results[i]
         if mres != kres:
             return Divergence(i, "result", "p", format_result(op, mres), format_result(op, kres))
-        snap = kernel.snapshots[i]
-        if snap is None or not model.layouts:
+        klays = kernel.layouts[i]
+        mlays = model.layouts[i] if i < len(model.layouts) else None
+        if klays is None or mlays is None:
             continue
-        flagged = kernel.flags_checked[i]
-        for zi, zone in enumerate(kernel.zones):
-            kruns = snap[zi]
-            mlay = model.layouts[i][zone]
+        flagged = kernel.flags_checked[i] and model.flags_checked[i]
+        for zone in kernel.zones:
+            klay = klays[zone]
+            mlay = mlays[zone]
             same = False
             if canon_cache is not None and not flagged and not exact:
                 mc = canon_cache[i][zone]
                 last = agreed.get(zone)
                 # Both sides as at the last agreeing step (the model's canonical
-                # form is the very object when its state did not change).
-                same = last is not None and last[0] is mc and last[1] == kruns
+                # form is the very object when its state did not change; the
+                # kernel's layout is when its snapshot did not).
+                same = last is not None and last[0] is mc and last[1] is klay
             else:
                 mc = canonical(mlay.runs, flags=flagged, exact=exact)
             if same:
                 pass
-            elif _canon_equal(mc, canonical(kruns, flags=flagged, exact=exact)):
-                agreed[zone] = (mc, kruns)
+            elif _canon_equal(mc, canonical(klay.runs, flags=flagged, exact=exact)):
+                agreed[zone] = (mc, klay)
             else:
-                klay = raw_to_layout(kruns, zone, 0, mlay.hi)
                 line = diff_layouts(mlay, klay, flags=flagged, exact=exact) or "?"
                 kind = (
                     "flags"
@@ -342,7 +264,7 @@ def compare_runs(
                 # split); boundaries inside it depend on merging (--exact).
                 ends = [b for b in span if 0 <= b <= mlay.hi]
                 mb = [b for b in ends if b in _boundaries(mlay.runs, b, b)]
-                kb = [b for b in ends if b in _boundaries(kruns, b, b)]
+                kb = [b for b in ends if b in _boundaries(klay.runs, b, b)]
                 if mb != kb:
                     return Divergence(
                         i, "boundaries", zone, f"VMA boundaries at {ends}: {mb}",
@@ -354,7 +276,7 @@ def compare_runs(
 
 
 def annotate(
-    ops: Sequence[Op], kernel: KernelRun, model: ModelRun | None, divergence: Divergence | None
+    ops: Sequence[Op], kernel: TraceRun, model: TraceRun | None, divergence: Divergence | None
 ) -> str:
     """The trace in the text form with the kernel's results, the model's result
     noted where it differs and the first divergence marked: ready for
@@ -374,19 +296,3 @@ def annotate(
             note = (note + "; " if note else "") + f"<- first divergence ({divergence.kind})"
         lines.append(format_step(Step(op, res, note)))
     return "\n".join(lines) + "\n"
-
-
-def run_both(
-    ops: Sequence[Op],
-    executor: KernelExecutor,
-    *,
-    policy: str = "linux",
-    flags: str = "end",
-    exact: bool = False,
-    space_factory: Callable[[], SpaceLike] | None = None,
-) -> tuple[ModelRun, KernelRun, Divergence | None]:
-    """Run ``ops`` on the model and on the kernel, and compare."""
-    space = space_factory() if space_factory is not None else make_space(policy)
-    model = run_model(ops, policy, executor.window, space=space)
-    kernel = executor.run(list(ops), flags=flags)  # type: ignore[arg-type]
-    return model, kernel, compare_runs(model, kernel, exact=exact)

@@ -58,18 +58,9 @@ from ..ops import (
     Write,
     format_trace,
 )
-from .differential import (
-    Canon,
-    Divergence,
-    ModelRun,
-    SpaceLike,
-    annotate,
-    canonical,
-    compare_runs,
-    make_space,
-    run_model,
-)
-from .executor import FlagMode, KernelExecutor, KernelRun, Window, refusal
+from .differential import Canon, Divergence, annotate, canonical, compare_runs
+from .executor import refusal as kernel_refusal
+from .target import FlagMode, ModelTarget, SpaceLike, Target, TraceRun, Window, make_target
 
 __all__ = [
     "EXCLUDED",
@@ -84,6 +75,7 @@ __all__ = [
     "RandomChooser",
     "campaign",
     "gen_op",
+    "gen_trace",
     "shrink",
 ]
 
@@ -140,7 +132,7 @@ EXCLUDED: Final[tuple[tuple[str, str], ...]] = (
     ("mseal_v1, mseal_v3, mimmutable, mseal_split", "calls Linux does not have (ENOSYS); "
      "compared only by the conformance suite across policies"),
     ("shmat, remap_file_pages, msync, mincore, mlockall, /proc/PID/mem writes, vdso, stack",
-     "not in the op language (see sealkit.conformance.NOT_EXPRESSIBLE)"),
+     "not in the op language (see sealkit.fidelity.conformance.NOT_EXPRESSIBLE)"),
 )  # fmt: skip
 """Calls and arguments the fuzzer never generates, and why."""
 
@@ -435,7 +427,7 @@ def _gen_brk(c: Chooser, st: GenState) -> Brk:
 @dataclass(slots=True)
 class _ModelTrace:
     ops: list[Op]
-    run: ModelRun
+    run: TraceRun
     canon: list[dict[str, Canon]]
 
 
@@ -475,25 +467,32 @@ def _same_state(a: _StateKey, b: _StateKey) -> bool:
 
 
 def gen_trace(
-    c: Chooser, window: Window, length: int, space: SpaceLike, *, heap: bool = False,
-    forks: int = 0,
+    c: Chooser, window: Window, length: int, model: ModelTarget, *, heap: bool = False,
+    forks: int = 0, refusal: Callable[[Op, bool], str | None] | None = None,
 ) -> _ModelTrace:  # fmt: skip
-    """Generate ``length`` calls against ``space`` (applying them as it goes),
-    with at most ``forks`` fork calls."""
+    """Generate ``length`` calls on a fresh address space of ``model``
+    (applying them as it goes: the generator steers by the model's state),
+    with at most ``forks`` fork calls; the trace's run is ``model``'s
+    :class:`~sealkit.fidelity.target.TraceRun`. ``refusal(op, heap)`` keeps
+    the calls to what the other side runs (default: the kernel executor's
+    rules for ``window``)."""
+    refuse = refusal or (lambda op, heap: kernel_refusal(op, window, heap))
+    space = model.space()
     st = GenState(window, heap=heap, fork_budget=forks)
     zones = ("p", "h") if heap else ("p",)
     ops: list[Op] = []
-    run = ModelRun((), "linux", zones)
+    run = TraceRun(model.name, (), window, zones)
     canon: list[dict[str, Canon]] = []
     key: _StateKey | None = None
     lays: dict[str, Layout] = {}
     cans: dict[str, Canon] = {}
     for _ in range(length):
         op = gen_op(c, st)
-        if refusal(op, window, heap) is not None or (not heap and isinstance(op, Brk)):
+        if refuse(op, heap) is not None or (not heap and isinstance(op, Brk)):
             continue
         ops.append(op)
         run.results.append(space.apply(op))
+        run.flags_checked.append(True)
         now = _state_key(space, window)
         if now is None or key is None or not _same_state(now, key):
             # Rendering the model's layout is most of the controller's time;
@@ -512,10 +511,13 @@ def gen_trace(
     if heap and not any(isinstance(op, Brk) for op in ops):
         ops.append(Brk(0))
         run.results.append(space.apply(ops[-1]))
+        run.flags_checked.append(True)
         run.layouts.append(
             {z: space.layout(z, 0, window.pages if z == "p" else window.heap_pages) for z in zones}
         )
-        canon.append({z: canonical(run.layouts[-1][z].runs, flags=False) for z in zones})
+        last = run.layouts[-1]
+        assert last is not None
+        canon.append({z: canonical(last[z].runs, flags=False) for z in zones})
     run.ops = tuple(ops)
     return _ModelTrace(ops, run, canon)
 
@@ -672,14 +674,14 @@ class CampaignResult:
 
 
 def _fails_with(
-    executor: KernelExecutor, flags: FlagMode, exact: bool, factory: Callable[[], SpaceLike]
+    reference: Target, model: Target, flags: FlagMode, exact: bool
 ) -> Callable[[list[Op]], Divergence | None]:
     def fails(candidate: list[Op]) -> Divergence | None:
-        if any(refusal(op, executor.window, True) for op in candidate):
+        if any(reference.refusal(op, True) for op in candidate):
             return None
-        model = run_model(candidate, window=executor.window, space=factory())
-        kernel = executor.run(candidate, flags=flags)
-        return compare_runs(model, kernel, exact=exact)
+        run = model.run(candidate)
+        kernel = reference.run(candidate, flags=flags)
+        return compare_runs(run, kernel, exact=exact)
 
     return fails
 
@@ -696,13 +698,15 @@ def campaign(
     fork_percent: int = 8,
     max_found: int = 5,
     progress: Callable[[int], None] | None = None,
-    executor: KernelExecutor | None = None,
+    executor: Target | None = None,
     workers: int = 1,
     policy: str = "linux",
     space_factory: Callable[[], SpaceLike] | None = None,
 ) -> CampaignResult:
-    """Run about ``calls`` random calls on the model and on the kernel, compare
-    every one, shrink every divergence (up to ``max_found``).
+    """Run about ``calls`` random calls on the model (``policy``) and on the
+    kernel, compare every one, shrink every divergence (up to ``max_found``).
+    ``executor``: the :class:`~sealkit.fidelity.target.Target` to hold the
+    model to (default: ``workers`` kernel executors).
 
     The model runs here while ``workers`` kernel workers run the traces
     generated before (each keeps two traces queued), so the model and the
@@ -713,15 +717,16 @@ def campaign(
     rng = random.Random(seed)
     chooser = RandomChooser(rng)
     result = CampaignResult(seed, flags=flags, exact=exact, window=win)
-    factory: Callable[[], SpaceLike] = space_factory or (lambda: make_space(policy))
+    model = ModelTarget(policy, win, space_factory=space_factory)
     own = executor is None
     kxs = (
         [executor]
         if executor is not None
-        else [KernelExecutor(win, cpu=i if workers > 1 else None) for i in range(workers)]
+        else [make_target("kernel", win, cpu=i if workers > 1 else None) for i in range(workers)]
     )
+    refusal = kxs[0].refusal
     queues: list[deque[_ModelTrace]] = [deque() for _ in kxs]
-    divergent: list[tuple[_ModelTrace, KernelRun, Divergence]] = []
+    divergent: list[tuple[_ModelTrace, TraceRun, Divergence]] = []
     made = 0
 
     def feeder(queue: deque[_ModelTrace]) -> Iterator[list[Op]]:
@@ -731,8 +736,9 @@ def campaign(
             heap = rng.random() * 100 < heap_percent
             forks = 1 if rng.random() * 100 < fork_percent else 0
             mt = gen_trace(
-                chooser, win, min(length, calls - made), factory(), heap=heap, forks=forks
-            )
+                chooser, win, min(length, calls - made), model, heap=heap, forks=forks,
+                refusal=refusal,
+            )  # fmt: skip
             made += len(mt.ops)
             queue.append(mt)
             yield mt.ops
@@ -764,10 +770,10 @@ def campaign(
         result.seconds = time.perf_counter() - started
         for stream in streams:
             stream.close()
-        fails = _fails_with(kxs[0], flags, exact, factory)
+        fails = _fails_with(kxs[0], model, flags, exact)
         for mt, krun, div in divergent[:max_found]:
             small, small_div = shrink(mt.ops, fails)
-            small_model = run_model(small, window=win, space=factory())
+            small_model = model.run(small)
             small_kernel = kxs[0].run(small, flags=flags)
             result.found.append(
                 Found(
@@ -786,9 +792,10 @@ def campaign(
                 kx.terminate()
         raise
     finally:
-        result.deaths = sum(kx.deaths for kx in kxs)
-        result.workers = sum(kx.workers_started for kx in kxs)
-        result.runners = sum(len(kx.runners) for kx in kxs)
+        usages = [kx.usage() for kx in kxs]
+        result.deaths = sum(u.deaths for u in usages)
+        result.workers = sum(u.workers for u in usages)
+        result.runners = sum(u.runners for u in usages)
         if own:
             for kx in kxs:
                 kx.close()
@@ -806,7 +813,7 @@ class DifferentialMachine(RuleBasedStateMachine):
     one worker): ``window``, ``flags``, ``exact``, ``heap``, ``policy``.
     """
 
-    executor: KernelExecutor | None = None
+    executor: Target | None = None
     window: Window = Window()
     flags: FlagMode = "end"
     exact: bool = False
@@ -817,10 +824,11 @@ class DifferentialMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         cls = type(self)
-        self.space = cls.space_factory() if cls.space_factory else make_space(cls.policy)
+        target = ModelTarget(cls.policy, cls.window, space_factory=cls.space_factory)
+        self.space = target.space()
         self.state = GenState(cls.window, heap=cls.heap)
         zones = ("p", "h") if cls.heap else ("p",)
-        self.model = ModelRun((), cls.policy, zones)
+        self.model = TraceRun(target.name, (), cls.window, zones)
         self.ops: list[Op] = []
 
     @rule(data=st.data())
@@ -828,10 +836,16 @@ class DifferentialMachine(RuleBasedStateMachine):
         """Draw one call, apply it to the model, remember it for teardown."""
         cls = type(self)
         op = gen_op(DataChooser(data), self.state)
-        if refusal(op, cls.window, cls.heap) is not None or (not cls.heap and isinstance(op, Brk)):
+        refused = (
+            cls.executor.refusal(op, cls.heap)
+            if cls.executor is not None
+            else kernel_refusal(op, cls.window, cls.heap)
+        )
+        if refused is not None or (not cls.heap and isinstance(op, Brk)):
             return
         self.ops.append(op)
         self.model.results.append(self.space.apply(op))
+        self.model.flags_checked.append(True)
         lays = {}
         for z in self.model.zones:
             lay = self.space.layout(z, 0, cls.window.pages if z == "p" else cls.window.heap_pages)
@@ -847,6 +861,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         if cls.heap and not any(isinstance(op, Brk) for op in ops):
             ops.append(Brk(0))
             self.model.results.append(self.space.apply(ops[-1]))
+            self.model.flags_checked.append(True)
             self.model.layouts.append(
                 {
                     z: self.space.layout(

@@ -18,8 +18,17 @@ from ..errors import ArgumentError, ParseError
 from ..flags import PAGE_SIZE
 from ..layout import Layout
 from ..ops import MODEL_BASES, Op, Step, format_result, format_step, iter_ranges, parse_trace
-from .differential import Divergence, ModelRun, compare_runs, run_model
-from .executor import MAX_PAGES, KernelExecutor, KernelRun, Window, uses_heap
+from .differential import Divergence, compare_runs
+from .target import (
+    MAX_PAGES,
+    TARGET_FORMS,
+    TraceRun,
+    Window,
+    counterpart,
+    make_target,
+    target_kind,
+    zones_of,
+)
 
 __all__ = ["MAX_TRACE_BYTES", "Replay", "load_trace", "replay", "window_for"]
 
@@ -76,7 +85,7 @@ def load_trace(path: str) -> list[Step]:
 
 def window_for(ops: Sequence[Op], minimum: int = 16) -> Window:
     """The smallest window (at least ``minimum`` pages) holding every page the
-    trace names in each zone; capped at the executor's maximum."""
+    trace names in each zone; capped at the largest window (:data:`MAX_PAGES`)."""
     top = {"p": minimum, "h": minimum}
     for op in ops:
         for addr, length in iter_ranges(op):
@@ -137,46 +146,42 @@ class Replay:
         }
 
 
-def _from_kernel(steps: list[Step], run: KernelRun, window: Window) -> Replay:
-    rep = Replay(steps, window, run.zones, "kernel", list(run.results), died=run.died)
-    for i in range(len(run.results)):
-        rep.layouts.append({z: run.layout(i, z) for z in run.zones})
-    return rep
-
-
-def _from_model(steps: list[Step], run: ModelRun, window: Window, policy: str) -> Replay:
-    return Replay(steps, window, run.zones, f"model:{policy}", list(run.results), list(run.layouts))
+def _from_run(steps: list[Step], run: TraceRun) -> Replay:
+    layouts = [{z: run.layout(i, z) for z in run.zones} for i in range(len(run.results))]
+    return Replay(
+        steps, run.window, run.zones, run.target, list(run.results), layouts, died=run.died
+    )
 
 
 def replay(
     steps: list[Step], on: str = "kernel", *, diff: bool = False, window: Window | None = None
 ) -> Replay:
-    """Run ``steps`` on ``on`` (``"kernel"`` or ``"model:POLICY"``); with
-    ``diff``, also on the other side (the kernel against ``model:linux``, or
-    the model against the kernel) and find the first divergence."""
+    """Run ``steps`` on the target ``on`` (``"kernel"`` or ``"model:POLICY"``,
+    see :mod:`sealkit.fidelity.target`); with ``diff``, also on its
+    counterpart (the kernel against ``model:linux``, a model against the
+    kernel) and find the first divergence."""
     ops = [s.op for s in steps]
     win = window or window_for(ops)
-    if on != "kernel" and not on.startswith("model:"):
-        raise ArgumentError(f"--on must be 'kernel' or 'model:POLICY', not {on!r}")
-    policy = on.split(":", 1)[1] if on.startswith("model:") else "linux"
-    krun = None
-    if on == "kernel" or diff:
-        # A replay reads smaps after every call: allow each call 10 ms on top
-        # of the executor's usual minute, so long traces finish (^C stops them).
-        with KernelExecutor(win, timeout=60.0 + 0.01 * len(ops)) as kx:
-            krun = kx.run(ops, flags="every")
-    mrun = run_model(ops, policy, win) if (on != "kernel" or diff) else None
-    if on == "kernel":
-        assert krun is not None
-        main = _from_kernel(steps, krun, win)
-        if mrun is not None:
-            main.other = _from_model(steps, mrun, win, policy)
-    else:
-        assert mrun is not None
-        main = _from_model(steps, mrun, win, policy)
-        if krun is not None:
-            main.other = _from_kernel(steps, krun, win)
-    if diff and krun is not None and mrun is not None:
-        main.divergence = compare_runs(mrun, krun)
-    main.zones = ("p", "h") if uses_heap(ops) else ("p",)
+    if target_kind(on) is None:
+        forms = " or ".join(f"'{form}'" for form in TARGET_FORMS)
+        raise ArgumentError(f"--on must be {forms}, not {on!r}")
+    names = [on, counterpart(on)] if diff else [on]
+    # A replay reads smaps after every call: allow each call 10 ms on top of
+    # the executor's usual minute, so long traces finish (^C stops them).
+    timeout = 60.0 + 0.01 * len(ops)
+    targets = [make_target(name, win, timeout=timeout) for name in names]
+    runs: list[TraceRun] = []
+    # Every call is observed, with its VmFlags: the run is shown step by step.
+    for target in sorted(targets, key=lambda t: not t.reference):
+        with target:
+            runs.append(target.run(ops, layouts="every", flags="every"))
+    by_name = {run.target: run for run in runs}
+    main = _from_run(steps, by_name[on])
+    if diff:
+        other = by_name[names[1]]
+        main.other = _from_run(steps, other)
+        reference = next(t.name for t in targets if t.reference)
+        model = next(run for run in runs if run.target != reference)
+        main.divergence = compare_runs(model, by_name[reference])
+    main.zones = zones_of(ops)
     return main

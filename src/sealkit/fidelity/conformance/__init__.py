@@ -31,10 +31,12 @@ optionally its final ``layout``, or a whole ``trace`` of its own.
 
 Targets
 -------
-``kernel`` runs each scenario in the kernel executor (VmFlags read at every
-checked step); ``model:POLICY`` runs it on the model. A scenario passes when
-every result and every checked layout matches; the first difference is
-reported.
+:func:`run_scenarios` runs them on any :class:`~sealkit.fidelity.target.Target`:
+``kernel`` (the kernel executor, VmFlags read at every checked step) or
+``model:POLICY``. A target is asked the trace of the design it implements
+(its ``policy``): Linux's own, or the policy's expectations, or the
+translated trace. A scenario passes when every result and every checked
+layout matches; the first difference is reported.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ from ...ops import (
     format_result,
     parse_step,
 )
-from ..differential import make_space
-from ..executor import KernelExecutor, OutsideArenaError, Window, uses_heap
+from ..executor import OutsideArenaError
+from ..target import Target, Window, make_target
 
 __all__ = [
     "NOT_EXPRESSIBLE",
@@ -73,8 +75,7 @@ __all__ = [
     "Scenario",
     "load_scenarios",
     "match_layout",
-    "run_kernel",
-    "run_model",
+    "run_scenarios",
     "translate",
 ]
 
@@ -421,77 +422,57 @@ def _compare(
     return ""
 
 
-def run_kernel(
-    scenarios: Iterable[Scenario], executor: KernelExecutor | None = None
-) -> list[Outcome]:
-    """Run the scenarios' Linux traces on the kernel executor."""
+def _expectations(sc: Scenario, policy: str) -> tuple[tuple[Step, ...], tuple[Check, ...], bool]:
+    """The steps and checks ``policy`` is held to, and whether it is judged:
+    the Linux trace for ``linux``; for another policy its own expectations
+    when the scenario has them, else the translated trace (shown, not judged)."""
+    if policy == "linux":
+        return sc.steps, sc.checks, True
+    if policy in sc.policies:
+        exp = sc.policies[policy]
+        return exp.steps, exp.checks, True
+    return tuple(Step(op, 0) for op in translate(sc.ops, policy)), (), False
+
+
+def run_scenarios(scenarios: Iterable[Scenario], target: str | Target = "kernel") -> list[Outcome]:
+    """Run the scenarios on ``target`` (a name such as ``"kernel"`` or
+    ``"model:mimmutable"``, or a :class:`~sealkit.fidelity.target.Target`
+    to reuse for the scenarios of its window)."""
     out: list[Outcome] = []
-    own = executor is None
-    by_window: dict[Window, KernelExecutor] = {}
+    given = None if isinstance(target, str) else target
+    name = target if isinstance(target, str) else target.name
+    by_window: dict[Window, Target] = {}
     try:
         for sc in scenarios:
-            kx = executor
-            if kx is None or kx.window != sc.window:
-                kx = by_window.get(sc.window)
-                if kx is None:
-                    kx = by_window[sc.window] = KernelExecutor(sc.window)
-            steps_with_checks = {c.step for c in sc.checks}
+            tx = given
+            if tx is None or tx.window != sc.window:
+                tx = by_window.get(sc.window)
+                if tx is None:
+                    tx = by_window[sc.window] = make_target(name, sc.window)
+            steps, checks, judged = _expectations(sc, tx.policy)
+            steps_with_checks = {c.step for c in checks}
             try:
-                run = kx.run(sc.ops, snapshots=steps_with_checks, flags=steps_with_checks)
+                run = tx.run(
+                    [s.op for s in steps], layouts=steps_with_checks, flags=steps_with_checks
+                )
             except OutsideArenaError as exc:
-                out.append(Outcome(sc.name, "kernel", False, f"refused by the executor: {exc}"))
+                out.append(Outcome(sc.name, tx.name, False, f"refused by the executor: {exc}"))
                 continue
             if run.died:
-                out.append(Outcome(sc.name, "kernel", False, f"kernel run died: {run.died}"))
+                out.append(Outcome(sc.name, tx.name, False, f"{tx.name} run died: {run.died}"))
                 continue
-            diff = _compare(sc.steps, sc.checks, run.results, run.layout, flags=True)
-            key = sc.key_step
+            key = sc.key_step if len(steps) == len(sc.steps) else len(steps) - 1
             key_text = (
-                format_result(sc.steps[key].op, run.results[key]) if key < len(run.results) else ""
+                format_result(steps[key].op, run.results[key])
+                if steps and key < len(run.results)
+                else ""
             )
-            out.append(Outcome(sc.name, "kernel", not diff, diff, key_text))
+            if not judged:
+                out.append(Outcome(sc.name, tx.name, True, "", key_text, expected=False))
+                continue
+            diff = _compare(steps, checks, run.results, run.layout, flags=True)
+            out.append(Outcome(sc.name, tx.name, not diff, diff, key_text))
     finally:
-        if own or by_window:
-            for kx in by_window.values():
-                kx.close()
-    return out
-
-
-def _lookup(layouts: dict[tuple[int, str], Layout]) -> Callable[[int, str], Layout]:
-    return lambda step, zone: layouts[(step, zone)]
-
-
-def run_model(scenarios: Iterable[Scenario], policy: str = "linux") -> list[Outcome]:
-    """Run the scenarios on the model under ``policy``: the Linux trace for
-    ``linux``; for another policy its own expectations when the scenario has
-    them, else the translated trace (shown, not judged)."""
-    target = f"model:{policy}"
-    out: list[Outcome] = []
-    for sc in scenarios:
-        if policy == "linux":
-            steps, checks, judged = sc.steps, sc.checks, True
-        elif policy in sc.policies:
-            exp = sc.policies[policy]
-            steps, checks, judged = exp.steps, exp.checks, True
-        else:
-            ops = translate(sc.ops, policy)
-            steps, checks, judged = tuple(Step(op, 0) for op in ops), (), False
-        space = make_space(policy)
-        results: list[int] = []
-        layouts: dict[tuple[int, str], Layout] = {}
-        wanted = {(c.step, c.zone) for c in checks}
-        heap = uses_heap([s.op for s in steps])
-        for i, step in enumerate(steps):
-            results.append(space.apply(step.op))
-            for zone in ("p", "h") if heap else ("p",):
-                if (i, zone) in wanted:
-                    hi = sc.window.pages if zone == "p" else sc.window.heap_pages
-                    layouts[(i, zone)] = space.layout(zone, 0, hi)
-        key = sc.key_step if len(steps) == len(sc.steps) else len(steps) - 1
-        key_text = format_result(steps[key].op, results[key]) if steps else ""
-        if not judged:
-            out.append(Outcome(sc.name, target, True, "", key_text, expected=False))
-            continue
-        diff = _compare(steps, checks, results, _lookup(layouts), flags=True)
-        out.append(Outcome(sc.name, target, not diff, diff, key_text))
+        for tx in by_window.values():
+            tx.close()
     return out

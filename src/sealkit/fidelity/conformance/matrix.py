@@ -22,7 +22,7 @@ from typing import Final
 
 from ...layout import Layout
 from ...ops import parse_step
-from ..executor import Window
+from ..target import Window
 from . import Check, Scenario
 
 __all__ = ["ADVICES", "TYPES", "matrix_scenarios"]

@@ -4,7 +4,9 @@ The kernel side of the differential machinery: the conformance suite, the
 fuzzer and ``sealkit replay`` hand traces (lists of :class:`~sealkit.ops.Op`,
 written against :data:`~sealkit.ops.MODEL_BASES`) to a
 :class:`KernelExecutor` and get back every call's result and a
-:class:`~sealkit.layout.Layout` of the window after each call.
+:class:`~sealkit.layout.Layout` of the window after each call, as a
+:class:`~sealkit.fidelity.target.TraceRun`: the executor is the ``kernel``
+:class:`~sealkit.fidelity.target.Target`.
 
 Where each part lives
 ---------------------
@@ -23,29 +25,22 @@ Where each part lives
 
 from __future__ import annotations
 
-from .client import FlagMode, KernelExecutor, KernelRun, SnapshotMode
-from .protocol import FLAG_OPS, RawRun, RawSnap, WorkerDiedError, raw_to_layout
-from .refusals import MAX_PAGES, OutsideArenaError, Window, check_trace, refusal, uses_heap
+from .client import KernelExecutor
+from .protocol import RawRun, RawSnap, WorkerDiedError, raw_to_layout
+from .refusals import OutsideArenaError, check_trace, refusal
 from .runner import GUARD, MAX_WINDOWS
 from .zygote import worker_main
 
 __all__ = [
-    "FLAG_OPS",
     "GUARD",
-    "MAX_PAGES",
     "MAX_WINDOWS",
-    "FlagMode",
     "KernelExecutor",
-    "KernelRun",
     "OutsideArenaError",
     "RawRun",
     "RawSnap",
-    "SnapshotMode",
-    "Window",
     "WorkerDiedError",
     "check_trace",
     "raw_to_layout",
     "refusal",
-    "uses_heap",
     "worker_main",
 ]

@@ -8,96 +8,32 @@ import signal
 import sys
 import time
 from collections.abc import Generator, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from ...errors import StateError
-from ...layout import Layout
-from ...ops import (
-    MODEL_BASES,
-    Bases,
-    Op,
-    Step,
+from ...layout import Run
+from ...ops import Bases, Op, Step
+from ..target import (
+    FlagMode,
+    LayoutMode,
+    TraceRun,
+    Usage,
+    Window,
+    observed_steps,
+    plain_ops,
+    uses_heap,
 )
-from .protocol import (
-    RawSnap,
-    WorkerDiedError,
-    expand_snapshots,
-    raw_to_layout,
-    recv,
-    send,
-    step_marks,
-)
-from .refusals import Window, check_trace, plain_ops, uses_heap
+from .protocol import RawRun, WorkerDiedError, recv, send, snapshot_layouts
+from .refusals import check_trace, refusal
 
 if TYPE_CHECKING:
     import subprocess
 
-__all__ = ["FlagMode", "KernelExecutor", "KernelRun", "SnapshotMode"]
-
-FlagMode = Literal["never", "end", "flag-ops", "every"]
-SnapshotMode = Literal["none", "end", "every"]
-
-
-@dataclass(slots=True)
-class KernelRun:
-    """What one trace did on the kernel.
-
-    ``results[i]`` is call ``i``'s result in the model's frame (addresses
-    rebased, ``ELSEWHERE`` for placements outside the window). ``snapshots[i]``
-    is the raw state of each zone in :attr:`zones` after call ``i`` (``None``
-    when no snapshot was taken at that step); :meth:`layout` turns it into a
-    :class:`~sealkit.layout.Layout`. ``flags_checked[i]`` says whether the
-    tracked VmFlags were read (from smaps) at that step; when not, the
-    layouts carry no flags and comparisons must ignore flags there.
-
-    When the worker (or a forked child) died, ``died`` says how and
-    ``died_step`` at which call; ``results`` then covers the calls before it.
-    """
-
-    ops: tuple[Op, ...]
-    window: Window
-    zones: tuple[str, ...]
-    results: list[int] = field(default_factory=list)
-    snapshots: list[RawSnap | None] = field(default_factory=list)
-    flags_checked: list[bool] = field(default_factory=list)
-    died: str | None = None
-    died_step: int | None = None
-    worker: int = 0
-    bases: Bases = MODEL_BASES
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """Whether every call ran (no death)."""
-        return self.died is None
-
-    def steps(self) -> list[Step]:
-        """The trace with its kernel results, as :class:`~sealkit.ops.Step` values."""
-        return [Step(op, r) for op, r in zip(self.ops, self.results, strict=False)]
-
-    def _hi(self, zone: str) -> int:
-        return self.window.pages if zone == "p" else self.window.heap_pages
-
-    def layout(self, step: int, zone: str = "p") -> Layout:
-        """The exact (one run per VMA) layout of ``zone`` after call ``step``."""
-        snap = self.snapshots[step]
-        if snap is None:
-            raise StateError(f"no snapshot was taken after step {step + 1}")
-        if zone not in self.zones:
-            raise StateError(f"this trace did not use zone {zone!r}")
-        return raw_to_layout(snap[self.zones.index(zone)], zone, 0, self._hi(zone))
-
-    def final_layout(self, zone: str = "p") -> Layout:
-        """The layout after the last call that ran."""
-        for i in range(len(self.results) - 1, -1, -1):
-            if self.snapshots[i] is not None:
-                return self.layout(i, zone)
-        raise StateError("no snapshot was taken")
+__all__ = ["KernelExecutor"]
 
 
 class KernelExecutor:
-    """Runs traces on the real kernel in a disposable worker process.
+    """Runs traces on the real kernel in a disposable worker process: the
+    ``kernel`` :class:`~sealkit.fidelity.target.Target`.
 
     ``window`` bounds what traces may address. ``timeout`` (seconds) is how
     long one trace may take before its worker is killed and the trace
@@ -107,6 +43,11 @@ class KernelExecutor:
     ...     run = kx.run(parse_trace("mmap p0 4p rw- private|anon|fixed"))
     ...     run.results, run.layout(0).text()
     """
+
+    name = "kernel"
+    policy = "linux"
+    """The design the running kernel implements, as the model names it."""
+    reference = True
 
     def __init__(
         self, window: Window | None = None, *, timeout: float = 60.0, cpu: int | None = None
@@ -123,6 +64,7 @@ class KernelExecutor:
         self.workers_started = 0
         self.deaths = 0
         self.runners: set[int] = set()
+        self._runs: dict[RawRun, Run] = {}  # raw runs already made Runs (protocol.snapshot_layouts)
 
     # ----------------------------------------------------------- lifecycle
 
@@ -235,26 +177,35 @@ class KernelExecutor:
 
     # ----------------------------------------------------------- running
 
+    def refusal(self, op: Op, heap: bool) -> str | None:
+        """Why this executor would refuse ``op`` (model frame), or ``None``
+        (:func:`~sealkit.fidelity.executor.refusals.refusal`)."""
+        return refusal(op, self.window, heap)
+
     def check(self, ops: Sequence[Op] | Sequence[Step]) -> None:
         """Raise :class:`OutsideArenaError` if :meth:`run` would refuse ``ops``."""
         check_trace(ops, self.window)
 
+    def usage(self) -> Usage:
+        """Workers started, runner processes seen, and traces that died so far."""
+        return Usage(self.workers_started, len(self.runners), self.deaths)
+
     def run(
         self, ops: Sequence[Op] | Sequence[Step], *,
-        snapshots: SnapshotMode | set[int] = "every", flags: FlagMode | set[int] = "end",
-    ) -> KernelRun:  # fmt: skip
-        """Run one trace; see :class:`KernelRun`. Raises :class:`OutsideArenaError`
+        layouts: LayoutMode | set[int] = "every", flags: FlagMode | set[int] = "end",
+    ) -> TraceRun:  # fmt: skip
+        """Run one trace; see :class:`~sealkit.fidelity.target.TraceRun`. Raises :class:`OutsideArenaError`
         (before anything runs) for a trace that leaves the arena."""
-        return next(iter(self.run_many([ops], snapshots=snapshots, flags=flags)))
+        return next(iter(self.run_many([ops], layouts=layouts, flags=flags)))
 
     def run_many(
         self, traces: Iterable[Sequence[Op] | Sequence[Step]], *,
-        snapshots: SnapshotMode | set[int] = "every", flags: FlagMode | set[int] = "end",
+        layouts: LayoutMode | set[int] = "every", flags: FlagMode | set[int] = "end",
         depth: int = 2, prechecked: bool = False,
-    ) -> Generator[KernelRun, None, None]:  # fmt: skip
+    ) -> Generator[TraceRun, None, None]:  # fmt: skip
         """Run traces in order, keeping up to ``depth`` of them queued in the
         worker (so it never waits for the caller). Yields one
-        :class:`KernelRun` per trace, in order; a worker death is reported in
+        :class:`~sealkit.fidelity.target.TraceRun` per trace, in order; a worker death is reported in
         the run that caused it and the next trace gets a fresh worker.
         Refusals raise :class:`OutsideArenaError` when the trace is reached.
         ``prechecked``: the caller already ran :func:`refusal` on every call,
@@ -277,8 +228,8 @@ class KernelExecutor:
                     heap = uses_heap(plain)
                     msg = (
                         "run", list(plain), self.window,
-                        step_marks(len(plain), snapshots, plain, "snapshot"),
-                        step_marks(len(plain), flags, plain, "flags"), heap,
+                        observed_steps(len(plain), layouts, plain, "layouts"),
+                        observed_steps(len(plain), flags, plain, "flags"), heap,
                     )  # fmt: skip
                     pending.append((plain, msg, False))
                     self._post(pending, len(pending) - 1)
@@ -322,7 +273,7 @@ class KernelExecutor:
             return  # the worker is gone; _collect finds out and restarts
         pending[i] = (plain, msg, True)
 
-    def _collect(self, pending: list[tuple[tuple[Op, ...], tuple[Any, ...], bool]]) -> KernelRun:
+    def _collect(self, pending: list[tuple[tuple[Op, ...], tuple[Any, ...], bool]]) -> TraceRun:
         while True:
             plain, msg, sent = pending[0]
             if not sent:
@@ -348,21 +299,22 @@ class KernelExecutor:
                 pending[:] = [(p, m, False) for p, m, _ in pending]
                 for k in range(len(pending)):
                     self._post(pending, k)
-                return KernelRun(plain, self.window, zones, died=how)
+                return TraceRun(self.name, plain, self.window, zones, died=how)
             kind = reply[0]
             pending.pop(0)
             if kind == "died":
                 # A runner died under this trace; the worker forks a new one.
                 self.deaths += 1
-                return KernelRun(plain, self.window, zones, died=reply[1])
+                return TraceRun(self.name, plain, self.window, zones, died=reply[1])
             if kind == "refused":
                 raise reply[1]
             if kind == "fail":
                 raise WorkerDiedError(f"kernel executor failure: {_last_line(reply[1])}", reply[1])
             _, results, snaps, flagged, died, pid, base = reply
             self.runners.add(pid)
-            run = KernelRun(
-                plain, self.window, zones, results, expand_snapshots(snaps), flagged, worker=pid,
+            layouts = snapshot_layouts(snaps, zones, self.window, self._runs)
+            run = TraceRun(
+                self.name, plain, self.window, zones, results, layouts, flagged, worker=pid,
                 bases=Bases(base, 0), seconds=time.monotonic() - started,
             )  # fmt: skip
             if died is not None:

@@ -6,7 +6,7 @@ runner retires after this reply) and a pickled payload. The controller sends
 ``("done", results, snapshots, flagged, died, pid, base)``, ``("refused",
 OutsideArenaError)``, ``("died", how)`` or ``("fail", traceback)``. A
 snapshot is one tuple of :data:`RawRun` per zone; a step whose snapshot did
-not change travels as ``0`` (:func:`expand_snapshots` undoes it).
+not change travels as ``0`` (:func:`snapshot_layouts` undoes it).
 """
 
 from __future__ import annotations
@@ -21,31 +21,9 @@ from typing import Any, Final
 from ...errors import SealkitError
 from ...flags import Prot
 from ...layout import Layout, Run
-from ...ops import (
-    Fork,
-    Madvise,
-    Mlock,
-    Mmap,
-    Mremap,
-    Munlock,
-    Op,
-    ProcessMadvise,
-)
+from ..target import Window
 
-__all__ = ["FLAG_OPS", "RawRun", "RawSnap", "WorkerDiedError", "raw_to_layout"]
-
-FLAG_OPS: Final[tuple[type[Op], ...]] = (
-    Madvise,
-    ProcessMadvise,
-    Mlock,
-    Munlock,
-    Mmap,
-    Mremap,
-    Fork,
-)
-"""Calls after which ``flags="flag-ops"`` reads smaps: the ones that can set,
-clear or move a tracked VmFlag (madvise advice, mlock, MAP_LOCKED/GROWSDOWN/
-STACK, a moved VMA, a fork that drops DONTCOPY VMAs and VM_LOCKED)."""
+__all__ = ["RawRun", "RawSnap", "WorkerDiedError", "raw_to_layout", "snapshot_layouts"]
 
 
 class WorkerDiedError(SealkitError):
@@ -144,42 +122,47 @@ def recv(fd: int, deadline: float | None = None) -> Any:
     return None if frame is None else pickle.loads(frame[1])
 
 
-def step_marks(n: int, which: object, ops: Sequence[Op], kind: str) -> bytes:
-    if which in ("every",):
-        return b"\x01" * n
-    if which in ("none", "never"):
-        return b"\x00" * n
-    if which == "end":
-        return b"\x00" * (n - 1) + b"\x01" if n else b""
-    if which == "flag-ops":
-        marks = bytearray(n)
-        for i, op in enumerate(ops):
-            if isinstance(op, FLAG_OPS):
-                marks[i] = 1
-        if n:
-            marks[-1] = 1
-        return bytes(marks)
-    if isinstance(which, set | frozenset):
-        marks = bytearray(n)
-        for i in which:
-            if not isinstance(i, int) or not 0 <= i < n:
-                raise ValueError(f"{kind} step {i!r} is not a step of this trace")
-            marks[i] = 1
-        return bytes(marks)
-    raise ValueError(f"bad {kind} mode {which!r}")
-
-
-def expand_snapshots(snaps: list[RawSnap | int | None]) -> list[RawSnap | None]:
-    """Undo the worker's "unchanged" encoding (0 = same as the last snapshot,
-    None = no snapshot at this step)."""
-    out: list[RawSnap | None] = []
-    last: RawSnap | None = None
+def snapshot_layouts(
+    snaps: list[RawSnap | int | None],
+    zones: tuple[str, ...],
+    window: Window,
+    cache: dict[RawRun, Run],
+) -> list[dict[str, Layout] | None]:
+    """The worker's snapshots (with its "unchanged" encoding) as the layouts
+    of a :class:`~sealkit.fidelity.target.TraceRun`: ``None`` where no
+    snapshot was taken; a step whose snapshot did not change shares the
+    previous step's layouts (the same objects). ``cache`` keeps the
+    :class:`~sealkit.layout.Run` made for each raw run, so the runs a trace
+    leaves alone are converted once (a controller's cost; ``Run`` is immutable)."""
+    out: list[dict[str, Layout] | None] = []
+    last: dict[str, Layout] | None = None
     for snap in snaps:
         if snap is None:
             out.append(None)
-        elif isinstance(snap, int):
-            out.append(last)
-        else:
-            out.append(snap)
-            last = snap
+            continue
+        if not isinstance(snap, int):
+            last = {
+                zone: Layout(zone, 0, window.hi(zone), _runs(raw, cache))
+                for zone, raw in zip(zones, snap, strict=True)
+            }
+        out.append(last)
     return out
+
+
+def _runs(raw: Sequence[RawRun], cache: dict[RawRun, Run]) -> tuple[Run, ...]:
+    out = []
+    for item in raw:
+        run = cache.get(item)
+        if run is None:
+            if len(cache) >= _RUN_CACHE:
+                cache.clear()
+            start, end, prot, shared, backing, pgoff, sealed, flags, content = item
+            run = cache[item] = Run(
+                start, end, Prot(prot), shared, backing, pgoff, None, "sl" if sealed else "",
+                flags if flags is not None else frozenset(), content,
+            )  # fmt: skip
+        out.append(run)
+    return tuple(out)
+
+
+_RUN_CACHE: Final = 1 << 14

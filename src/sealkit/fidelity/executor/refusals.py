@@ -19,7 +19,7 @@ before changing anything (spec kernel-behaviour 1.5).
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
@@ -47,12 +47,11 @@ from ...ops import (
     format_op,
     iter_ranges,
 )
+from ..target import Window, plain_ops, uses_heap
 
-__all__ = ["MAX_PAGES", "OutsideArenaError", "Window", "check_trace", "refusal", "uses_heap"]
+__all__ = ["OutsideArenaError", "check_trace", "refusal"]
 
 PS: Final = PAGE_SIZE
-MAX_PAGES: Final = 64
-"""Largest window (pages of the ``p`` zone, and of the ``h`` zone) a trace may use."""
 
 _POISON: Final = frozenset({Madv.HWPOISON, Madv.SOFT_OFFLINE})
 _LOW_AREA: Final = 1 << 20
@@ -81,22 +80,6 @@ class OutsideArenaError(UnsafeTargetError):
         except ValueError:  # an Op built in Python with a number str() refuses to print
             call = self.op.NAME
         return f"step {self.step + 1} ({call}): {self.reason}"
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """The pages a trace may address: ``p`` pages ``[0, pages)`` and, when the
-    trace uses the heap zone, ``h`` pages ``[0, heap_pages)``."""
-
-    pages: int = 16
-    heap_pages: int = 16
-
-    def __post_init__(self) -> None:
-        for name, value in (("pages", self.pages), ("heap_pages", self.heap_pages)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"Window.{name} must be an int")
-            if not 1 <= value <= MAX_PAGES:
-                raise ValueError(f"Window.{name} must be in 1..{MAX_PAGES}, not {value}")
 
 
 def _read_int(path: str, default: int) -> int:
@@ -144,18 +127,6 @@ def limits() -> Limits:
             _task_size(), max(_read_int("/proc/sys/vm/mmap_min_addr", 4096), _LOW_AREA)
         )
     return _LIMITS
-
-
-def uses_heap(ops: Iterable[Op], bases: Bases = MODEL_BASES) -> bool:
-    """Whether a trace needs the heap zone (a ``brk``, or an ``h`` address)."""
-    for op in ops:
-        if isinstance(op, Brk):
-            return True
-        for addr, _ in iter_ranges(op):
-            zoned = bases.zone_of(addr)
-            if zoned is not None and zoned[0] == "h":
-                return True
-    return False
 
 
 def _span_refusal(
@@ -295,15 +266,3 @@ def check_trace(
         reason = refusal_at(op, win, bases, heap, lim)
         if reason:
             raise OutsideArenaError(i, op, reason)
-
-
-def plain_ops(ops: Sequence[Op] | Sequence[Step]) -> list[Op]:
-    out: list[Op] = []
-    for item in ops:
-        if isinstance(item, Step):
-            out.append(item.op)
-        elif isinstance(item, Op):
-            out.append(item)
-        else:
-            raise TypeError(f"a trace holds Op or Step values, not {type(item).__name__}")
-    return out

@@ -94,8 +94,9 @@ from ...ops import (
     token_page,
     write_token,
 )
+from ..target import MAX_PAGES, Window
 from .protocol import RawRun, RawSnap, WorkerDiedError, recv, send
-from .refusals import MAX_PAGES, PS, OutsideArenaError, Window, refusal_at
+from .refusals import PS, OutsideArenaError, refusal_at
 
 if TYPE_CHECKING:
     from .zygote import Zygote
