@@ -9,7 +9,7 @@ Measured in the same run, on the same generated traces (seed fixed):
 * ``kernel``: the kernel side alone: the same traces in the kernel executor,
   a snapshot after every call (PROCMAP_QUERY, seal probe, /proc/self/mem) and
   VmFlags from smaps at each trace's end;
-* ``fuzz``: the differential fuzzer (``sealkit.fuzz.campaign``): both sides,
+* ``fuzz``: the differential fuzzer (``sealkit.fidelity.fuzz.campaign``): both sides,
   pipelined, every call compared; once with one kernel worker and once with
   two (the machine has two cores).
 

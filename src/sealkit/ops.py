@@ -1,7 +1,7 @@
 """The op language: one frozen value per memory-management call.
 
 Pure data: no I/O. The same ``Op`` objects run on the model
-(:mod:`sealkit.model`) and on the real kernel (:mod:`sealkit.executor`), and a
+(:mod:`sealkit.model`) and on the real kernel (:mod:`sealkit.fidelity.executor`), and a
 trace recorded on one side replays on the other.
 
 Addresses

@@ -206,7 +206,7 @@ def test_maps_reports_exactly_the_sealed_ranges(sealer: tuple[int, dict[str, lis
 
 def _groups(regions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Adjacent regions with the same path, perms, kind and seal, merged
-    (independently of sealkit.mapsvg)."""
+    (independently of sealkit.host.mapsvg)."""
     groups: list[dict[str, Any]] = []
     for r in regions:
         key = (r["path"], r["perms"], r["kind"], r["sealed"])

@@ -1,4 +1,4 @@
-"""``sealkit.elf`` and ``sealkit elf`` on real files.
+"""``sealkit.host.elf``, ``sealkit._os.elf`` and ``sealkit elf`` on real files.
 
 Binaries come from gcc (binutils 2.40 here has no ``-z memory-seal``, so the
 marker is assembled as a note and, where the linker leaves it out of order,

@@ -355,7 +355,7 @@ def read_kernel_config(
     return None
 
 
-# --- The fast path of host-wide sweeps (sealkit.audit) -----------------------
+# --- The fast path of host-wide sweeps (sealkit.host.sweep) ------------------
 #
 # A sweep reads every process's smaps; the kernel generating that text is the
 # floor (fs/proc/task_mmu.c show_smap walks every page table). What sealkit

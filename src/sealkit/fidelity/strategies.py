@@ -7,7 +7,7 @@ overflowing values mixed in so argument checking is exercised too; each
 policy has its own alphabet (its sealing call, and for ``proposal-v3``
 mappings made with ``MAP_SEALABLE``).
 
-    from sealkit.strategies import traces
+    from sealkit.fidelity.strategies import traces
     @given(traces("linux", pages=12))
     def test_something(ops): ...
 

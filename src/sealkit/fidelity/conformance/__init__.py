@@ -4,7 +4,7 @@ and layouts, run against the real kernel and against the model's policies.
 Scenarios
 ---------
 Scenarios live in ``scenarios/*.toml`` (package data) and in
-:mod:`sealkit.conformance.matrix` (the madvise matrix of spec
+:mod:`sealkit.fidelity.conformance.matrix` (the madvise matrix of spec
 kernel-behaviour 7.1, generated from its table). Each names its source::
 
     [[scenario]]

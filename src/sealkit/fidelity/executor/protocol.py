@@ -30,10 +30,11 @@ class WorkerDiedError(SealkitError):
     """A kernel worker died (or stopped answering) while running a trace.
 
     :class:`KernelExecutor` never raises this on its own for a trace: a death
-    is reported in :attr:`KernelRun.died` and the next trace gets a new
-    worker. It is raised when a worker cannot even start, and when the
-    executor itself failed inside the worker. ``str()`` is one line (what a
-    command prints); ``detail`` holds the worker's traceback, if any.
+    is reported in the run (:attr:`~sealkit.fidelity.target.TraceRun.died`)
+    and the next trace gets a new worker. It is raised when a worker cannot
+    even start, and when the executor itself failed inside the worker.
+    ``str()`` is one line (what a command prints); ``detail`` holds the
+    worker's traceback, if any.
     """
 
     def __init__(self, message: str, detail: str = "") -> None:
@@ -51,7 +52,7 @@ class WorkerDiedError(SealkitError):
 # backing, pgoff (None for anonymous memory), sealed, tracked VmFlags (None when
 # not read at this step) and one content token per page.
 RawRun = tuple[int, int, int, bool, str, "int | None", bool, "frozenset[str] | None", str]
-RawSnap = tuple[tuple[RawRun, ...], ...]  # one tuple of runs per zone, in KernelRun.zones order
+RawSnap = tuple[tuple[RawRun, ...], ...]  # one tuple of runs per zone, in TraceRun.zones order
 
 
 def raw_to_layout(runs: Sequence[RawRun], zone: str, lo: int, hi: int) -> Layout:

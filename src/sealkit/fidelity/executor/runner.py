@@ -47,7 +47,7 @@ process), so per-call snapshots use cheaper measurements:
   ``"flag-ops"``, ``"every"``, ``"never"`` or a set of step indices). At
   those steps the sealed bit from the probe is also cross-checked against
   smaps ``sl``; a disagreement is reported as an executor failure.
-  :attr:`KernelRun.flags_checked` says, step by step, what was verified.
+  :attr:`~sealkit.fidelity.target.TraceRun.flags_checked` says, step by step, what was verified.
 
 ``write`` ops are ``process_vm_writev`` on the worker itself: a user-space
 store that honours page permissions (EFAULT), never a forced write, and never
