@@ -131,21 +131,27 @@ def snapshot_layouts(
 ) -> list[dict[str, Layout] | None]:
     """The worker's snapshots (with its "unchanged" encoding) as the layouts
     of a :class:`~sealkit.fidelity.target.TraceRun`: ``None`` where no
-    snapshot was taken; a step whose snapshot did not change shares the
-    previous step's layouts (the same objects). ``cache`` keeps the
-    :class:`~sealkit.layout.Run` made for each raw run, so the runs a trace
-    leaves alone are converted once (a controller's cost; ``Run`` is immutable)."""
+    snapshot was taken. A step whose snapshot did not change shares the
+    previous step's layouts, and a zone that did not change its layout (the
+    same objects: comparisons skip what they already compared). ``cache``
+    keeps the :class:`~sealkit.layout.Run` made for each raw run, so the runs
+    a trace leaves alone are converted once (``Run`` is immutable)."""
     out: list[dict[str, Layout] | None] = []
     last: dict[str, Layout] | None = None
+    raws: dict[str, tuple[RawRun, ...]] = {}
     for snap in snaps:
         if snap is None:
             out.append(None)
             continue
         if not isinstance(snap, int):
-            last = {
-                zone: Layout(zone, 0, window.hi(zone), _runs(raw, cache))
-                for zone, raw in zip(zones, snap, strict=True)
-            }
+            now: dict[str, Layout] = {}
+            for zone, raw in zip(zones, snap, strict=True):
+                if last is not None and raws.get(zone) == raw:
+                    now[zone] = last[zone]
+                else:
+                    now[zone] = Layout(zone, 0, window.hi(zone), _runs(raw, cache))
+                    raws[zone] = raw
+            last = now
         out.append(last)
     return out
 
