@@ -308,7 +308,7 @@ unsealed = {
     name: sorted({v.perms for v in smaps if v.path == path and not v.sealed})
     for name, path in later.items()
 }
-from sealkit.seal.hardening import hook_reports  # noqa: E402
+from sealkit.sealing.hardening import hook_reports  # noqa: E402
 
 hook_sweeps = len(hook_reports())
 print(

@@ -275,7 +275,7 @@ def test_system_mappings_only_when_asked(python: RunPython) -> None:
         sealkit.harden("all")
         out = {"vdso sealed without system": sealed(vdso.start, vdso.end)}
         report = sealkit.harden(system=True)
-        from sealkit.seal.hardening import SYSTEM_MAPPINGS
+        from sealkit.sealing.hardening import SYSTEM_MAPPINGS
         out["system sealed"] = {o.path: bool(o.sealed) for o in report.objects if o.path.startswith("[")}
         out["smaps"] = {v.path: bool(v.sealed) for v in procfs.read_smaps()
                         if v.path in SYSTEM_MAPPINGS}
@@ -302,7 +302,7 @@ warnings.simplefilter("error")
 sys.path.insert(0, sys.argv[2])
 if sys.argv[1] == "hooked":
     sealkit.harden(imports=True)
-from sealkit.seal.hardening import hook_reports
+from sealkit.sealing.hardening import hook_reports
 out = {}
 assert "_bz2" not in sys.modules and "_lzma" not in sys.modules
 import _bz2
@@ -524,7 +524,7 @@ def test_fork_while_a_sweep_holds_the_lock(python: RunPython) -> None:
         python,
         """
         import signal, threading
-        from sealkit.seal.hardening import hooks
+        from sealkit.sealing.hardening import hooks
         sealkit.harden(imports=True)
         held, release = threading.Event(), threading.Event()
         def holder():

@@ -33,7 +33,7 @@ from sealkit._os import syscalls as sc
 from sealkit._os.procfs import read_smaps
 from sealkit._os.support import _explain
 from sealkit.errors import ArgumentError, ArgumentTypeError, SealedError
-from sealkit.seal._buffers import buffer_span
+from sealkit.sealing._buffers import buffer_span
 
 pytestmark = pytest.mark.kernel
 

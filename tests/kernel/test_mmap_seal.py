@@ -34,7 +34,7 @@ from sealkit import StateError, UnsafeTargetError, is_sealed, seal, seal_mmap, s
 from sealkit._os import syscalls as sc
 from sealkit._os.procfs import read_smaps
 from sealkit.flags import Prot
-from sealkit.seal._buffers import buffer_span
+from sealkit.sealing._buffers import buffer_span
 
 pytestmark = pytest.mark.kernel
 
@@ -57,7 +57,7 @@ def sealed_spans() -> list[tuple[int, int]]:
 HOLE_SCRIPT = r"""
 import mmap, os, sys, tempfile
 from sealkit._os import syscalls
-from sealkit.seal._buffers import buffer_span
+from sealkit.sealing._buffers import buffer_span
 PAGE = mmap.PAGESIZE
 fd, name = tempfile.mkstemp(); os.unlink(name)
 os.write(fd, b"F" * 2 * PAGE)

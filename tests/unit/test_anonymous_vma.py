@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from sealkit._os.procfs import parse_maps
-from sealkit.seal.mmaps import _is_anonymous
+from sealkit.sealing.mmaps import _is_anonymous
 
 SHMEM = "00:01"
 

@@ -35,20 +35,20 @@ TOP_LEVEL: dict[str, str] = {
         "sealkit.errors",
     ),
     **dict.fromkeys(("Madv", "MapFlag", "MremapFlag", "Prot"), "sealkit.flags"),
-    "CodePages": "sealkit.seal.code",
-    "HardenReport": "sealkit.seal.hardening.report",
-    "PageState": "sealkit.seal.pages",
-    "Pages": "sealkit.seal.pages",
-    "SealedFile": "sealkit.seal.files",
-    "SealedMmap": "sealkit.seal.mmaps",
+    "CodePages": "sealkit.sealing.code",
+    "HardenReport": "sealkit.sealing.hardening.report",
+    "PageState": "sealkit.sealing.pages",
+    "Pages": "sealkit.sealing.pages",
+    "SealedFile": "sealkit.sealing.files",
+    "SealedMmap": "sealkit.sealing.mmaps",
     "Support": "sealkit._os.support",
-    "freeze": "sealkit.seal.pages",
-    "harden": "sealkit.seal.hardening",
-    "is_sealed": "sealkit.seal.questions",
-    "map_file": "sealkit.seal.files",
-    "seal": "sealkit.seal.entry",
-    "seal_mmap": "sealkit.seal.mmaps",
-    "sealed_ranges": "sealkit.seal.questions",
+    "freeze": "sealkit.sealing.pages",
+    "harden": "sealkit.sealing.hardening",
+    "is_sealed": "sealkit.sealing.questions",
+    "map_file": "sealkit.sealing.files",
+    "seal": "sealkit.sealing.entry",
+    "seal_mmap": "sealkit.sealing.mmaps",
+    "sealed_ranges": "sealkit.sealing.questions",
     "support": "sealkit._os.support",
 }  # fmt: skip
 VALUES: dict[str, object] = {"PAGE_SIZE": 4096, "__version__": "0.1.0"}
@@ -89,7 +89,7 @@ DOCUMENTED: dict[str, list[str]] = {
         "parse_requirement", "HostAudit", "ProcessMaps", "KINDS",
     ],
     "sealkit.host.elf": ["inspect", "iter_paths", "walk_properties", "ElfReport"],
-    "sealkit.seal.hardening": ["harden", "hook_reports", "plan", "HardenReport", "LEVELS"],
+    "sealkit.sealing.hardening": ["harden", "hook_reports", "plan", "HardenReport", "LEVELS"],
     "sealkit.fidelity.fuzz": ["campaign", "DifferentialMachine", "UNDEFINED", "EXCLUDED"],
     "sealkit.fidelity.conformance": ["NOT_EXPRESSIBLE", "load_scenarios", "run_scenarios"],
     "sealkit.fidelity.target": [
@@ -154,24 +154,25 @@ def test_static_tools_see_the_lazy_names() -> None:
     assert {f"sealkit.{m}" for m in static.values()} <= set(TOP_LEVEL.values())
 
 
-def test_seal_stays_the_function_when_the_package_of_the_same_name_loads(
+def test_seal_stays_the_function_when_the_sealing_package_loads(
     python: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:
-    """``sealkit.seal`` is both the public function and the name of the
-    ``sealkit/seal`` package: importing the package must never rebind it."""
+    """``sealkit.seal`` is the public function; the sealing face is the
+    package ``sealkit.sealing``, importable every way, and loading it never
+    rebinds the function."""
     proc = python(
         "import json, sys, sealkit\n"
-        "before = sorted(m for m in sys.modules if m.startswith('sealkit.seal'))\n"
-        "from sealkit.seal.pages import Pages\n"
-        "import sealkit.seal.hardening\n"
+        "before = sorted(m for m in sys.modules if m.startswith('sealkit.sealing'))\n"
+        "from sealkit.sealing.pages import Pages\n"
+        "import sealkit.sealing.hardening\n"
+        "import sealkit.sealing.entry as entry\n"
         "first = sealkit.seal\n"
         "from sealkit import seal\n"
-        "from sealkit.seal import entry\n"
         "print(json.dumps([before, callable(first), first is seal is entry.seal,\n"
-        "                  type(sys.modules['sealkit.seal']).__name__]))\n"
+        "                  Pages is sealkit.Pages]))\n"
     )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == [[], True, True, "module"]
+    assert json.loads(proc.stdout) == [[], True, True, True]
 
 
 def test_the_console_script_resolves() -> None:

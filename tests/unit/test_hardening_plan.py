@@ -16,7 +16,7 @@ from sealkit import HardenReport, harden
 from sealkit._os.procfs import Vma, parse_smaps
 from sealkit._os.syscalls import PF_R, PF_W, PF_X, PT_GNU_RELRO, PT_LOAD, LoadedObject, Phdr
 from sealkit.errors import ArgumentError, ArgumentTypeError
-from sealkit.seal.hardening import ObjectReport, SealedRange, plan
+from sealkit.sealing.hardening import ObjectReport, SealedRange, plan
 
 B = 0x7F0000000000
 P = 0x1000

@@ -33,7 +33,7 @@ from sealkit._os import procfs, support, syscalls
 from sealkit.errors import SealkitError
 from sealkit.flags import MapFlag
 from sealkit.host import environment
-from sealkit.seal import code, entry, files, mmaps, pages, questions
+from sealkit.sealing import code, entry, files, mmaps, pages, questions
 from tests.conftest import MSEAL_MISSING, run_in_child
 
 PAGE = mmap.PAGESIZE

@@ -3,7 +3,7 @@
 ::
 
     cli/                                   on top: the public API only
-    seal/  host/  fidelity/  analysis/     the faces: never each other, never the CLI
+    sealing/  host/  fidelity/  analysis/     the faces: never each other, never the CLI
     _os/                                   the OS boundary: the only code that loads libc
     errors flags ops layout text  model/   pure: no ctypes, no /proc, no I/O
 
@@ -41,13 +41,13 @@ OS_MODULES = {
 }
 # Project modules that touch the OS; pure modules must not import them either.
 PURE_FROM_OS = {"strerror"}  # a table lookup
-OS_PROJECT = {"_os", "seal", "host", "fidelity", "analysis", "cli"}
+OS_PROJECT = {"_os", "sealing", "host", "fidelity", "analysis", "cli"}
 
 # The layer of every module, by its dotted name below ``sealkit``: pure 0,
 # the OS boundary 1, a face 2, the command line 3, the package itself 4.
 PURE_MODULES = {"errors", "flags", "ops", "layout", "text"}
 PURE_PACKAGES = {"model"}
-FACES = {"seal", "host", "fidelity", "analysis"}
+FACES = {"sealing", "host", "fidelity", "analysis"}
 LAYERS = {"pure": 0, "os": 1, "face": 2, "cli": 3, "top": 4}
 CROSS_FACE = {
     ("analysis", "sealkit.fidelity.target"),
@@ -221,13 +221,13 @@ def test_the_import_check_sees_a_violation(tmp_path: Path) -> None:
     """The checker itself: an upward import and a face-to-face import are caught."""
     module, path = "sealkit.host.fake", tmp_path / "fake.py"
     path.write_text(
-        "from ..cli import main\nfrom ..seal import pages\nfrom .._os import procfs\n"
+        "from ..cli import main\nfrom ..sealing import pages\nfrom .._os import procfs\n"
         "from ..fidelity.target import Window\nfrom .. import harden\n"
     )
     imported = [(m, n) for m, n, _ in _resolved(module, path)]
     assert imported == [
         ("sealkit.cli.main", ""),
-        ("sealkit.seal.pages", ""),
+        ("sealkit.sealing.pages", ""),
         ("sealkit._os.procfs", ""),
         ("sealkit.fidelity.target", "Window"),
         ("sealkit", "harden"),
@@ -239,6 +239,6 @@ def test_the_import_check_sees_a_violation(tmp_path: Path) -> None:
         del MODULES[module]
     assert len(found) == 4, found
     assert "a face module imports up, into the cli layer" in found[0]
-    assert "the host face imports the seal face" in found[1]
+    assert "the host face imports the sealing face" in found[1]
     assert "the host face imports the fidelity face" in found[2]
     assert "only the CLI uses the public surface" in found[3]

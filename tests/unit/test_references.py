@@ -5,7 +5,7 @@ Docs, docstrings, comments, scenario files and benchmarks name modules
 (``src/sealkit/data/audit.schema.json``). When code moves, these must move
 with it: every dotted ``sealkit.`` name must import or resolve, and every
 ``sealkit/`` path must exist. Upper-case parts are placeholders
-(``sealkit.seal.NAME``).
+(``sealkit.sealing.NAME``).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def test_file_paths_exist() -> None:
     ("ref", "ok"),
     [
         ("sealkit.fidelity.target.make_target", True),
-        ("sealkit.seal.hardening.hook_reports", True),
+        ("sealkit.sealing.hardening.hook_reports", True),
         ("sealkit.ops.parse_trace", True),
         ("sealkit.fuzz.campaign", False),
         ("sealkit._syscalls.mseal", False),

@@ -7,7 +7,7 @@
 * :mod:`.files`: opening a file that must be regular, without blocking;
 * :mod:`.support`: what sealing this process can do (``sealkit.support()``).
 
-Private: the faces above (``sealkit.seal``, ``sealkit.host``,
+Private: the faces above (``sealkit.sealing``, ``sealkit.host``,
 ``sealkit.fidelity``, ``sealkit.analysis``) build on it, and ``sealkit``
 re-exports what is public.
 """

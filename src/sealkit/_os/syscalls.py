@@ -11,7 +11,7 @@ is refused here: a non-integer, or an integer that does not fit in 64 bits
 :func:`_fail` is the one place where a failed call becomes an exception.
 
 This module is dangerous by design: ``mseal`` of memory you do not own can
-crash the process much later. The safe API lives in :mod:`sealkit.seal`.
+crash the process much later. The safe API lives in :mod:`sealkit.sealing`.
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def mseal(addr: int, length: int, flags: int = 0) -> None:
     unmapping, remapping, permission changes and destructive madvise, until
     the process exits. **Dangerous**: sealing memory you do not own (the
     heap behind a ``bytes``, an allocator's arena) makes later frees fail in
-    ways that crash the process. Prefer :mod:`sealkit.seal`.
+    ways that crash the process. Prefer :mod:`sealkit.sealing`.
     """
     # Fast path (benchmarks/bench_mseal.py): exact ints go straight to C,
     # which refuses anything outside [0, 2**64) with OverflowError; then (and
@@ -645,7 +645,7 @@ def libc_has_symbol(name: str) -> bool:
     return True
 
 
-# --- loaded ELF objects: dl_iterate_phdr (for sealkit.seal.hardening) ---------
+# --- loaded ELF objects: dl_iterate_phdr (for sealkit.sealing.hardening) ---------
 
 PT_LOAD: Final = 1
 PT_GNU_RELRO: Final = 0x6474E552

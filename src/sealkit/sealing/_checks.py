@@ -1,6 +1,6 @@
 """Argument checks shared by the safe sealing API, and its refusals.
 
-Every public function of :mod:`sealkit.seal` checks what it is given before
+Every public function of :mod:`sealkit.sealing` checks what it is given before
 any system call: exact ints (not ``bool``, not an ``int`` subclass that
 lies), sizes that can be mapped, protections without W^X, contiguous
 byte buffers, spans inside a mapping. :func:`refuse` says why an object is

@@ -50,6 +50,4 @@ Where each piece lives:
 
 :func:`support` (what sealing this process can do) is an OS probe, in
 :mod:`sealkit._os.support`. ``sealkit`` re-exports the public names.
-``sealkit.seal`` itself is the public function :func:`seal`, so import this
-package's modules with ``from sealkit.seal.NAME import ...``.
 """
