@@ -20,7 +20,20 @@ from ..errors import ArgumentError, ArgumentTypeError
 from ..flags import Prot
 from ..layout import Layout, Run
 from ..ops import FILE_PAGES, MODEL_BASES, Op
-from . import content, fork, gup, madvise, mapping, mlock, mprotect, mremap
+from . import (
+    content,
+    files,
+    fork,
+    gup,
+    madvise,
+    mapping,
+    mincore,
+    mlock,
+    mprotect,
+    mremap,
+    msync,
+    remote,
+)
 from .content import Runs
 from .policies import POLICIES, Policy
 from .store import VmaStore
@@ -70,8 +83,23 @@ def _register() -> None:
             o.Munlock: mlock.sys_munlock,
             o.Write: gup.sys_write,
             o.Fork: fork.sys_fork,
+            o.PwriteMem: remote.sys_pwrite_mem,
+            o.VmWritev: remote.sys_vm_writev,
+            o.Poke: remote.sys_poke,
+            o.FilePwrite: files.sys_file_pwrite,
+            o.Ftruncate: files.sys_ftruncate,
+            o.Punch: files.sys_punch,
+            o.Msync: msync.sys_msync,
+            o.Mincore: mincore.sys_mincore,
+            o.Mlockall: mlock.sys_mlockall,
+            o.Munlockall: mlock.sys_munlockall,
         }
     )
+
+
+PROC_MEM_FORCE: Final = ("always", "ptrace", "never")
+"""The values of the kernel's ``proc_mem.force_override=`` (fs/proc/base.c
+``proc_mem_force_override``, Linux 6.12+; earlier kernels always force)."""
 
 
 class AddressSpace:
@@ -86,9 +114,11 @@ class AddressSpace:
 
     __slots__ = (
         "brk",
+        "def_flags",
         "elsewhere",
         "objects",
         "policy",
+        "proc_mem_force",
         "ram_pages",
         "serial",
         "start_brk",
@@ -96,7 +126,11 @@ class AddressSpace:
     )
 
     def __init__(
-        self, policy: str | Policy = "linux", *, ram_pages: int = DEFAULT_RAM_PAGES
+        self,
+        policy: str | Policy = "linux",
+        *,
+        ram_pages: int = DEFAULT_RAM_PAGES,
+        proc_mem_force: str = "always",
     ) -> None:
         if isinstance(policy, str):
             try:
@@ -109,7 +143,19 @@ class AddressSpace:
             raise ArgumentTypeError(
                 f"policy must be a name or a Policy, not {type(policy).__name__}"
             )
+        if proc_mem_force not in PROC_MEM_FORCE:
+            raise ArgumentError(
+                f"proc_mem_force must be one of {', '.join(PROC_MEM_FORCE)}, not {proc_mem_force!r}"
+            )
         self.policy: Policy = policy
+        self.proc_mem_force = proc_mem_force
+        """The kernel's ``proc_mem.force_override``: whether a write to
+        ``/proc/self/mem`` is forced (``always``) or not (``ptrace``: only
+        for the process's active tracer, never the process itself;
+        ``never``). Only the running kernel's setting can be held to it."""
+        self.def_flags = 0
+        """``mm->def_flags``: ``VM_LOCKED`` (and ``VM_LOCKONFAULT``) after
+        ``mlockall(MCL_FUTURE)``; every new mapping takes them."""
         self.vmas: VmaStore[Vma] = VmaStore()
         self.objects: dict[str, tuple[int, Runs]] = {}
         """Backing object contents: ``"f:NAME"`` files and ``"s:N"`` shmem, as
@@ -147,6 +193,8 @@ class AddressSpace:
         twin.elsewhere = self.elsewhere
         twin.serial = self.serial
         twin.ram_pages = self.ram_pages
+        twin.def_flags = self.def_flags
+        twin.proc_mem_force = self.proc_mem_force
         return twin
 
     def expand_stack(self, addr: int) -> int:
@@ -214,7 +262,10 @@ class AddressSpace:
             )
         shm = tuple((names[key], self.objects[key]) for key in names if isinstance(key, str))
         files = tuple(sorted((k, v) for k, v in self.objects.items() if k.startswith("f:")))
-        return (zone, lo, hi, tuple(items), self.brk - self.start_brk, shm, files)
+        return (
+            zone, lo, hi, tuple(items), self.brk - self.start_brk, shm, files, self.def_flags,
+            self.proc_mem_force,
+        )  # fmt: skip
 
     # ------------------------------------------------------- layout helpers
 
@@ -267,17 +318,18 @@ class AddressSpace:
         return found
 
     def object_tokens(self, file: str, lo: int, hi: int) -> list[str]:
-        """Tokens of object pages ``[lo, hi)``: ``#`` beyond the end (SIGBUS)."""
+        """Tokens of object pages ``[lo, hi)``: ``!`` beyond the end
+        (``filemap_fault()``/``shmem_fault()`` answer SIGBUS there)."""
         size, runs = self.object(file)
         inside = max(0, min(hi, size) - lo)
         toks = content.render(runs, lo, lo + inside, ["0"] * inside) if inside else []
-        return toks + ["#"] * (hi - lo - inside)
+        return toks + [content.SIGBUS] * (hi - lo - inside)
 
-    def set_object(self, file: str, runs: Runs) -> None:
-        """Replace a backing object's contents."""
+    def set_object(self, file: str, runs: Runs, size: int | None = None) -> None:
+        """Replace a backing object's contents (and, when given, its size in pages)."""
         key = self.object_key(file)
-        size, _ = self.object(file)
-        self.objects[key] = (size, runs)
+        old, _ = self.object(file)
+        self.objects[key] = (old if size is None else size, runs)
 
     def new_shmem(self, pages: int) -> str:
         """A fresh shmem object (``shmem_zero_setup()``) of ``pages`` pages."""
@@ -398,6 +450,13 @@ class AddressSpace:
             self.serial += 1
             anon = AnonVma(serial=self.serial)
         new = v.with_priv(v.priv, anon)
+        self.put(v, [new])
+        return new
+
+    def set_flags(self, v: Vma, flags: int) -> Vma:
+        """``v`` with other flags, in place (no split or merge: the kernel's
+        atomic flag updates, ``vma_flag_set_atomic()``)."""
+        new = v.with_flags(flags, v.seal)
         self.put(v, [new])
         return new
 
