@@ -14,6 +14,25 @@ its own addresses before running, since "wraps" depends on the base.
 verifies is empty at start. ``mseal`` and ``munmap`` ranges that start in the
 window and run past ``TASK_SIZE`` are allowed too: both refuse such a range
 before changing anything (spec kernel-behaviour 1.5).
+
+The calls sealing does not cover (issue 14) have their own rules:
+
+* the writers (``pwrite_mem``, ``vm_writev``, ``poke``) write their whole
+  byte range inside the window (or far away, where nothing is mapped), and
+  at most ``MAX_PAGES`` pages of data; a forced write would otherwise reach
+  the arena's ``PROT_NONE`` guard pages, which it can write;
+* ``pwrite_mem`` runs only where the kernel's ``proc_mem.force_override`` is
+  ``always`` (:mod:`sealkit._os.procmem`): elsewhere the snapshots, which
+  read ``PROT_NONE`` pages through ``/proc/self/mem``, would not see them;
+* the file calls act only on the trace's own files (a name in the trace is
+  a fresh unnamed file of the runner), write at most ``MAX_PAGES`` pages,
+  and stay below 1 TiB: beyond that the answer depends on the filesystem
+  (ext4 refuses sizes past 16 TiB with EFBIG, tmpfs does not);
+* a mapping placed outside the window (``mmap`` without ``MAP_FIXED``) is at
+  most ``MAX_PAGES`` long: ``MAP_POPULATE``, ``MAP_LOCKED`` or an earlier
+  ``mlockall(MCL_FUTURE)`` would fault all of it in;
+* ``mlockall`` locks (and with ``MCL_CURRENT`` faults in) the whole runner,
+  which is harmless to it; the runner calls ``munlockall`` after the trace.
 """
 
 from __future__ import annotations
@@ -31,23 +50,31 @@ from ...ops import (
     MODEL_BASES,
     Bases,
     Brk,
+    FilePwrite,
     Fork,
+    Ftruncate,
     Madvise,
     Mimmutable,
+    Mlockall,
     Mmap,
     Mremap,
     Mseal,
     MsealSplit,
     MsealV1,
     MsealV3,
+    Munlockall,
     Munmap,
     Op,
+    Poke,
     ProcessMadvise,
+    Punch,
+    PwriteMem,
     Step,
+    VmWritev,
     format_op,
     iter_ranges,
 )
-from ..target import Window, plain_ops, uses_heap
+from ..target import MAX_PAGES, Window, plain_ops, uses_heap
 
 __all__ = ["OutsideArenaError", "check_trace", "refusal"]
 
@@ -55,6 +82,51 @@ PS: Final = PAGE_SIZE
 
 _POISON: Final = frozenset({Madv.HWPOISON, Madv.SOFT_OFFLINE})
 _LOW_AREA: Final = 1 << 20
+_NEG: Final = 1 << 63
+FILE_LIMIT: Final = 1 << 40
+"""File sizes and offsets the executor runs: below 1 TiB (beyond, filesystems differ)."""
+_MAX_DATA: Final = MAX_PAGES * PS
+_proc_mem: tuple[str, str] | None = None
+
+
+def proc_mem_force() -> tuple[str, str]:
+    """The running kernel's ``proc_mem.force_override`` and how it was found (cached)."""
+    global _proc_mem
+    if _proc_mem is None:
+        from ..._os import procmem  # noqa: PLC0415 (only traces with pwrite_mem need it)
+
+        _proc_mem = procmem.force_override()
+    return _proc_mem
+
+
+def _file_refusal(op: Op) -> str | None:
+    """Why a file call is refused (see the module docstring), or None."""
+    ro = op.file_ro  # type: ignore[attr-defined]
+    if isinstance(op, FilePwrite):
+        pos, count = op.offset & MASK64, op.length & MASK64
+        if pos >= _NEG or ro:
+            return None  # EINVAL / EBADF before the data is looked at
+        if count > _MAX_DATA:
+            return f"writes {count:#x} bytes: at most {MAX_PAGES} pages of data"
+        end = pos + count
+    elif isinstance(op, Ftruncate):
+        end = op.length & MASK64
+        if end >= _NEG or ro:
+            return None  # EINVAL
+    else:
+        assert isinstance(op, Punch)
+        offset, length = op.offset & MASK64, op.length & MASK64
+        if offset >= _NEG or length >= _NEG or length == 0 or ro:
+            return None  # EINVAL / EBADF
+        end = offset + length
+    if FILE_LIMIT < end < _NEG:
+        return (
+            f"reaches file offset {end:#x}: past 1 TiB the answer depends on the filesystem "
+            "(ext4 EFBIG past 16 TiB, tmpfs none)"
+        )
+    return None
+
+
 _ANON_FIXED: Final = int(MapFlag.FIXED | MapFlag.FIXED_NOREPLACE)
 
 
@@ -207,8 +279,27 @@ def refusal_at(op: Op, win: Window, bases: Bases, heap: bool, lim: Limits) -> st
     bad = _argument_refusal(op)
     if bad:
         return bad
-    if kind in (MsealV1, MsealV3, Mimmutable, MsealSplit, Fork):
-        return None  # no range reaches the kernel (the first four are ENOSYS here)
+    if kind in (MsealV1, MsealV3, Mimmutable, MsealSplit, Fork, Mlockall, Munlockall):
+        # No range reaches the kernel (the first four are ENOSYS here);
+        # mlockall locks the whole runner, which munlockall undoes after the trace.
+        return None
+    if kind is FilePwrite or kind is Ftruncate or kind is Punch:
+        return _file_refusal(op)
+    if kind is PwriteMem or kind is VmWritev or kind is Poke:
+        addr, length = op.addr & MASK64, op.length & MASK64  # type: ignore[attr-defined]
+        if kind is PwriteMem and addr >= _NEG:
+            return None  # pwrite(2) refuses a negative offset first (EINVAL)
+        if length > _MAX_DATA:
+            return f"writes {length:#x} bytes: at most {MAX_PAGES} pages of data"
+        if kind is PwriteMem and length:
+            setting, how = proc_mem_force()
+            if setting != "always":
+                return (
+                    f"this kernel's proc_mem.force_override is {setting!r} (from {how}); "
+                    "pwrite_mem is compared only under 'always', where the snapshots can "
+                    "read PROT_NONE pages"
+                )
+        return _span_refusal(addr, length, False, win, bases, heap, lim)
     if (kind is Madvise or kind is ProcessMadvise) and op.advice in _POISON:  # type: ignore[attr-defined]
         return "MADV_HWPOISON/SOFT_OFFLINE take physical pages offline; never run"
     if kind is Brk:
@@ -219,7 +310,15 @@ def refusal_at(op: Op, win: Window, bases: Bases, heap: bool, lim: Limits) -> st
     if kind is Mmap:
         assert isinstance(op, Mmap)
         if not op.flags & _ANON_FIXED and (op.addr == 0 or op.addr >= lim.task_size):
-            return None  # no hint, or an ignored one: placed "elsewhere"
+            # No hint, or an ignored one: placed "elsewhere", and faulted in
+            # whole by MAP_POPULATE, MAP_LOCKED or mlockall(MCL_FUTURE).
+            length = op.length & MASK64
+            if _MAX_DATA < length <= lim.task_size:
+                return (
+                    f"maps {length:#x} bytes outside the window: at most {MAX_PAGES} pages "
+                    "(it could be faulted in whole)"
+                )
+            return None
         return _span_refusal(op.addr, op.length, True, win, bases, heap, lim)
     if kind is Mremap:
         assert isinstance(op, Mremap)
