@@ -33,10 +33,13 @@ def facts(space: Space) -> dict[tuple[str, int], PageFact]:
 
 
 def flags(space: Space) -> dict[tuple[str, int], frozenset[str]]:
+    """Per-page VmFlags, except ``gu``: a guard install marks the whole VMA
+    (``VM_MAYBE_GUARD``, sticky), pages it does not name included, so it is
+    not local (and a guard install does not commute with a split of its VMA)."""
     out = {}
     for z, lo, hi in WINDOWS:
         for page, run, _ in space.layout(z, lo, hi).pages():
-            out[(z, page)] = run.flags
+            out[(z, page)] = run.flags - {"gu"}
     return out
 
 
