@@ -1286,13 +1286,16 @@ class Naive:
 
     # -------------------------------------------- writes from outside (issue 14)
 
-    def remote(self, addr: int, length: int, tag: str | None, force: bool) -> int:
+    def remote(self, addr: int, length: int, tag: str | None, force: bool, grow: bool) -> int:
         """Bytes written page by page until a page refuses (``check_vma_flags``
-        then the fault); a page written in part holds mixed bytes (``?``)."""
+        then the fault); a page written in part holds mixed bytes (``?``).
+        ``grow``: /proc/PID/mem and ptrace grow a stack to reach a page below it."""
         end, cur = addr + length, addr
         while cur < end:
             p = cur // PG
             pg = self.pages.get(p) if p < TASK else None
+            if pg is None and grow and p < TASK and self.expand_stack(p * PG) == 0:
+                pg = self.pages.get(p)
             if pg is None:
                 break
             cow = (pg.flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE
@@ -1326,7 +1329,7 @@ class Naive:
         length = min(length, 0x7FFF_F000)
         if not length:
             return 0
-        return self.remote(addr, length, op.tag, True) or -errno.EIO
+        return self.remote(addr, length, op.tag, True, True) or -errno.EIO
 
     def vm_writev(self, op: O.VmWritev) -> int:
         addr, length = op.addr & M64, op.length & M64
@@ -1335,13 +1338,13 @@ class Naive:
         length = min(length, 0x7FFF_F000)
         if not length:
             return 0
-        return self.remote(addr, length, op.tag, False) or -errno.EFAULT
+        return self.remote(addr, length, op.tag, False, False) or -errno.EFAULT
 
     def poke(self, op: O.Poke) -> int:
         addr, length = op.addr & M64, op.length & M64
         if not length:
             return 0
-        return 0 if self.remote(addr, length, op.tag, True) == length else -errno.EIO
+        return 0 if self.remote(addr, length, op.tag, True, True) == length else -errno.EIO
 
     # ------------------------------------------------------ the trace's files
 

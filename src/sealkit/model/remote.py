@@ -5,7 +5,8 @@ remote-access path, page by page from the first, and stop at the first page
 that refuses (the pages before it stay written):
 
 * ``pwrite_mem`` (fs/proc/base.c ``mem_rw()`` -> mm/memory.c
-  ``__access_remote_vm()``): ``FOLL_FORCE`` when ``proc_mem_foll_force()``
+  ``__access_remote_vm()``, which grows a stack to reach an address just
+  below it): ``FOLL_FORCE`` when ``proc_mem_foll_force()``
   says so, which for a process writing its own ``/proc/self/mem`` is only
   ``proc_mem.force_override=always`` (``ptrace`` forces only for the
   target's active tracer); the bytes written, ``-EIO`` when none were;
@@ -13,7 +14,8 @@ that refuses (the pages before it stay written):
   pins with ``FOLL_WRITE``, never ``FOLL_FORCE``): the bytes written,
   ``-EFAULT`` when none were (``process_vm_rw_core()``);
 * ``poke`` (kernel/ptrace.c ``generic_ptrace_pokedata()`` ->
-  ``ptrace_access_vm(..., FOLL_FORCE | FOLL_WRITE)``, whatever
+  ``ptrace_access_vm(..., FOLL_FORCE | FOLL_WRITE)`` ->
+  ``__access_remote_vm()``, so it grows stacks too, whatever
   ``proc_mem.force_override`` says): 0, or ``-EIO`` at the first word not
   written whole.
 
@@ -69,16 +71,23 @@ def _accepts(v: Vma, force: bool) -> bool:
     return force and is_cow_mapping(v.flags)
 
 
-def remote_write(mm: AddressSpace, addr: int, length: int, tag: str | None, force: bool) -> int:
+def remote_write(
+    mm: AddressSpace, addr: int, length: int, tag: str | None, force: bool, expand: bool
+) -> int:
     """Write ``[addr, addr+length)`` page by page as the remote-access path
     does; the bytes written before the first page that refused. A page
     written whole holds the tag (or its zone page's letter); a page written
-    in part holds mixed bytes (``?``)."""
+    in part holds mixed bytes (``?``). ``expand``: an unmapped page just
+    below a grows-down VMA grows it first (mm/memory.c ``__access_remote_vm()``
+    calls ``expand_stack()`` where ``vma_lookup()`` finds nothing; GUP itself,
+    and so ``process_vm_writev``, never grows a stack since 6.5)."""
     end = addr + length  # < 2**65: past TASK_SIZE nothing is mapped
     cur = addr
     while cur < end:
         page = cur & ~(PAGE - 1)
         v = mm.vma_lookup(page) if page < TASK_SIZE else None
+        if v is None and expand and page < TASK_SIZE and mm.expand_stack(page) == 0:
+            v = mm.vma_lookup(page)
         if v is None or not _accepts(v, force):
             break
         nend = min((end + PAGE - 1) & ~(PAGE - 1), v.end)
@@ -141,7 +150,7 @@ def sys_pwrite_mem(mm: AddressSpace, op: Op) -> int:
     length = min(length, MAX_RW_COUNT)  # vfs_write() caps the count
     if length == 0:
         return 0  # mem_rw(): the loop does not run
-    done = remote_write(mm, addr, length, op.tag, mm.proc_mem_force == "always")
+    done = remote_write(mm, addr, length, op.tag, mm.proc_mem_force == "always", True)
     return done if done else -errno.EIO
 
 
@@ -154,7 +163,7 @@ def sys_vm_writev(mm: AddressSpace, op: Op) -> int:
     length = min(length, MAX_RW_COUNT)  # import_iovec() caps the local iovec
     if length == 0:
         return 0
-    done = remote_write(mm, addr, length, op.tag, False)
+    done = remote_write(mm, addr, length, op.tag, False, False)
     return done if done else -errno.EFAULT
 
 
@@ -164,5 +173,5 @@ def sys_poke(mm: AddressSpace, op: Op) -> int:
     addr, length = op.addr & M64, op.length & M64
     if length == 0:
         return 0
-    done = remote_write(mm, addr, length, op.tag, True)
+    done = remote_write(mm, addr, length, op.tag, True, True)
     return 0 if done == length else -errno.EIO
