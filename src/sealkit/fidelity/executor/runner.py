@@ -38,11 +38,11 @@ process), so per-call snapshots use cheaper measurements:
   ``mprotect_fixup`` answers EPERM at the first sealed one), and VMA by VMA
   only where a stretch answers EPERM;
 * content from ``pread`` on ``/proc/self/mem``, one read per run of
-  adjacent VMAs (reads PROT_NONE pages too;
-  EIO on guard markers and pages beyond a file's end gives ``#``), each page
+  adjacent VMAs (reads PROT_NONE pages too; EIO on a guard marker gives
+  ``#``, on a page past the end of its file ``!``), each page
   mapped to its token by comparing the whole page with
   :func:`~sealkit.ops.token_page`;
-* the tracked VmFlags (``dc wf lo lf hg nh dd rr sr mg gd``), which only
+* the tracked VmFlags (``dc wf lo lf hg nh dd rr sr mg gd gu``), which only
   smaps shows, at the steps the caller asks for (``flags=``: ``"end"``,
   ``"flag-ops"``, ``"every"``, ``"never"`` or a set of step indices). At
   those steps the sealed bit from the probe is also cross-checked against
