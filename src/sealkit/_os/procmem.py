@@ -7,14 +7,14 @@ did), ``ptrace`` (only the target's active tracer) or ``never``. It is the
 last ``proc_mem.force_override=`` on the kernel command line when that names
 one of the three (``early_proc_mem_force_override()``), else the Kconfig
 choice (``CONFIG_PROC_MEM_NO_FORCE``, ``CONFIG_PROC_MEM_FORCE_PTRACE``,
-``CONFIG_PROC_MEM_ALWAYS_FORCE``). :func:`force_override` reads those; when
-neither says, it asks the kernel: a forked child writes its own read-only
-page through ``/proc/self/mem`` (success: ``always``).
+``CONFIG_PROC_MEM_ALWAYS_FORCE``). :func:`force_override` reads the command
+line; when it says nothing it asks the kernel: a forked child writes its own
+read-only page through ``/proc/self/mem`` (success: ``always``), and only a
+failure sends it to the configuration to tell ``ptrace`` from ``never``.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
 from typing import Final
 
@@ -52,6 +52,8 @@ def _from_config(text: str) -> str | None:
 
 
 def _config_text() -> str | None:
+    import gzip  # noqa: PLC0415 (only where the kernel does not force)
+
     try:
         with gzip.open("/proc/config.gz", "rt", encoding="ascii", errors="replace") as fh:
             return fh.read()
@@ -90,8 +92,10 @@ def _probe() -> str:
 
 def force_override() -> tuple[str, str]:
     """``(setting, how it was found)``: the setting is ``always``, ``ptrace``,
-    ``never``, ``ptrace or never`` (the probe cannot tell those apart) or
-    ``unknown``. Cached for the process."""
+    ``never``, ``ptrace or never`` (when nothing tells those two apart) or
+    ``unknown``. The command line decides if it names one; otherwise a child
+    tries the write (only ``always`` forces it), and only when it fails is the
+    kernel configuration read to name the setting. Cached for the process."""
     global _found
     if _found is None:
         try:
@@ -103,10 +107,14 @@ def force_override() -> tuple[str, str]:
         if value is not None:
             _found = (value, "the kernel command line")
         else:
-            config = _config_text()
-            value = _from_config(config) if config is not None else None
-            if value is not None:
-                _found = (value, "the kernel configuration")
+            probed = _probe()
+            config = _config_text() if probed == "ptrace or never" else None
+            named = _from_config(config) if config is not None else None
+            if named in ("ptrace", "never"):
+                _found = (
+                    named,
+                    "a write through /proc/self/mem in a child, and the kernel configuration",
+                )
             else:
-                _found = (_probe(), "a write through /proc/self/mem in a child")
+                _found = (probed, "a write through /proc/self/mem in a child")
     return _found
