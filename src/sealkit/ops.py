@@ -33,6 +33,13 @@ One call per line, ``#`` comments, blank lines ignored::
     mremap      p0 4p 8p maymove|fixed p12          = EPERM
     madvise     p0 4p dontneed                      = EPERM
     brk         h4                                  = h4
+    pwrite_mem  p1 1p x                             = 1p
+    ftruncate   f1 1p                               = 0
+
+The calls sealing does not cover (writes from outside the process, changes
+to a mapping's file, msync, mincore, mlockall) are ops too; each names in
+``ATTACKER`` the capability an attacker needs to make it (:data:`ATTACKERS`,
+:func:`attacker_of`). Byte counts are results written as lengths (``1p``).
 
 ``format_trace(parse_trace(text)) == format_trace(...)`` exactly, and
 ``parse_trace(format_trace(steps)) == steps`` (tested with Hypothesis).
