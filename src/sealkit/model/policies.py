@@ -168,7 +168,8 @@ _UNSEALED_CALLS: Final = MappingProxyType(
         # unforced process_vm_writev), changes to the backing file through its
         # descriptor, msync, mincore, mlockall: none of the designs' sources
         # names them, so every design answers them as Linux does (Linux's own
-        # mseal.rst lists /proc/self/mem and ptrace writes as not blocked).
+        # Documentation/userspace-api/mseal.rst, "mseal doesn't block", lists the
+        # /proc/self/mem and ptrace writes).
         "pwrite_mem": ("nothing (forced under proc_mem.force_override=always)", "-"),
         "vm_writev": ("nothing (honours write permission, not the seal)", "-"),
         "poke": ("nothing (always forced)", "-"),
