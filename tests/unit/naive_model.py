@@ -1267,11 +1267,14 @@ class Naive:
         if p < MIN_PAGE:
             return -errno.EPERM
         below = [q for q in self.pages if q < v[0]]
-        if below:
+        heap = self.start_brk // PG  # an accessible heap VMA ends at the initial break
+        if below and max(below) + 1 > heap:
             pv = self.pages[max(below)]
             prev_end = max(below) + 1
             if not pv.flags & VM_GROWSDOWN and pv.flags & 7 and p - prev_end < VM_STACK_GAP_PAGES:
                 return -errno.ENOMEM
+        elif heap <= p < heap + VM_STACK_GAP_PAGES:
+            return -errno.ENOMEM
         top = self.pages[v[0]]
         grow = v[0] - p
         if grow > top.pgoff or v[1] - p > (8 << 20) // PG:

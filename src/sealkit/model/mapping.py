@@ -391,6 +391,14 @@ def expand_stack(mm: AddressSpace, addr: int) -> int:
         and addr - prev.end < STACK_GUARD_GAP
     ):
         return -errno.ENOMEM  # the stack guard gap
+    if (prev is None or prev.end <= mm.start_brk) and mm.start_brk <= addr < (
+        mm.start_brk + STACK_GUARD_GAP
+    ):
+        # The heap zone starts at the break of a process whose heap is in use
+        # (as the kernel executor's runner's is): an accessible heap VMA ends
+        # at the initial break, and the guard gap is kept from it too. Found
+        # by the differential fuzzer (regression/stack-guard-gap-above-the-heap).
+        return -errno.ENOMEM
     grow = (v.start - addr) >> PAGE_SHIFT
     if grow > v.pgoff or v.end - addr > RLIMIT_STACK:
         return -errno.ENOMEM  # acct_stack_growth()
