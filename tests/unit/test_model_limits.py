@@ -368,3 +368,16 @@ def test_results_are_kernel_convention() -> None:
     s = make(ANON_RW)
     assert s.apply(O.PwriteMem(O.MODEL_BASES.arena, 5000, "x")) == 5000
     assert s.apply(O.Poke(O.MODEL_BASES.arena + 4 * 4096, 8)) == -errno.EIO
+
+
+def test_proc_mem_and_ptrace_writes_grow_a_stack_process_vm_writev_does_not() -> None:
+    # __access_remote_vm() calls expand_stack() where vma_lookup() finds nothing.
+    s = make("mmap p6 2p rw- private|anon|fixed|growsdown = p6")
+    run(s, "vm_writev p5 1p = EFAULT")
+    assert ascii(s, 4, 8) == ("  aa", "--00")
+    run(s, "pwrite_mem p5 1p x = 1p\npoke p3 2p z = 0")
+    assert ascii(s, 2, 8) == (" aaaaa", "-zzx00")
+    # In the heap zone the heap below the break keeps its guard gap (256 pages).
+    h = make("mmap h15 1p r-- private|anon|fixed|growsdown = h15")
+    run(h, "pwrite_mem h14 1p = EIO\npoke h0 1p = EIO")
+    assert data(h, 0, 16, "h") == "-" * 15 + "0"
