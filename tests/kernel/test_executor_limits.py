@@ -203,3 +203,33 @@ def test_pwrite_mem_is_refused_where_the_kernel_does_not_force(monkeypatch: Any)
     check_trace(ops_of("pwrite_mem p0 0\npwrite_mem 0xffff800000000000 1p\n"), WIN)
     monkeypatch.setattr(refusals, "_proc_mem", ("always", "the kernel configuration"))
     check_trace(trace, WIN)
+
+
+def test_a_kept_ptrace_helper_serves_many_pokes_and_forked_children() -> None:
+    import os
+
+    from sealkit._os import poke, syscalls
+
+    page = syscalls.mmap(0, 3 * 4096, 1, 0x22)  # read-only private anonymous
+    syscalls.munmap(page + 2 * 4096, 4096)  # a hole of our own after it
+    poker = poke.Poker()
+    try:
+        assert poker.poke(page, b"ab") == 0
+        helper = poker.pid
+        assert poker.poke(page + 4096, b"c" * 4096) == 0
+        assert poker.pid == helper  # the same helper
+        assert os.pread(os.open("/proc/self/mem", os.O_RDONLY), 3, page) == b"ab\x00"
+        pid = os.fork()
+        if pid == 0:  # a forked child pokes its own copy through the same helper
+            ok = (
+                poker.poke(page, b"z") == 0
+                and os.pread(os.open("/proc/self/mem", os.O_RDONLY), 1, page) == b"z"
+            )
+            os._exit(0 if ok else 1)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        assert os.pread(os.open("/proc/self/mem", os.O_RDONLY), 1, page) == b"a"  # ours: unchanged
+        assert poker.poke(page + 2 * 4096, b"x" * 8) == -5  # EIO: nothing mapped there
+    finally:
+        poker.close()
+        syscalls.munmap(page, 2 * 4096)
+    assert poker.pid == 0

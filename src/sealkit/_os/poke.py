@@ -10,12 +10,14 @@ invisible to it (its ``read`` is restarted). Nothing is left stopped: a
 seized tracee gets no ``SIGSTOP``, and if the helper dies the kernel
 detaches it.
 
-Used by the kernel executor for the op language's ``poke``
-(kernel/ptrace.c ``generic_ptrace_pokedata()``: always ``FOLL_FORCE``).
+:class:`Poker` keeps one helper for many pokes (the kernel executor's
+runners use it for the op language's ``poke``: kernel/ptrace.c
+``generic_ptrace_pokedata()``, always ``FOLL_FORCE``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno as _errno
 import os
@@ -25,7 +27,7 @@ from typing import Final
 
 from . import syscalls
 
-__all__ = ["poke_self"]
+__all__ = ["Poker", "poke_self"]
 
 PTRACE_PEEKDATA: Final = 2
 PTRACE_POKEDATA: Final = 5
@@ -88,6 +90,76 @@ def _read_all(fd: int, size: int) -> bytes:
             break
         out += chunk
     return out
+
+
+class Poker:
+    """A ptrace helper forked once and kept, serving :meth:`poke` requests
+    for the process that made it (and for that process's forked children,
+    which inherit the pipes): one fork for many pokes, where
+    :func:`poke_self` forks for each. The helper dies with its parent
+    (``PR_SET_PDEATHSIG``) or when the request pipe closes."""
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self._req = -1
+        self._res = -1
+
+    def _start(self) -> None:
+        req_r, req_w = os.pipe()
+        res_r, res_w = os.pipe()
+        me = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the helper
+            code = 0
+            try:
+                os.close(req_w)
+                os.close(res_r)
+                syscalls.set_parent_death_signal(signal.SIGKILL)
+                if os.getppid() != me:
+                    os._exit(1)
+                while True:
+                    head = _read_all(req_r, 24)
+                    if len(head) < 24:
+                        break
+                    target, addr, size = struct.unpack("<qQQ", head)
+                    data = _read_all(req_r, size)
+                    os.write(res_w, struct.pack("<q", _poke_as_tracer(target, addr, data)))
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(req_r)
+        os.close(res_w)
+        self.pid, self._req, self._res = pid, req_w, res_r
+
+    def poke(self, addr: int, data: bytes) -> int:
+        """As :func:`poke_self`, through the kept helper (started on first use)."""
+        if not data:
+            return 0
+        if not self.pid:
+            self._start()
+        # Under yama ptrace_scope=1 only a declared tracer may attach to a
+        # process that is not its descendant; without yama this is EINVAL.
+        syscalls.errno_call("prctl", PR_SET_PTRACER, self.pid, 0, 0, 0)
+        request = struct.pack("<qQQ", os.getpid(), addr & _M64, len(data)) + bytes(data)
+        view = memoryview(request)
+        while view:
+            view = view[os.write(self._req, view) :]
+        got = _read_all(self._res, 8)
+        if len(got) != 8:
+            self.close()
+            return -_errno.ECHILD  # the helper died before it answered
+        result: int = struct.unpack("<q", got)[0]
+        return result
+
+    def close(self) -> None:
+        """Stop the helper (it exits when its request pipe closes)."""
+        if self.pid:
+            os.close(self._req)
+            os.close(self._res)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = 0
 
 
 def poke_self(addr: int, data: bytes) -> int:

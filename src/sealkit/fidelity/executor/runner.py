@@ -57,7 +57,8 @@ What sealing does not cover (issue 14): ``pwrite_mem`` is ``pwrite`` on the
 runner's own ``/proc/self/mem`` opened read-write (the snapshots keep their
 read-only descriptor); ``vm_writev`` is ``process_vm_writev`` to itself with
 the exact byte range; ``poke`` is ``PTRACE_POKEDATA`` from a helper the
-runner forks for the call (:mod:`sealkit._os.poke`). The file calls act on
+runner forks on its first poke and keeps (:class:`sealkit._os.poke.Poker`;
+a forked trace child uses its parent's helper). The file calls act on
 the trace's files (fresh unnamed files, made on first use, closed after the
 trace): ``pwrite``, ``ftruncate`` and ``fallocate(PUNCH_HOLE|KEEP_SIZE)`` on
 the read-write descriptor (``f1:ro``: the read-only one). ``mincore`` gets a
@@ -230,6 +231,7 @@ class Runner:
         self.file_keys: dict[tuple[int, int, int], str] = {}
         self.heap = False
         self.mlocked = False
+        self.poker = poke.Poker()  # its ptrace helper is forked on the first poke
         self._open_self()
         self._check_low_area_empty()
         self._open_slot(self.slot)
@@ -537,7 +539,7 @@ class Runner:
             except KernelError as exc:
                 return -(exc.errno or _errno.EIO)
         if type(op) is Poke:
-            ret = poke.poke_self(addr, data)
+            ret = self.poker.poke(addr, data)
             if ret not in (0, -_errno.EIO):
                 raise RuntimeError(
                     f"poke: the runner's ptrace helper could not write ({_errno.errorcode.get(-ret, ret)}); "
