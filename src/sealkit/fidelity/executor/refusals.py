@@ -31,6 +31,17 @@ The calls sealing does not cover (issue 14) have their own rules:
 * a mapping placed outside the window (``mmap`` without ``MAP_FIXED``) is at
   most ``MAX_PAGES`` long: ``MAP_POPULATE``, ``MAP_LOCKED`` or an earlier
   ``mlockall(MCL_FUTURE)`` would fault all of it in;
+* an anonymous ``MAP_HUGETLB`` mapping is checked with the length the kernel
+  maps: ``ksys_mmap_pgoff()`` rounds it up to the huge page size
+  (``MAP_HUGE_*`` bits, else the default size, ``Hugepagesize`` in
+  ``/proc/meminfo``), so one page asked for at a ``MAP_FIXED`` address in the
+  window is 512 pages (2 MiB) where huge pages are reserved, and a hint is
+  first moved up to a huge page boundary (``generic_hugetlb_get_unmapped_area()``).
+  No window holds a huge page (at most ``MAX_PAGES`` pages), so such a mapping
+  only runs placed elsewhere, at most one huge page long (it comes from the
+  pool the administrator reserved), and is unmapped after the trace with that
+  length; a file mapping with ``MAP_HUGETLB`` is ``EINVAL`` (the trace's files
+  are not on hugetlbfs);
 * ``mlockall`` locks (and with ``MCL_CURRENT`` faults in) the whole runner,
   which is harmless to it; the runner calls ``munlockall`` after the trace.
 """
@@ -128,6 +139,49 @@ def _file_refusal(op: Op) -> str | None:
 
 
 _ANON_FIXED: Final = int(MapFlag.FIXED | MapFlag.FIXED_NOREPLACE)
+_HUGE_SHIFT: Final = 26  # MAP_HUGE_SHIFT, include/uapi/asm-generic/hugetlb_encode.h
+_HUGE_MASK: Final = 0x3F
+_default_huge: int | None = None
+
+
+def _default_huge_size() -> int:
+    """The default huge page size (``Hugepagesize`` in ``/proc/meminfo``), cached;
+    1 GiB, the largest x86_64 has, where it cannot be read (the safe side)."""
+    global _default_huge
+    if _default_huge is None:
+        size = 1 << 30
+        try:
+            with open("/proc/meminfo", "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"Hugepagesize:"):
+                        size = int(line.split()[1]) * 1024
+                        break
+        except (OSError, ValueError, IndexError):
+            pass
+        _default_huge = max(size, PS)
+    return _default_huge
+
+
+def huge_page_size(flags: int) -> int | None:
+    """The unit ``ksys_mmap_pgoff()`` rounds an ``mmap`` length up to when
+    ``flags`` ask for an anonymous ``MAP_HUGETLB`` mapping (``len =
+    ALIGN(len, huge_page_size(hs))``, ``hs = hstate_sizelog(flags >>
+    MAP_HUGE_SHIFT)``), or None for any other mmap. A size the kernel has no
+    pool for is EINVAL there, before anything is mapped."""
+    flags &= MASK64
+    if not flags & MapFlag.HUGETLB or not flags & MapFlag.ANONYMOUS:
+        return None  # a file with MAP_HUGETLB that is not on hugetlbfs: EINVAL
+    log = (flags >> _HUGE_SHIFT) & _HUGE_MASK
+    return max(1 << log, PS) if log else _default_huge_size()
+
+
+def mmap_length(flags: int, length: int) -> int:
+    """The length the kernel maps for ``mmap(..., length, ..., flags, ...)``:
+    rounded up to pages, or to huge pages for ``MAP_HUGETLB`` (may pass 2**64,
+    where the kernel fails the call)."""
+    length &= MASK64
+    unit = huge_page_size(flags) or PS
+    return (length + unit - 1) // unit * unit
 
 
 class OutsideArenaError(UnsafeTargetError):
@@ -309,17 +363,27 @@ def refusal_at(op: Op, win: Window, bases: Bases, heap: bool, lim: Limits) -> st
         return f"brk({addr:#x}) must be 0 (query) or between h0 and h{win.heap_pages}"
     if kind is Mmap:
         assert isinstance(op, Mmap)
+        huge = huge_page_size(op.flags)
+        length = mmap_length(op.flags, op.length) if huge else op.length & MASK64
+        if length >= 1 << 64:
+            return None  # ALIGN() wraps to 0: do_mmap() fails (EINVAL) before mapping
         if not op.flags & _ANON_FIXED and (op.addr == 0 or op.addr >= lim.task_size):
             # No hint, or an ignored one: placed "elsewhere", and faulted in
             # whole by MAP_POPULATE, MAP_LOCKED or mlockall(MCL_FUTURE).
-            length = op.length & MASK64
-            if _MAX_DATA < length <= lim.task_size:
+            if max(_MAX_DATA, huge or 0) < length <= lim.task_size:
                 return (
                     f"maps {length:#x} bytes outside the window: at most {MAX_PAGES} pages "
-                    "(it could be faulted in whole)"
+                    + ("or one huge page " if huge else "")
+                    + "(it could be faulted in whole)"
                 )
             return None
-        return _span_refusal(op.addr, op.length, True, win, bases, heap, lim)
+        addr = op.addr & MASK64
+        if huge and not op.flags & _ANON_FIXED:
+            # A hint is moved up to a huge page boundary, then used if free.
+            return _span_refusal(
+                addr, (addr + huge - 1) // huge * huge + length - addr, True, win, bases, heap, lim
+            )
+        return _span_refusal(addr, length, True, win, bases, heap, lim)
     if kind is Mremap:
         assert isinstance(op, Mremap)
         # The source (one page at least: old_len=0 duplicates a shared VMA).

@@ -124,7 +124,7 @@ from ...ops import (
 )
 from ..target import MAX_PAGES, Window
 from .protocol import RawRun, RawSnap, WorkerDiedError, recv, send
-from .refusals import PS, OutsideArenaError, refusal_at
+from .refusals import PS, OutsideArenaError, mmap_length, refusal_at
 
 if TYPE_CHECKING:
     from .zygote import Zygote
@@ -445,7 +445,9 @@ class Runner:
                 fd = entry[1] if op.file_ro else entry[0]
             ret = _call_("mmap", op.addr, op.length, int(op.prot), int(op.flags), fd, op.offset)
             if ret >= 0:
-                self._note_elsewhere(ret, op.length)
+                # MAP_HUGETLB: the kernel mapped whole huge pages, and munmap
+                # of a part of one is EINVAL (hugetlb_vm_op_split).
+                self._note_elsewhere(ret, mmap_length(op.flags, op.length))
             return ret
         if kind is Munmap:
             return _call_("munmap", op.addr, op.length)  # type: ignore[attr-defined]
@@ -748,7 +750,10 @@ class Runner:
     def cleanup(self) -> None:
         """Put the runner back to a clean state for the next trace, or decide to retire."""
         for addr, size in self.elsewhere:
-            _call_("munmap", addr, size)
+            if _call_("munmap", addr, size) != 0:
+                # Nothing of a trace can seal it (its address is not in the
+                # window): a failure means the runner's bookkeeping is wrong.
+                self.retire = f"could not unmap [{addr:#x}, {addr + size:#x}) placed elsewhere"
         self.elsewhere = []
         base = self._slot_base(self.slot)
         if _call_("munmap", base, MAX_PAGES * PS) != 0:
