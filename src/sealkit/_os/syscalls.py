@@ -58,6 +58,7 @@ __all__ = [
     "procmap_vmas",
     "seal_verified",
     "set_parent_death_signal",
+    "set_process_name",
 ]
 
 # os.uname() is what platform.machine() returns, without importing platform
@@ -476,6 +477,20 @@ def set_parent_death_signal(sig: int) -> None:
     none outlives the process that runs it. ``sig=0`` clears it.
     """
     _call("prctl", 5, 1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+
+
+def set_process_name(name: bytes) -> None:
+    """``prctl(PR_SET_NAME, name)``: the calling thread's name, which for the
+    main thread is the process's ``/proc/PID/comm`` (what ``ps``, ``top`` and
+    ``sealkit audit`` show). The kernel keeps the first 15 bytes; a NUL ends
+    the name early, so one is refused. ``/proc/PID/cmdline`` is not changed.
+    """
+    if not isinstance(name, bytes):
+        raise ArgumentTypeError(f"name must be bytes, not {type(name).__name__}")
+    if b"\0" in name:
+        raise ArgumentError(f"a process name cannot contain NUL: {name!r}")
+    buf = ctypes.create_string_buffer(name[:15], 16)
+    _call("prctl", 5, 15, ctypes.addressof(buf), 0, 0, 0)  # PR_SET_NAME = 15
 
 
 def raise_exit_status_at_exit() -> bool:
