@@ -27,6 +27,8 @@ from ..errors import ArgumentError, ArgumentTypeError, NotSupportedError, kernel
 
 __all__ = [
     "ARCH",
+    "FAST_PATH",
+    "FAST_PATH_DETAIL",
     "NR",
     "LoadedObject",
     "Phdr",
@@ -131,22 +133,35 @@ _L, _U = ctypes.c_long, ctypes.c_ulong
 _fast: Callable[..., int] | None
 _fast_objects: Callable[[], list[tuple[bytes, int, tuple[tuple[int, ...], ...]]]] | None
 _fast_seal: Callable[..., list[tuple[int, int]] | None] | None
+_fast_detail: str
 try:
     from . import _fastsys
-except ImportError:  # pragma: no cover - depends on how sealkit was installed
+except ImportError as _exc:  # pragma: no cover - depends on how sealkit was installed
     _fast = _fast_objects = _fast_seal = None
+    _fast_detail = f"not built or not loadable ({_exc})"
 else:
     _fast = _fastsys.syscall
     # getattr: an extension built from an older source lacks the loader walks.
     _fast_objects = getattr(_fastsys, "loaded_objects", None)
     _fast_seal = getattr(_fastsys, "seal_verified", None)
+    _fast_detail = str(getattr(_fastsys, "__file__", "sealkit._os._fastsys"))
+    if _fast_objects is None or _fast_seal is None:
+        _fast_detail += " (built from an older source: no loader walk or locked sealing)"
 if not NR or os.environ.get("SEALKIT_NO_FASTSYS"):
     # No table for this architecture (every call raises NotSupportedError),
     # or the fast path is switched off (tests compare both paths).
+    if _fast is not None:
+        _fast_detail = (
+            "switched off by SEALKIT_NO_FASTSYS"
+            if NR
+            else f"not used: no system call table for {ARCH}"
+        )
     _fast = _fast_objects = _fast_seal = None
 
 FAST_PATH: Final = _fast is not None
 """Whether the C fast path (``sealkit._os._fastsys``) is in use."""
+FAST_PATH_DETAIL: Final = _fast_detail
+"""Where the fast path was loaded from, or why it is not in use."""
 
 
 def _syscall(nargs: int) -> Callable[..., int]:

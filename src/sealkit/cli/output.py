@@ -96,7 +96,7 @@ def table_console(file: IO[str] | None = None, width: int | None = None) -> Pipe
 def file_width() -> int:
     """The width of a table written to a file with ``-o``: ``--width``, else no limit."""
     width = requested_width()
-    return NO_LIMIT if not width else width
+    return width or NO_LIMIT
 
 
 def print_json(name: str, document: dict[str, Any], file: IO[str] | None = None) -> None:
