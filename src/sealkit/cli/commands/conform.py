@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     shown = [t for t in targets if t in ("kernel", "model:linux")] or targets
     table = Table(title=f"sealkit conform ({len(scenarios)} scenarios)")
     table.add_column("scenario", overflow="fold")
-    table.add_column("source", overflow="fold", max_width=40)
+    table.add_column("source", overflow="fold")
     for t in shown:
         table.add_column(t, overflow="fold")
     for sc in scenarios:
