@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,14 +38,21 @@ def _one_line_usage(done: subprocess.CompletedProcess[str], message: str) -> Non
 
 
 def test_special_files_are_refused_at_once(sealkit_cli: Any, tmp_path: Path) -> None:
-    fifo = tmp_path / "fifo.trace"
-    os.mkfifo(fifo)
-    # /dev/zero used to be read until memory ran out, a FIFO to block for ever.
-    for path, kind in (("/dev/zero", "character device"), (str(fifo), "FIFO")):
-        started = time.monotonic()
-        done = sealkit_cli("replay", path, "--on", "model:linux", timeout=20)
-        _one_line_usage(done, f"is not a regular file (it is a {kind})")
-        assert time.monotonic() - started < 10
+    # /dev/zero used to be read until memory ran out; a directory or a socket
+    # has nothing to read. (A FIFO is read, with a bound: test_replay_units.)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    try:
+        for path, kind in (
+            ("/dev/zero", "character device"), (str(tmp_path), "directory"),
+            (str(tmp_path / "sock"), "socket"),
+        ):  # fmt: skip
+            started = time.monotonic()
+            done = sealkit_cli("replay", path, "--on", "model:linux", timeout=20)
+            _one_line_usage(done, f"is not a regular file or a FIFO (it is a {kind})")
+            assert time.monotonic() - started < 10
+    finally:
+        sock.close()
 
 
 @pytest.mark.parametrize("on", ["kernel", "model:linux"])
@@ -201,3 +209,47 @@ def test_no_fuzz_worker_outlives_its_campaign(sig: signal.Signals) -> None:
         proc.kill()
         proc.communicate()
         _reap_leftovers(workers)
+
+
+# --- traces from elsewhere: stdin, pipes, scenario files --------------------------
+
+
+def _scenario_trace(name: str) -> str:
+    import tomllib
+    from importlib import resources
+
+    folder = resources.files("sealkit.fidelity.conformance").joinpath("scenarios")
+    for entry in folder.iterdir():
+        if entry.name.endswith(".toml"):
+            for table in tomllib.loads(entry.read_text()).get("scenario", []):
+                if table["name"] == name:
+                    return str(table["trace"])
+    raise AssertionError(name)
+
+
+def test_a_scenario_trace_replays_from_stdin_with_its_layout_lines(sealkit_cli: Any) -> None:
+    # Layout lines used to be a parse error, and "-" an unreadable file.
+    trace = _scenario_trace("selftest/seal_unmapped_middle")
+    assert "\n> [" in trace
+    done = subprocess.run(
+        [sys.executable, "-m", "sealkit", "replay", "-", "--diff"], input=trace,
+        capture_output=True, text=True, env=python_env(), timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("layout as expected") == trace.count("\n>") // 2
+    broken = trace.replace("[3,4) r--p,sl", "[3,4) r--p")
+    done = subprocess.run(
+        [sys.executable, "-m", "sealkit", "replay", "-"], input=broken,
+        capture_output=True, text=True, env=python_env(), timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1 and "differs from the '>' lines" in done.stdout
+
+
+def test_another_designs_sealing_call_is_a_one_line_error(sealkit_cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "v1.trace"
+    path.write_text("mmap p0 4p r-- private|anon|fixed\nmseal_v1 p0 4p munmap\nmunmap p0 4p\n")
+    for on in ("kernel", "model:linux"):
+        done = sealkit_cli("replay", str(path), "--on", on, timeout=60)
+        _one_line_usage(done, "mseal_v1 is the sealing call of proposal-v1")
+    ok = sealkit_cli("replay", str(path), "--on", "model:proposal-v1", timeout=60)
+    assert ok.returncode == 0, ok.stderr
