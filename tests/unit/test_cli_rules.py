@@ -13,9 +13,7 @@ DOC = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
 def test_the_exit_code_table_is_the_code() -> None:
     section = DOC.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     documented = {int(code) for code in re.findall(r"^\| *(\d+) *\|", section, re.M)}
-    constants = {
-        name: value for name, value in vars(main).items() if name.startswith("EXIT_")
-    }
+    constants = {name: value for name, value in vars(main).items() if name.startswith("EXIT_")}
     assert documented == set(constants.values()) == {0, 1, 2, 3, 4, 130}
     assert constants["EXIT_IO"] == 4 and constants["EXIT_FAILED"] == 1
     # main's docstring says the same, in words
