@@ -9,7 +9,8 @@ as long as it needs: nothing is folded at 80 columns and no name is cut, so
 place that decides; commands draw on the console it gives.
 
 JSON: :func:`print_json` prints a document whose first key is ``schema``
-(``sealkit.NAME/1``), described by ``sealkit/data/NAME.schema.json``.
+(``sealkit.NAME/1``), described by the command's schema in
+``sealkit/data/*.schema.json``.
 
 ``-o FILE``: :func:`write_output` (atomic, safe in shared directories).
 
