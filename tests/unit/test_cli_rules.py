@@ -26,3 +26,18 @@ def test_every_schema_in_the_json_table_ships() -> None:
     named = re.findall(r"`sealkit/data/([a-z-]+\.schema\.json)`", DOC)
     assert named and all((shipped / name).is_file() for name in named)
     assert {p.name for p in shipped.glob("*.schema.json")} == set(named)
+
+
+def test_run_takes_the_shared_options_before_the_program() -> None:
+    from sealkit.cli.commands.run import split_args
+
+    assert split_args(["--width", "100", "--report=json", "-c", "print(1)", "--width", "3"]) == (
+        ["--width", "100", "--report=json"],
+        ["-c", "print(1)", "--width", "3"],
+    )
+    assert split_args(["--wid", "100", "--if-supported", "app.py", "--report"]) == (
+        ["--wid", "100", "--if-supported"],
+        ["app.py", "--report"],
+    )
+    # --report takes its value only as --report=json: the next word is the program
+    assert split_args(["--report", "json", "x"]) == (["--report"], ["json", "x"])
