@@ -7,13 +7,20 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sealkit.errors import ArgumentError, ParseError
 from sealkit.fidelity import replay as replay_module
 from sealkit.fidelity.conformance import parse_checked_trace
-from sealkit.fidelity.replay import MAX_TRACE_BYTES, load_trace, replay, window_for
+from sealkit.fidelity.replay import (
+    MAX_REPLAY_CALLS,
+    MAX_TRACE_BYTES,
+    load_trace,
+    replay,
+    window_for,
+)
 from sealkit.ops import parse_trace
 
 
@@ -158,3 +165,31 @@ def test_a_trace_file_past_the_size_cap_is_refused(tmp_path: Path) -> None:
     fits = tmp_path / "fits.trace"
     fits.write_text("munmap p0 4p\n")
     assert len(load_trace(str(fits))) == 1
+
+
+def test_a_replay_runs_a_bounded_number_of_calls(tmp_path: Path) -> None:
+    # Each replayed call keeps its layouts (kilobytes on the model): a
+    # million-call trace used to be read, run and kept whole.
+    line = "mprotect p0 1p r--\n"
+    path = tmp_path / "long.trace"
+    path.write_text("# comment\n> [0,1) r--p\n" + line * (MAX_REPLAY_CALLS + 1) + "munmap p0\n")
+    with pytest.raises(
+        ArgumentError, match=f"has {MAX_REPLAY_CALLS + 2} calls; a replay runs at most"
+    ):
+        load_trace(str(path))  # counted before parsing: the bad last line is never reached
+    with pytest.raises(ArgumentError, match=f"at most {MAX_REPLAY_CALLS}"):
+        replay(parse_trace(line * (MAX_REPLAY_CALLS + 1)), "model:linux")
+    path.write_text(line * MAX_REPLAY_CALLS)
+    assert len(load_trace(str(path))) == MAX_REPLAY_CALLS
+
+
+def test_a_result_alone_is_a_one_line_usage_error(sealkit_cli: Any, tmp_path: Path) -> None:
+    # "= EPERM" with no call crashed the parser (IndexError, exit 3).
+    path = tmp_path / "t.trace"
+    path.write_text("mmap p0 1p rw- private|anon|fixed\n= EPERM\n")
+    done = sealkit_cli("replay", str(path), "--on", "model:linux", timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert (
+        done.stderr.strip()
+        == f"sealkit replay: {path}:2: a result ('= ...') with no call before it"
+    )

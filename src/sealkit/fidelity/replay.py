@@ -51,6 +51,7 @@ from .target import (
 )
 
 __all__ = [
+    "MAX_REPLAY_CALLS",
     "MAX_TRACE_BYTES",
     "Replay",
     "check_seal_calls",
@@ -61,8 +62,13 @@ __all__ = [
 ]
 
 
-MAX_TRACE_BYTES: Final = 64 << 20
-"""The most :func:`load_trace` reads from a file, FIFO or stdin (64 MiB: about a million calls)."""
+MAX_TRACE_BYTES: Final = 16 << 20
+"""The most :func:`load_trace` reads from a file, FIFO or stdin (16 MiB)."""
+MAX_REPLAY_CALLS: Final = 4096
+"""The most calls one replay runs. A replay keeps every call's layouts to
+show them (up to about 26 KiB per call on the model with a full 64-page
+window, more with the heap zone) and prints them all; the fuzzer's traces
+have at most 200 calls, the conformance scenarios at most a few dozen."""
 
 
 def _read_bounded(fd: int, name: str, size: int | None = None) -> bytes:
@@ -117,10 +123,30 @@ def load_checked_trace(path: str) -> tuple[list[Step], list[Check]]:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ArgumentError(f"cannot read trace file {source}: {reason}") from None
+    _check_calls(_count_calls(text), source)
     steps, checks = parse_checked_trace(text, source)
     if not steps:
         raise ParseError("the trace has no calls", None, source)
     return list(steps), list(checks)
+
+
+def _count_calls(text: str) -> int:
+    """Lines of ``text`` that hold a call (not blank, a comment or a ``>`` line),
+    counted before parsing: no Step is made for a trace that is refused."""
+    count = 0
+    for line in text.splitlines():
+        body = line.partition("#")[0].strip()
+        if body and not body.startswith(">"):
+            count += 1
+    return count
+
+
+def _check_calls(count: int, source: str) -> None:
+    if count > MAX_REPLAY_CALLS:
+        raise ArgumentError(
+            f"{source} has {count} calls; a replay runs at most {MAX_REPLAY_CALLS} "
+            "(it keeps and shows the layout after each)"
+        )
 
 
 def load_trace(path: str) -> list[Step]:
@@ -273,7 +299,9 @@ def replay(
     kernel) and find the first divergence. ``checks`` (from
     :func:`load_checked_trace`) are held against ``on``'s layouts.
     ``ArgumentError`` before anything runs for a trace with another design's
-    sealing call (:func:`check_seal_calls`)."""
+    sealing call (:func:`check_seal_calls`) or more than
+    :data:`MAX_REPLAY_CALLS` calls."""
+    _check_calls(len(steps), "the trace")
     ops = [s.op for s in steps]
     win = window or window_for(ops, checks=checks)
     if target_kind(on) is None:
