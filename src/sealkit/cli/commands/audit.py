@@ -256,4 +256,17 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
     elif sealed_only:
         console.print("no audited process has sealed memory")
     console.print(Text(report.summary(), style="bold"))
+    if sink is None and report.sealed == 0 and sys.stdout.isatty():
+        console.print(Text(NOTHING_SEALED, style="dim"))
     return sink.getvalue() if sink is not None else None
+
+
+NOTHING_SEALED = (
+    "Nothing audited here is sealed: no released glibc or distribution seals "
+    "memory yet, so 'not sealed' is what a stock host shows. To see sealing, run "
+    "a program hardened (sealkit run app.py: the process is named app.py) and "
+    "audit it (sealkit audit --comm app.py); sealkit check says what this host "
+    "supports."
+)
+"""Shown under the table, on a terminal only, when no audited process has
+sealed memory: what a first audit of a stock host shows, and what to do next."""
