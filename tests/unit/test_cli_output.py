@@ -162,3 +162,76 @@ def test_write_output_errors_are_output_errors(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="cannot write"):
         write_output("x", str(tmp_path / "missing" / "x.prom"))
     assert list(tmp_path.iterdir()) == []
+
+
+def _shared_dir(tmp_path: Path) -> Path:
+    """A directory like /tmp or a shared textfile directory: sticky and
+    world-writable, owned by this user."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    return shared
+
+
+def _planted(link: Path, to: Path) -> None:
+    """A symbolic link made by another user (nobody)."""
+    if os.geteuid() != 0:
+        pytest.skip("making a link owned by another user needs root")
+    link.symlink_to(to)
+    os.lchown(link, 65534, 65534)
+
+
+def test_another_users_link_in_a_shared_directory_is_not_followed(tmp_path: Path) -> None:
+    # Root writing -o /tmp/x/sealkit.prom followed a link another user had
+    # planted at that name and replaced whatever it pointed to (where
+    # fs.protected_symlinks is 0, as in many containers, nothing stops it).
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    shared = _shared_dir(tmp_path)
+    _planted(shared / "sealkit.prom", victim)
+    with pytest.raises(OutputError, match=r"symbolic link .* another user"):
+        write_output("sealkit_metric 1\n", str(shared / "sealkit.prom"))
+    assert victim.read_text() == "precious\n"
+    assert (shared / "sealkit.prom").is_symlink() and os.listdir(shared) == ["sealkit.prom"]
+    # ... also as a directory on the way
+    (tmp_path / "etc").mkdir()
+    _planted(shared / "dir", tmp_path / "etc")
+    with pytest.raises(OutputError, match=r"symbolic link .* another user"):
+        write_output("x\n", str(shared / "dir" / "sealkit.prom"))
+    assert os.listdir(tmp_path / "etc") == []
+    done = _sealkit("audit", "--pid", str(os.getpid()), "-o", str(shared / "sealkit.prom"))
+    assert done.returncode == EXIT_IO and "another user" in done.stderr, done.stderr
+
+
+def test_links_the_kernel_would_follow_are_followed(tmp_path: Path) -> None:
+    # fs.protected_symlinks' rule: a link in a sticky world-writable
+    # directory is followed when it is the follower's or the directory owner's.
+    shared = _shared_dir(tmp_path)
+    real = tmp_path / "real.prom"
+    real.write_text("old\n")
+    (shared / "mine.prom").symlink_to(real)
+    write_output("new\n", str(shared / "mine.prom"))
+    assert real.read_text() == "new\n" and (shared / "mine.prom").is_symlink()
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "link.prom").symlink_to("../real.prom")  # relative, in a plain directory
+    if os.geteuid() == 0:
+        os.lchown(private / "link.prom", 65534, 65534)
+    write_output("newer\n", str(private / "link.prom"))
+    assert real.read_text() == "newer\n"
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(OutputError, match="cannot write"):
+        write_output("x\n", str(tmp_path / "loop"))
+
+
+def test_dev_stdout_is_written_in_place_whatever_it_is(tmp_path: Path) -> None:
+    # /dev/stdout -> /proc/self/fd/1 -> "pipe:[...]": the kernel's own links.
+    into_pipe = _sealkit("audit", "--pid", str(os.getpid()), "-o", "/dev/stdout")
+    assert into_pipe.returncode == 0 and "PID" in into_pipe.stdout, into_pipe.stderr
+    with open(tmp_path / "out.txt", "w") as fh:
+        into_file = _sealkit(
+            "audit", "--pid", str(os.getpid()), "-o", "/dev/stdout",
+            capture_output=False, stdout=fh, stderr=subprocess.PIPE,
+        )  # fmt: skip
+    assert into_file.returncode == 0, into_file.stderr
+    assert "PID" in (tmp_path / "out.txt").read_text()

@@ -153,7 +153,7 @@ def _write_in_place(handle: int, path: str, data: bytes) -> None:
         os.close(fd)
 
 
-def _replace_file(path: str, existing: os.stat_result | None, data: bytes) -> None:
+def _replace_file(path: str, real: str, existing: os.stat_result | None, data: bytes) -> None:
     """Write a temporary file in the target's directory and rename it over the
     target, so a reader sees the old file or the new one, never half of one.
 
@@ -163,12 +163,8 @@ def _replace_file(path: str, existing: os.stat_result | None, data: bytes) -> No
     ``fsync``'d before the rename; the rename is then made durable with an
     ``fsync`` of the directory.
     """
-    real = os.path.realpath(path)  # the rename goes to a symbolic link's target
     directory, name = os.path.split(real)
-    try:
-        dir_fd = os.open(directory or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise _fail(path, exc) from None
+    dir_fd = _open_directory(directory, path)
     tmp = _temporary_name(os.fsencode(name))
     created = False
     try:
@@ -203,6 +199,95 @@ def _replace_file(path: str, existing: os.stat_result | None, data: bytes) -> No
         os.close(dir_fd)
 
 
+_MAX_LINKS: Final = 40
+"""Symbolic links followed in one path before giving up (the kernel's MAXSYMLINKS)."""
+
+
+def _resolve(path: str) -> str:
+    """``path`` with every symbolic link on it resolved (an absolute path with
+    none left), following each link only where the kernel's
+    ``fs.protected_symlinks`` would (``may_follow_link()`` in fs/namei.c):
+    in a sticky, world-writable directory (``/tmp``, a shared textfile
+    directory) only a link owned by the caller or by the directory's owner.
+    Many hosts and containers run with that setting off; this write follows
+    the rule either way, so a link planted by another user never makes root
+    write where it points. ``OutputError`` for such a link or a loop."""
+    parts = [p for p in os.path.abspath(path).split("/") if p]
+    parts.reverse()  # a stack: the next component last
+    current = "/"
+    links = 0
+    while parts:
+        part = parts.pop()
+        if part == ".":
+            continue
+        if part == "..":
+            current = os.path.dirname(current)
+            continue
+        candidate = os.path.join(current, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            return os.path.join(candidate, *reversed(parts))  # created (or refused) later
+        except OSError as exc:
+            raise _fail(path, exc) from None
+        if not stat.S_ISLNK(st.st_mode):
+            current = candidate
+            continue
+        if _in_proc(current):
+            # /proc/self, /proc/PID/fd/N: the kernel's own links, some of
+            # which name no path (pipe:[...]); the kernel follows them.
+            return os.path.join(candidate, *reversed(parts))
+        links += 1
+        if links > _MAX_LINKS:
+            raise OutputError(f"cannot write {path}: too many levels of symbolic links")
+        try:
+            parent = os.stat(current)
+            target = os.readlink(candidate)
+        except OSError as exc:
+            raise _fail(path, exc) from None
+        shared = parent.st_mode & stat.S_ISVTX and parent.st_mode & stat.S_IWOTH
+        if shared and st.st_uid not in (os.geteuid(), parent.st_uid):
+            raise OutputError(
+                f"cannot write {path}: {candidate} is a symbolic link in a shared (sticky, "
+                f"world-writable) directory, made by another user (uid {st.st_uid}); "
+                "not followed"
+            )
+        if target.startswith("/"):
+            current = "/"
+        parts.extend(reversed([p for p in target.split("/") if p]))
+    return current
+
+
+def _in_proc(path: str) -> bool:
+    return path == "/proc" or path.startswith("/proc/")
+
+
+def _open_directory(directory: str, path: str) -> int:
+    """Open ``directory`` (a path with no symbolic links, from :func:`_resolve`)
+    one component at a time with ``O_NOFOLLOW``: a component swapped for a
+    link after the check is refused, never followed."""
+    try:
+        fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _fail(path, exc) from None
+    try:
+        parts = [p for p in directory.split("/") if p]
+        for part in parts:
+            nxt = os.open(
+                part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+            )
+            os.close(fd)
+            fd = nxt
+        opened = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _fail(path, exc, f"{directory} changed while it was being written") from None
+        raise _fail(path, exc) from None
+    finally:
+        os.close(fd)
+    return opened
+
+
 def write_output(text: str, path: str) -> None:
     """Write ``text`` (UTF-8) to the file ``path`` so that a reader never sees
     half of it; :class:`~sealkit.cli.main.OutputError` (exit code 4) when it
@@ -210,16 +295,22 @@ def write_output(text: str, path: str) -> None:
 
     * A regular file, or a path that does not exist: a temporary file in the
       same directory, renamed over the target (see :func:`_replace_file`). A
-      symbolic link is followed: its target is replaced, the link stays. A
+      symbolic link is followed where the kernel's ``fs.protected_symlinks``
+      would follow it (:func:`_resolve`): its target is replaced, the link
+      stays. A
       new file gets mode :data:`NEW_FILE_MODE`; an existing one keeps its mode.
     * A device, FIFO or terminal (``/dev/null``, ``/dev/stdout``, a named
-      pipe): written in place, without blocking on a FIFO nobody reads.
+      pipe), and anything named through ``/proc`` (``/dev/stdout`` also when
+      it is a file): written in place, without blocking on a FIFO nobody reads.
     """
     data = text.encode("utf-8")
+    real = _resolve(path)  # links followed only where safe; none left but /proc's
+    proc = _in_proc(real)  # /dev/stdout -> /proc/self/fd/1: what the descriptor is
     try:
-        handle = os.open(path, os.O_PATH | os.O_CLOEXEC)  # no device opened, no FIFO waited on
+        # O_PATH: no device opened, no FIFO waited on.
+        handle = os.open(real, os.O_PATH | os.O_CLOEXEC | (0 if proc else os.O_NOFOLLOW))
     except FileNotFoundError:
-        _replace_file(path, None, data)
+        _replace_file(path, real, None, data)
         return
     except OSError as exc:
         raise _fail(path, exc) from None
@@ -227,9 +318,11 @@ def write_output(text: str, path: str) -> None:
         st = os.fstat(handle)
         if stat.S_ISDIR(st.st_mode):
             raise OutputError(f"cannot write {path}: it is a directory")
-        if not stat.S_ISREG(st.st_mode):
+        if stat.S_ISLNK(st.st_mode):
+            raise OutputError(f"cannot write {path}: it changed while it was being written")
+        if proc or not stat.S_ISREG(st.st_mode):
             _write_in_place(handle, path, data)
             return
     finally:
         os.close(handle)
-    _replace_file(path, st, data)
+    _replace_file(path, real, st, data)
