@@ -35,6 +35,7 @@ from sealkit._os import elf as elf_file
 from sealkit._os.procfs import ProcessDir
 from sealkit.cli.main import main as cli_main
 from sealkit.host import audit
+from sealkit.text import unlabel
 from tests.conftest import python_env, run_in_child
 
 pytestmark = pytest.mark.kernel
@@ -606,7 +607,9 @@ def test_hostile_names_and_files_cannot_break_the_output(tmp_path: Path) -> None
         assert code == 0, err
         paths = {r["path"] for r in json.loads(text)["regions"]}
         assert str(tmp_path / "trail  ") in paths  # trailing spaces are the name's
-        assert os.fsdecode(bytes(tmp_path) + b"/bad\xff\xfeutf") in paths
+        # the one escaping rule: valid UTF-8 (no lone surrogate), and exact once unescaped
+        assert f"{tmp_path}/bad\\xff\\xfeutf" in paths
+        assert os.fsdecode(bytes(tmp_path) + b"/bad\xff\xfeutf") in {unlabel(p) for p in paths}
 
         svg = tmp_path / "m.svg"
         code, _, err = _run(["maps", str(pid), "--svg", str(svg)])

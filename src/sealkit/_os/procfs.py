@@ -15,9 +15,10 @@ OS errors become :class:`~sealkit.errors.ProcessGoneError` or
 from __future__ import annotations
 
 import errno as _errno
+import operator
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final, NamedTuple, overload
 
@@ -378,6 +379,45 @@ _HEADER_SHAPE: Final = (
 # A VmFlags line and the well-formed header line after it (the next
 # mapping's); the second group is empty when no well-formed header follows.
 _FLAGS_THEN_HEADER: Final = re.compile(rb"\nVmFlags:([^\n]*)(?:\n(" + _HEADER_SHAPE + rb"))?")
+# The fields of every header at once, from headers joined by newlines.
+_HEADER_FIELDS: Final = re.compile(
+    rb"^([0-9a-f]+)-([0-9a-f]+) ([r-][w-][x-][ps]) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) ([0-9]+)"
+    rb"(?:[ \t]([^\n]*))?$",
+    re.MULTILINE,
+)
+
+
+class VmaColumns(NamedTuple):
+    """The mappings of one process as columns: ``start[i]``, ``end[i]``,
+    ... describe mapping ``i`` as a :class:`Vma` would (``fields`` aside).
+    Built in bulk (a regular expression and a few list comprehensions, no
+    object per mapping), for code that looks at every mapping."""
+
+    start: Sequence[int]
+    end: Sequence[int]
+    perms: Sequence[str]
+    offset: Sequence[int]
+    dev: Sequence[str]
+    inode: Sequence[int]
+    path: Sequence[str]
+    vmflags: Sequence[frozenset[str] | None]
+
+    def vma(self, i: int) -> Vma:
+        """Mapping ``i`` as a :class:`Vma`."""
+        return Vma(
+            self.start[i], self.end[i], self.perms[i], self.offset[i], self.dev[i],
+            self.inode[i], self.path[i], self.vmflags[i],
+        )  # fmt: skip
+
+    @classmethod
+    def of(cls, vmas: Sequence[Vma]) -> VmaColumns:
+        """The columns of a sequence of :class:`Vma` (a transposition)."""
+        if isinstance(vmas, ScannedVmas):
+            return vmas.columns()
+        if not vmas:
+            return cls((), (), (), (), (), (), (), ())
+        start, end, perms, offset, dev, inode, path, vmflags, _ = zip(*vmas, strict=True)
+        return cls(start, end, perms, offset, dev, inode, path, vmflags)
 
 
 class ScannedVmas(Sequence[Vma]):
@@ -387,9 +427,12 @@ class ScannedVmas(Sequence[Vma]):
     header only when that mapping is read: a sweep classifies a few sealed
     mappings and their neighbours, not all of them. ``sealed_indices`` are
     the positions of the sealed mappings, known without building any.
+    Mappings with the same ``VmFlags`` line share one ``vmflags`` set.
     """
 
-    __slots__ = ("_built", "_flags", "_headers", "_source", "sealed_indices")
+    __slots__ = (
+        "_built", "_columns", "_flags", "_flagsets", "_headers", "_source", "sealed_indices",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -401,6 +444,8 @@ class ScannedVmas(Sequence[Vma]):
         self._headers = headers
         self._flags = flags
         self._built: list[Vma | None] = [None] * len(headers)
+        self._flagsets: dict[bytes, frozenset[str]] = {}
+        self._columns: VmaColumns | None = None
         self._source = source
         self.sealed_indices = sealed_indices
 
@@ -421,45 +466,130 @@ class ScannedVmas(Sequence[Vma]):
             vma = self._built[index] = self._build(index)
         return vma
 
-    def _build(self, index: int) -> Vma:
-        m = _HEADER.fullmatch(self._headers[index])
-        if m is None:  # pragma: no cover - scan_smaps only keeps well-formed headers
+    def __iter__(self) -> Iterator[Vma]:
+        built = self._built
+        for i, vma in enumerate(built):
+            yield vma if vma is not None else self[i]
+
+    def _flagset(self, raw: bytes) -> frozenset[str]:
+        vmflags = self._flagsets.get(raw)
+        if vmflags is None:
+            vmflags = self._flagsets[raw] = frozenset(raw.decode("ascii", "replace").split())
+        return vmflags
+
+    def columns(self) -> VmaColumns:
+        """Every mapping as :class:`VmaColumns`, built once, in bulk."""
+        if self._columns is not None:
+            return self._columns
+        if self._headers and not self._headers[0]:  # built by _scan_slowly
+            self._columns = VmaColumns.of(list(self))
+            return self._columns
+        rows = _HEADER_FIELDS.findall(b"\n".join(self._headers))
+        if len(rows) != len(self._headers):  # pragma: no cover - headers are well-formed
+            raise ParseError("malformed mapping header", None, self._source)
+        fields = list(zip(*rows, strict=True))
+        start = [int(x, 16) for x in fields[0]]
+        end = [int(x, 16) for x in fields[1]]
+        if any(map(operator.lt, end, start)):
+            i = next(i for i, (lo, hi) in enumerate(zip(start, end, strict=True)) if hi < lo)
             raise ParseError(
-                f"malformed mapping header {self._headers[index]!r}", None, self._source
+                f"mapping ends before it starts: {self._headers[i]!r}", None, self._source
             )
-        start_s, end_s, perms, offset, dev, inode, path = m.groups()
+        # Permissions, devices, names and flag lines repeat: decode each once.
+        perms = {raw: raw.decode("ascii") for raw in set(fields[2])}
+        devs = {raw: raw.decode("ascii") for raw in set(fields[4])}
+        paths = {raw: raw.decode("utf-8", "surrogateescape").lstrip() for raw in set(fields[6])}
+        flagsets = self._flagsets
+        for raw in set(self._flags):
+            if raw not in flagsets:
+                flagsets[raw] = frozenset(raw.decode("ascii", "replace").split())
+        self._columns = VmaColumns(
+            start,
+            end,
+            [perms[x] for x in fields[2]],
+            [int(x, 16) for x in fields[3]],
+            [devs[x] for x in fields[4]],
+            [int(x) for x in fields[5]],
+            [paths[x] for x in fields[6]],
+            [flagsets[x] for x in self._flags],
+        )
+        return self._columns
+
+    def _build(self, index: int) -> Vma:
+        if self._columns is not None:
+            return self._columns.vma(index)
+        header = self._headers[index]
+        # scan_smaps kept only headers of the kernel's shape (_HEADER_SHAPE):
+        # five fields, then the name after one blank, kept as it is except
+        # for the padding (as parse_smaps's split() drops it)
+        parts = header.split(None, 5)
+        if len(parts) < 5:  # pragma: no cover - scan_smaps only keeps well-formed headers
+            raise ParseError(f"malformed mapping header {header!r}", None, self._source)
+        span, perms, offset, dev, inode = parts[:5]
+        start_s, _, end_s = span.partition(b"-")
         start, end = int(start_s, 16), int(end_s, 16)
         if end < start:
-            raise ParseError(
-                f"mapping ends before it starts: {self._headers[index]!r}", None, self._source
-            )
+            raise ParseError(f"mapping ends before it starts: {header!r}", None, self._source)
+        vmflags = self._flagset(self._flags[index])
+        path = parts[5].decode("utf-8", "surrogateescape").lstrip() if len(parts) == 6 else ""
         return Vma(
-            start, end, perms.decode(), int(offset, 16), dev.decode(), int(inode),
-            (path or b"").decode("utf-8", "surrogateescape").lstrip(),  # as split() does
-            frozenset(self._flags[index].decode("ascii", "replace").split()),
-        )  # fmt: skip
+            start, end, _ascii(perms), int(offset, 16), _ascii(dev), int(inode), path, vmflags
+        )
 
 
-def scan_smaps(data: bytes, source: str | None = None) -> tuple[int, ScannedVmas]:
+_ASCII: Final[dict[bytes, str]] = {}
+
+
+def _ascii(raw: bytes) -> str:
+    """Short ASCII fields (permissions, device), decoded once each."""
+    text = _ASCII.get(raw)
+    if text is None:
+        text = raw.decode("ascii")
+        if len(_ASCII) < 4096:
+            _ASCII[raw] = text
+    return text
+
+
+def scan_smaps(
+    data: bytes, source: str | None = None, *, every: bool = False
+) -> tuple[int, ScannedVmas]:
     """Fast scan of raw ``/proc/PID/smaps`` bytes: ``(mappings, vmas)``.
 
     ``mappings`` is the number of VMAs. ``vmas`` is empty when no mapping is
     sealed (the common case, decided with one pass over the buffer and no
-    object per mapping). When at least one is sealed it holds every VMA, in
-    order, built on demand (:class:`ScannedVmas`), with ``vmflags`` set and
-    ``fields`` empty: classifying a sealed mapping needs its neighbours, not
-    its counters. For the same text, the VMAs equal those of
-    :func:`parse_smaps` except for ``fields``. Raises :class:`ParseError` on
-    malformed text, as :func:`parse_smaps` does (a header whose end precedes
-    its start, when that mapping is read).
+    object per mapping) unless ``every`` is true. When at least one is
+    sealed (or ``every``) it holds every VMA, in order, built on demand
+    (:class:`ScannedVmas`), with ``vmflags`` set and ``fields`` empty:
+    classifying a sealed mapping needs its neighbours, not its counters.
+    For the same text, the VMAs equal those of :func:`parse_smaps` except
+    for ``fields``. Raises :class:`ParseError` on malformed text, as
+    :func:`parse_smaps` does (a header whose end precedes its start, when
+    that mapping is read).
     """
     if not isinstance(data, bytes | bytearray):
         raise ArgumentTypeError(f"data must be bytes, not {type(data).__name__}")
     if source is not None and not isinstance(source, str):
         raise ArgumentTypeError(f"source must be a str or None, not {type(source).__name__}")
     data = bytes(data)
-    lines = _FLAGS_LINES.findall(data)
-    if not lines:
+    if not every:
+        lines = _FLAGS_LINES.findall(data)
+        # Only VmFlags lines are searched, not paths. show_smap_vma_flags
+        # prints each mnemonic as "%c%c ", so a sealed mapping's line holds
+        # " sl "; the end-of-line spellings cover captures whose trailing
+        # blanks were trimmed.
+        joined = b"".join(lines)
+        if (
+            lines
+            and not data.startswith(b"VmFlags:")
+            and not (b" sl " in joined or b" sl\n" in joined or joined.endswith(b" sl"))
+        ):
+            return len(lines), ScannedVmas((), (), ())
+    # Some mapping is sealed (or every one is wanted): the headers come from
+    # the line after each VmFlags line (and the first line), in the same kind
+    # of pass. Anything unusual goes to the general parser, so the answers
+    # stay parse_smaps's.
+    pairs = _FLAGS_THEN_HEADER.findall(data)
+    if not pairs:
         if not data.strip():
             return 0, ScannedVmas((), (), ())
         # VmFlags exists since Linux 3.8; without it nothing can be said about
@@ -467,38 +597,28 @@ def scan_smaps(data: bytes, source: str | None = None) -> tuple[int, ScannedVmas
         parse_smaps(data.decode("utf-8", "surrogateescape"), source)  # names a bad line
         raise ParseError("smaps text has no VmFlags lines: seals cannot be read", None, source)
     if data.startswith(b"VmFlags:"):
-        return _scan_slowly(data, source)  # a field before any header: let it say so
-    # Only VmFlags lines are searched, not paths. show_smap_vma_flags prints
-    # each mnemonic as "%c%c ", so a sealed mapping's line holds " sl "; the
-    # end-of-line spellings cover captures whose trailing blanks were trimmed.
-    joined = b"".join(lines)
-    if not (b" sl " in joined or b" sl\n" in joined or joined.endswith(b" sl")):
-        return len(lines), ScannedVmas((), (), ())
-    # Some mapping is sealed: the headers come from the line after each
-    # VmFlags line (and the first line), in the same kind of pass. Anything
-    # unusual goes to the general parser, so the answers stay parse_smaps's.
-    pairs = _FLAGS_THEN_HEADER.findall(data)
+        return _scan_slowly(data, source, every)  # a field before any header: let it say so
     first = data[: data.find(b"\n")]
     headers = [first] + [nxt for _, nxt in pairs[:-1]]
     flags = [f for f, _ in pairs]
-    tail = data[-len(lines[-1]) - 16 :].rstrip(b" \t\n")  # the end only, not a copy of all
+    last = b"\nVmFlags:" + flags[-1]
+    tail = data[-len(last) - 16 :].rstrip(b" \t\n")  # the end only, not a copy of all
     if (
-        len(pairs) != len(lines)
-        or _HEADER.fullmatch(first) is None
+        _HEADER.fullmatch(first) is None
         or b"" in headers
         or pairs[-1][1]
-        or not tail.endswith(b"VmFlags:" + flags[-1].rstrip(b" \t"))
+        or not tail.endswith(last.rstrip(b" \t"))
     ):
-        return _scan_slowly(data, source)
+        return _scan_slowly(data, source, every)
     sealed = tuple(i for i, f in enumerate(flags) if b" sl " in f or f.endswith(b" sl"))
     return len(headers), ScannedVmas(headers, flags, sealed, source)
 
 
-def _scan_slowly(data: bytes, source: str | None) -> tuple[int, ScannedVmas]:
+def _scan_slowly(data: bytes, source: str | None, every: bool) -> tuple[int, ScannedVmas]:
     """The general parser's answer in :func:`scan_smaps`'s shape (odd text only)."""
     parsed = parse_smaps(data.decode("utf-8", "surrogateescape"), source)
     sealed = tuple(i for i, v in enumerate(parsed) if v.sealed)
-    if not sealed:
+    if not sealed and not every:
         return len(parsed), ScannedVmas((), (), ())
     vmas = ScannedVmas([b""] * len(parsed), [b""] * len(parsed), sealed, source)
     vmas._built[:] = [

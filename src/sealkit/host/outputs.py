@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from ..errors import ArgumentTypeError
@@ -12,7 +13,28 @@ from .classify import KINDS
 from .requirements import RequirementResult
 from .sweep import HostAudit, ProcessAudit
 
-__all__ = ["to_json", "to_prometheus"]
+__all__ = ["json_text", "to_json", "to_prometheus"]
+
+_ENCODER: Final = json.JSONEncoder(separators=(", ", ": "))
+
+
+def json_text(doc: Mapping[str, Any]) -> str:
+    """``doc`` as JSON text: one top-level key a line, and each record of a
+    list of records (processes, regions) on a line of its own.
+
+    Readable and greppable, and fast: every piece goes through the C
+    encoder (``json.dumps(indent=...)`` runs a pure-Python one, seconds for
+    the 65,000 mappings a process may have).
+    """
+    encode = _ENCODER.encode
+    parts = []
+    for key, value in doc.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            body = ",\n  ".join(map(encode, value))
+            parts.append(f"{encode(key)}: [\n  {body}\n ]")
+        else:
+            parts.append(f"{encode(key)}: {encode(value)}")
+    return "{" + ",\n ".join(parts) + "}\n"
 
 
 def to_json(

@@ -68,12 +68,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"sealkit maps: cannot write {args.svg}: {exc.strerror}", file=sys.stderr)
             return 1
     if args.json:
-        import json
+        from ...host.maps import maps_json
 
-        doc = maps.as_dict()
-        if args.sealed_only:
-            doc["regions"] = [r for r in doc["regions"] if r["sealed"]]
-        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+        sys.stdout.write(maps_json(maps, sealed_only=args.sealed_only))
         return 0
     _table(maps, args.sealed_only)
     return 0
