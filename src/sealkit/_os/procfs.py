@@ -18,6 +18,7 @@ import errno as _errno
 import operator
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final, NamedTuple, overload
@@ -26,7 +27,9 @@ from ..errors import (
     AccessDeniedError,
     ArgumentError,
     ArgumentTypeError,
+    CutShortError,
     ParseError,
+    ProcessChangedError,
     ProcessGoneError,
 )
 
@@ -35,8 +38,11 @@ __all__ = [
     "Vma",
     "parse_kernel_config",
     "parse_maps",
+    "parse_mountinfo_line",
     "parse_smaps",
     "parse_status",
+    "pid_namespace_inode",
+    "proc_mount_options",
     "read_kernel_config",
     "read_maps",
     "read_smaps",
@@ -212,25 +218,78 @@ def _read_text(path: str, pid: str) -> str:
     return _read_bytes(path, pid).decode("utf-8", "surrogateescape")
 
 
-def _read_bytes(path: str, pid: str, dir_fd: int | None = None) -> bytes:
+class Limits(NamedTuple):
+    """Bounds on reading one process: stop at monotonic time ``deadline``
+    (saying ``why``), or once the text passes ``size`` bytes."""
+
+    deadline: float | None = None
+    why: str = "its time budget ran out"
+    size: int | None = None
+
+
+_NO_LIMITS: Final = Limits()
+# How often (in read calls) the clock is looked at: each read hands out about
+# a page, so this is every 256 KiB or so.
+_CLOCK_EVERY: Final = 64
+
+
+def _read_bytes(
+    path: str, pid: str, dir_fd: int | None = None, limits: Limits = _NO_LIMITS
+) -> bytes:
     """Read a /proc file; the one place OS errors become sealkit errors.
+
+    See :func:`_read_verified`, which also says whether the process's
+    address space outlived the read.
+    """
+    return _read_verified(path, pid, dir_fd, limits, verify=False)[0]
+
+
+def _read_verified(
+    path: str, pid: str, dir_fd: int | None, limits: Limits, verify: bool
+) -> tuple[bytes, bool]:
+    """The bytes of a /proc file, and (with ``verify``) whether what the
+    file shows was still there once it had been read to the end.
 
     One ``open`` and a loop of ``read`` calls straight into bytes: seq_file
     hands out at most about a page per ``read`` (fs/seq_file.c
     ``seq_read_iter``), so a larger buffer would not save system calls.
     ``dir_fd`` (an open ``/proc/PID`` directory) pins the process, so every
     file read through it belongs to the same process even if the pid is
-    reused meanwhile.
+    reused meanwhile. ``limits`` stop the read with :class:`CutShortError`.
+
+    An address-space file (``smaps``, ``maps``) is bound to the process's
+    memory when it is opened; each ``read`` takes a reference to it again,
+    and finds nothing once the memory was released: after an ``execve`` (or
+    the exit) mid-read the text just stops, early, looking complete. So
+    ``verify`` reads the first byte again once the end was reached: the
+    memory was alive at the end (and so during the whole read) if and only
+    if that byte is still there.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
         try:
             chunks = []
+            total = calls = 0
             while chunk := os.read(fd, _CHUNK):
                 chunks.append(chunk)
+                if limits is not _NO_LIMITS:
+                    total += len(chunk)
+                    calls += 1
+                    if limits.size is not None and total > limits.size:
+                        raise CutShortError(
+                            pid, f"its {path.rsplit('/', 1)[-1]} text is larger than "
+                            f"{limits.size >> 20} MiB",
+                        )  # fmt: skip
+                    if (
+                        limits.deadline is not None
+                        and calls % _CLOCK_EVERY == 0
+                        and time.monotonic() > limits.deadline
+                    ):
+                        raise CutShortError(pid, limits.why)
+            alive = not verify or bool(os.pread(fd, 1, 0))
         finally:
             os.close(fd)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), alive
     except FileNotFoundError:
         raise ProcessGoneError(pid) from None
     except ProcessLookupError:
@@ -740,7 +799,7 @@ class ProcessDir:
                 break
         return task_status(parse_status(text, source), source)
 
-    def smaps(self, state: str) -> bytes:
+    def smaps(self, state: str, limits: Limits = _NO_LIMITS, tries: int = 3) -> bytes:
         """The ``smaps`` bytes of the process, whose status says ``state``.
 
         A process whose main thread exited (``pthread_exit``) while others
@@ -748,9 +807,30 @@ class ProcessDir:
         address space lives on, visible through any live thread's
         ``task/TID/smaps``. For a zombie (``Z``) this reads those; ``b""``
         when no thread has an address space left (the process exited).
+
+        Each read is verified (:func:`_read_verified`): when the address
+        space was released before the end, the process either exited
+        (``b""``, its status now says ``Z``) or replaced its program with
+        ``execve``, and is read again, up to ``tries`` times in all; then
+        :class:`ProcessChangedError`. ``limits`` bound each read
+        (:class:`CutShortError`).
         """
+        for _ in range(tries):
+            data, alive = self._smaps_once(state, limits)
+            if alive:
+                return data
+            state = self.status().state  # ProcessGoneError once it is reaped
+            if state in ("Z", "X"):
+                data, alive = self._smaps_once(state, limits)
+                return data if alive else b""
+        raise ProcessChangedError(self.pid)
+
+    def _smaps_once(self, state: str, limits: Limits) -> tuple[bytes, bool]:
+        if self._fd is None:
+            raise ProcessGoneError(self.pid, f"process {self.pid}: directory already closed")
         if state not in ("Z", "X"):
-            return self.read("smaps")
+            self.task = ""
+            return _read_verified("smaps", self.pid, self._fd, limits, verify=True)
         try:
             task = os.open("task", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
         except (FileNotFoundError, ProcessLookupError):
@@ -761,13 +841,15 @@ class ProcessDir:
             os.close(task)
         for tid in tids:
             try:
-                data = self.read(f"task/{tid}/smaps")
+                data, alive = _read_verified(
+                    f"task/{tid}/smaps", self.pid, self._fd, limits, verify=True
+                )
             except ProcessGoneError:
                 continue
-            if data:
+            if data and alive:
                 self.task = f"task/{tid}/"
-                return data
-        return b""
+                return data, True
+        return b"", True
 
     def readlink(self, name: str) -> str:
         """The target of the symlink ``/proc/PID/<name>`` (``exe``, ``map_files/...``)."""
@@ -791,3 +873,73 @@ class ProcessDir:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- What a sweep of /proc can see -------------------------------------------------
+#
+# A process the auditor may not see is not even listed: a PID namespace shows
+# only its own processes, and procfs mounted with hidepid=invisible (2) or
+# hidepid=ptraceable (4) leaves out the processes the reader may not ptrace
+# (fs/proc/base.c has_pid_permissions, proc_pid_readdir, proc_pid_lookup).
+# With hidepid=noaccess (1) they are listed but closed: denied.
+
+PROC_PID_INIT_INO: Final = 0xEFFFFFFC
+"""The inode of the initial PID namespace (include/linux/proc_ns.h)."""
+
+_HIDEPID_NAMES: Final = {"0": "off", "1": "noaccess", "2": "invisible", "4": "ptraceable"}
+_MOUNTINFO_ESCAPE: Final = re.compile(r"\\([0-7]{3})")
+
+
+def parse_mountinfo_line(line: str) -> tuple[str, str, dict[str, str]] | None:
+    """``(mount point, file system type, super options)`` of one line of
+    ``/proc/PID/mountinfo`` (proc(5)); ``None`` when it is malformed. The
+    mount point's octal escapes (``\\040`` for a space) are undone."""
+    _check_text(line, None)
+    head, sep, tail = line.partition(" - ")
+    fields = head.split()
+    rest = tail.split()
+    if not sep or len(fields) < 6 or len(rest) < 3:
+        return None
+    point = _MOUNTINFO_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
+    options = {}
+    for option in rest[2].split(","):
+        key, _, value = option.partition("=")
+        options[key] = value
+    return point, rest[0], options
+
+
+def proc_mount_options(procfs: str = "/proc", mountinfo: str = "/proc/self/mountinfo") -> (
+    dict[str, str] | None
+):  # fmt: skip
+    """The super options of the ``proc`` mount at ``procfs`` (the last one
+    mounted there, which hides the others), from ``mountinfo``: for example
+    ``{"rw": "", "hidepid": "invisible", "gid": "27"}``, with ``hidepid``
+    spelt as a name even where the kernel printed its number. ``None`` when
+    ``procfs`` is not a proc mount point or mountinfo cannot be read."""
+    procfs = os.path.realpath(_check_root(procfs))
+    mountinfo = _check_root(mountinfo)
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().split("\n")
+    except OSError:
+        return None
+    found = None
+    for line in lines:
+        parsed = parse_mountinfo_line(line)
+        if parsed is not None and parsed[0] == procfs and parsed[1] == "proc":
+            found = parsed[2]
+    if found is not None and "hidepid" in found:
+        found["hidepid"] = _HIDEPID_NAMES.get(found["hidepid"], found["hidepid"])
+    return found
+
+
+def pid_namespace_inode(procfs: str = "/proc") -> int | None:
+    """The inode of the PID namespace this process lives in (as seen
+    through ``procfs``, else ``/proc``); compare with
+    :data:`PROC_PID_INIT_INO`. ``None`` when neither can tell."""
+    for root in (_check_root(procfs), "/proc"):
+        try:
+            return os.stat(os.path.join(root, "self", "ns", "pid")).st_ino
+        except OSError:
+            continue
+    return None
