@@ -228,8 +228,8 @@ class Limits(NamedTuple):
 
 
 _NO_LIMITS: Final = Limits()
-# How often (in read calls) the clock is looked at: each read hands out about
-# a page, so this is every 256 KiB or so.
+# How often (in read calls) the clock is looked at, after the first read: each
+# read hands out about a page, so this is every 256 KiB or so.
 _CLOCK_EVERY: Final = 64
 
 
@@ -282,7 +282,7 @@ def _read_verified(
                         )  # fmt: skip
                     if (
                         limits.deadline is not None
-                        and calls % _CLOCK_EVERY == 0
+                        and (calls == 1 or calls % _CLOCK_EVERY == 0)
                         and time.monotonic() > limits.deadline
                     ):
                         raise CutShortError(pid, limits.why)
@@ -747,7 +747,7 @@ class ProcessDir:
     :class:`AccessDeniedError` (the same boundary as :func:`read_smaps`).
     """
 
-    __slots__ = ("_fd", "pid", "task")
+    __slots__ = ("_fd", "pid", "restatus", "task")
 
     _fd: int | None
     pid: str
@@ -755,10 +755,14 @@ class ProcessDir:
     """Where the address space is read: ``""`` (``/proc/PID/`` itself) or,
     once :meth:`smaps` found the leader a zombie, ``"task/TID/"`` of a live
     thread (for ``map_files/`` and ``root/`` too)."""
+    restatus: TaskStatus | None
+    """The status :meth:`smaps` read again after the process changed its
+    program (or exited) during a read: who the bytes it returned belong to."""
 
     def __init__(self, pid: int | str, procfs: str = "/proc") -> None:
         self._fd = None
         self.task = ""
+        self.restatus = None
         procfs = _check_root(procfs)
         self.pid = resolve_pid(pid)
         path = os.path.join(procfs, self.pid)
@@ -810,19 +814,23 @@ class ProcessDir:
 
         Each read is verified (:func:`_read_verified`): when the address
         space was released before the end, the process either exited
-        (``b""``, its status now says ``Z``) or replaced its program with
-        ``execve``, and is read again, up to ``tries`` times in all; then
-        :class:`ProcessChangedError`. ``limits`` bound each read
-        (:class:`CutShortError`).
+        (``b""``: its status now says ``Z``, or it has no address space left
+        when read again) or replaced its program with ``execve``, and is
+        read again (:attr:`restatus` says who it is now), up to ``tries``
+        times in all; then :class:`ProcessChangedError`. ``limits`` bound
+        each read (:class:`CutShortError`).
         """
-        for _ in range(tries):
+        for attempt in range(tries):
             data, alive = self._smaps_once(state, limits)
             if alive:
                 return data
-            state = self.status().state  # ProcessGoneError once it is reaped
+            self.restatus = self.status()  # ProcessGoneError once it is reaped
+            state = self.restatus.state
             if state in ("Z", "X"):
                 data, alive = self._smaps_once(state, limits)
                 return data if alive else b""
+            if not data and attempt:
+                return b""  # no address space at all, twice: it is exiting
         raise ProcessChangedError(self.pid)
 
     def _smaps_once(self, state: str, limits: Limits) -> tuple[bytes, bool]:

@@ -250,6 +250,8 @@ def _audit_pid(
                 return _row(status, "changed", None, None, why)
             except CutShortError as exc:
                 return _row(status, "cut_short", None, None, exc.reason)
+            if proc.restatus is not None:  # read again after an exec: the new program's
+                status = proc.restatus
             if not data:
                 # No address space: it exited (a zombie until its parent reaps
                 # it), or is exiting, or is gone.
@@ -488,14 +490,16 @@ class _Sweep:
         self.abandoned: set[int] = set()
         self.errors: list[BaseException] = []
         self.stopped = False
+        self.threads: dict[int, threading.Thread] = {}
         self._ids = 0
 
     def limits(self, started: float) -> Limits:
         budget = None if self.process_timeout is None else started + self.process_timeout
         if self.deadline is not None and (budget is None or self.deadline < budget):
             return Limits(self.deadline, "the sweep's total time ran out", SMAPS_LIMIT)
-        why = f"its time budget of {self.process_timeout:g} s ran out"
-        return Limits(budget, why, SMAPS_LIMIT)
+        if budget is None:
+            return Limits(None, "", SMAPS_LIMIT)
+        return Limits(budget, f"its time budget of {self.process_timeout:g} s ran out", SMAPS_LIMIT)
 
     def work(self, wid: int) -> None:
         try:
@@ -528,11 +532,11 @@ class _Sweep:
                 self.errors.append(exc)
                 self.stopped = True
 
-    def start_worker(self) -> threading.Thread:
+    def start_worker(self) -> None:
         self._ids += 1
         thread = threading.Thread(target=self.work, args=(self._ids,), daemon=True)
+        self.threads[self._ids] = thread
         thread.start()
-        return thread
 
     def abandon_stuck(self, now: float) -> int:
         """Report reads stuck in the kernel as cut short; how many were left."""
@@ -556,10 +560,16 @@ class _Sweep:
 
     def run(self, jobs: int, progress: Callable[[int, int], None] | None) -> None:
         total = len(self.todo)
-        threads = [self.start_worker() for _ in range(min(jobs, max(total, 1)))]
+        for _ in range(min(jobs, max(total, 1))):
+            self.start_worker()
         watching = self.deadline is not None or self.process_timeout is not None
         while True:
-            alive = [t for t in threads if t.is_alive()]
+            with self.lock:
+                alive = [
+                    t
+                    for wid, t in self.threads.items()
+                    if wid not in self.abandoned and t.is_alive()
+                ]
             if not alive:
                 break
             if watching or progress is not None:
@@ -570,7 +580,7 @@ class _Sweep:
             if watching:
                 for _ in range(self.abandon_stuck(now)):
                     if not self.stopped:
-                        threads.append(self.start_worker())
+                        self.start_worker()
                 if self.deadline is not None and now > self.deadline + _GRACE:
                     self.abandon_stuck(float("inf"))
                     break
