@@ -30,14 +30,15 @@ from tests.kernel.test_audit import parse_prometheus
 
 SCHEMA = json.loads((Path(sealkit.__file__).parent / "data" / "audit.schema.json").read_text())
 
-SMAPS = """\
-7f0000000000-7f0000002000 rw-p 00000000 00:00 0 
-Size:                  8 kB
-VmFlags: rd wr mr mw me ac sd 
-7f0000002000-7f0000003000 r--p 00000000 00:00 0 
-Size:                  4 kB
-VmFlags: rd mr mw me ac sd sl 
-"""
+# as the kernel prints it: a blank after the header and after each flag
+SMAPS = (
+    "7f0000000000-7f0000002000 rw-p 00000000 00:00 0 \n"
+    "Size:                  8 kB\n"
+    "VmFlags: rd wr mr mw me ac sd \n"
+    "7f0000002000-7f0000003000 r--p 00000000 00:00 0 \n"
+    "Size:                  4 kB\n"
+    "VmFlags: rd mr mw me ac sd sl \n"
+)
 
 
 def status(pid: int, name: str, state: str = "S (sleeping)", uid: int = 0) -> str:
