@@ -65,6 +65,13 @@ print("{}", flush=True)
 sys.stdin.read()
 """
 
+NAMED = r"""
+import sys
+open("/proc/self/comm", "wb").write(sys.argv[1].encode("latin-1"))  # any bytes
+print("{}", flush=True)
+sys.stdin.read()
+"""
+
 # Seals, with the raw call (as hardening does), every mapping of the _json
 # extension module, the vDSO and the main stack: a real ELF layout.
 ELF_SEALER = r"""
@@ -459,6 +466,26 @@ def test_prometheus_output(sealer: tuple[int, dict[str, list[int]]]) -> None:
         == 1
     )
     assert odd != pid
+
+
+def test_names_that_look_alike_get_a_series_each(tmp_path: Path) -> None:
+    """A command named with a control byte and one named with the four
+    characters of its escape: the old rule wrote both sk-a\\x01, and
+    Prometheus got the same series twice."""
+    names = [b"sk-a\x01", b"sk-a\\x01"]
+    children = [running([sys.executable, "-c", NAMED, n.decode("latin-1")]) for n in names]
+    with children[0] as (one, _), children[1] as (other, _):
+        code_, out, err = cli("audit", "--format", "prometheus", "--pid", str(one), "--pid",
+                              str(other))  # fmt: skip
+        assert (code_, err) == (0, "")
+        doc = json.loads(cli("audit", "--json", "--pid", str(one), "--pid", str(other))[1])
+    samples = parse_prometheus(out)  # strict: a duplicate series fails here
+    host = os.uname().nodename
+    assert samples[f'sealkit_audit_command_processes{{host="{host}",command="sk-a\\\\x01"}}'] == 1
+    assert (
+        samples[f'sealkit_audit_command_processes{{host="{host}",command="sk-a\\\\\\\\x01"}}'] == 1
+    )
+    assert sorted(p["command"] for p in doc["processes"]) == ["sk-a\\\\x01", "sk-a\\x01"]
 
 
 _SAMPLE = re.compile(
