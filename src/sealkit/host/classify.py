@@ -466,8 +466,12 @@ class FileLayouts:
     """Program headers by file, shared by the sweep's threads.
 
     Keyed by (device, inode): a library mapped by a hundred processes is
-    read once. Concurrent first reads of the same file may both read it;
-    the answers are equal, so the race is harmless.
+    read once, and so is a malformed one (what it holds is the file's, not
+    the reader's). What is read is bounded: the first 4 KiB and at most
+    :data:`sealkit._os.elf.MAX_PHDR_TABLE` bytes of program headers, whatever
+    the file claims (a sparse 4 GiB file costs what a small one does).
+    Concurrent first reads of the same file may both read it; the answers
+    are equal, so the race is harmless.
     """
 
     def __init__(self) -> None:
@@ -480,6 +484,7 @@ class FileLayouts:
         from .._os import elf
 
         result: FileLayout = "unknown"
+        settled = False
         candidates = [f"{proc.task}map_files/{vma.start:x}-{vma.end:x}"]
         path = vma.path.removesuffix(" (deleted)")
         if path.startswith("/"):
@@ -487,16 +492,23 @@ class FileLayouts:
         for name in candidates:
             try:
                 result = elf.load_layout(name, dir_fd=proc.fd, inode=vma.inode)
+                settled = True
                 break
             except ParseError as exc:
-                if exc.message in ("not an ELF file", elf.NOT_REGULAR):
-                    result = "not-elf"
-                    break
+                if exc.message.startswith("not inode"):
+                    continue  # another file at that path now: try the next way in
+                # not ELF, or malformed: the file says so, whoever reads it
+                result = "not-elf" if exc.message in ("not an ELF file", elf.NOT_REGULAR) else (
+                    "unknown"
+                )  # fmt: skip
+                settled = True
+                break
             except (OSError, ValueError, OverflowError):
-                # Unreadable, or malformed beyond what load_layout checks: a
-                # crafted file must not stop the host-wide sweep.
+                # Unreadable here (another way in may work), or malformed
+                # beyond what load_layout checks: a crafted file must not stop
+                # the host-wide sweep.
                 continue
-        if result != "unknown":
+        if settled:
             self._cache[key] = result
         return result
 
