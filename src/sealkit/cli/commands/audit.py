@@ -246,20 +246,20 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed or report.not_found else 0
 
 
+FIRST_RUN = """\
+sealkit audit: nothing in these processes is sealed. Memory is sealed (mseal(2)) only when
+  a program asks for it; stock kernels and C libraries seal nothing yet. To see sealing, run
+  a Python program hardened, `sealkit run prog.py`, then `sealkit audit --sealed-only`.
+"""
+
+
 def _first_run_footer(report: Any) -> None:
     """On a host where nothing readable is sealed (a stock kernel and glibc
-    seal nothing), say what the table shows and how to see sealing."""
+    seal nothing), say what the table shows and how to see sealing: on
+    stderr, below the table, never in JSON or Prometheus output."""
     if report.sealed or not any(p.status == "ok" for p in report.processes):
         return
-    print(
-        "sealkit audit: no process here has sealed memory: memory is sealed only when a "
-        "program asks for it (mseal(2)),\n"
-        "  and stock kernels and C libraries seal nothing. To see sealing, run a Python "
-        "program hardened:\n"
-        "  sealkit run script.py   (in another terminal), then: "
-        "sealkit audit --comm python3 --sealed-only",
-        file=sys.stderr,
-    )
+    sys.stderr.write(FIRST_RUN)
 
 
 def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
