@@ -186,7 +186,7 @@ def test_audit_reports_exactly_the_sealed_ranges(
     assert proc["mappings"] == len(vmas)
     assert [(v.start, v.end) for v in vmas if v.sealed] == _ranges(proc["sealed"])
     assert doc["summary"] == {
-        "seen": 1, "sealed": 1, "denied": 0, "cut_short": 0, "changed": 0, "vanished": 0,
+        "seen": 1, "sealed": 1, "denied": 0, "cut_short": 0, "unreached": 0, "changed": 0, "vanished": 0,
         "zombies": 0, "not_found": 0, "kernel_threads": 0, "sealed_mappings": 2,
         "sealed_bytes": 3 * PAGE,
     }  # fmt: skip

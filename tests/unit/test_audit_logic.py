@@ -167,7 +167,7 @@ def test_json_carries_the_table() -> None:
         report, [audit.parse_requirement("complete")]))  # fmt: skip
     jsonschema.validate(doc, SCHEMA)
     assert doc["summary"] == {
-        "seen": 2, "sealed": 1, "denied": 1, "cut_short": 0, "changed": 0, "vanished": 2,
+        "seen": 2, "sealed": 1, "denied": 1, "cut_short": 0, "unreached": 0, "changed": 0, "vanished": 2,
         "zombies": 0, "not_found": 0, "kernel_threads": 3, "sealed_mappings": 2,
         "sealed_bytes": 0x3000,
     }  # fmt: skip

@@ -112,6 +112,7 @@ def to_json(
             "sealed": audit.sealed,
             "denied": audit.denied,
             "cut_short": audit.cut_short,
+            "unreached": len(audit.unreached),
             "changed": audit.changed,
             "vanished": audit.vanished,
             "zombies": audit.zombies,
@@ -137,7 +138,7 @@ def _exposition(value: str) -> str:
 
 
 _METRICS: Final = (
-    ("sealkit_audit_processes", "Processes of the last sealkit audit, by outcome (seen, sealed, denied, cut_short, changed, vanished, zombie, not_found, kernel_threads)."),
+    ("sealkit_audit_processes", "Processes of the last sealkit audit, by outcome (seen, sealed, denied, cut_short, unreached, changed, vanished, zombie, not_found, kernel_threads)."),
     ("sealkit_audit_scope_limited", "1 when the sweep could not list every process on the host, by reason (filter, pid_namespace, hidepid)."),
     ("sealkit_audit_sealed_mappings", "Sealed mappings over all readable processes."),
     ("sealkit_audit_sealed_bytes", "Bytes in sealed mappings over all readable processes."),
@@ -177,6 +178,7 @@ def to_prometheus(
         ("sealed", audit.sealed),
         ("denied", audit.denied),
         ("cut_short", audit.cut_short),
+        ("unreached", len(audit.unreached)),
         ("changed", audit.changed),
         ("vanished", audit.vanished),
         ("zombie", audit.zombies),

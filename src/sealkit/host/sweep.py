@@ -14,8 +14,9 @@ What could not be known is said, never guessed (never "not sealed"):
                 ``hidepid=noaccess``: then the command is unknown) may not
                 be read
 ``cut_short``   a row: reading it ran past its time budget or a size bound,
-                or the kernel did not answer (a blocked read); processes
-                the sweep's total ``timeout`` never reached are counted too
+                or the kernel did not answer (a blocked read)
+``unreached``   not a row: the sweep's total ``timeout`` ran out before it
+                was read
 ``changed``     a row: it replaced its program (``execve``) while it was
                 read, each of the three times it was read
 ``vanished``    not a row: it exited during the sweep
@@ -395,8 +396,8 @@ class HostAudit(NamedTuple):
 
     @property
     def cut_short(self) -> int:
-        """Rows cut short, and processes never reached."""
-        return self._count("cut_short") + len(self.unreached)
+        """Rows cut short (processes never reached are :attr:`unreached`)."""
+        return self._count("cut_short")
 
     @property
     def changed(self) -> int:
@@ -413,7 +414,9 @@ class HostAudit(NamedTuple):
     @property
     def complete(self) -> bool:
         """Whether every process that should have been audited was read."""
-        return not (self.denied or self.cut_short or self.changed or self.scope.limited)
+        return not (
+            self.denied or self.cut_short or self.changed or self.unreached or self.scope.limited
+        )
 
     def summary(self) -> str:
         """The one-line host summary."""
@@ -426,6 +429,8 @@ class HostAudit(NamedTuple):
         extra = []
         if self.cut_short:
             extra.append(f"{self.cut_short} cut short")
+        if self.unreached:
+            extra.append(f"{len(self.unreached)} not reached before the time ran out")
         if self.changed:
             extra.append(f"{self.changed} changed program while read")
         if self.zombies:
@@ -586,6 +591,8 @@ class _Sweep:
                     break
             if progress is not None:
                 progress(len(self.outcomes), total)
+        if progress is not None:
+            progress(len(self.outcomes), total)  # the last word: where it ended
         if self.errors:
             raise self.errors[0]
 
