@@ -244,7 +244,7 @@ def test_rules_evaluate_on_real_series(stack: tuple[Service, Service, str]) -> N
             break
         assert time.monotonic() < deadline, rules
         time.sleep(0.5)
-    assert len(rules) == 12
+    assert len(rules) == 13  # 11 in sealkit-rules.yml, 2 in the example expectations
     for rule in rules:
         assert rule["health"] == "ok", rule
         assert not rule.get("lastError"), rule
@@ -265,6 +265,18 @@ def test_rules_evaluate_on_real_series(stack: tuple[Service, Service, str]) -> N
     # denied processes here <=> the alert is pending
     denied = one(metrics, "sealkit_audit_processes", state="denied")
     assert (("SealkitAuditIncomplete", None) in alerts) == (denied > 0)
+    # and so for processes not read to the end, and for a limited scope
+    unfinished = sum(
+        one(metrics, "sealkit_audit_processes", state=s)
+        for s in ("cut_short", "unreached", "changed")
+    )
+    assert (("SealkitAuditCutShort", None) in alerts) == (unfinished > 0)
+    limited = sum(
+        v
+        for k, v in metrics["sealkit_audit_scope_limited"].items()
+        if dict(k)["reason"] != "filter"
+    )
+    assert (("SealkitAuditScopeLimited", None) in alerts) == (limited > 0)
     # fresh, present, not failed: none of these
     for name in ("SealkitAuditStale", "SealkitAuditMissing", "SealkitAuditFailed"):
         assert (name, None) not in alerts

@@ -45,7 +45,7 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_rules_parse() -> None:
     done = promtool("check", "rules", RULES, EXPECTATIONS, cwd=RULES_DIR)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 10 rules found" in done.stdout  # 3 recording + 7 alerts
+    assert "SUCCESS: 11 rules found" in done.stdout  # 3 recording + 8 alerts
     assert "SUCCESS: 2 rules found" in done.stdout
 
 
@@ -72,6 +72,7 @@ def test_every_rule_is_listed_here() -> None:
             "SealkitCommandNotSealed",
             "SealkitAuditIncomplete",
             "SealkitAuditScopeLimited",
+            "SealkitAuditCutShort",
             "SealkitAuditStale",
             "SealkitAuditMissing",
             "SealkitAuditFailed",
@@ -87,8 +88,11 @@ MUTATIONS: list[tuple[str, str, str, int, str]] = [
     (RULES, "for: 10m", "for: 0m", 2, "CommandNotSealed without its delay"),
     (RULES, "for: 10m", "for: 0m", 3, "AuditIncomplete without its delay"),
     (RULES, "for: 10m", "for: 0m", 4, "AuditScopeLimited without its delay"),
+    (RULES, "for: 10m", "for: 0m", 5, "AuditCutShort without its delay"),
     (RULES, "for: 15m", "for: 0m", 1, "AuditMissing without its delay"),
-    (RULES, "- sealkit_audit_command_denied_processes\n", "\n", 1, "denied counted as unsealed"),
+    (RULES, "(sealkit_audit_command_unread_processes or sealkit_audit_command_denied_processes)", "sealkit_audit_command_denied_processes", 1, "cut short counted as unsealed"),
+    (RULES, " or sealkit_audit_command_denied_processes)", ")", 1, "no stand-in for an older sealkit"),
+    (RULES, "- (sealkit_audit_command_unread_processes", "+ (sealkit_audit_command_unread_processes", 1, "unread counted as unsealed"),
     (RULES, "and on(command) sealkit:expected_sealed_command", "", 1, "every command expected sealed"),
     (RULES, '{state="denied"} > 0', '{state="denied"} >= 0', 1, "incomplete with none denied"),
     (RULES, '{reason!="filter"}', "", 1, "a deliberate filter alerting"),
@@ -98,7 +102,10 @@ MUTATIONS: list[tuple[str, str, str, int, str]] = [
     (RULES, "unless sealkit_audit_last_run_timestamp_seconds\n", "\n", 1, "missing while present"),
     (RULES, 'state="failed"} == 1', 'state="inactive"} == 1', 1, "failed on an inactive unit"),
     (RULES, 'name="sealkit-audit.service", ', "", 1, "any failed unit"),
-    (RULES, '- ignoring(state) sealkit_audit_processes{state="denied"}', "", 1, "ratio over denied too"),
+    (RULES, 'state=~"denied|cut_short|changed"', 'state="denied"', 1, "ratio over cut short and changed too"),
+    (RULES, 'state=~"denied|cut_short|changed"', 'state=~"denied|cut_short|unreached|changed"', 1, "unreached taken from the rows"),
+    (RULES, 'state=~"cut_short|unreached|changed"} > 0', 'state="cut_short"} > 0', 1, "unreached and changed not alerting"),
+    (RULES, 'state=~"cut_short|unreached|changed"} > 0', 'state=~"cut_short|unreached|changed|denied"} > 0', 1, "denied alerting as cut short"),
 ]  # fmt: skip
 
 

@@ -27,6 +27,7 @@ import ctypes
 import os
 import stat
 import struct
+import subprocess
 import tempfile
 import threading
 import time
@@ -47,6 +48,7 @@ from tests.slow.fleet_support import (
     sealkit_cli,
     start_node_exporter,
     unit_command,
+    unit_settings,
     unit_success_statuses,
 )
 
@@ -104,6 +106,25 @@ class ProcPoller:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _own_pid_namespace() -> bool:
+    """Whether this process is outside the initial PID namespace
+    (include/linux/proc_ns.h PROC_PID_INIT_INO)."""
+    return os.stat("/proc/self/ns/pid").st_ino != 0xEFFFFFFC
+
+
+def _hidepid() -> bool:
+    """Whether /proc hides processes from root: hidepid=ptraceable (or 4);
+    invisible hides nothing from root, in its default group 0."""
+    options = ""
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            fields = line.split(" - ")
+            if fields[0].split()[4] == "/proc" and fields[1].split()[0] == "proc":
+                options = fields[1].split()[2]
+    mode = dict(o.partition("=")[::2] for o in options.split(",")).get("hidepid", "off")
+    return mode in ("ptraceable", "4")
 
 
 # --- inotify ---------------------------------------------------------------------------
@@ -232,7 +253,8 @@ def test_unit_command_through_node_exporter(
     assert set(sealkit) >= {
         "sealkit_audit_processes", "sealkit_audit_sealed_mappings", "sealkit_audit_sealed_bytes",
         "sealkit_audit_command_processes", "sealkit_audit_command_sealed_processes",
-        "sealkit_audit_command_denied_processes", "sealkit_audit_command_mappings",
+        "sealkit_audit_command_denied_processes", "sealkit_audit_command_unread_processes",
+        "sealkit_audit_command_mappings", "sealkit_audit_scope_limited",
         "sealkit_audit_duration_seconds", "sealkit_audit_last_run_timestamp_seconds",
     }  # fmt: skip
     for samples in sealkit.values():
@@ -243,6 +265,13 @@ def test_unit_command_through_node_exporter(
     started = one(metrics, "sealkit_audit_last_run_timestamp_seconds")
     assert t0 - 0.01 <= started <= t1
     assert 0 < one(metrics, "sealkit_audit_duration_seconds") < t1 - t0
+
+    # What the sweep could see: this host's PID namespace and /proc mount, read here.
+    assert {dict(k)["reason"]: v for k, v in metrics["sealkit_audit_scope_limited"].items()} == {
+        "filter": 0, "pid_namespace": float(_own_pid_namespace()), "hidepid": float(_hidepid()),
+    }  # fmt: skip
+    for state in ("cut_short", "unreached", "changed", "zombie", "not_found"):
+        one(metrics, "sealkit_audit_processes", state=state)  # always written
 
     # The processes this test started: exactly.
     assert one(metrics, "sealkit_audit_command_processes", command=IDLE) == 3
@@ -307,3 +336,34 @@ def test_sealed_process_and_requirements_through_node_exporter(
     assert one(metrics, "sealkit_audit_command_sealed_mappings", command=SEALED, kind="anon") == 1
     assert one(metrics, "sealkit_audit_processes", state="sealed") >= 1
     assert one(metrics, "sealkit_audit_sealed_bytes") >= SEALED_PAGES * PAGE
+
+
+def test_the_unit_stops_its_sweep_before_systemd_does() -> None:
+    """The unit's command gives the sweep a --timeout shorter than the
+    unit's TimeoutStartSec=: a long sweep ends by itself, writes what it has
+    and counts the rest as unreached, rather than being killed and leaving
+    a stale file."""
+    argv, _ = unit_command("/tmp/x", ["sealkit"])
+    timeout = float(argv[argv.index("--timeout") + 1])
+    (start,) = unit_settings()["TimeoutStartSec"]
+    assert start.endswith("min")
+    assert 0 < timeout < 60 * float(start.removesuffix("min")) - 30
+
+
+def test_the_textfile_is_readable_by_node_exporter_whatever_the_umask(
+    node_exporter: Service, textfile_dir: str
+) -> None:
+    """Root's umask 027 (a common hardening) made the file -rw-r----- and
+    node_exporter (user prometheus) could not read it. The file must come
+    out world-readable (0644) whatever the umask: this depends on ``-o``
+    writing the mode itself (the command line's file writing)."""
+    argv, textfile = unit_command(textfile_dir, sealkit_cli())
+    done = subprocess.run(
+        argv, env=python_env(), capture_output=True, text=True, timeout=240, check=False,
+        umask=0o027,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(os.stat(textfile).st_mode) == 0o644
+    metrics = parse_metrics(node_exporter.get("/metrics"))
+    assert one(metrics, "node_textfile_scrape_error") == 0
+    assert "sealkit_audit_processes" in metrics
