@@ -426,24 +426,16 @@ def read_kernel_config(
 # objects are built only for processes that have a sealed mapping.
 
 _FLAGS_LINES: Final = re.compile(rb"\nVmFlags:[^\n]*")
-# A mapping header, as show_vma_header_prefix prints it (fs/proc/task_mmu.c);
-# _HEADER_SHAPE is the same without groups, to find headers after VmFlags.
-_HEADER: Final = re.compile(
+# A mapping header's fields, as show_vma_header_prefix prints them
+# (fs/proc/task_mmu.c).
+_HEADER_FIELDS: Final = (
     rb"([0-9a-f]+)-([0-9a-f]+) ([r-][w-][x-][ps]) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) ([0-9]+)"
     rb"(?:[ \t]([^\n]*))?"
 )
-_HEADER_SHAPE: Final = (
-    rb"[0-9a-f]+-[0-9a-f]+ [r-][w-][x-][ps] [0-9a-f]+ [0-9a-f]+:[0-9a-f]+ [0-9]+(?:[ \t][^\n]*)?"
-)
-# A VmFlags line and the well-formed header line after it (the next
-# mapping's); the second group is empty when no well-formed header follows.
-_FLAGS_THEN_HEADER: Final = re.compile(rb"\nVmFlags:([^\n]*)(?:\n(" + _HEADER_SHAPE + rb"))?")
-# The fields of every header at once, from headers joined by newlines.
-_HEADER_FIELDS: Final = re.compile(
-    rb"^([0-9a-f]+)-([0-9a-f]+) ([r-][w-][x-][ps]) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) ([0-9]+)"
-    rb"(?:[ \t]([^\n]*))?$",
-    re.MULTILINE,
-)
+# A VmFlags line and the fields of the well-formed header line after it (the
+# next mapping's); the fields are empty when no well-formed header follows.
+_FLAGS_THEN_HEADER: Final = re.compile(rb"\nVmFlags:([^\n]*)(?:\n" + _HEADER_FIELDS + rb")?")
+_FIRST_HEADER: Final = re.compile(_HEADER_FIELDS)
 
 
 class VmaColumns(NamedTuple):
@@ -479,37 +471,44 @@ class VmaColumns(NamedTuple):
         return cls(start, end, perms, offset, dev, inode, path, vmflags)
 
 
+Row = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]
+"""A mapping header's fields as the kernel printed them: start, end,
+permissions, offset, device, inode, name (with its leading blanks)."""
+
+
 class ScannedVmas(Sequence[Vma]):
     """The mappings found by :func:`scan_smaps`, built on demand.
 
-    A sequence of :class:`Vma` (``fields`` empty) that parses a mapping's
-    header only when that mapping is read: a sweep classifies a few sealed
-    mappings and their neighbours, not all of them. ``sealed_indices`` are
-    the positions of the sealed mappings, known without building any.
-    Mappings with the same ``VmFlags`` line share one ``vmflags`` set.
+    A sequence of :class:`Vma` (``fields`` empty) that turns a mapping's
+    header fields into a :class:`Vma` only when that mapping is read: a
+    sweep classifies a few sealed mappings and their neighbours, not all of
+    them; :meth:`columns` turns them all at once, in bulk.
+    ``sealed_indices`` are the positions of the sealed mappings, known
+    without building any. Mappings with the same ``VmFlags`` line share one
+    ``vmflags`` set.
     """
 
     __slots__ = (
-        "_built", "_columns", "_flags", "_flagsets", "_headers", "_source", "sealed_indices",
+        "_built", "_columns", "_flags", "_flagsets", "_rows", "_source", "sealed_indices",
     )  # fmt: skip
 
     def __init__(
         self,
-        headers: Sequence[bytes],
+        rows: Sequence[Row],
         flags: Sequence[bytes],
         sealed_indices: tuple[int, ...],
         source: str | None = None,
     ) -> None:
-        self._headers = headers
+        self._rows = rows
         self._flags = flags
-        self._built: list[Vma | None] = [None] * len(headers)
+        self._built: list[Vma | None] = [None] * len(rows)
         self._flagsets: dict[bytes, frozenset[str]] = {}
         self._columns: VmaColumns | None = None
         self._source = source
         self.sealed_indices = sealed_indices
 
     def __len__(self) -> int:
-        return len(self._headers)
+        return len(self._rows)
 
     @overload
     def __getitem__(self, index: int) -> Vma: ...
@@ -536,27 +535,31 @@ class ScannedVmas(Sequence[Vma]):
             vmflags = self._flagsets[raw] = frozenset(raw.decode("ascii", "replace").split())
         return vmflags
 
+    def _ends_before_it_starts(self, i: int) -> ParseError:
+        start, end, *_ = self._rows[i]
+        return ParseError(
+            f"mapping ends before it starts: {start.decode()}-{end.decode()}", None, self._source
+        )
+
     def columns(self) -> VmaColumns:
         """Every mapping as :class:`VmaColumns`, built once, in bulk."""
         if self._columns is not None:
             return self._columns
-        if self._headers and not self._headers[0]:  # built by _scan_slowly
+        if self._rows and not self._rows[0][0]:  # built by _scan_slowly
             self._columns = VmaColumns.of(list(self))
             return self._columns
-        rows = _HEADER_FIELDS.findall(b"\n".join(self._headers))
-        if len(rows) != len(self._headers):  # pragma: no cover - headers are well-formed
-            raise ParseError("malformed mapping header", None, self._source)
-        fields = list(zip(*rows, strict=True))
+        if not self._rows:
+            self._columns = VmaColumns.of([])
+            return self._columns
+        fields = list(zip(*self._rows, strict=True))
         start = [int(x, 16) for x in fields[0]]
         end = [int(x, 16) for x in fields[1]]
         if any(map(operator.lt, end, start)):
-            i = next(i for i, (lo, hi) in enumerate(zip(start, end, strict=True)) if hi < lo)
-            raise ParseError(
-                f"mapping ends before it starts: {self._headers[i]!r}", None, self._source
-            )
+            raise self._ends_before_it_starts(next(i for i, lo in enumerate(start) if end[i] < lo))
         # Permissions, devices, names and flag lines repeat: decode each once.
         perms = {raw: raw.decode("ascii") for raw in set(fields[2])}
         devs = {raw: raw.decode("ascii") for raw in set(fields[4])}
+        # the name as parse_smaps's split() leaves it: padding gone, the rest kept
         paths = {raw: raw.decode("utf-8", "surrogateescape").lstrip() for raw in set(fields[6])}
         flagsets = self._flagsets
         for raw in set(self._flags):
@@ -577,23 +580,14 @@ class ScannedVmas(Sequence[Vma]):
     def _build(self, index: int) -> Vma:
         if self._columns is not None:
             return self._columns.vma(index)
-        header = self._headers[index]
-        # scan_smaps kept only headers of the kernel's shape (_HEADER_SHAPE):
-        # five fields, then the name after one blank, kept as it is except
-        # for the padding (as parse_smaps's split() drops it)
-        parts = header.split(None, 5)
-        if len(parts) < 5:  # pragma: no cover - scan_smaps only keeps well-formed headers
-            raise ParseError(f"malformed mapping header {header!r}", None, self._source)
-        span, perms, offset, dev, inode = parts[:5]
-        start_s, _, end_s = span.partition(b"-")
+        start_s, end_s, perms, offset, dev, inode, path = self._rows[index]
         start, end = int(start_s, 16), int(end_s, 16)
         if end < start:
-            raise ParseError(f"mapping ends before it starts: {header!r}", None, self._source)
-        vmflags = self._flagset(self._flags[index])
-        path = parts[5].decode("utf-8", "surrogateescape").lstrip() if len(parts) == 6 else ""
+            raise self._ends_before_it_starts(index)
         return Vma(
-            start, end, _ascii(perms), int(offset, 16), _ascii(dev), int(inode), path, vmflags
-        )
+            start, end, _ascii(perms), int(offset, 16), _ascii(dev), int(inode),
+            path.decode("utf-8", "surrogateescape").lstrip(), self._flagset(self._flags[index]),
+        )  # fmt: skip
 
 
 _ASCII: Final[dict[bytes, str]] = {}
@@ -657,20 +651,22 @@ def scan_smaps(
         raise ParseError("smaps text has no VmFlags lines: seals cannot be read", None, source)
     if data.startswith(b"VmFlags:"):
         return _scan_slowly(data, source, every)  # a field before any header: let it say so
-    first = data[: data.find(b"\n")]
-    headers = [first] + [nxt for _, nxt in pairs[:-1]]
-    flags = [f for f, _ in pairs]
+    first = _FIRST_HEADER.fullmatch(data, 0, max(data.find(b"\n"), 0))
+    flags = [p[0] for p in pairs]
     last = b"\nVmFlags:" + flags[-1]
     tail = data[-len(last) - 16 :].rstrip(b" \t\n")  # the end only, not a copy of all
     if (
-        _HEADER.fullmatch(first) is None
-        or b"" in headers
+        first is None
         or pairs[-1][1]
         or not tail.endswith(last.rstrip(b" \t"))
+        or any(not p[1] for p in pairs[:-1])
     ):
         return _scan_slowly(data, source, every)
+    head = first.groups(b"")
+    rows: list[Row] = [head]  # type: ignore[list-item]
+    rows += [p[1:] for p in pairs[:-1]]
     sealed = tuple(i for i, f in enumerate(flags) if b" sl " in f or f.endswith(b" sl"))
-    return len(headers), ScannedVmas(headers, flags, sealed, source)
+    return len(rows), ScannedVmas(rows, flags, sealed, source)
 
 
 def _scan_slowly(data: bytes, source: str | None, every: bool) -> tuple[int, ScannedVmas]:
@@ -679,7 +675,8 @@ def _scan_slowly(data: bytes, source: str | None, every: bool) -> tuple[int, Sca
     sealed = tuple(i for i, v in enumerate(parsed) if v.sealed)
     if not sealed and not every:
         return len(parsed), ScannedVmas((), (), ())
-    vmas = ScannedVmas([b""] * len(parsed), [b""] * len(parsed), sealed, source)
+    empty: Row = (b"", b"", b"", b"", b"", b"", b"")
+    vmas = ScannedVmas([empty] * len(parsed), [b""] * len(parsed), sealed, source)
     vmas._built[:] = [
         Vma(v.start, v.end, v.perms, v.offset, v.dev, v.inode, v.path, v.vmflags) for v in parsed
     ]

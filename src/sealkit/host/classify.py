@@ -153,6 +153,7 @@ class _Process:
     """
 
     __slots__ = (
+        "_after_head",
         "_at",
         "_bias",
         "_exec_files",
@@ -183,6 +184,7 @@ class _Process:
         self._files: dict[tuple[str, int], FileLayout] = {}
         self._spans: dict[int, tuple[Any, _Spans]] = {}
         self._heads: dict[int, int] = {}
+        self._after_head: dict[int, str | tuple[int, _Spans]] = {}
         self._bias: dict[int, int | None] = {}
         self._exec_files: set[tuple[str, int]] | None = None
         # (dev, inode, offset) -> indices of that file's mappings at that offset
@@ -296,6 +298,8 @@ class _Process:
                     last = k
                 nearest.append(last)
             self._nearest[key] = nearest
+        if nearest[-1] < 0:
+            return None  # the file is placed nowhere: mapped as data only
         pos = bisect_right(candidates, i) - 1
         if pos < 0 or nearest[pos] < 0:
             return None
@@ -415,6 +419,17 @@ class _Process:
         split it) to the file mapping before them.
         """
         j = self.run_head(i)
+        # What the run's head says, once per head: a kind for every piece of
+        # the run, or the bias and spans to place each piece against .bss.
+        after = self._after_head.get(j)
+        if after is None:
+            after = self._after_head[j] = self._head_says(j)
+        if isinstance(after, str):
+            return after
+        bias, spans = after
+        return "data" if spans.in_bss(self.start[i] - bias, self.end[i] - bias) else "anon"
+
+    def _head_says(self, j: int) -> str | tuple[int, _Spans]:
         if (
             j < 0
             or self.end[j] != self.start[j + 1]
@@ -432,8 +447,7 @@ class _Process:
         bias = self.object_bias(j, layout)
         if bias is None:
             return "anon"
-        spans = self.spans(layout)
-        return "data" if spans.in_bss(self.start[i] - bias, self.end[i] - bias) else "anon"
+        return bias, self.spans(layout)
 
 
 def classify(
