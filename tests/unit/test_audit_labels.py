@@ -97,3 +97,29 @@ def test_names_that_printed_alike_get_a_series_each_and_the_same_text_everywhere
         root = ET.fromstring(mapsvg.render_svg(maps))
         title = "".join(root.find("{http://www.w3.org/2000/svg}title").itertext())  # type: ignore[union-attr]
         assert label(name) in title
+
+
+def test_the_fast_json_is_the_same_document() -> None:
+    """``sealkit audit --json`` writes sealed mappings row by row
+    (audit_json_text): the same document as the dicts of to_json."""
+    from sealkit.host.outputs import audit_json_text
+
+    odd = "/lib/o\\dd \udcff\n\u202e.so"
+    mappings = tuple(
+        audit.SealedMapping(0x1000 * i, 0x1000 * (i + 1), "r--p", "relro", odd if i % 2 else "")
+        for i in range(1, 6)
+    )
+    procs = (
+        audit.ProcessAudit(1, "a\x01", 0, "root", "ok", 9, mappings),
+        audit.ProcessAudit(2, None, 0, "root", "denied", None, None, "why"),
+        audit.ProcessAudit(3, "b", 7, "u\udcfe", "ok", 3, ()),
+    )
+    report = audit.HostAudit("h", "6.18", 0.0, 0.1, procs, vanished=0, kernel_threads=0)
+    results = audit.check_requirements(report, [audit.parse_requirement("complete")])
+    for sealed_only in (False, True):
+        fast = audit_json_text(report, sealed_only=sealed_only, requirements=results)
+        slow = json_text(audit.to_json(report, sealed_only=sealed_only, requirements=results))
+        assert json.loads(fast) == json.loads(slow)
+        assert "\\ud" not in fast and fast.count("\n") == slow.count("\n")
+    empty = audit.HostAudit("h", "6.18", 0.0, 0.1, (), vanished=0, kernel_threads=0)
+    assert json.loads(audit_json_text(empty)) == json.loads(json_text(audit.to_json(empty)))

@@ -655,16 +655,17 @@ def scan_smaps(
     flags = [p[0] for p in pairs]
     last = b"\nVmFlags:" + flags[-1]
     tail = data[-len(last) - 16 :].rstrip(b" \t\n")  # the end only, not a copy of all
+    starts = list(map(operator.itemgetter(1), pairs))
     if (
         first is None
-        or pairs[-1][1]
+        or starts[-1]
         or not tail.endswith(last.rstrip(b" \t"))
-        or any(not p[1] for p in pairs[:-1])
+        or b"" in starts[:-1]  # a VmFlags line not followed by a well-formed header
     ):
         return _scan_slowly(data, source, every)
     head = first.groups(b"")
     rows: list[Row] = [head]  # type: ignore[list-item]
-    rows += [p[1:] for p in pairs[:-1]]
+    rows += map(operator.itemgetter(slice(1, 8)), pairs[:-1])
     sealed = tuple(i for i, f in enumerate(flags) if b" sl " in f or f.endswith(b" sl"))
     return len(rows), ScannedVmas(rows, flags, sealed, source)
 

@@ -201,17 +201,31 @@ class _Process:
     # --- what is known about files -----------------------------------------------
 
     def layout(self, j: int) -> FileLayout:
-        """The program headers of the file mapping ``j`` maps (once per file)."""
+        """The program headers of the file mapping ``j`` maps (once per file).
+
+        An ELF file that no mapping of this process places as the loader
+        would (mapped as data only, or without ``PT_LOAD``) reads as
+        ``"not-elf"``: every rule treats both alike, and it is decided once
+        per file instead of once per mapping."""
         if self._layout_of is None or not self.is_file(j):
             return "unknown"
         key = (self.dev[j], self.inode[j])
         found = self._files.get(key)
         if found is None:
             found = self._layout_of(self.vmas[j])
-            if not isinstance(found, str) and len(found.loads) > MAX_LOADS:
-                found = "unknown"
+            if not isinstance(found, str):
+                if len(found.loads) > MAX_LOADS:
+                    found = "unknown"
+                elif not found.loads or not self._placed_somewhere(key, found):
+                    found = "not-elf"
             self._files[key] = found
         return found
+
+    def _placed_somewhere(self, key: tuple[str, int], layout: Any) -> bool:
+        spans = self.spans(layout)
+        where = (*key, spans.first_offset)
+        candidates = self._index().get(where, ())
+        return any(self.placed(k, spans) for k in candidates)
 
     def spans(self, layout: Any) -> _Spans:
         entry = self._spans.get(id(layout))
@@ -313,12 +327,18 @@ class _Process:
         pieces that ends at ``i`` (mprotect or mseal may have split one
         mapping into many), or -1. Each index is walked over once per
         process: the answer is remembered for every piece of the run."""
-        start, end, path, perms, heads = self.start, self.end, self.path, self.perms, self._heads
+        start, end, path, perms, inode = self.start, self.end, self.path, self.perms, self.inode
+        heads = self._heads
         walked = []
         j = i - 1
         head = None
         while j >= 0:
-            if end[j] != start[j + 1] or self.is_file(j) or path[j] or perms[j][3] == "s":
+            if (
+                end[j] != start[j + 1]
+                or (inode[j] != 0 and not path[j].startswith("["))  # a file mapping
+                or path[j]
+                or perms[j][3] == "s"
+            ):
                 break
             head = heads.get(j)
             if head is not None:

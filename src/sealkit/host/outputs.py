@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
 from ..errors import ArgumentTypeError
@@ -20,7 +21,7 @@ from .classify import KINDS
 from .requirements import RequirementResult
 from .sweep import HostAudit, ProcessAudit, SealedMapping
 
-__all__ = ["SCHEMA", "json_text", "process_json", "to_json", "to_prometheus"]
+__all__ = ["SCHEMA", "audit_json_text", "json_text", "process_json", "to_json", "to_prometheus"]
 
 SCHEMA: Final = "sealkit.audit/2"
 """The ``schema`` tag of ``sealkit audit --json`` (sealkit/data/audit.schema.json)."""
@@ -61,13 +62,14 @@ def _sealed_dict(m: SealedMapping, paths: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def process_json(proc: ProcessAudit) -> dict[str, Any]:
-    """One row of the sweep as JSON (``processes[]`` of the schema)."""
+def process_json(proc: ProcessAudit, with_sealed: bool = True) -> dict[str, Any]:
+    """One row of the sweep as JSON (``processes[]`` of the schema); without
+    its ``sealed`` list when ``with_sealed`` is false."""
     kinds = None
     if proc.sealed is not None:
         kinds = {k: {"mappings": n, "bytes": b} for k, (n, b) in proc.by_kind().items()}
     paths: dict[str, str] = {}
-    return {
+    row: dict[str, Any] = {
         "pid": proc.pid,
         "command": None if proc.command is None else label(proc.command),
         "uid": proc.uid,
@@ -78,8 +80,12 @@ def process_json(proc: ProcessAudit) -> dict[str, Any]:
         "sealed_mappings": proc.sealed_mappings,
         "sealed_bytes": proc.sealed_bytes,
         "sealed_kinds": kinds,
-        "sealed": None if proc.sealed is None else [_sealed_dict(m, paths) for m in proc.sealed],
     }
+    if with_sealed:
+        row["sealed"] = (
+            None if proc.sealed is None else [_sealed_dict(m, paths) for m in proc.sealed]
+        )
+    return row
 
 
 def _shown(proc: ProcessAudit, sealed_only: bool) -> bool:
@@ -128,6 +134,45 @@ def to_json(
             {**r.as_dict(), "requirement": label(r.requirement)} for r in requirements
         ],
     }
+
+
+def audit_json_text(
+    audit: HostAudit,
+    *,
+    sealed_only: bool = False,
+    requirements: Sequence[RequirementResult] = (),
+) -> str:
+    """``json_text(to_json(audit, ...))``, written faster (``sealkit audit
+    --json``): the sealed mappings, which a process may have by the tens of
+    thousands, are formatted row by row instead of going through a dict
+    each and the ``json`` module. The same document, byte for byte parsed."""
+    doc = to_json(audit, sealed_only=sealed_only, requirements=requirements)
+    encode = _ENCODER.encode
+    strings = encode_basestring_ascii
+    paths: dict[str, str] = {}
+    rows = []
+    for proc in (p for p in audit.processes if _shown(p, sealed_only)):
+        record = process_json(proc, with_sealed=False)
+        text = encode(record)
+        if proc.sealed is None:
+            rows.append(text[:-1] + ', "sealed": null}')
+            continue
+        items = []
+        for m in proc.sealed:
+            path = paths.get(m.path)
+            if path is None:
+                path = paths[m.path] = strings(label(m.path))
+            items.append(
+                f'{{"start": "{m.start:#x}", "end": "{m.end:#x}", "size": {m.end - m.start}, '
+                f'"perms": {strings(m.perms)}, "kind": "{m.kind}", "path": {path}}}'
+            )
+        rows.append(text[:-1] + ', "sealed": [' + ", ".join(items) + "]}")
+    doc["processes"] = []
+    head = json_text(doc)
+    marker = '"processes": []'
+    at = head.index(marker)
+    body = "[\n  " + ",\n  ".join(rows) + "\n ]" if rows else "[]"
+    return head[:at] + '"processes": ' + body + head[at + len(marker) :]
 
 
 def _exposition(value: str) -> str:

@@ -195,7 +195,7 @@ def _write(text: str, output: str | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ...errors import ArgumentError
-    from ...host.outputs import json_text, to_json, to_prometheus
+    from ...host.outputs import audit_json_text, to_prometheus
     from ...host.requirements import check_requirements, parse_requirement
     from ...host.sweep import DEFAULT_PROCESS_TIMEOUT, scan_host
 
@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     results = check_requirements(report, requirements)
     text: str | None
     if fmt == "json":
-        text = json_text(to_json(report, sealed_only=args.sealed_only, requirements=results))
+        text = audit_json_text(report, sealed_only=args.sealed_only, requirements=results)
     elif fmt == "prometheus":
         text = to_prometheus(report, results, host=args.host)
     else:
