@@ -20,8 +20,8 @@ ORDER = 20
 
 EPILOG = """\
 requirements (--require, repeatable; exit code 1 and one line on stderr per unmet one):
-  complete                  every process was read: none denied, cut short or changing
-                            program while read, and /proc listed them all (no PID
+  complete                  every process was read: none denied, cut short, unreached or
+                            changing program while read, and /proc listed them all (no PID
                             namespace, no hidepid limit): a partial view proves nothing
   system                    every process has its [vdso] sealed (CONFIG_MSEAL_SYSTEM_MAPPINGS)
   sealed:PATTERN            every process whose command matches PATTERN has a sealed
@@ -29,8 +29,9 @@ requirements (--require, repeatable; exit code 1 and one line on stderr per unme
   sealed:PATTERN:KIND,...   ... with sealed mappings of each KIND
 kinds: text rodata relro data file heap stack anon shm system guard
 what could not be known is said, never "not sealed": DENIED, CUT SHORT (a time budget or
-the kernel not answering), CHANGED (it ran another program while read); zombies and
-processes that exit during the sweep are counted in the summary line
+the kernel not answering), CHANGED (it ran another program while read); zombies,
+processes --timeout left unreached and processes that exit during the sweep are counted
+in the summary line
 exit codes: 0 ok, 1 a requirement is not met or a --pid has no process, 2 bad usage,
 3 internal error
 """
@@ -85,7 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--timeout", type=_seconds, metavar="SECONDS",
-        help="stop the sweep after SECONDS: processes not read by then are reported cut short",
+        help="stop the sweep after SECONDS: a process being read is cut short, the rest are "
+        "counted as unreached",
     )  # fmt: skip
     parser.add_argument(
         "--process-timeout", type=_seconds, metavar="SECONDS", default=None,
