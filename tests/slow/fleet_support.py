@@ -126,6 +126,11 @@ def run_unit_command(argv: list[str], env: dict[str, str]) -> subprocess.Complet
 # --- daemons --------------------------------------------------------------------
 
 
+# Straight to 127.0.0.1, whatever http_proxy a CI runner sets (urllib would
+# send even a loopback request to the proxy unless no_proxy names it).
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -176,7 +181,7 @@ class Service:
 
     def get(self, path: str, timeout: float = 10) -> str:
         url = f"http://127.0.0.1:{self.port}{path}"
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with _DIRECT.open(url, timeout=timeout) as resp:
             body: bytes = resp.read()
             return body.decode()
 
