@@ -237,8 +237,6 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"sealkit audit: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
         return 1
-    if fmt == "table":
-        _first_run_footer(report)
     for pid in report.not_found:
         print(f"sealkit audit: no process {pid}", file=sys.stderr)
     failed = [r for r in results if not r.met]
@@ -246,22 +244,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"sealkit audit: requirement {result.requirement} not met: {result.reason}",
               file=sys.stderr)  # fmt: skip
     return 1 if failed or report.not_found else 0
-
-
-FIRST_RUN = """\
-sealkit audit: nothing in these processes is sealed. Memory is sealed (mseal(2)) only when
-  a program asks for it; stock kernels and C libraries seal nothing yet. To see sealing, run
-  a Python program hardened, `sealkit run prog.py`, then `sealkit audit --sealed-only`.
-"""
-
-
-def _first_run_footer(report: Any) -> None:
-    """On a host where nothing readable is sealed (a stock kernel and glibc
-    seal nothing), say what the table shows and how to see sealing: on
-    stderr, below the table, never in JSON or Prometheus output."""
-    if report.sealed or not any(p.status == "ok" for p in report.processes):
-        return
-    sys.stderr.write(FIRST_RUN)
 
 
 def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
