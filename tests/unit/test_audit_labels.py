@@ -123,3 +123,23 @@ def test_the_fast_json_is_the_same_document() -> None:
         assert "\\ud" not in fast and fast.count("\n") == slow.count("\n")
     empty = audit.HostAudit("h", "6.18", 0.0, 0.1, (), vanished=0, kernel_threads=0)
     assert json.loads(audit_json_text(empty)) == json.loads(json_text(audit.to_json(empty)))
+
+
+def test_a_requirement_given_twice_is_one_series_and_one_result() -> None:
+    """``--require complete --require complete`` wrote the same series twice
+    (which Prometheus refuses: the whole textfile is lost) and printed each
+    unmet requirement twice."""
+    report = _report()
+    twice = [audit.parse_requirement(t) for t in ("complete", "sealed:a*", "complete", "sealed:a*")]
+    results = audit.check_requirements(report, twice)
+    assert [r.requirement for r in results] == ["complete", "sealed:a*"]
+    samples = parse_prometheus(audit.to_prometheus(report, results))  # strict: no duplicate series
+    assert sorted(k for k in samples if k.startswith("sealkit_audit_requirement_met")) == [
+        'sealkit_audit_requirement_met{host="h",requirement="complete"}',
+        'sealkit_audit_requirement_met{host="h",requirement="sealed:a*"}',
+    ]
+    doc = json.loads(json_text(audit.to_json(report, requirements=results)))
+    assert [r["requirement"] for r in doc["requirements"]] == ["complete", "sealed:a*"]
+    # results repeated by a caller of the library: still one series each
+    again = parse_prometheus(audit.to_prometheus(report, [*results, *results]))
+    assert again == samples

@@ -271,7 +271,11 @@ def to_prometheus(
                     f"{{{k}}} {totals[kind][0]}"
                 )
                 samples["sealkit_audit_command_sealed_bytes"].append(f"{{{k}}} {totals[kind][1]}")
+    written: set[str] = set()
     for result in requirements:
+        if result.requirement in written:
+            continue  # one series each, whatever the caller passed
+        written.add(result.requirement)
         samples["sealkit_audit_requirement_met"].append(
             f'{{host="{h}",requirement="{_exposition(result.requirement)}"}} {int(result.met)}'
         )

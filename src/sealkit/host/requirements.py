@@ -101,14 +101,19 @@ def _unread(procs: Sequence[ProcessAudit], noun: bool = False) -> list[str]:
 def check_requirements(
     audit: HostAudit, requirements: Sequence[Requirement]
 ) -> list[RequirementResult]:
-    """Evaluate each requirement against a sweep."""
+    """Evaluate each requirement against a sweep, once: a requirement given
+    twice gives one result (and so one Prometheus series)."""
     if not isinstance(audit, HostAudit):
         raise ArgumentTypeError(f"audit must be a HostAudit, not {type(audit).__name__}")
     given: object = requirements
     if not isinstance(given, list | tuple) or not all(isinstance(r, Requirement) for r in given):
         raise ArgumentTypeError("requirements must be Requirement objects (parse_requirement)")
     results = []
+    given_before: set[str] = set()
     for req in requirements:
+        if req.text in given_before:
+            continue
+        given_before.add(req.text)
         procs = audit.processes
         if req.name == "complete":
             reasons = _unread(procs, noun=True)
