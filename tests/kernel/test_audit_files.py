@@ -109,3 +109,36 @@ def test_the_command_line_stays_small(sparse_elf: Path) -> None:
             assert done.returncode == 0, done.stderr
             peak_kib = int(done.stdout)
             assert peak_kib < 200 * 1024, (args, peak_kib)
+
+
+def test_smaps_text_past_the_size_bound_is_cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep and ``sealkit maps`` stop reading a process's smaps at
+    :data:`sealkit.host.sweep.SMAPS_LIMIT` (a process whose mapped files have
+    long names could make hundreds of MiB): the sweep says cut short, maps
+    raises :class:`CutShortError` (one line, exit 1, on the command line).
+    The bound is lowered here to what this process's smaps exceeds."""
+    from sealkit.errors import CutShortError
+    from sealkit.host import sweep
+
+    monkeypatch.setattr(sweep, "SMAPS_LIMIT", 4096)
+    (proc,) = audit.scan_host(pids=[os.getpid()], jobs=1).processes
+    assert proc.status == "cut_short" and proc.sealed is None and proc.mappings is None
+    assert "smaps text is larger than" in proc.reason
+    with pytest.raises(CutShortError, match="smaps text is larger than"):
+        audit.process_maps(os.getpid())
+    monkeypatch.undo()
+    assert len(audit.process_maps(os.getpid()).regions) > 10
+
+
+def test_maps_says_cut_short_in_one_line() -> None:
+    code = (
+        "import sys; from sealkit.host import sweep; sweep.SMAPS_LIMIT = 4096; "
+        "from sealkit.cli.main import main; sys.exit(main(['maps', 'self']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=python_env(),
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith("sealkit maps: process self: its smaps text is larger than")
+    assert done.stderr.count("\n") == 1

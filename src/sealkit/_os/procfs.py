@@ -277,10 +277,13 @@ def _read_verified(
                     total += len(chunk)
                     calls += 1
                     if limits.size is not None and total > limits.size:
-                        raise CutShortError(
-                            pid, f"its {path.rsplit('/', 1)[-1]} text is larger than "
-                            f"{limits.size >> 20} MiB",
+                        bound = (
+                            f"{limits.size >> 20} MiB" if limits.size >= 1 << 20
+                            else f"{limits.size} bytes"
                         )  # fmt: skip
+                        raise CutShortError(
+                            pid, f"its {path.rsplit('/', 1)[-1]} text is larger than {bound}"
+                        )
                     if (
                         limits.deadline is not None
                         and (calls == 1 or calls % _CLOCK_EVERY == 0)

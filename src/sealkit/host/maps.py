@@ -15,8 +15,9 @@ from collections.abc import Iterator, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple, overload
 
-from .._os.procfs import ProcessDir, Vma, VmaColumns, scan_smaps
+from .._os.procfs import Limits, ProcessDir, Vma, VmaColumns, scan_smaps
 from ..text import label
+from . import sweep
 from .classify import FileLayouts, classify
 
 __all__ = ["MappedRegion", "MappedRegions", "ProcessMaps", "maps_json", "process_maps"]
@@ -179,11 +180,13 @@ def process_maps(pid: int | str = "self", procfs: str = "/proc") -> ProcessMaps:
     with its kind. The VMAs carry ``vmflags`` (and so ``sealed``) but not
     the smaps counters (``fields`` is empty): what a mapping is and whether
     it is sealed, in O(n log n) for n mappings. Raises
-    :class:`ProcessGoneError` or :class:`AccessDeniedError`.
+    :class:`ProcessGoneError`, :class:`AccessDeniedError`, or
+    :class:`CutShortError` past the sweep's bound on smaps text
+    (:data:`sealkit.host.sweep.SMAPS_LIMIT`).
     """
     with ProcessDir(pid, procfs) as proc:
         status = proc.status()
-        data = proc.smaps(status.state)
+        data = proc.smaps(status.state, Limits(None, "", sweep.SMAPS_LIMIT))
         _, vmas = scan_smaps(data, f"{procfs}/{proc.pid}/smaps", every=True)
         layouts = FileLayouts()
         kinds = classify(vmas, lambda v: layouts.lookup(proc, v))

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         AccessDeniedError,
         ArgumentError,
         ArgumentTypeError,
+        CutShortError,
         ProcessChangedError,
         ProcessGoneError,
     )
@@ -60,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except ProcessGoneError:
         print(f"sealkit maps: no process {args.pid}", file=sys.stderr)
+        return 1
+    except CutShortError as exc:
+        print(f"sealkit maps: process {args.pid}: {exc.reason}", file=sys.stderr)
         return 1
     except AccessDeniedError:
         print(
