@@ -60,9 +60,7 @@ KINDS: Final = (
 SYSTEM_MAPPINGS: Final = frozenset(
     {"[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]", "[sigpage]", "[vectors]"}
 )
-"""Names the kernel prints for the mappings it provides itself: the vDSO and its
-data pages, x86's vsyscall page, the uprobes XOL area, arm's sigpage and vectors
-page."""
+"""Names of kernel-provided mappings (spec other-systems §7.2)."""
 
 _PAGE_MASK: Final = PAGE_SIZE - 1
 # How shared memory names itself in /proc/PID/maps: POSIX shm, SysV shm
