@@ -101,20 +101,30 @@ def exec_during_reads(
                 if order != "sleep":
                     assert child.stdout.readline().startswith("ready ")  # type: ignore[union-attr]
                 else:
-                    _wait_for_comm(child.pid, "sleep")
+                    _wait_until_asleep(child.pid)
         return chunk
 
     monkeypatch.setattr(os, "read", read_chunk)
     return reads
 
 
-def _wait_for_comm(pid: int, comm: str) -> None:
-    for _ in range(1000):
+def _wait_until_asleep(pid: int) -> None:
+    """Until ``pid`` is sleep(1) in its nanosleep: its name changes at the
+    exec, but its loader maps and splits libraries after that, so a read in
+    between sees fewer mappings than the settled process (a race a loaded
+    machine lost)."""
+    for _ in range(2000):
         with open(f"/proc/{pid}/comm") as fh:
-            if fh.read().strip() == comm:
-                return
+            comm = fh.read().strip()
+        with open(f"/proc/{pid}/wchan") as fh:
+            wchan = fh.read()
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rpartition(")")[2].split()[0]
+        # wchan is "0" where the kernel will not say (no kallsyms)
+        if comm == "sleep" and state == "S" and ("nanosleep" in wchan or wchan in ("", "0")):
+            return
         time.sleep(0.005)
-    raise AssertionError(f"process {pid} never became {comm}")
+    raise AssertionError(f"process {pid} never went to sleep as sleep(1)")
 
 
 def test_a_process_that_execs_while_read_is_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
