@@ -40,19 +40,6 @@ def missing_node_exporter() -> str | None:
     return None
 
 
-def missing_safe_output() -> str | None:
-    """Why the tests of ``-o``'s safe file writing skip: the command line's
-    ``write_output`` that makes its temporary file with ``O_EXCL|O_NOFOLLOW``
-    under a random name and gives a new file mode 0644 whatever the umask
-    (issue 13) is not in this tree yet (it lands with the command line's
-    changes; this guard goes with it)."""
-    from sealkit.cli import output
-
-    if hasattr(output, "NEW_FILE_MODE"):
-        return None
-    return "-o does not write files safely in this tree yet (sealkit/cli/output.py, issue 13)"
-
-
 def missing_prometheus() -> str | None:
     if PROMETHEUS is None:
         return "prometheus not found (Debian package 'prometheus')"

@@ -19,12 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import python_env
-from tests.slow.fleet_support import missing_safe_output
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(missing_safe_output() is not None, reason=str(missing_safe_output())),
-]
+pytestmark = pytest.mark.slow
 
 
 def test_a_link_planted_at_the_temporary_name_is_not_followed(tmp_path: Path) -> None:

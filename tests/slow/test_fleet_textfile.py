@@ -42,7 +42,6 @@ from tests.slow.fleet_support import (
     Probe,
     Service,
     missing_node_exporter,
-    missing_safe_output,
     one,
     parse_metrics,
     run_unit_command,
@@ -351,7 +350,6 @@ def test_the_unit_stops_its_sweep_before_systemd_does() -> None:
     assert 0 < timeout < 60 * float(start.removesuffix("min")) - 30
 
 
-@pytest.mark.skipif(missing_safe_output() is not None, reason=str(missing_safe_output()))
 def test_the_textfile_is_readable_by_node_exporter_whatever_the_umask(
     node_exporter: Service, textfile_dir: str
 ) -> None:

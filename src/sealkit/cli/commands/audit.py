@@ -33,7 +33,7 @@ the kernel not answering), CHANGED (it ran another program while read); zombies,
 processes --timeout left unreached and processes that exit during the sweep are counted
 in the summary line
 exit codes: 0 ok, 1 a requirement is not met or a --pid has no process, 2 bad usage,
-3 internal error
+  3 internal error, 4 the output could not be written (-o FILE); the table is in docs/cli.md
 """
 
 
@@ -77,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "-o", "--output", metavar="FILE",
-        help="write to FILE (atomically: a temporary file renamed over it) instead of stdout",
+        help="write to FILE instead of stdout, atomically: a temporary file in FILE's "
+        "directory renamed over it; a new FILE gets mode 0644, an existing one keeps its mode",
     )  # fmt: skip
     parser.add_argument("--host", help="the host label in Prometheus output (default: uname -n)")
     parser.add_argument(
@@ -192,7 +193,9 @@ def _write(text: str, output: str | None) -> None:
         return
     from ..output import write_output
 
-    write_output(text, output)  # node_exporter may read the file at any moment: never half
+    # node_exporter may read the file at any moment: never half. A failure is
+    # an OutputError: one line, exit code 4.
+    write_output(text, output)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -231,12 +234,8 @@ def run(args: argparse.Namespace) -> int:
         text = to_prometheus(report, results, host=args.host)
     else:
         text = _table(report, args.sealed_only, to_file=args.output is not None)
-    try:
-        if text is not None:
-            _write(text, args.output)
-    except OSError as exc:
-        print(f"sealkit audit: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
-        return 1
+    if text is not None:
+        _write(text, args.output)
     for pid in report.not_found:
         print(f"sealkit audit: no process {pid}", file=sys.stderr)
     failed = [r for r in results if not r.met]
@@ -256,7 +255,7 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
 
     from ...host.classify import KINDS
     from ...text import human_size, label
-    from ..output import PipeConsole
+    from ..output import file_width
     from ..output import table_console as stdout_console
 
     _UNREAD = {"denied": "DENIED", "cut_short": "CUT SHORT", "changed": "CHANGED"}
@@ -306,7 +305,7 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
             str(proc.pid), Text(label(proc.user)), command, str(proc.mappings), count, size, what,
         )  # fmt: skip
     sink = io.StringIO() if to_file else None
-    console = PipeConsole(file=sink, width=140) if sink is not None else stdout_console()
+    console = stdout_console(sink, file_width()) if sink is not None else stdout_console()
     if table.row_count:
         console.print(table)
     elif sealed_only:
@@ -315,4 +314,19 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
     for note in report.scope.notes:
         if not note.startswith("filters "):
             console.print(Text(f"scope limited: {note}", style="yellow"))
+    # nothing sealed among the processes read (all of them denied says nothing)
+    read = any(p.status == "ok" for p in report.processes)
+    if sink is None and report.sealed == 0 and read and sys.stdout.isatty():
+        console.print(Text(NOTHING_SEALED, style="dim"))
     return sink.getvalue() if sink is not None else None
+
+
+NOTHING_SEALED = (
+    "Nothing audited here is sealed: no released glibc or distribution seals "
+    "memory yet, so 'not sealed' is what a stock host shows. To see sealing, run "
+    "a program hardened (sealkit run app.py: the process is named app.py) and "
+    "audit it (sealkit audit --comm app.py); sealkit check says what this host "
+    "supports."
+)
+"""Shown under the table, on a terminal only, when no audited process has
+sealed memory: what a first audit of a stock host shows, and what to do next."""
