@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import os
 import threading
 from typing import Any, Final, NoReturn
 
@@ -69,7 +70,30 @@ _mseal_call: Final = syscalls.mseal
 # one shared lock costs nothing per object (benchmarks/bench_mseal.py).
 # Reentrant because __del__ takes it too, and the garbage collector can run
 # a finaliser in a thread that already holds it (as fast as a plain Lock).
-_LOCK: Final = threading.RLock()
+_LOCK = threading.RLock()
+
+
+def _lock_before_fork() -> None:
+    # Fork only between two Pages operations: a child forked while another
+    # thread is inside one (say, between munmap and marking the pages closed)
+    # would inherit a half-done state, and a lock held by a thread it does
+    # not have, so its first Pages/freeze would hang. Operations take
+    # microseconds, so fork waits at most that long. (logging does the same.)
+    _LOCK.acquire()
+
+
+def _unlock_in_parent() -> None:
+    _LOCK.release()
+
+
+def _new_lock_in_child() -> None:
+    global _LOCK
+    _LOCK = threading.RLock()
+
+
+os.register_at_fork(
+    before=_lock_before_fork, after_in_parent=_unlock_in_parent, after_in_child=_new_lock_in_child
+)
 
 
 class Pages:
