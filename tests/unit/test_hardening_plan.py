@@ -185,6 +185,7 @@ def test_gaps_are_sealed_only_at_level_all() -> None:
     ]
     assert pages(only(plan([gappy], rows, "code"))) == [(0, 1, "rodata"), (4, 5, "text")]
 
+
 def test_a_hole_is_sealed_only_when_the_objects_own_file_fills_it() -> None:
     # glibc fills a library's holes from its file; the kernel leaves the main
     # program's holes unmapped. Anything else in a hole (another component's
