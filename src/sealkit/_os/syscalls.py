@@ -856,10 +856,19 @@ def pin_loaded(name: str, base: int) -> str:
     between, that newer copy stays pinned (harmless) and the answer says so.
     An object of another link-map namespace (dlmopen) is not found.
     """
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"name must be a str, not {type(name).__name__}")
+    base = _u64(base, "base")
+    try:
+        encoded = os.fsencode(name)
+    except UnicodeEncodeError:
+        raise ArgumentError(f"name {name!r} cannot be encoded as a file name") from None
+    if b"\0" in encoded:
+        raise ArgumentError(f"name cannot contain NUL: {name!r}")
     if not name:
         return "the main program has no name to pin it by (it is never unloaded anyway)"
     dlopen, dlinfo, dlclose, dlerror = _dl_functions()
-    handle = dlopen(os.fsencode(name), _RTLD_LAZY | _RTLD_NOLOAD | _RTLD_NODELETE)
+    handle = dlopen(encoded, _RTLD_LAZY | _RTLD_NOLOAD | _RTLD_NODELETE)
     if not handle:
         err = dlerror()
         return "not found by dlopen(RTLD_NOLOAD)" + (
