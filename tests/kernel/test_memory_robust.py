@@ -66,3 +66,85 @@ def test_a_child_forked_while_another_thread_holds_the_lock_can_seal(python: Run
         )
     )
     assert _last_json(proc) == {"child": 0, "parent": "x"}
+
+
+REFUSALS = textwrap.dedent(
+    """
+    import array, ctypes, json, mmap
+    import sealkit
+    try:
+        import numpy
+    except ImportError:
+        numpy = None
+
+    targets = {
+        "bytes": b"api-key-123",
+        "bytearray": bytearray(b"\\x01\\x02\\x03"),
+        "str": "text",
+        "array": array.array("i", [1, -2, 3]),
+        "memoryview": memoryview(b"viewed"),
+        "ctypes": ctypes.create_string_buffer(b"c buffer"),
+    }
+    if numpy is not None:
+        targets["numpy"] = numpy.arange(12, dtype=numpy.int32).reshape(3, 4)
+        targets["numpy, not contiguous"] = numpy.arange(16.0).reshape(4, 4)[:, ::2]
+    out = {}
+    for name, x in targets.items():
+        try:
+            sealkit.seal(x)
+            out[name] = "sealed?!"
+            continue
+        except sealkit.UnsafeTargetError as exc:
+            message = str(exc)
+        advice = message.partition("a sealed read-only copy of it (x): ")[2]
+        copy = eval(advice, {"sealkit": sealkit, "numpy": numpy, "x": x})
+        if numpy is not None and isinstance(x, numpy.ndarray):
+            same = (copy == x).all() and copy.shape == x.shape and copy.dtype == x.dtype
+            writable = copy.flags.writeable
+        else:
+            expected = x.encode() if isinstance(x, str) else x
+            same = copy.tobytes() == memoryview(expected).tobytes()
+            if isinstance(x, array.array):
+                same = same and copy.tolist() == x.tolist()
+            writable = not copy.readonly
+        out[name] = [advice, bool(same), bool(sealkit.is_sealed(copy)), bool(writable),
+                     "\\n" not in message]
+    m = mmap.mmap(-1, 4096)
+    p = sealkit.Pages(4096)
+    f = sealkit.map_file(__import__("sys").executable)
+    by_seal, by_seal_mmap = sealkit.seal(m), sealkit.seal_mmap(m)
+    out["contract"] = {
+        "mmap": [type(by_seal).__name__, by_seal == by_seal_mmap,
+                 by_seal.length == 4096 if by_seal else None],
+        "pages": [sealkit.seal(p), p.sealed],
+        "file": sealkit.seal(f),
+    }
+    print(json.dumps(out))
+    """
+)
+
+
+def test_refusals_say_what_to_do_instead_and_the_advice_works(python: RunPython) -> None:
+    out = _last_json(python(REFUSALS))
+    assert isinstance(out, dict)
+    contract = out.pop("contract")
+    kinds = {"bytes", "bytearray", "str", "array", "memoryview", "ctypes"}
+    assert kinds <= set(out), out
+    for name, result in out.items():
+        _advice, same, sealed, writable, one_line = result
+        assert (same, sealed, writable, one_line) == (True, True, False, True), (name, result)
+    assert out["bytes"][0] == out["bytearray"][0] == "sealkit.freeze(x)"
+    # One contract: seal(x) returns what the call for x's kind returns.
+    assert contract == {"mmap": ["SealedMmap", True, True], "pages": [None, True], "file": None}
+
+
+def test_numpy_refusal_advice_works(python: RunPython) -> None:
+    pytest.importorskip("numpy", reason="numpy is not installed (not a dependency)")
+    out = _last_json(python(REFUSALS))
+    assert isinstance(out, dict)
+    assert out["numpy"] == [
+        "numpy.frombuffer(sealkit.freeze(x), dtype=x.dtype).reshape(x.shape)",
+        True, True, False, True,
+    ]  # fmt: skip
+    advice, *checks = out["numpy, not contiguous"]
+    assert "numpy.ascontiguousarray(x)" in advice and checks == [True, True, False, True]
