@@ -148,3 +148,194 @@ def test_numpy_refusal_advice_works(python: RunPython) -> None:
     ]  # fmt: skip
     advice, *checks = out["numpy, not contiguous"]
     assert "numpy.ascontiguousarray(x)" in advice and checks == [True, True, False, True]
+
+
+# --- freeze(..., secret=True) and what sealing does not stop -------------------
+
+SECRET_FLAGS = textwrap.dedent(
+    """
+    import json, sealkit
+    from sealkit._os import procfs
+    from sealkit.sealing._buffers import buffer_span
+
+    def vmlck():
+        line = next(l for l in open("/proc/self/status") if l.startswith("VmLck:"))
+        return int(line.split()[1])
+
+    out = {}
+    for secret in (False, True):
+        before = vmlck()
+        view = sealkit.freeze(b"k" * 5000, secret=secret)
+        addr, _ = buffer_span(view)
+        (vma,) = [v for v in procfs.read_smaps() if v.start <= addr < v.end]
+        out[str(secret)] = {
+            "flags": sorted(set(vma.vmflags) & {"lo", "dd", "sl"}),
+            "locked kB": vma.fields.get("Locked"),
+            "size kB": vma.fields.get("Size"),
+            "VmLck grew kB": vmlck() - before,
+            "same": bytes(view) == b"k" * 5000,
+        }
+    try:
+        sealkit.freeze(b"x", secret=1)
+    except sealkit.ArgumentTypeError as exc:
+        out["bad flag"] = str(exc)
+    print(json.dumps(out))
+    """
+)
+
+
+def test_freeze_secret_locks_the_pages_and_leaves_them_out_of_core_dumps(
+    python: RunPython,
+) -> None:
+    out = _last_json(python(SECRET_FLAGS))
+    assert out == {
+        "False": {"flags": ["sl"], "locked kB": 0, "size kB": 8, "VmLck grew kB": 0, "same": True},
+        "True": {"flags": ["dd", "lo", "sl"], "locked kB": 8, "size kB": 8,
+                 "VmLck grew kB": 8, "same": True},
+        "bad flag": "secret must be a bool, not int",
+    }  # fmt: skip
+
+
+# Scans every readable mapping of the process (through /proc/self/mem, into
+# one preallocated buffer) for the secret, except the sealed pages, the
+# needle and the scan buffer themselves. The secret is read from
+# /dev/urandom straight into a bytearray, so Python makes no copy of it.
+SECRET_COPIES = textwrap.dedent(
+    """
+    import ctypes, json, os, sys
+    import sealkit
+    from sealkit._os import procfs
+    from sealkit.sealing._buffers import buffer_span
+
+    N = 48
+    data = bytearray(N)
+    with open("/dev/urandom", "rb", buffering=0) as rnd:
+        assert rnd.readinto(data) == N
+    frozen = sealkit.freeze(data, secret=True)
+    if sys.argv[1] == "caller wipes":
+        ctypes.memset((ctypes.c_char * N).from_buffer(data), 0, N)
+
+    mem = os.open("/proc/self/mem", os.O_RDONLY)
+    sealed_at, _ = buffer_span(frozen)
+    needle = bytearray(N)
+    assert os.preadv(mem, [needle], sealed_at) == N
+    chunk = bytearray(1 << 20)
+    spans = [(sealed_at, 4096), buffer_span(needle), buffer_span(chunk)]
+    skip = [(lo, lo + n) for lo, n in spans]
+    found, scanned = [], 0
+    for vma in procfs.read_maps():
+        if not vma.perms.startswith("r") or vma.path in ("[vvar]", "[vvar_vclock]", "[vsyscall]"):
+            continue
+        if vma.end - vma.start > 1 << 30:
+            continue
+        addr = vma.start
+        while addr < vma.end:
+            size = min(len(chunk), vma.end - addr)
+            try:
+                got = os.preadv(mem, [memoryview(chunk)[:size]], addr)
+            except OSError:
+                break
+            at = chunk.find(needle, 0, got)
+            while at >= 0:
+                where = addr + at
+                if not any(lo <= where < hi for lo, hi in skip):
+                    found.append(hex(where))
+                at = chunk.find(needle, at + 1, got)
+            scanned += got
+            addr += max(got, 1) if got else vma.end - addr
+    print(json.dumps({"copies": found, "caller buffer": hex(buffer_span(data)[0]),
+                      "scanned MiB": scanned >> 20}))
+    """
+)
+
+
+def test_freeze_secret_leaves_no_copy_outside_the_sealed_pages(python: RunPython) -> None:
+    # Control: while the caller's own buffer still holds the secret, the scan
+    # finds it there (and nowhere else): the scan can see a copy.
+    control = _last_json(python(SECRET_COPIES, "caller keeps"))
+    assert isinstance(control, dict) and control["scanned MiB"] >= 1
+    assert control["copies"] == [control["caller buffer"]], control
+    # Once the caller wipes its buffer, no copy is left anywhere: freeze made
+    # none of its own.
+    wiped = _last_json(python(SECRET_COPIES, "caller wipes"))
+    assert isinstance(wiped, dict) and wiped["copies"] == [], wiped
+
+
+SECRET_FAILS = textwrap.dedent(
+    """
+    import ctypes, json, sys
+    import sealkit
+    from sealkit._os import syscalls
+    from sealkit.errors import SealingDeniedError
+    from sealkit.sealing import pages
+
+    seen = []
+    real_munmap, real_mseal = syscalls.munmap, pages._mseal_call
+    def munmap(addr, length):
+        seen.append(ctypes.string_at(addr, 16))  # what the pages held when unmapped
+        real_munmap(addr, length)
+    def mseal(addr, length, flags=0):
+        if length:
+            raise SealingDeniedError(1, "mseal", addr, length)
+        real_mseal(addr, length, flags)
+    syscalls.munmap, pages._mseal_call = munmap, mseal
+    out = {}
+    for secret in (False, True):
+        try:
+            sealkit.freeze(b"s3cr3t-s3cr3t-s3cr3t", secret=secret)
+        except SealingDeniedError:
+            out[str(secret)] = seen.pop().decode("latin-1")
+    print(json.dumps(out))
+    """
+)
+
+
+def test_freeze_secret_zeroes_the_pages_when_sealing_fails(python: RunPython) -> None:
+    out = _last_json(python(SECRET_FAILS))
+    assert out == {"False": "s3cr3t-s3cr3t-s3", "True": "\0" * 16}
+
+
+PROC_MEM = textwrap.dedent(
+    """
+    import json, os, sealkit
+    from sealkit._os import syscalls
+    from sealkit.errors import KernelError
+    from sealkit.sealing._buffers import buffer_span
+
+    out = {}
+    for secret in (False, True):
+        frozen = sealkit.freeze(b"api-key-123", secret=secret)
+        fd = os.open("/proc/self/mem", os.O_RDWR)
+        try:
+            written = os.pwrite(fd, b"PWNED", buffer_span(frozen)[0])
+        except OSError as exc:
+            written = f"{exc.errno}"
+        finally:
+            os.close(fd)
+        out[str(secret)] = [written, bytes(frozen).decode(), sealkit.is_sealed(frozen),
+                            frozen.readonly]
+    # process_vm_writev does not force: read-only pages stay out of its reach.
+    try:
+        syscalls.process_vm_writev(os.getpid(), [(buffer_span(frozen)[0], 5)], b"owned")
+        out["process_vm_writev"] = "written"
+    except KernelError as exc:
+        out["process_vm_writev"] = exc.errno
+    print(json.dumps(out))
+    """
+)
+
+
+def test_root_overwrites_a_frozen_value_through_proc_self_mem(python: RunPython) -> None:
+    # What sealing does not promise, executed: /proc/PID/mem writes use
+    # FOLL_FORCE and land on sealed read-only pages (this kernel is built
+    # with CONFIG_PROC_MEM_ALWAYS_FORCE: proc_mem.force_override=always).
+    # secret=True does not help against this attacker either.
+    out = _last_json(python(PROC_MEM))
+    assert isinstance(out, dict)
+    if out["False"][0] in ("5", "1"):  # EIO / EPERM: force_override=never or ptrace
+        pytest.skip("this kernel refuses forced /proc/PID/mem writes (proc_mem.force_override)")
+    assert out == {
+        "False": [5, "PWNEDey-123", True, True],
+        "True": [5, "PWNEDey-123", True, True],
+        "process_vm_writev": 14,  # EFAULT
+    }

@@ -22,8 +22,8 @@ import threading
 from typing import Any, Final, NoReturn
 
 from .._os import syscalls
-from ..errors import ArgumentError, StateError
-from ..flags import MapFlag
+from ..errors import ArgumentError, ArgumentTypeError, StateError
+from ..flags import Madv, MapFlag
 from ._buffers import ViewBase
 from ._checks import (
     MAX_LENGTH,
@@ -389,23 +389,59 @@ class Pages:
 # --- freeze -------------------------------------------------------------------
 
 
-def freeze(data: bytes | bytearray | memoryview) -> memoryview:
+def freeze(data: bytes | bytearray | memoryview, *, secret: bool = False) -> memoryview:
     """Copy ``data`` into fresh pages, make them read-only, seal them, and
     return a read-only memoryview of exactly ``len(data)`` bytes.
 
-    The memory can never be written, unmapped or discarded again by this
-    process (``/proc/self/mem`` writes and ptrace are the exceptions the
-    kernel allows, spec kernel-behaviour rule 18); it is freed at exit. Empty
-    data still gets one sealed page. If sealing is not available the pages
-    are unmapped and the kernel's error is raised.
+    The memory can never be written, unmapped or discarded again through the
+    mm system calls; it is freed at exit. Empty data still gets one sealed
+    page. If sealing is not available the pages are unmapped and the kernel's
+    error is raised. What sealing does not stop (docs/memory.md, "What
+    sealing promises"): root or a ptrace-capable process writing through
+    ``/proc/PID/mem`` or ``ptrace(POKEDATA)``, which overrides read-only
+    protection and seals alike.
+
+    ``secret=True``, for key material: the pages are also locked in memory
+    (``mlock``: never written to swap) and left out of core dumps
+    (``MADV_DONTDUMP``), both before the data is copied in; sealing is
+    probed first, so the data is copied nowhere when it cannot be sealed;
+    and if any step fails after the copy the pages are zeroed before they
+    are unmapped. The copy goes straight from ``data`` into the locked pages
+    (no intermediate buffer); ``data`` itself is the caller's to wipe (pass
+    a ``bytearray`` and zero it). ``mlock`` counts against
+    ``RLIMIT_MEMLOCK`` for unprivileged processes: past it the kernel's
+    error is raised and nothing is kept.
     """
+    if not isinstance(secret, bool):
+        raise ArgumentTypeError(f"secret must be a bool, not {type(secret).__name__}")
     src = bytes_like(data)
+    if secret:
+        _mseal_call(0, 0)  # no side effect; fails exactly when sealing cannot work
     pages = Pages(max(src.nbytes, 1))
     try:
+        if secret:
+            syscalls.mlock(pages.address, pages.size)
+            syscalls.madvise(pages.address, pages.size, int(Madv.DONTDUMP))
         pages.write(src)
         pages.protect("r")
         pages.seal()
     except BaseException:
+        if secret:
+            _wipe(pages)
         pages.close()
         raise
     return pages.view()[: src.nbytes]
+
+
+def _wipe(pages: Pages) -> None:
+    """Zero open pages (made writable again if need be) before they are
+    unmapped; best effort, never raises (it runs while an error propagates)."""
+    try:
+        with _LOCK:
+            if pages.state is not _OPEN:
+                return
+            if pages.protection != "rw":
+                pages.protect("rw")
+            pages.write(bytes(pages.size))
+    except Exception:
+        pass
