@@ -11,7 +11,9 @@ libraries), from ``dl_iterate_phdr(3)``, and ``mseal(2)``\\ s their segments.
   has relocated it).
 * ``level="all"`` seals each object's whole range, as glibc's proposal does:
   also writable data, the zero-fill ``.bss`` pages beyond the file, and the
-  ``PROT_NONE`` gaps between segments (so nothing can be mapped into them).
+  ``PROT_NONE`` gaps between segments that the loader filled from the
+  object's file (so nothing can be mapped into them; a hole the kernel left
+  unmapped, and whatever someone else mapped there, is not the object's).
   Writable pages stay writable: a seal fixes the mapping and its protection,
   not the contents.
 
