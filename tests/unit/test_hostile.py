@@ -140,6 +140,7 @@ RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]]
         (st.one_of(junk, st.text(max_size=10), st.sampled_from(["libc.so.6", "a\0b"])), address),
     ),
     "set_parent_death_signal": (syscalls.set_parent_death_signal, (small_int,)),
+    "set_process_name": (syscalls.set_process_name, (buffer_data,)),
     "raise_exit_status_at_exit": (syscalls.raise_exit_status_at_exit, ()),
     # The kernel executor's entry points (fidelity branch).
     "errno_call": (
