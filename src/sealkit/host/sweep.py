@@ -2,7 +2,7 @@
 
 :func:`scan_host` sweeps ``/proc``: for each process its pid, user,
 command, number of mappings, and the sealed ones (``VmFlags: sl`` in
-``/proc/PID/smaps``, spec linux-mseal §5) with their kind
+``/proc/PID/smaps``, fs/proc/task_mmu.c ``show_smap_vma_flags()``) with their kind
 (:mod:`.classify`). Processes that exit during the sweep are dropped and
 counted (*vanished*); processes whose smaps may not be read are reported as
 *denied*, never as "not sealed". Kernel threads have no user address space

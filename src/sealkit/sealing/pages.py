@@ -243,7 +243,7 @@ class Pages:
         """Change the protection to ``"rw"``, ``"r"``, ``"rx"`` or ``"none"``.
 
         Refused (:class:`StateError`) once sealed (mprotect on sealed memory
-        is EPERM, spec kernel-behaviour rule 7), once closed, and while live
+        is EPERM, docs/reference/linux.md rule 7), once closed, and while live
         views would fault under the new protection (writable views and a
         protection without write; any view and ``"none"``).
         """
@@ -290,8 +290,8 @@ class Pages:
     def close(self) -> None:
         """Unmap open pages; do nothing for sealed or closed ones.
 
-        Sealed pages cannot be unmapped (munmap is EPERM, spec
-        kernel-behaviour rule 5): they stay mapped, readable per their
+        Sealed pages cannot be unmapped (munmap is EPERM,
+        docs/reference/linux.md rule 5): they stay mapped, readable per their
         protection, until the process exits, and :attr:`state` stays
         ``SEALED``. Open pages with live views are not unmapped: that raises
         :class:`StateError` (a view into unmapped memory crashes on access).
@@ -371,7 +371,7 @@ def freeze(data: bytes | bytearray | memoryview) -> memoryview:
 
     The memory can never be written, unmapped or discarded again by this
     process (``/proc/self/mem`` writes and ptrace are the exceptions the
-    kernel allows, spec kernel-behaviour rule 18); it is freed at exit. Empty
+    kernel allows, docs/reference/linux.md rule 18); it is freed at exit. Empty
     data still gets one sealed page. If sealing is not available the pages
     are unmapped and the kernel's error is raised.
     """
