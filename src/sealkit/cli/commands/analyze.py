@@ -10,7 +10,6 @@ settles, both readings with what the analyzer finds for each.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -30,7 +29,7 @@ from ...analysis import (
     picture,
 )
 from ...errors import ArgumentError
-from ..output import PipeConsole
+from ..output import PipeConsole, console, print_json
 
 NAME = "analyze"
 HELP = "search call sequences for the shortest way around each sealing design"
@@ -90,7 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="put fork() in the alphabet (properties then judged in the process the trace ends in)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--json", action="store_true", help="JSON (schema: sealkit/data/analyze.schema.json)"
+    )
     parser.add_argument(
         "--replay",
         action="store_true",
@@ -152,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
 
         report, refuted = replay_report(report)
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
+        print_json("analyze", report.to_json())
     else:
         _print(report)
     return 1 if refuted else 0
@@ -238,7 +239,7 @@ def _replay_style(status: str) -> str:
 
 
 def _print(report: Report) -> None:
-    out = PipeConsole()
+    out = console()
     scenario = report.scenario
     out.print(f"[bold]scenario[/] {scenario.name}: {scenario.description}")
     first = report.policies[0].before if report.policies else None
@@ -284,4 +285,6 @@ def _print(report: Report) -> None:
                 body.append(
                     Text(f"\nkernel replay: {verdict.replay.status}: {verdict.replay.detail}")
                 )
-            out.print(Panel(Group(*body), title=f"{pol.spec.name}: {prop.value} integrity"))
+            out.print(
+                Panel(Group(*body), title=f"{pol.spec.name}: {prop.value} integrity", expand=False)
+            )
