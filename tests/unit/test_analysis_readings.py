@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,7 @@ from sealkit.model import POLICIES
 from sealkit.ops import MODEL_BASES, Madvise, Mprotect
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
+SCHEMAS = Path(__file__).resolve().parents[2] / "src" / "sealkit" / "data"
 
 
 @pytest.mark.parametrize(
@@ -144,6 +146,19 @@ def test_a_policy_without_open_rules_explains_its_choices_only(sealkit_cli: Cli)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["unsettled"] == [] and data["choices"] == list(POLICIES["linux-6.10"].choices)
+    assert data["schema"] == "sealkit.analyze-explain/1"
+
+
+def test_explain_json_names_and_follows_its_schema(sealkit_cli: Cli) -> None:
+    import jsonschema
+
+    proc = sealkit_cli("analyze", "--explain", "mimmutable", "--depth", "0", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert next(iter(data)) == "schema"
+    schema = json.loads((SCHEMAS / "analyze-explain.schema.json").read_text())
+    jsonschema.validate(data, schema)
+    assert data["unsettled"] and all(len(u["readings"]) == 2 for u in data["unsettled"])
 
 
 def test_readme_explain_command_runs(sealkit_cli: Cli) -> None:

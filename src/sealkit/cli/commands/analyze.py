@@ -90,7 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="put fork() in the alphabet (properties then judged in the process the trace ends in)",
     )
     parser.add_argument(
-        "--json", action="store_true", help="JSON (schema: sealkit/data/analyze.schema.json)"
+        "--json",
+        action="store_true",
+        help="JSON (schema: sealkit/data/analyze.schema.json; with --explain, analyze-explain.schema.json)",
     )
     parser.add_argument(
         "--replay",
@@ -167,7 +169,7 @@ def _explain(args: argparse.Namespace, spec: PolicySpec, props: list[Property]) 
     with err.status("analyzing both readings", spinner="dots") if show else _Null():
         found = explain(spec, props, args.depth, SCENARIOS[args.scenario], workers=args.workers)
     if args.json:
-        print(json.dumps(found.to_json(), indent=2))
+        print_json("analyze-explain", found.to_json())
         return 0
     out = PipeConsole()
     policy = found.policy
