@@ -15,6 +15,7 @@ few seconds.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,22 @@ ROWS = {row["policy"]: row for row in RECORD["rows"]}
 BLOCKS = debate.extract((DOCS / "debate.md").read_text())
 
 
+THOROUGH = os.environ.get("SEALKIT_THOROUGH") == "1"
+# A row where a property holds to the document's depth expands every state
+# of depth 2 with the whole alphabet: one to three minutes each on the
+# two-core reference machine, about twenty for the whole table. CI checks
+# the rows whose every property breaks (seconds) and ``linux``, the row held
+# to the kernel; SEALKIT_THOROUGH=1 checks every row (as does
+# ``python -m sealkit.analysis.debate docs/debate.md --check``).
+ALWAYS = {"linux"} | {
+    row["policy"] for row in RECORD["rows"] if all("length" in v for v in row["verdicts"].values())
+}
+
+
 @pytest.mark.parametrize("name", DEBATE_POLICIES)
 def test_row_is_what_the_analyzer_finds(name: str) -> None:
+    if name not in ALWAYS and not THOROUGH:
+        pytest.skip(f"{name}: a depth-3 search of minutes; SEALKIT_THOROUGH=1 regenerates it")
     report = analyze(
         [parse_policy(name)], list(Property), debate.DOC_DEPTH, DEFAULT_SCENARIO,
         workers=default_workers(),
