@@ -13,7 +13,9 @@
   excludes it: ``depends on !CHECKPOINT_RESTORE``) from ``/proc/config.gz``
   or ``/boot/config-RELEASE`` when readable;
 * the glibc version and whether it exports an ``mseal`` wrapper (2.43+);
-* this process's seccomp mode (``/proc/self/status``).
+* this process's seccomp mode (``/proc/self/status``);
+* whether ``libsealexec.so``, the library of ``sealkit exec``, was built at
+  install time (it needs a C compiler then).
 
 :data:`REQUIREMENTS` names what ``--require`` can demand; :func:`unmet`
 says why a requirement does not hold, in one line.
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Final
 
-from .._os import procfs, syscalls
+from .._os import procfs, sealexec, syscalls
 from .._os.support import support
 from ..errors import ArgumentError, ArgumentTypeError, SealkitError
 
@@ -65,6 +67,8 @@ class EnvironmentReport:
     seccomp_mode: int | None
     seccomp_mode_name: str | None
     seccomp_filters: int | None
+    exec_library: str | None
+    exec_library_detail: str
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict with every field."""
@@ -110,6 +114,7 @@ def check_environment(procfs_root: str = "/proc", boot: str = "/boot") -> Enviro
     mode_text = status.get("Seccomp", "")
     filters_text = status.get("Seccomp_filters", "")
     mode = int(mode_text) if mode_text.isdigit() else None
+    exec_library = sealexec.library_path()
     return EnvironmentReport(
         kernel_release=info.kernel,
         arch=info.arch,
@@ -129,7 +134,15 @@ def check_environment(procfs_root: str = "/proc", boot: str = "/boot") -> Enviro
         seccomp_mode=mode,
         seccomp_mode_name=_SECCOMP_MODES.get(mode, None) if mode is not None else None,
         seccomp_filters=int(filters_text) if filters_text.isdigit() else None,
+        exec_library=exec_library,
+        exec_library_detail=_exec_library_detail(exec_library),
     )
+
+
+def _exec_library_detail(path: str | None) -> str:
+    if path is None:
+        return "not built (no C compiler at install time): sealkit exec is unavailable"
+    return f"{path}: sealkit exec can seal dynamically linked glibc programs"
 
 
 def _need_mseal(r: EnvironmentReport) -> str | None:
@@ -170,6 +183,12 @@ def _need_no_seccomp(r: EnvironmentReport) -> str | None:
     return f"this process runs under seccomp mode {r.seccomp_mode_name or r.seccomp_mode}"
 
 
+def _need_exec(r: EnvironmentReport) -> str | None:
+    if r.exec_library is None:
+        return f"libsealexec.so {r.exec_library_detail}"
+    return None if r.mseal_available else r.mseal_reason
+
+
 REQUIREMENTS: Final[dict[str, tuple[str, Callable[[EnvironmentReport], str | None]]]] = {
     "mseal": ("mseal(2) is available to this process", _need_mseal),
     "smaps-sl": ("/proc/PID/smaps reports seals as 'sl'", _need_smaps),
@@ -177,6 +196,7 @@ REQUIREMENTS: Final[dict[str, tuple[str, Callable[[EnvironmentReport], str | Non
     "sysmap-config": ("CONFIG_MSEAL_SYSTEM_MAPPINGS=y", _need_sysmap_config),
     "glibc-mseal": ("libc exports an mseal() wrapper", _need_glibc),
     "no-seccomp": ("no seccomp filter on this process", _need_no_seccomp),
+    "exec": ("sealkit exec can seal here (libsealexec.so built, mseal available)", _need_exec),
 }
 """``--require`` names: ``name -> (what it means, check returning why not or None)``."""
 

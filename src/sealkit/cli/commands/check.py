@@ -90,6 +90,11 @@ def _table(report: EnvironmentReport) -> Table:
         if report.seccomp_mode is not None
         else "no Seccomp field in /proc/self/status",
     )
+    table.add_row(
+        "sealkit exec library",
+        _yes_no(report.exec_library is not None),
+        escape(report.exec_library_detail),
+    )
     return table
 
 
