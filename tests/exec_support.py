@@ -87,7 +87,9 @@ def exec_lib() -> Path:
     from sealkit._os import sealexec
 
     out = SRC / "sealkit" / "_os" / sealexec.LIBRARY_NAME
-    failed = sealexec.build(str(out))
+    failed = sealexec.build(
+        str(out), extra=("-Werror",)
+    )  # installs tolerate warnings; tests do not
     assert failed is None, failed
     return out
 

@@ -5,6 +5,7 @@ agrees with /proc/PID/smaps range for range."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -156,9 +157,7 @@ def test_level_all_seals_every_dlopened_object_whole(probe_run, fx):
 
 def test_nodelete_promotion_of_an_already_loaded_object(probe_run, fx):
     lib = str(fx.root / "libctorcheck.so")
-    held = probe_run(
-        "dlopen", lib, "now", "dlopen", lib, "now-nodelete", "sealed", "libctorcheck"
-    )
+    held = probe_run("dlopen", lib, "now", "dlopen", lib, "now-nodelete", "sealed", "libctorcheck")
     assert held.lines[-1] == "sealed libctorcheck: text=sl readonly=sl"
     obj = held.objects()[lib]
     assert "made RTLD_NODELETE" in obj.policy
@@ -363,9 +362,7 @@ def test_documented_breakage_dlopen_of_an_execstack_library_fails(fx, sealkit_ex
         [fx.probe, "dlopen-fail", lib], capture_output=True, text=True, env=plain_env(), check=False
     )
     assert plain.stdout == "dlopen-fail: loaded\n"
-    done = sealkit_exec(
-        "exec", "--", str(fx.probe), "dlopen-fail", lib, "nss", env=plain_env()
-    )
+    done = sealkit_exec("exec", "--", str(fx.probe), "dlopen-fail", lib, "nss", env=plain_env())
     assert done.returncode == 0
     assert (
         done.stdout
@@ -418,3 +415,17 @@ def test_level_all_dlclose_leaves_the_sealed_mapping_in_place(fx, sealkit_exec):
     layout = load_layout(lib)
     per_copy = len(layout.loads) + (layout.relro is not None)
     assert done.stdout == f"cycle: ok, {5 * per_copy} mappings left\n"
+
+
+def test_the_library_exports_only_the_loader_interfaces(exec_lib):
+    # its own memcpy, memset... are hidden: loaded into a program, it must not
+    # interpose anything but dlopen/dlmopen (preload) and the rtld-audit hooks
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("no nm (binutils) to list the library's dynamic symbols")
+    listing = subprocess.run([nm, "-D", "--defined-only", str(exec_lib)], capture_output=True,
+                             text=True, check=True).stdout  # fmt: skip
+    assert sorted(line.split()[-1] for line in listing.splitlines()) == [
+        "dlmopen", "dlopen", "la_activity", "la_objclose", "la_objopen", "la_preinit",
+        "la_version", "sealkit_exec_bridge",
+    ]  # fmt: skip

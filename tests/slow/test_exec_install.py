@@ -118,3 +118,31 @@ def test_without_a_compiler_the_install_succeeds_and_exec_says_so(tmp_path):
     report = json.loads(check.stdout)
     assert report["exec_library"] is None
     assert report["exec_library_detail"].startswith("not built (no C compiler at install time)")
+
+
+def test_the_library_compiles_for_aarch64(tmp_path):
+    # its aarch64 paths (system calls, the dlopen trampoline with its BTI
+    # landing pad) are written from the architecture's documents and compiled
+    # here; running them needs an aarch64 machine
+    cc = shutil.which("aarch64-linux-gnu-gcc")
+    loader = Path("/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1")
+    if cc is None or not loader.exists():
+        pytest.skip("no aarch64 cross compiler (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross)")
+    from sealkit._os import sealexec
+
+    out = tmp_path / "libsealexec.so"
+    flags = (*sealexec.CFLAGS, *sealexec.ARCH_FLAGS["aarch64"], "-Werror")
+    done = subprocess.run(
+        [cc, *flags, "-o", str(out), sealexec.SOURCE, "-Wl,--no-as-needed", str(loader)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    dynsyms = subprocess.run(
+        ["aarch64-linux-gnu-nm", "-D", "--defined-only", str(out)], capture_output=True,
+        text=True, check=True,
+    ).stdout  # fmt: skip
+    exported = sorted(line.split()[-1] for line in dynsyms.splitlines())
+    assert exported == [
+        "dlmopen", "dlopen", "la_activity", "la_objclose", "la_objopen", "la_preinit",
+        "la_version", "sealkit_exec_bridge",
+    ]  # fmt: skip

@@ -23,7 +23,7 @@ import struct
 import sys
 from typing import Final
 
-__all__ = ["LIBRARY_NAME", "SOURCE", "build", "library_path", "loader_of"]
+__all__ = ["ARCH_FLAGS", "CFLAGS", "LIBRARY_NAME", "SOURCE", "build", "library_path", "loader_of"]
 
 LIBRARY_NAME: Final = "libsealexec.so"
 SOURCE: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sealexec.c")
@@ -44,6 +44,12 @@ CFLAGS: Final = (
     "-Wl,-z,noexecstack",
     "-Wl,--build-id=none",
 )
+ARCH_FLAGS: Final = {
+    # landing pads on every entry point, for processes that enforce them
+    # (the library's few lines of assembly carry their own: endbr64, bti c)
+    "x86_64": ("-fcf-protection=branch",),
+    "aarch64": ("-mbranch-protection=standard",),
+}
 
 
 def library_path() -> str | None:
@@ -104,8 +110,7 @@ def build(out: str, cc: str | None = None, extra: tuple[str, ...] = ()) -> str |
     # the temporary file next to `out`, so that the final rename is atomic
     with tempfile.TemporaryDirectory(prefix=".sealexec-build-", dir=directory) as tmp:
         target = os.path.join(tmp, LIBRARY_NAME)
-        # endbr64 on every entry point, for processes that enforce CET IBT
-        arch = ("-fcf-protection=branch",) if os.uname().machine == "x86_64" else ()
+        arch = ARCH_FLAGS.get(os.uname().machine, ())
         argv = [*compiler.split(), *CFLAGS, *arch, *extra, "-o", target, SOURCE,
                 "-Wl,--no-as-needed", interp]  # fmt: skip
         try:
