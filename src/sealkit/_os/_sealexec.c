@@ -232,6 +232,16 @@ starts(const char *s, const char *prefix)
     return 1;
 }
 
+static int
+str_eq(const char *a, const char *b)
+{
+    if (!a || !b)
+        return 0;
+    while (*a && *a == *b)
+        a++, b++;
+    return *a == *b;
+}
+
 /* --- configuration --------------------------------------------------------- */
 
 enum { LEVEL_CODE = 0, LEVEL_ALL = 1 };
@@ -1704,9 +1714,13 @@ la_version(unsigned int version)
     return version >= 1 ? 1 : 0;
 }
 
+static void introduce_to_preload(struct link_map *map, Lmid_t lmid);
+
 __attribute__((visibility("default"))) unsigned int
 la_objopen(struct link_map *map, Lmid_t lmid, uintptr_t *cookie)
 {
+    if (!started)
+        introduce_to_preload(map, lmid);
     lock();
     struct obj *o = obj_new();
     if (o) {
@@ -1899,6 +1913,42 @@ extern ElfW(Dyn) _DYNAMIC[];
 
 static struct link_map self_map;
 
+/* Where the preload instance finds the audit instance: this instance writes
+ * &the_bridge into the preload instance's copy of this variable when the
+ * loader reports the preload to la_objopen (mapped, not yet relocated; the
+ * variable is in .bss, which relocation does not touch). Works on every
+ * glibc with auditing, unlike the _r_debug walk below, which needs the
+ * namespace chain of glibc 2.35+. */
+static const struct bridge *bridge_slot;
+
+static int
+same_file_name(const char *name)
+{
+    if (!name || !name[0])
+        return 0;
+    if (cfg.libpath[0])
+        return str_eq(name, cfg.libpath);
+    const char *base = name;
+    for (const char *p = name; *p; p++)
+        if (*p == '/')
+            base = p + 1;
+    return str_eq(base, "libsealexec.so");
+}
+
+static void
+introduce_to_preload(struct link_map *map, Lmid_t lmid)
+{
+    if (lmid != LM_ID_BASE || map->l_addr == 0 || (uintptr_t)map->l_addr == (uintptr_t)&__ehdr_start ||
+        !same_file_name(map->l_name))
+        return;
+    /* the same library: byte-identical ELF and program headers */
+    size_t hdr = __ehdr_start.e_phoff + (size_t)__ehdr_start.e_phnum * sizeof(ElfW(Phdr));
+    if (memcmp((const void *)map->l_addr, &__ehdr_start, hdr) != 0)
+        return;
+    uintptr_t off = (uintptr_t)&bridge_slot - (uintptr_t)&__ehdr_start;
+    __atomic_store_n((const struct bridge **)(map->l_addr + off), &the_bridge, __ATOMIC_RELEASE);
+}
+
 static void
 audit_self_register(void)
 {
@@ -1934,15 +1984,6 @@ static void *(*real_dlmopen)(Lmid_t, const char *, int);
 static const struct bridge *bridge;
 static int bridge_looked;
 
-static int
-str_eq(const char *a, const char *b)
-{
-    if (!a || !b)
-        return 0;
-    while (*a && *a == *b)
-        a++, b++;
-    return *a == *b;
-}
 
 /* The preload instance finds the audit instance: dl_iterate_phdr reports
  * only the caller's namespace (elf/dl-iteratephdr.c), so walk every
@@ -1982,6 +2023,9 @@ find_bridge(void)
 static const struct bridge *
 get_bridge(void)
 {
+    const struct bridge *introduced = __atomic_load_n(&bridge_slot, __ATOMIC_ACQUIRE);
+    if (introduced && introduced->magic == the_bridge.magic)
+        return introduced;
     if (__atomic_load_n(&bridge_looked, __ATOMIC_ACQUIRE))
         return bridge;
     bridge = find_bridge();
