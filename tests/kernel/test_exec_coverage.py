@@ -19,7 +19,7 @@ from tests.exec_support import SRC, plain_env, sealkit_argv, sealkit_env
 
 pytestmark = pytest.mark.kernel
 
-SCHEMA = SRC / "sealkit" / "data" / "exec-report.schema.json"
+SCHEMA = SRC / "sealkit" / "data" / "exec.schema.json"
 
 
 class Held:

@@ -195,7 +195,7 @@ def test_scripts_are_judged_by_their_interpreter_followed_as_the_kernel_does(
 
 
 def _line(pid: int, seq: int, objects: list[dict[str, object]]) -> dict[str, object]:
-    return {"schema": "sealkit.exec-report/1", "pid": pid, "seq": seq, "event": "load",
+    return {"schema": "sealkit.exec/1", "pid": pid, "seq": seq, "event": "load",
             "level": "code", "marked_only": False, "page_size": 4096, "work_us": 1,
             "objects": objects, "omitted_objects": 0, "untracked_objects": 0,
             "dropped_lines": 0}  # fmt: skip
@@ -236,8 +236,8 @@ def test_read_report_keeps_each_objects_last_mention_per_process() -> None:
     ("text", "message"),
     [
         (b"{not json\n", "report:1: not JSON"),
-        (b'{"schema": "other"}\n', "report:1: not a sealkit.exec-report/1 record"),
-        (b'\n{"schema": "sealkit.exec-report/1", "pid": 1}\n', "report:2: malformed record"),
+        (b'{"schema": "other"}\n', "report:1: not a sealkit.exec/1 record"),
+        (b'\n{"schema": "sealkit.exec/1", "pid": 1}\n', "report:2: malformed record"),
     ],
 )
 def test_read_report_says_which_line_is_wrong(text: bytes, message: str) -> None:

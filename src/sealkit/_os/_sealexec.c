@@ -12,7 +12,7 @@
  *    glibc before 2.41, seal what the loader made read-only only after the
  *    audit callback had run (RELRO), before dlopen() returns.
  *
- * When is what sealed (glibc 2.36 measured; sources in SOURCES.md):
+ * When is what sealed (glibc 2.36 measured; sources in docs/exec.md):
  *
  *  - Start-up. dl_main relocates every initial object (_dl_relocate_object
  *    ends with _dl_protect_relro), re-relocates ld.so (its RELRO), then calls
@@ -656,7 +656,7 @@ readable(uintptr_t addr, size_t len)
 }
 
 /* The loader's walk of PT_GNU_PROPERTY (glibc _dl_process_pt_gnu_property,
- * elf/dl-load.c; the same rules as sealkit.elf.walk_properties): only
+ * elf/dl-load.c; the same rules as sealkit.host.elf.walk_properties): only
  * 8-aligned segments, notes owned by "GNU" of type NT_GNU_PROPERTY_TYPE_0,
  * ascending property types; the marker is type 3 with pr_datasz 0. */
 static int
@@ -946,7 +946,7 @@ object_pieces(struct obj *o, struct piece *pc, int *npieces)
 static const char REASON_RELRO_PENDING[] = "RELRO not yet read-only";
 
 /* Why the VMA v at addr is not what the piece expects there, or NULL. The
- * rules of sealkit.hardening._mismatch. */
+ * rules of sealkit.sealing.hardening.plan._mismatch. */
 static const char *
 mismatch(const struct obj *o, const struct piece *p, const struct vma *v, uintptr_t addr)
 {
@@ -1376,7 +1376,7 @@ report_event(const char *event)
     }
     line_len = 0;
     line_over = 0;
-    outs("{\"schema\":\"sealkit.exec-report/1\",\"pid\":");
+    outs("{\"schema\":\"sealkit.exec/1\",\"pid\":");
     outi(sys_getpid());
     outs(",\"seq\":");
     outu(seq++);

@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--report",
         metavar="FILE|fd:N",
         help="write what was sealed, per object, as JSON lines; %%p in FILE is the PID "
-        "(schema: sealkit/data/exec-report.schema.json)",
+        "(schema: sealkit/data/exec.schema.json)",
     )
     parser.add_argument(
         "--require",

@@ -1,7 +1,7 @@
 """Reading what ``libsealexec.so`` reports, and holding it against the kernel's view.
 
-The library writes JSON Lines (schema ``sealkit/data/exec-report.schema.json``,
-tag ``sealkit.exec-report/1``): the first line of a process is its start-up
+The library writes JSON Lines (schema ``sealkit/data/exec.schema.json``,
+tag ``sealkit.exec/1``): the first line of a process is its start-up
 sweep; later lines carry only the objects that changed, each in its full
 state, so the last mention of an object wins. :func:`read_exec_report` folds the
 lines into each process's current objects; :func:`check_against_smaps` says
@@ -19,7 +19,7 @@ from ...errors import ParseError
 
 __all__ = ["REPORT_SCHEMA", "ReportObject", "check_against_smaps", "read_exec_report"]
 
-REPORT_SCHEMA: Final = "sealkit.exec-report/1"
+REPORT_SCHEMA: Final = "sealkit.exec/1"
 _MAX_REPORT_BYTES: Final = 64 << 20
 
 
@@ -87,7 +87,7 @@ def read_exec_report(
     each object in its latest reported state.
 
     Bounded: 64 MiB. Raises :class:`~sealkit.errors.ParseError` (with the
-    line number) for a line that is not a ``sealkit.exec-report/1`` record
+    line number) for a line that is not a ``sealkit.exec/1`` record
     or lacks a field, ``OSError`` when the file cannot be read.
     """
     if isinstance(source, bytes):
