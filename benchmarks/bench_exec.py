@@ -30,6 +30,7 @@ nginx comes from Debian's ``nginx-light`` (skipped, saying so, without it).
 from __future__ import annotations
 
 import os
+import random
 import runpy
 import shutil
 import signal
@@ -150,8 +151,12 @@ def startup(helpers: Path, empty: Path, rounds: int, per_round: int, tmp: Path) 
     for argv in (["/bin/true"], [PY, "-c", "pass"]):
         samples: dict[str, list[float]] = {name: [] for name in configs(empty)}
         cpu: dict[str, list[float]] = {name: [] for name in configs(empty)}
+        order = random.Random(7)  # the same shuffles every run
         for _ in range(rounds):
-            for name, env in configs(empty).items():
+            # a fresh order each round: no configuration always follows another
+            round_configs = list(configs(empty).items())
+            order.shuffle(round_configs)
+            for name, env in round_configs:
                 runs = spawn_runs(helpers, env, per_round, argv)
                 samples[name] += [w for w, _ in runs]
                 cpu[name] += [c for _, c in runs]
