@@ -1910,6 +1910,20 @@ static const struct bridge the_bridge = {0x5ea1e8ecu, api_note_mode, api_after_d
  * __ehdr_start and _DYNAMIC are provided by the linker. */
 extern const ElfW(Ehdr) __ehdr_start;
 extern ElfW(Dyn) _DYNAMIC[];
+extern const char __etext[]; /* the end of .text (the linker's default script provides it) */
+
+/* Whether the object mapped at `base` is this very library: byte for byte
+ * the same from its ELF header to the end of its code. Identical code at
+ * identical offsets also means identical offsets of its variables (the code
+ * addresses them relative to itself), which the two instances rely on to
+ * reach each other. The object is mapped (reported by the loader), and both
+ * ranges are its first two PT_LOAD segments, readable. */
+static int
+same_image(uintptr_t base)
+{
+    size_t len = (size_t)((uintptr_t)__etext - (uintptr_t)&__ehdr_start);
+    return base != 0 && base != (uintptr_t)&__ehdr_start && memcmp((const void *)base, &__ehdr_start, len) == 0;
+}
 
 static struct link_map self_map;
 
@@ -1938,12 +1952,7 @@ same_file_name(const char *name)
 static void
 introduce_to_preload(struct link_map *map, Lmid_t lmid)
 {
-    if (lmid != LM_ID_BASE || map->l_addr == 0 || (uintptr_t)map->l_addr == (uintptr_t)&__ehdr_start ||
-        !same_file_name(map->l_name))
-        return;
-    /* the same library: byte-identical ELF and program headers */
-    size_t hdr = __ehdr_start.e_phoff + (size_t)__ehdr_start.e_phnum * sizeof(ElfW(Phdr));
-    if (memcmp((const void *)map->l_addr, &__ehdr_start, hdr) != 0)
+    if (lmid != LM_ID_BASE || !same_file_name(map->l_name) || !same_image((uintptr_t)map->l_addr))
         return;
     uintptr_t off = (uintptr_t)&bridge_slot - (uintptr_t)&__ehdr_start;
     __atomic_store_n((const struct bridge **)(map->l_addr + off), &the_bridge, __ATOMIC_RELEASE);
@@ -2003,13 +2012,10 @@ find_bridge(void)
             own_name = l->l_name;
     if (!own_name)
         return NULL;
-    size_t hdr = __ehdr_start.e_phoff + (size_t)__ehdr_start.e_phnum * sizeof(ElfW(Phdr));
     const struct r_debug_extended *r = (&sk_r_debug)->r_next;
     for (int ns = 1; r && ns < 64; r = r->r_next, ns++)
         for (struct link_map *l = r->base.r_map; l; l = l->l_next) {
-            if ((uintptr_t)l->l_addr == own_base || !str_eq(l->l_name, own_name))
-                continue;
-            if (memcmp((const void *)l->l_addr, &__ehdr_start, hdr) != 0)
+            if (!str_eq(l->l_name, own_name) || !same_image((uintptr_t)l->l_addr))
                 continue;
             uintptr_t off = (uintptr_t)&sealkit_exec_bridge - own_base;
             const struct bridge *(*get)(void) = (const struct bridge *(*)(void))(l->l_addr + off);
