@@ -125,6 +125,7 @@ def fx(tmp_path_factory: pytest.TempPathFactory, exec_lib: Path) -> Fixtures:
     _cc(*so, "-o", str(d / "libattack.so"), f"{c}/attack.c")
     _cc(*so, "-o", str(d / "wrongaudit.so"), f"{c}/wrongaudit.c")
     _cc(*so, "-o", str(d / "preinit_audit.so"), f"{c}/preinit_audit.c")
+    _cc(*so, "-o", str(d / "symbind_audit.so"), f"{c}/symbind_audit.c")
     _cc(*so, "-o", str(d / "rp" / "libdep.so"), f"{c}/dep.c")
     _cc("-O2", "-o", str(d / "runpath_main"), f"{c}/runpath_main.c", "-ldl",
         "-Wl,--enable-new-dtags,-rpath,$ORIGIN/rp")  # fmt: skip

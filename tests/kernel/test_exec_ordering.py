@@ -188,3 +188,41 @@ def test_preload_alone_seals_only_after_earlier_constructors(fx, exec_lib, tmp_p
     (objs,) = sealexec.read_exec_report(report).values()
     (dep,) = [o for o in objs.values() if o.path.endswith("libctorcheck.so")]
     assert dep.sealed and {phase for *_, phase in dep.sealed} == {"preload-constructor"}
+
+
+@pytest.mark.parametrize(
+    ("step", "obj", "expected"),
+    [("nss", "libnss_compat", "nss: root uid=0"), ("cancel", "libgcc_s", "cancel: canceled")],
+)
+def test_la_symbind_gives_no_moment_after_relro_for_libcs_own_loads(
+    fx, tmp_path, step, obj, expected
+):
+    # The candidate "la_symbind64" for the RELRO of what libc loads by itself
+    # (glibc < 2.41 relocates after that batch's la_activity(CONSISTENT)):
+    # libc loads NSS modules and libgcc_s with RTLD_NOW (__libc_dlopen), so
+    # every binding the object makes is done during its relocation, before
+    # _dl_protect_relro; libc then finds their functions with __libc_dlsym,
+    # which the loader does not audit. After RELRO turns read-only only other
+    # objects' lazy PLT bindings come (libc's first call into ld.so, the
+    # program's own next new function): what they are depends on what ran
+    # before, so they cannot be the moment to seal.
+    out = tmp_path / "binds.txt"
+    done = subprocess.run(
+        [fx.probe, step],
+        env=plain_env(
+            LD_AUDIT=str(fx.root / "symbind_audit.so"),
+            SYMBIND_AUDIT_ONLY=obj,
+            SYMBIND_AUDIT_OUT=str(out),
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == expected + "\n"
+    lines = out.read_text().splitlines()
+    own = [line for line in lines if line.startswith("bind ")]
+    later = [line.split() for line in lines if line.startswith("later ")]
+    assert len(own) >= 10  # the module's own GLOB_DAT/JUMP_SLOT relocations
+    assert all(line.endswith(" reloc relro=writable") for line in own), own
+    assert not [w for w in later if obj in w[1] or w[3] != "lazy"], later

@@ -1738,7 +1738,10 @@ la_objopen(struct link_map *map, Lmid_t lmid, uintptr_t *cookie)
     }
     unlock();
     /* 0: no symbol binding is audited (no la_symbind, no PLT hooks: the
-     * loader keeps its fast paths) */
+     * loader keeps its fast paths). la_symbind64 would not give a moment to
+     * seal the RELRO of libc's own loads either: their bindings all happen
+     * during relocation, before RELRO is protected
+     * (test_la_symbind_gives_no_moment_after_relro_for_libcs_own_loads). */
     return 0;
 }
 
