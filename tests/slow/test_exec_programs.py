@@ -466,3 +466,52 @@ def test_python3_harden_workload_and_its_extension_modules(tmp_path, exec_lib, l
     assert check_smaps_text(smaps, objs) == []
     ext = [o for o in objs.values() if o.path.endswith(".cpython-311-x86_64-linux-gnu.so")]
     assert ext and all(o.sealing == (level == "all") for o in ext)
+
+
+# --- attacks from inside real programs ------------------------------------------------
+
+ATTACKS = ["mprotect-libc-text", "munmap-exe", "mmap-fixed-relro"]
+# a sealed shell puts the attack library in front of the inherited preload
+# and execs the program (same PID): the library is loaded into the program
+# only, and its constructor attacks once the program is sealed
+WITH_ATTACK = ["/bin/sh", "-c", 'LD_PRELOAD="$ATTACK_LIB:$LD_PRELOAD" exec "$@"', "sh"]
+
+
+def test_attacks_inside_sqlite3_fail_with_eperm_and_its_workload_is_unchanged(
+    tmp_path, fx, exec_lib
+):
+    need("sqlite3")
+    out = tmp_path / "attack.txt"
+    sql = SQL.split(".shell", maxsplit=1)[0]  # no child: the attacks are sqlite3's own
+    env = plain_env(ATTACK_LIB=str(fx.root / "libattack.so"))
+    plain = subprocess.run(
+        ["sqlite3", ":memory:"], input=sql, capture_output=True, text=True, env=env, check=False
+    )
+    attacked = subprocess.run(
+        [*sealed(), *WITH_ATTACK, "sqlite3", ":memory:"], input=sql, capture_output=True,
+        text=True, env=sealkit_env({**env, "ATTACK_OUT": str(out)}), timeout=120, check=False,
+    )  # fmt: skip
+    assert plain.returncode == 0, plain.stderr
+    assert (attacked.returncode, attacked.stdout) == (0, plain.stdout), attacked.stderr
+    assert "20000|200010000|5000.25|row-00001|row-20000" in attacked.stdout
+    assert out.read_text().splitlines() == [f"{a}=EPERM" for a in ATTACKS]
+
+
+def test_attacks_inside_the_nginx_master_fail_with_eperm_and_it_serves_on(
+    nginx, tmp_path, fx, monkeypatch
+):
+    out = tmp_path / "attack.txt"
+    monkeypatch.setenv("ATTACK_LIB", str(fx.root / "libattack.so"))
+    monkeypatch.setenv("ATTACK_OUT", str(out))
+    proc, port = nginx([*sealed(), *WITH_ATTACK], tmp_path / "attacked")
+    assert out.read_text().splitlines() == [f"{a}=EPERM" for a in ATTACKS]
+    assert requests(port, 1_000) == (1_000, {f"hello /r{i}\n" for i in range(7)})
+    assert proc.poll() is None
+    # the control: the same library in an unsealed nginx gets through
+    plain_out = tmp_path / "plain-attack.txt"
+    monkeypatch.setenv("ATTACK_OUT", str(plain_out))
+    child = subprocess.run(
+        [*WITH_ATTACK, "/usr/sbin/nginx", "-v"],
+        capture_output=True, env=plain_env(LD_PRELOAD=""), timeout=60, check=False,
+    )  # fmt: skip
+    assert plain_out.read_text().splitlines()[:1] == ["mprotect-libc-text=ok"], child.stderr
