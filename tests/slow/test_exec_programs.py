@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -212,7 +213,9 @@ def nginx(tmp_path: Path, exec_lib: Path) -> Iterator[callable]:  # type: ignore
     need("/usr/sbin/nginx")
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(prefix: list[str], d: Path) -> tuple[subprocess.Popen[bytes], int]:
+    def start(
+        prefix: list[str], d: Path, env: dict[str, str] | None = None
+    ) -> tuple[subprocess.Popen[bytes], int]:
         d.mkdir()
         port = free_port()
         (d / "nginx.conf").write_text(NGINX_CONF.format(d=d, port=port))
@@ -227,7 +230,7 @@ def nginx(tmp_path: Path, exec_lib: Path) -> Iterator[callable]:  # type: ignore
                 "-g",
                 "daemon off;",
             ],
-            env=sealkit_env(),
+            env=sealkit_env() if env is None else env,
         )
         started.append(proc)
         wait_for(lambda: (d / "nginx.pid").exists() and len(workers(proc.pid)) == 2)
@@ -515,3 +518,58 @@ def test_attacks_inside_the_nginx_master_fail_with_eperm_and_it_serves_on(
         capture_output=True, env=plain_env(LD_PRELOAD=""), timeout=60, check=False,
     )  # fmt: skip
     assert plain_out.read_text().splitlines()[:1] == ["mprotect-libc-text=ok"], child.stderr
+
+
+# --- a service started by its manager with --print-env's variables -------------------
+
+
+def test_nginx_started_with_print_env_variables_is_sealed_without_python(nginx, tmp_path):
+    # what docs/exec.md's systemd drop-in does: the variables come from an
+    # EnvironmentFile= written by `sealkit exec --print-env`; the service
+    # manager starts nginx itself (no Python, no sealkit in its start path)
+    rdir = tmp_path / "run"
+    rdir.mkdir()
+    printed = subprocess.run(
+        sealkit_argv("exec", "--print-env", "--report", str(rdir / "r-%p.jsonl")),
+        capture_output=True, text=True, env=sealkit_env(), timeout=60, check=True,
+    )  # fmt: skip
+    # systemd's EnvironmentFile=: one NAME=value per line, nothing to unquote
+    variables = dict(line.split("=", 1) for line in printed.stdout.splitlines())
+    assert set(variables) == {"LD_AUDIT", "LD_PRELOAD", "SEALKIT_EXEC_LEVEL",
+                              "SEALKIT_EXEC_LIB", "SEALKIT_EXEC_REPORT"}  # fmt: skip
+    proc, port = nginx([], tmp_path / "service", {"PATH": "/usr/sbin:/usr/bin:/bin", **variables})
+    assert requests(port, 500) == (500, {f"hello /r{i}\n" for i in range(7)})
+    master = proc.pid
+    assert Path(f"/proc/{master}/exe").resolve() == Path("/usr/sbin/nginx")
+    for pid in {master, *workers(master)}:
+        assert pid in reports(rdir), pid  # each process wrote its own %p report
+        objs = reports(rdir)[pid]
+        assert settled(lambda pid=pid, objs=objs: check_process(pid, objs)) == [], pid
+    assert audit_cli_agrees(master, reports(rdir)[master]) == []
+
+
+def test_the_systemd_drop_in_of_the_docs_is_valid_for_debians_nginx_unit(tmp_path):
+    unit = Path("/lib/systemd/system/nginx.service")
+    analyze = shutil.which("systemd-analyze")
+    if not unit.exists() or analyze is None:
+        pytest.skip("needs Debian's nginx.service (nginx-common) and systemd-analyze (systemd)")
+    docs = (ROOT / "docs" / "exec.md").read_text()
+    (drop_in,) = re.findall(r"```ini\n(# /etc/systemd/system/nginx.service.d/sealing.conf\n.*?)```",
+                            docs, re.S)  # fmt: skip
+    shutil.copy(unit, tmp_path / "nginx.service")
+    (tmp_path / "nginx.service.d").mkdir()
+    (tmp_path / "nginx.service.d" / "sealing.conf").write_text(drop_in)
+    done = subprocess.run(
+        [analyze, "verify", "--man=no", str(tmp_path / "nginx.service")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and "sealing.conf" not in done.stderr + done.stdout, done.stderr
+    # the check can fail: a misspelt key in the same drop-in is reported
+    (tmp_path / "nginx.service.d" / "sealing.conf").write_text(
+        drop_in + "MemoryDenyWriteExecut=yes\n"
+    )
+    done = subprocess.run(
+        [analyze, "verify", "--man=no", str(tmp_path / "nginx.service")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "sealing.conf" in done.stderr and "MemoryDenyWriteExecut" in done.stderr
