@@ -4,14 +4,40 @@ and attacks from inside a sealed process fail with EPERM while it runs on."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from sealkit.sealing import exec as sealexec
-from tests.exec_support import plain_env
+from tests.exec_support import plain_env, sealkit_argv, sealkit_env
 
 pytestmark = pytest.mark.kernel
+
+
+def test_the_program_runs_in_sealkits_pid_with_its_argv_and_environment(exec_lib, tmp_path):
+    # exec, not spawn: the PID the caller started is the program's; argv[0] as
+    # given (not the resolved path); the environment is the caller's plus
+    # exactly what --print-env prints
+    script = 'echo "$$"; cat /proc/$$/cmdline > "$OUT.argv"; cat /proc/$$/environ > "$OUT.env"'
+    env = sealkit_env(plain_env(OUT=str(tmp_path / "o"), KEEP_ME="a b=c"))
+    proc = subprocess.Popen(
+        sealkit_argv("exec", "--", "sh", "-c", script, "name"),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out == f"{proc.pid}\n"
+    assert (tmp_path / "o.argv").read_bytes().split(b"\0")[:-1] == [
+        b"sh", b"-c", script.encode(), b"name",
+    ]  # fmt: skip
+    got = dict(x.split("=", 1) for x in (tmp_path / "o.env").read_text().split("\0")[:-1])
+    printed = subprocess.run(
+        sealkit_argv("exec", "--print-env"), env=env, capture_output=True, text=True, check=True
+    ).stdout
+    added = dict(line.split("=", 1) for line in printed.splitlines())
+    assert got == {**env, **added}
+    assert set(added) == {"LD_AUDIT", "LD_PRELOAD", "SEALKIT_EXEC_LEVEL", "SEALKIT_EXEC_LIB"}
 
 
 def test_a_child_program_is_sealed_too(fx, sealkit_exec, tmp_path):
@@ -72,8 +98,6 @@ ATTACKS = ["mprotect-libc-text", "munmap-exe", "mmap-fixed-relro"]
 
 def test_attacks_succeed_in_an_unsealed_process(fx, tmp_path):
     # the control: the same library, in a child of an unsealed probe
-    import subprocess
-
     out = tmp_path / "attack.txt"
     done = subprocess.run(
         [fx.probe, "attack-child", str(fx.root / "libattack.so")],
