@@ -134,6 +134,7 @@ def fx(tmp_path_factory: pytest.TempPathFactory, exec_lib: Path) -> Fixtures:
     _cc("-O2", "-o", str(d / "markedmain"), f"{c}/markedmain.c", f"-L{d}", "-lmarked",
         "-lctorcheck", f"-Wl,-rpath,{d}")  # fmt: skip
     _cc(*so, full_relro, "-o", str(d / "libmutable.so"), f"{c}/mutable.c")
+    _cc(*so, full_relro, "-o", str(d / "librelrow.so"), f"{c}/relrow.c")
     _cc("-shared", "-O2", "-fno-pic", "-mcmodel=large", "-Wl,-z,notext",
         "-o", str(d / "libtextrel.so"), f"{c}/textrel.c")  # fmt: skip
     _cc(*so, "-Wl,-z,execstack", "-o", str(d / "libexecstack.so"), f"{c}/execstack.c")

@@ -326,6 +326,55 @@ def test_an_address_space_too_large_to_check_is_skipped_and_reported(fx, sealkit
     assert o.not_sealed == "more than 32768 mappings: nothing checked, nothing sealed"
 
 
+def test_relro_changed_after_relocation_is_skipped_and_reported(
+    probe_run, fx, tmp_path, glibc_version
+):
+    # harden()'s rule: each range is checked against the live mapping when it
+    # is sealed, and what changed is skipped with the reason. Here the
+    # object's constructor makes its RELRO writable again after relocation.
+    out = tmp_path / "relrow.txt"
+    lib = str(fx.root / "librelrow.so")
+    held = probe_run("dlopen", lib, "now-nodelete", RELROW_OUT=str(out))
+    assert held.lines == [f"dlopen {lib} now-nodelete: ok"]
+    obj = held.objects()[lib]
+    assert obj.sealing and obj.pending == ()
+    sealed = {k for _, _, k, _, _ in obj.sealed}
+    assert sealed >= {"text", "rodata"}
+    relro_start = relro_page(lib, obj.base)
+    if glibc_version < (2, 41):
+        # sealed text at la_activity(CONSISTENT) before relocation; the
+        # constructor ran before the dlopen() wrapper's RELRO check
+        assert out.read_text() == "mprotect=ok\n"
+        skipped = [(s, why) for s, _, kind, why in obj.skipped if kind == "relro"]
+        assert skipped and skipped[0] == (
+            relro_start,
+            "RELRO writable after relocation (its protection was changed): not sealed",
+        )
+        assert "relro" not in sealed or all(
+            s != relro_start for s, _, k, _, _ in obj.sealed if k == "relro"
+        )
+    else:
+        # glibc 2.41+: sealed at the callback, before the constructor ran
+        assert out.read_text() == "mprotect=EPERM\n"
+        assert "relro" in sealed
+    agree(held)
+    held.end()
+
+
+def relro_page(path: str, base: int) -> int:
+    """The first page of PT_GNU_RELRO of the ELF64 file ``path`` loaded at ``base``."""
+    import struct
+
+    data = Path(path).read_bytes()
+    phoff = struct.unpack_from("<Q", data, 32)[0]
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    for i in range(phnum):
+        p_type, _, _, vaddr = struct.unpack_from("<IIQQ", data, phoff + i * phentsize)
+        if p_type == 0x6474E552:
+            return (base + vaddr) & ~4095
+    raise AssertionError(f"{path}: no PT_GNU_RELRO")
+
+
 def test_pt_gnu_mutable_is_never_sealed_even_at_level_all(fx, sealkit_exec, tmp_path):
     lib = fx.root / "libmutable.so"
     layout = load_layout(str(lib))

@@ -1027,9 +1027,15 @@ to_seal(struct obj *o, uintptr_t start, uintptr_t end, unsigned char kind, unsig
     nbatch++;
 }
 
-/* Check [p] against the maps just read and queue what matches. With
- * `relro_may_wait`, a RELRO piece that is still writable goes to the
- * pending list instead of being skipped. */
+/* What a RELRO piece that is still writable means, by caller: RELRO_FINAL,
+ * the object's relocation is known to be over (start-up, dlopen's return),
+ * so its protection was changed afterwards: skipped; RELRO_MAY_WAIT, the
+ * loader has not relocated it yet (la_activity before relocation on glibc
+ * < 2.41): it goes to the pending list; RELRO_UNKNOWN, another thread's
+ * dlopen may be relocating it (preload-only mode): skipped. */
+enum { RELRO_FINAL, RELRO_MAY_WAIT, RELRO_UNKNOWN };
+
+/* Check [p] against the maps just read and queue what matches. */
 static void
 seal_piece(struct obj *o, const struct piece *p, unsigned char phase, int relro_may_wait)
 {
@@ -1049,11 +1055,13 @@ seal_piece(struct obj *o, const struct piece *p, unsigned char phase, int relro_
         uintptr_t stop = v->end < p->end ? v->end : p->end;
         const char *why = mismatch(o, p, v, addr);
         if (why == REASON_RELRO_PENDING) {
-            if (relro_may_wait && o->npending < 4) {
+            if (relro_may_wait == RELRO_MAY_WAIT && o->npending < 4) {
                 struct piece w = *p;
                 w.start = addr;
                 w.end = stop;
                 o->pending[o->npending++] = w;
+            } else if (relro_may_wait == RELRO_FINAL) {
+                add_skip(o, addr, stop, p->kind, "RELRO writable after relocation (its protection was changed): not sealed", (unsigned short)(v->prot | 0x100));
             } else {
                 add_skip(o, addr, stop, p->kind, "RELRO not yet read-only (relocation not finished)", (unsigned short)(v->prot | 0x100));
             }
@@ -1137,7 +1145,7 @@ seal_pending(struct obj *o, unsigned char phase, int last_chance)
             keep[k++] = *p;
             continue;
         }
-        seal_piece(o, p, phase, 0);
+        seal_piece(o, p, phase, RELRO_FINAL);
         any = 1;
     }
     flush_seals(o);
@@ -1597,7 +1605,7 @@ startup_sweep(unsigned char phase)
             o->done = 1;
             continue;
         }
-        seal_object(o, phase, 0);
+        seal_object(o, phase, RELRO_FINAL);
     }
     started = 1;
     startup_pid = sys_getpid();
@@ -1827,7 +1835,7 @@ la_activity(uintptr_t *cookie, unsigned int flag)
                     o->done = 1;
                     continue;
                 }
-                seal_object(o, PH_CONSISTENT, 1);
+                seal_object(o, PH_CONSISTENT, RELRO_MAY_WAIT);
                 if (o->npending)
                     any_pending = 1;
             }
@@ -1898,7 +1906,7 @@ api_after_dlopen(struct link_map *map, int mode)
             o->wanted = 1;
             o->policy = "made RTLD_NODELETE by a later dlopen: never unloaded";
             o->nranges = o->nskipped = 0;
-            seal_object(o, PH_PROMOTED, 0);
+            seal_object(o, PH_PROMOTED, RELRO_FINAL);
             report_event("nodelete");
         }
     }
@@ -2171,7 +2179,7 @@ preload_sweep_new(int mode)
             o->by = BY_DLOPEN;
             o->dlmode = mode;
             decide(o, NULL);
-            seal_object(o, PH_RETURNED, 0);
+            seal_object(o, PH_RETURNED, RELRO_UNKNOWN);
             any = 1;
         }
     if (any)
