@@ -193,7 +193,7 @@ def test_no_library_built_is_one_line_and_exit_2(programs, sealkit_exec, tmp_pat
     table = subprocess.run(sealkit_argv("check"), capture_output=True, text=True,
                            env={**env, "COLUMNS": "200"}, check=False)  # fmt: skip
     (row,) = [line for line in table.stdout.splitlines() if "sealkit exec library" in line]
-    assert " no " in row and "not built (no C compiler at install time)" in row
+    assert " absent " in row and "not built (no C compiler at install time)" in row
 
 
 def test_usage_errors_are_one_line(sealkit_exec):
