@@ -5,7 +5,8 @@
 row (RELRO, BIND_NOW, PIE, NX; checksec's columns). The file readers it
 shares with the host audit (ELF header, program headers) are in
 :mod:`sealkit._os.elf`.
-The marker (spec other-systems §4.3): property type 3 in an
+The marker (binutils-gdb commit 4d890484df4b, "elf: Add GNU_PROPERTY_MEMORY_SEAL
+gnu property"; glibc elf/elf.h): property type 3 in an
 ``NT_GNU_PROPERTY_TYPE_0`` note (owner ``GNU``, type 5) with ``pr_datasz`` 0,
 found by the loader through the ``PT_GNU_PROPERTY`` (0x6474e553) segment,
 whose alignment must be 8 on ELF64 and 4 on ELF32. :func:`walk_properties`
@@ -15,8 +16,9 @@ a malformed note, types out of ascending order, as when a linker that does
 not know type 3 concatenates notes instead of merging them) is reported as
 *ignored*, with the reason.
 
-No released glibc acts on the marker yet (spec other-systems §0 finding 1,
-§4.2: loader sealing is an unmerged series), so *marked* is not *sealed at
+No released glibc acts on the marker yet (loader sealing is Adhemerval
+Zanella's unmerged "elf: Add support to memory sealing" series, libc-alpha
+2024), so *marked* is not *sealed at
 run time*: :func:`sealkit.host.audit.scan_host` shows what is sealed.
 """
 

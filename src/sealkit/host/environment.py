@@ -7,8 +7,8 @@
 * whether ``mseal(2)`` is available, and why not (:func:`sealkit.support`);
 * whether ``/proc/PID/smaps`` reports seals (``sl``);
 * whether the system mappings ``[vdso]``, ``[vvar]``, ``[vvar_vclock]`` of
-  this process are sealed (``CONFIG_MSEAL_SYSTEM_MAPPINGS``, spec
-  other-systems §7.2);
+  this process are sealed (``CONFIG_MSEAL_SYSTEM_MAPPINGS``,
+  security/Kconfig, Linux 6.15+);
 * ``CONFIG_MSEAL_SYSTEM_MAPPINGS`` and ``CONFIG_CHECKPOINT_RESTORE`` (which
   excludes it: ``depends on !CHECKPOINT_RESTORE``) from ``/proc/config.gz``
   or ``/boot/config-RELEASE`` when readable;
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 SYSTEM_MAPPINGS: Final = ("[vdso]", "[vvar]", "[vvar_vclock]")
-"""The mappings ``CONFIG_MSEAL_SYSTEM_MAPPINGS`` seals on x86-64 (other-systems §7.2)."""
+"""The mappings ``CONFIG_MSEAL_SYSTEM_MAPPINGS`` seals on x86-64 (arch/x86/entry/vdso/vma.c)."""
 
 _SECCOMP_MODES: Final = {0: "disabled", 1: "strict", 2: "filter"}
 

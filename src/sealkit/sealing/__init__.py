@@ -2,7 +2,7 @@
 
 The safe sealing API seals memory without surprises. Sealing is
 irreversible: a sealed mapping cannot be unmapped, moved, or have its
-protection changed until the process exits (spec kernel-behaviour rules
+protection changed until the process exits (docs/reference/linux.md rules
 5-8). Sealing memory that someone else manages (the heap behind a
 ``bytes``, an allocator's arena, a numpy buffer) therefore breaks that
 someone later, often with a crash far from the cause. The API only seals
