@@ -5,7 +5,10 @@
   where a failed call becomes an exception;
 * :mod:`.procfs`: ``/proc/PID/maps``, ``smaps``, ``status`` and kernel configs;
 * :mod:`.files`: opening a file that must be regular, without blocking;
-* :mod:`.support`: what sealing this process can do (``sealkit.support()``).
+* :mod:`.support`: what sealing this process can do (``sealkit.support()``);
+* :mod:`.ptrace`: the small ptrace layer live sealing stops a process with
+  (seize, interrupt, registers, single-step, detach; x86_64), its one kernel
+  call :func:`~sealkit._os.syscalls.ptrace_call`.
 
 Private: the faces above (``sealkit.sealing``, ``sealkit.host``,
 ``sealkit.fidelity``, ``sealkit.analysis``) build on it, and ``sealkit``
