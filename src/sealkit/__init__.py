@@ -23,6 +23,7 @@ from .errors import (
     SealingDeniedError,
     SealkitError,
     StateError,
+    TargetRefusedError,
     UnmappedError,
     UnsafeTargetError,
 )
@@ -36,6 +37,7 @@ from .flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
 _LAZY: dict[str, str] = {
     "CodePages": "sealing.code",
     "HardenReport": "sealing.hardening",
+    "LiveReport": "sealing.live",
     "PageState": "sealing.pages",
     "Pages": "sealing.pages",
     "SealedFile": "sealing.files",
@@ -47,6 +49,7 @@ _LAZY: dict[str, str] = {
     "map_file": "sealing.files",
     "seal": "sealing.entry",
     "seal_mmap": "sealing.mmaps",
+    "seal_process": "sealing.live",
     "sealed_ranges": "sealing.questions",
     "support": "_os.support",
 }
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
     from .sealing.entry import seal
     from .sealing.files import SealedFile, map_file
     from .sealing.hardening import HardenReport, harden
+    from .sealing.live import LiveReport, seal_process
     from .sealing.mmaps import SealedMmap, seal_mmap
     from .sealing.pages import Pages, PageState, freeze
     from .sealing.questions import is_sealed, sealed_ranges
@@ -84,6 +88,7 @@ __all__ = [
     "HardenReport",
     "InvalidArgumentError",
     "KernelError",
+    "LiveReport",
     "Madv",
     "MapFlag",
     "MremapFlag",
@@ -100,6 +105,7 @@ __all__ = [
     "SealkitError",
     "StateError",
     "Support",
+    "TargetRefusedError",
     "UnmappedError",
     "UnsafeTargetError",
     "__version__",
@@ -109,6 +115,7 @@ __all__ = [
     "map_file",
     "seal",
     "seal_mmap",
+    "seal_process",
     "sealed_ranges",
     "support",
 ]

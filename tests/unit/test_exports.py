@@ -29,14 +29,15 @@ TOP_LEVEL: dict[str, str] = {
         (
             "AccessDeniedError", "ArgumentError", "ArgumentTypeError", "InvalidArgumentError",
             "KernelError", "NotSupportedError", "ParseError", "ProcessGoneError", "SealedError",
-            "SealingDeniedError", "SealkitError", "StateError", "UnmappedError",
-            "UnsafeTargetError",
+            "SealingDeniedError", "SealkitError", "StateError", "TargetRefusedError",
+            "UnmappedError", "UnsafeTargetError",
         ),
         "sealkit.errors",
     ),
     **dict.fromkeys(("Madv", "MapFlag", "MremapFlag", "Prot"), "sealkit.flags"),
     "CodePages": "sealkit.sealing.code",
     "HardenReport": "sealkit.sealing.hardening.report",
+    "LiveReport": "sealkit.sealing.live.report",
     "PageState": "sealkit.sealing.pages",
     "Pages": "sealkit.sealing.pages",
     "SealedFile": "sealkit.sealing.files",
@@ -48,6 +49,7 @@ TOP_LEVEL: dict[str, str] = {
     "map_file": "sealkit.sealing.files",
     "seal": "sealkit.sealing.entry",
     "seal_mmap": "sealkit.sealing.mmaps",
+    "seal_process": "sealkit.sealing.live",
     "sealed_ranges": "sealkit.sealing.questions",
     "support": "sealkit._os.support",
 }  # fmt: skip
@@ -59,7 +61,7 @@ CONTRACTS: dict[str, list[str]] = {
         "AccessDeniedError", "ArgumentError", "ArgumentTypeError", "InvalidArgumentError",
         "KernelError", "NotSupportedError", "ParseError", "ProcessGoneError",
         "SEAL_ENFORCED_CALLS", "SealedError", "SealingDeniedError", "SealkitError", "StateError",
-        "UnmappedError", "UnsafeTargetError", "kernel_error",
+        "TargetRefusedError", "UnmappedError", "UnsafeTargetError", "kernel_error",
     ],
     "sealkit.flags": [
         "MADV_DISCARD", "Madv", "MapFlag", "MremapFlag", "PAGE_SIZE", "Prot", "SealV1", "SealV3",
@@ -90,6 +92,7 @@ DOCUMENTED: dict[str, list[str]] = {
     ],
     "sealkit.host.elf": ["inspect", "iter_paths", "walk_properties", "ElfReport"],
     "sealkit.sealing.hardening": ["harden", "hook_reports", "plan", "HardenReport", "LEVELS"],
+    "sealkit.sealing.live": ["seal_process", "LiveReport", "MsealCall", "LEVELS"],
     "sealkit.fidelity.fuzz": ["campaign", "DifferentialMachine", "UNDEFINED", "EXCLUDED"],
     "sealkit.fidelity.conformance": ["NOT_EXPRESSIBLE", "load_scenarios", "run_scenarios"],
     "sealkit.fidelity.target": [
