@@ -50,6 +50,7 @@ from typing import Final, NamedTuple
 
 from ..._os import ptrace
 from ...errors import (
+    AccessDeniedError,
     ArgumentError,
     ArgumentTypeError,
     ProcessGoneError,
@@ -113,20 +114,22 @@ def seal_process(
     started = time.perf_counter()
     deadline = time.monotonic() + timeout
     with Process(pid) as process:
-        status = preflight(process, dry_run)
-        comm = status.get("Name", "?")
-        loader = Loader(process)
         try:
+            status = preflight(process, dry_run)
+            comm = status.get("Name", "?")
+            loader = Loader(process)
             why = loader.locate(process.vmas(smaps=False))
+            if why:
+                raise TargetRefusedError(
+                    pid, "no-loader", f"cannot find the dynamic loader's state: {why}"
+                )
+            if dry_run:
+                return _dry_run(process, loader, comm, level, system, started)
+            return _seal(process, loader, comm, level, system, deadline, started)
         except ProcessGoneError:
             raise TargetRefusedError(pid, "gone", "the process exited") from None
-        if why:
-            raise TargetRefusedError(
-                pid, "no-loader", f"cannot find the dynamic loader's state: {why}"
-            )
-        if dry_run:
-            return _dry_run(process, loader, comm, level, system, started)
-        return _seal(process, loader, comm, level, system, deadline, started)
+        except AccessDeniedError as exc:
+            raise TargetRefusedError(pid, "permission", f"{exc}") from None
 
 
 def _dry_run(
