@@ -117,7 +117,7 @@ def test_stopped_zombie_thread_and_missing_targets_are_refused(
     assert refused(zombie.pid).reason == "zombie"
     zombie.wait()
     assert refused(zombie.pid).reason == "gone"
-    threads = spawn([c_targets["threads"], "2", "5"])
+    threads = spawn([c_targets["threads"], "2"], stdin=True)
     tid = max(int(t.name) for t in Path(f"/proc/{threads.pid}/task").iterdir())
     exc = refused(tid)
     assert exc.reason == "thread" and f"--pid {threads.pid}" in str(exc)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from ..._os.procfs import Vma
-from ...errors import TargetRefusedError
+from ...errors import ProcessGoneError, TargetRefusedError
 from ..hardening.plan import plan as harden_plan
 from ..hardening.report import ObjectReport, SealedRange, SkippedRange
 from .report import MsealCall
@@ -143,10 +143,8 @@ def make_plan(process: Process, loader: Loader, level: str, system: bool) -> Pla
     """Plan while the target runs (see the module docstring)."""
     try:
         raw = process.maps()
-    except Exception:
-        if not process.alive():
-            raise Gone() from None
-        raise
+    except ProcessGoneError:
+        raise Gone() from None
     smaps = process.vmas(smaps=True)
     spans: list[tuple[int, int]] = []
     nodes: list[Node] = []
