@@ -117,6 +117,10 @@ def test_stopped_zombie_thread_and_missing_targets_are_refused(
     assert refused(zombie.pid).reason == "zombie"
     zombie.wait()
     assert refused(zombie.pid).reason == "gone"
+    orphaned = spawn([c_targets["mainexit"]])
+    assert wait_until(lambda: orphaned.state() == "Z")
+    exc = refused(orphaned.pid)
+    assert exc.reason == "zombie" and "main thread has exited" in str(exc)
     threads = spawn([c_targets["threads"], "2"], stdin=True)
     tid = max(int(t.name) for t in Path(f"/proc/{threads.pid}/task").iterdir())
     exc = refused(tid)

@@ -87,6 +87,11 @@ def preflight(process: Process, dry_run: bool) -> dict[str, str]:
     if status.get("Kthread") == "1" or ("VmSize" not in status and state not in "ZX"):
         raise TargetRefusedError(pid, "kernel-thread", "a kernel thread has no user memory to seal")
     if state in ("Z", "X"):
+        if int(status.get("Threads", "1") or 1) > 1:
+            raise TargetRefusedError(
+                pid, "zombie", "its main thread has exited while other threads run on: "
+                "live sealing needs the main thread"
+            )  # fmt: skip
         raise TargetRefusedError(pid, "zombie", "the process has exited (zombie)")
     tracer = int(status.get("TracerPid", "0") or 0)
     if tracer and not dry_run:
