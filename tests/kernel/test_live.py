@@ -224,6 +224,63 @@ def test_a_signal_during_injection_is_handed_back_and_sealing_completes(
     assert out.splitlines() == ["ret=-1 errno=4 data= usr1=1", "ret=5 errno=0 data=hello usr1=1"]
 
 
+SIGNAL_FIELDS = ("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+
+
+def signal_state(pid: int) -> dict[int, tuple[str, ...]]:
+    """Per thread: pending (own and shared), blocked, ignored and caught
+    signals, and the system call it is blocked in."""
+    out = {}
+    for tid in sorted(int(t) for t in os.listdir(f"/proc/{pid}/task")):
+        status = procfs.read_status(tid)
+        call = Path(f"/proc/{pid}/task/{tid}/syscall").read_text().split()[0]
+        out[tid] = (*(status[k] for k in SIGNAL_FIELDS), call)
+    return out
+
+
+def sigstate_run(spawn: Spawn, exe: str, seal: bool) -> tuple[list[str], bool]:
+    """Run the sigstate target (sealing it twice if ``seal``): its output,
+    and whether every thread's signal state read the same across the seals."""
+    target = spawn([exe], stdin=True)
+    assert wait_until(lambda: len(signal_state(target.pid)) == 2)
+    worker = max(signal_state(target.pid))
+    calls = {target.pid: "0", worker: "130"}  # read, rt_sigsuspend
+    assert wait_until(lambda: {t: s[-1] for t, s in signal_state(target.pid).items()} == calls)
+    before = signal_state(target.pid)
+    main = before[target.pid]
+    assert int(main[0], 16) and int(main[1], 16), main  # the set-up made signals pending
+    assert before[worker][2] != main[2]  # sigsuspend's temporary mask
+    if seal:
+        reports = [seal_process(target.pid) for _ in range(2)]
+        assert all(r.ok and r.verified for r in reports) and reports[0].calls
+    same = signal_state(target.pid) == before
+    target.proc.send_signal(signal.SIGUSR1)
+    first = target.readline(5).decode().strip()
+    target.send(b"go\n")
+    code, out, _ = target.finish()
+    assert code == 0
+    return [first, *out.splitlines()], same
+
+
+def test_signal_state_and_pending_signals_are_left_as_they_were(
+    c_targets: CTargets, spawn: Spawn
+) -> None:
+    """Blocked, ignored and caught signals, signals pending on the process
+    (a standard one, a real-time one queued twice with values) and on one
+    thread, and a thread in sigsuspend() with a temporary mask: after
+    sealing every thread's signal state reads the same, every pending signal
+    is still there once with its siginfo, and sigsuspend resumes, returns
+    EINTR to the signal that ends it and restores its caller's mask. The same
+    program run without sealing is the reference."""
+    control, _ = sigstate_run(spawn, c_targets["sigstate"], seal=False)
+    assert control[0] == "suspend ret=-1 errno=4 usr1=1 mask_restored=1"
+    assert control[-1] == "done" and len(control) == 6, control
+    assert {"pending sig=100 code=-1 value=1", "pending sig=100 code=-1 value=2"} < set(control)
+    sealed, same = sigstate_run(spawn, c_targets["sigstate"], seal=True)
+    assert same, "a thread's signal state changed across sealing"
+    assert sealed == control
+
+
 def test_sigstop_during_the_stop_leaves_the_target_stopped_as_asked(
     c_targets: CTargets, spawn: Spawn
 ) -> None:
