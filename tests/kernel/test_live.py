@@ -353,12 +353,22 @@ def test_a_thread_that_cannot_stop_is_let_go_and_sealing_retries(
 # --- every failure path lets the target go --------------------------------------------------
 
 
-def test_error_during_injection_restores_the_target(c_targets: CTargets, spawn: Spawn) -> None:
+@pytest.mark.parametrize(
+    ("point", "index"),
+    [("attach", 0), ("attached", 0), ("call", 0), ("call", 1), ("injected", 0)],
+)
+def test_an_error_at_any_point_lets_the_target_go_as_it_was(
+    c_targets: CTargets, spawn: Spawn, point: str, index: int
+) -> None:
+    """An exception raised before the attach, with every thread stopped,
+    before the first or second injected call, or after the last one: it
+    reaches the caller, and the target (spinning with a known value in every
+    register) is detached with its registers as they were."""
     target = spawn([c_targets["regs"]])
 
-    def fail(point: str, k: int) -> None:
-        if (point == "call" and k == 1) or point == "injected":
-            raise RuntimeError("injected failure")
+    def fail(at: str, k: int) -> None:
+        if at == point and k == index:
+            raise RuntimeError(f"injected failure at {at} {k}")
 
     with fault(fail), pytest.raises(RuntimeError, match="injected failure"):
         seal_process(target.pid)
@@ -366,11 +376,17 @@ def test_error_during_injection_restores_the_target(c_targets: CTargets, spawn: 
     assert regs_ok(target) == (0, "ok")
 
 
-def test_target_killed_while_stopped(c_targets: CTargets, spawn: Spawn) -> None:
+@pytest.mark.parametrize("point", ["attached", "call", "injected"])
+def test_target_killed_while_stopped(
+    c_targets: CTargets, spawn: Spawn, point: str
+) -> None:
+    """SIGKILL to the target while every thread is stopped, in the middle of
+    the injected calls, or after them: sealkit says ``gone`` within seconds,
+    holds nothing, and the target's parent still collects its exit status."""
     target = spawn([c_targets["sleeper"], "nanosleep", "30"])
     killer = later(0.1, "kill", "-KILL", str(target.pid))
     started = time.monotonic()
-    with fault(pause_at("attached", 0.5)), pytest.raises(TargetRefusedError) as info:
+    with fault(pause_at(point, 0.5)), pytest.raises(TargetRefusedError) as info:
         seal_process(target.pid)
     killer.wait()
     assert info.value.reason == "gone"

@@ -194,6 +194,8 @@ def _seal(
 
     try:
         after = process.vmas(smaps=True)
+        if not process.alive():  # a zombie's smaps reads empty: nothing to verify
+            raise TargetRefusedError(pid, "gone", "")
     except TargetRefusedError:
         raise TargetRefusedError(pid, "gone", "the process exited just after sealing") from None
     plan = attempt.plan
