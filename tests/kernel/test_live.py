@@ -102,6 +102,28 @@ def test_seals_the_planned_ranges_and_nothing_else(c_targets: CTargets, spawn: S
     assert target.let_go()
 
 
+def test_a_dry_run_makes_no_ptrace_request(
+    c_targets: CTargets, spawn: Spawn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dry run reads /proc only: not one ptrace request (so the target
+    is never stopped), counted at the one function every request goes
+    through; the same counter sees the requests of a real seal."""
+    target = spawn([c_targets["threads"], "2"], stdin=True)
+    requests: list[int] = []
+    real = ptrace.ptrace_call
+
+    def counting(request: int, tid: int, addr: int = 0, data: int = 0) -> int:
+        requests.append(request)
+        return real(request, tid, addr, data)
+
+    monkeypatch.setattr(ptrace, "ptrace_call", counting)
+    plan = seal_process(target.pid, dry_run=True)
+    assert plan.calls and plan.stopped_seconds == () and requests == []
+    assert target.let_go() and sealed_ranges(target.pid) == []
+    assert seal_process(target.pid).ok
+    assert ptrace.PTRACE_SEIZE in requests and ptrace.PTRACE_INTERRUPT in requests
+
+
 def test_level_all_seals_whole_objects_and_is_idempotent(c_targets: CTargets, spawn: Spawn) -> None:
     target = spawn([c_targets["sleeper"], "nanosleep", "30"])
     first = seal_process(target.pid, "all")

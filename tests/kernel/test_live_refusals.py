@@ -3,6 +3,7 @@ seal safely; and the command line around it (``sealkit seal``)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -141,6 +142,67 @@ def test_another_user_without_cap_sys_ptrace_is_refused(c_targets: CTargets, spa
     line = cli.stderr.strip()
     assert "\n" not in line and "CAP_SYS_PTRACE" in line, line
     assert "owned by uid 0" in line and "uid 65534" in line, line
+    assert target.let_go()
+
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
+
+
+def test_a_process_that_is_not_dumpable_is_refused(spawn: Spawn) -> None:
+    """Same user, no CAP_SYS_PTRACE, a target that made itself not dumpable
+    (prctl PR_SET_DUMPABLE 0, as ssh-agent and setuid programs are): the
+    kernel refuses access, and sealkit says so in one line, dry run included."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run both processes as another user")
+    target = spawn(
+        [*NOBODY, sys.executable, "-I", "-c", "import ctypes, time; "
+         "ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); print('ready', flush=True); time.sleep(30)"]
+    )  # fmt: skip
+    for extra in ([], ["--dry-run"]):
+        cli = subprocess.run(
+            [*NOBODY, sys.executable, "-m", "sealkit", "seal", "--pid", str(target.pid), *extra],
+            capture_output=True, text=True, env=python_env(), timeout=60, check=False,
+        )  # fmt: skip
+        assert cli.returncode == 1, cli.stderr
+        line = cli.stderr.strip()
+        assert "\n" not in line and "not dumpable" in line, line
+    assert target.let_go() and sealed_ranges(target.pid) == []
+
+
+def test_yama_ptrace_scope_refusals(
+    c_targets: CTargets, spawn: Spawn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Simulated (this kernel has no Yama): kernel.yama.ptrace_scope 3
+    refuses everyone, 2 refuses without CAP_SYS_PTRACE (and lets root seal),
+    and 1 explains an EPERM from PTRACE_SEIZE; nothing is sealed by a
+    refusal and the target is not left stopped or traced."""
+    preflight = importlib.import_module("sealkit.sealing.live.preflight")  # not the function
+    target = spawn([c_targets["sleeper"], "nanosleep", "30"])
+    with monkeypatch.context() as m:
+        m.setattr(preflight, "ptrace_scope", lambda: 3)
+        for dry_run in (False, True):
+            exc = refused(target.pid, dry_run=dry_run)
+            assert exc.reason == "permission" and "ptrace_scope is 3" in str(exc)
+    with monkeypatch.context() as m:
+        m.setattr(preflight, "ptrace_scope", lambda: 2)
+        m.setattr(preflight, "_caps", lambda: 0)
+        exc = refused(target.pid)
+        assert exc.reason == "permission" and "ptrace_scope is 2" in str(exc)
+        assert "CAP_SYS_PTRACE" in str(exc)
+    assert sealed_ranges(target.pid) == []
+
+    def eperm(tid: int, options: int = ptrace.OPTIONS) -> None:
+        raise ptrace.PtraceError(1, ptrace.PTRACE_SEIZE, tid)
+
+    with monkeypatch.context() as m:
+        m.setattr(preflight, "ptrace_scope", lambda: 1)
+        m.setattr(ptrace, "seize", eperm)
+        exc = refused(target.pid)
+        assert exc.reason == "permission" and "ptrace_scope is 1" in str(exc)
+    assert sealed_ranges(target.pid) == [] and target.let_go()
+    with monkeypatch.context() as m:
+        m.setattr(preflight, "ptrace_scope", lambda: 2)  # root has CAP_SYS_PTRACE
+        assert seal_process(target.pid).ok
     assert target.let_go()
 
 

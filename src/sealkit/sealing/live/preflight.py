@@ -128,7 +128,10 @@ def preflight(process: Process, dry_run: bool) -> dict[str, str]:
     try:
         head = process.exe_head()
     except PermissionError:
-        raise TargetRefusedError(pid, "permission", f"/proc/{pid}/exe is not readable") from None
+        raise TargetRefusedError(
+            pid, "permission", f"ptrace access refused (/proc/{pid}/exe is not readable): the "
+            "process is not dumpable, or a security module forbids it; needs CAP_SYS_PTRACE",
+        ) from None  # fmt: skip
     except FileNotFoundError:
         raise TargetRefusedError(
             pid, "gone", "no such process (or its executable is gone)"
