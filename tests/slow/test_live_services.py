@@ -1,9 +1,9 @@
 """Real services sealed while they work: a multi-threaded Python service
 (threads in C code and in dlopen/dlclose, serving HTTP), nginx master and
 workers under a request loop, sqlite3 mid-transaction, and nginx workers
-sealed one after another (``SEALKIT_LIVE_STRESS`` of them, 40 by default in
-CI; ``python benchmarks/run.py live`` does 200). Each keeps working; no
-request fails; every load is bounded in count and time, on 127.0.0.1 only.
+sealed one after another (200, as issue 12 asks; ``SEALKIT_LIVE_STRESS``
+changes the count). Each keeps working; no request fails; every load is
+bounded in count and time, on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.live_services import Nginx, RequestLoop, python_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.kernel]
 
-STRESS = int(os.environ.get("SEALKIT_LIVE_STRESS", "40"))
+STRESS = int(os.environ.get("SEALKIT_LIVE_STRESS", "200"))
 
 
 def sealed_bytes(pid: int) -> int:
@@ -69,21 +69,36 @@ def test_python_service_busy_in_c_and_dlopen_keeps_working() -> None:
     assert proc.returncode == 0
 
 
+def crashes(nginx: Nginx) -> list[str]:
+    """Lines of nginx's log that report a worker lost, or a fatal error."""
+    bad = ("exited on signal", "alert", "emerg", "crit")
+    return [line for line in nginx.errors().splitlines() if any(b in line for b in bad)]
+
+
 def test_nginx_master_and_workers_sealed_under_requests(nginx: Nginx) -> None:
+    """``sealkit seal --comm NAME --all-matching`` on nginx's master and its
+    four workers while a request loop runs: every process sealed, the same
+    workers still serving afterwards (a crashed worker would be replaced by
+    a new pid, and logged), no failed request before, during or after."""
     pids = [nginx.master, *nginx.workers()]
     with RequestLoop(nginx.port, check=nginx.body, seconds=30, limit=4000) as loop:
-        time.sleep(0.2)  # requests are flowing before the seal
+        deadline = time.monotonic() + 10
+        while loop.ok < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)  # requests are flowing before the seal
         cli = subprocess.run(
             [sys.executable, "-m", "sealkit", "seal", "--comm", nginx.comm, "--all-matching"],
             capture_output=True, text=True, timeout=60, check=False, env=python_env(),
         )  # fmt: skip
-        time.sleep(0.2)  # and after
+        after_seal = loop.ok
+        while loop.ok < after_seal + 100 and time.monotonic() < deadline + 20:
+            time.sleep(0.01)  # and keep serving after it
     assert cli.returncode == 0, cli.stderr
     assert len(cli.stdout.splitlines()) >= len(pids)
-    assert loop.failed == [] and loop.ok > 20
+    assert loop.failed == [] and loop.ok >= after_seal + 100 and after_seal >= 20
     for pid in pids:
         assert sealed_bytes(pid) > 0
-    assert "alert" not in nginx.errors() and "emerg" not in nginx.errors()
+    assert [nginx.master, *nginx.workers()] == pids
+    assert crashes(nginx) == []
 
 
 def test_sqlite3_mid_transaction() -> None:
@@ -115,7 +130,8 @@ def test_sqlite3_mid_transaction() -> None:
 
 def test_nginx_workers_sealed_one_after_another(nginx: Nginx) -> None:
     """Stress: nginx reloaded again and again, each new worker sealed at
-    once, under a request loop: no crash, no failed request."""
+    once, under a request loop: 200 processes sealed in a row, no crash
+    (nginx logs a worker that dies on a signal), no failed request."""
     sealed = []
     with RequestLoop(nginx.port, check=nginx.body, seconds=300, limit=200_000) as loop:
         assert seal_process(nginx.master).ok
@@ -126,8 +142,11 @@ def test_nginx_workers_sealed_one_after_another(nginx: Nginx) -> None:
                 report = seal_process(pid)
                 assert report.ok and report.verified, report.problems
                 sealed.append(report)
+    assert len(sealed) >= STRESS
     assert loop.failed == [], loop.failed[:5]
     assert loop.ok > len(sealed)
+    assert crashes(nginx) == []
+    assert os.path.exists(f"/proc/{nginx.master}")
     assert "alert" not in nginx.errors() and "emerg" not in nginx.errors(), nginx.errors()[-2000:]
     assert all(sealed_bytes(pid) > 0 for pid in last)
     assert len(sealed) >= STRESS
