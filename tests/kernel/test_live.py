@@ -399,9 +399,7 @@ def test_an_error_at_any_point_lets_the_target_go_as_it_was(
 
 
 @pytest.mark.parametrize("point", ["attached", "call", "injected"])
-def test_target_killed_while_stopped(
-    c_targets: CTargets, spawn: Spawn, point: str
-) -> None:
+def test_target_killed_while_stopped(c_targets: CTargets, spawn: Spawn, point: str) -> None:
     """SIGKILL to the target while every thread is stopped, in the middle of
     the injected calls, or after them: sealkit says ``gone`` within seconds,
     holds nothing, and the target's parent still collects its exit status."""
