@@ -48,6 +48,7 @@ NR_MSEAL: Final = 462
 USER_CS: Final = 0x33  # __USER_CS: the 64-bit user code segment
 _MINUS_ONE: Final = (1 << 64) - 1
 RELEASE_WAIT: Final = 10.0
+ATTACH_BUDGET = 0.25  # seconds for every thread to stop (a module setting: tests lower it)
 """How long :meth:`Session.release` waits for the injecting thread to come
 back from its call (``mseal`` only waits for the target's mmap lock)."""
 
@@ -108,8 +109,10 @@ def run_as_tracer(fn: Callable[[], T]) -> T:
     ptrace attachment it made."""
     box: list[T] = []
     error: list[BaseException] = []
+    tids: list[int] = []
 
     def body() -> None:
+        tids.append(threading.get_native_id())
         try:
             box.append(fn())
         except BaseException as exc:  # handed to the caller below
@@ -119,9 +122,28 @@ def run_as_tracer(fn: Callable[[], T]) -> T:
         thread = threading.Thread(target=body, name="sealkit-tracer", daemon=True)
         thread.start()
         thread.join()
+        _wait_for_exit(tids[0] if tids else 0)
     if error:
         raise error[0]
     return box[0]
+
+
+def _wait_for_exit(tid: int) -> None:
+    """Wait until thread ``tid`` of this process has exited in the kernel,
+    not just finished its Python function: ``join()`` returns before that
+    (the thread still needs the GIL to clean up), and until it exits it
+    stays the tracer of whatever it did not detach. A new attempt started
+    meanwhile finds the target traced, and racing that exit it once got the
+    target killed by SIGTRAP (tests/kernel/test_live.py). Sleeping hands the
+    thread the GIL; bounded by RELEASE_WAIT."""
+    if tid <= 0:
+        return
+    path = f"/proc/self/task/{tid}"
+    deadline = time.monotonic() + RELEASE_WAIT
+    pause = 20e-6
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(pause)
+        pause = min(pause * 2, 1e-3)
 
 
 # --- the session ---------------------------------------------------------------------------
@@ -149,11 +171,13 @@ class Session:
 
     Use from one thread only (the tracer): see the module docstring."""
 
-    def __init__(self, process: Process, deadline: float, attach_budget: float = 0.25) -> None:
+    def __init__(
+        self, process: Process, deadline: float, attach_budget: float | None = None
+    ) -> None:
         self.process = process
         self.pid = process.pid
         self.deadline = deadline
-        self.attach_budget = attach_budget
+        self.attach_budget = ATTACH_BUDGET if attach_budget is None else attach_budget
         self.threads: dict[int, Thread] = {}
         self.leader_is_child = process.ppid() == os.getpid()
         self.started = 0.0
@@ -220,7 +244,7 @@ class Session:
                     stop = self._wait(th, deadline)
                 except ptrace.WaitTimeout:
                     raise Busy(
-                        f"thread {th.tid} did not stop within {self.attach_budget * 1e3:.0f} ms "
+                        f"thread {th.tid} did not stop within {self.attach_budget * 1e3:g} ms "
                         "(uninterruptible sleep?)"
                     ) from None
                 if stop.kind == "clone":
