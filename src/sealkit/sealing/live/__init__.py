@@ -46,7 +46,7 @@ from __future__ import annotations
 import errno as _errno
 import signal
 import time
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, NoReturn
 
 from ..._os import ptrace
 from ...errors import (
@@ -117,19 +117,59 @@ def seal_process(
         try:
             status = preflight(process, dry_run)
             comm = status.get("Name", "?")
-            loader = Loader(process)
-            why = loader.locate(process.vmas(smaps=False))
-            if why:
-                raise TargetRefusedError(
-                    pid, "no-loader", f"cannot find the dynamic loader's state: {why}"
-                )
-            if dry_run:
-                return _dry_run(process, loader, comm, level, system, started)
-            return _seal(process, loader, comm, level, system, deadline, started)
+            images = 0
+            pause = 0.001
+            while True:
+                # Memory first, then what is read about it (auxv, maps): a
+                # program executed in between shows as image_gone().
+                if process.image_gone():
+                    images += 1
+                process.open_memory()
+                try:
+                    loader = Loader(process)
+                    why = loader.locate(process.vmas(smaps=False))
+                    if why and time.monotonic() + pause < deadline and process.alive():
+                        # A program that has just been executed has no loader
+                        # state yet (DT_DEBUG unset until ld.so starts it):
+                        # wait for it as for a busy loader.
+                        time.sleep(pause)
+                        pause = min(pause * 2, 0.05)
+                        continue
+                    if why and images:
+                        raise TargetRefusedError(
+                            pid, "busy", f"it executed a new program {images} times while being "
+                            f"sealed, for as long as allowed, and the last one is not ready: {why}",
+                        )  # fmt: skip
+                    if why:
+                        _new_image_or(process, TargetRefusedError(
+                            pid, "no-loader", f"cannot find the dynamic loader's state: {why}"
+                        ))  # fmt: skip
+                    if dry_run:
+                        return _dry_run(process, loader, comm, level, system, started)
+                    return _seal(process, loader, comm, level, system, deadline, started)
+                except _NewImage:  # counted at the top of the loop
+                    if time.monotonic() >= deadline:
+                        raise TargetRefusedError(
+                            pid, "busy", f"it executed a new program {images + 1} times while being "
+                            "sealed, for as long as allowed; the program it runs now is not sealed",
+                        ) from None  # fmt: skip
         except ProcessGoneError:
             raise TargetRefusedError(pid, "gone", "the process exited") from None
         except AccessDeniedError as exc:
             raise TargetRefusedError(pid, "permission", f"{exc}") from None
+
+
+class _NewImage(Exception):
+    """The process executed a new program: start again with its new memory."""
+
+
+def _new_image_or(process: Process, exc: BaseException) -> NoReturn:
+    """Raise :class:`_NewImage` if the process has executed a new program
+    since its memory was opened (what failed was reading the old one), else
+    ``exc``."""
+    if process.image_gone() and process.alive():
+        raise _NewImage() from None
+    raise exc
 
 
 def _dry_run(
@@ -138,9 +178,13 @@ def _dry_run(
     try:
         plan = make_plan(process, loader, level, system)
     except Busy as exc:
-        raise TargetRefusedError(process.pid, "busy", str(exc)) from None
+        _new_image_or(process, TargetRefusedError(process.pid, "busy", str(exc)))
     except Gone:
         raise TargetRefusedError(process.pid, "gone", "the process exited") from None
+    except TargetRefusedError as exc:
+        _new_image_or(process, exc)
+    if process.image_gone():
+        _new_image_or(process, TargetRefusedError(process.pid, "gone", "the process exited"))
     return LiveReport(
         process.pid, comm, level, system, True, tuple(plan.reports), tuple(plan.calls),
         len(process.tasks()), (), (), False, (), plan.state, plan.lock.note,
@@ -172,7 +216,13 @@ def _seal(
                 raise
             break
         except Busy as exc:
+            if process.image_gone() and process.alive():
+                raise _NewImage() from None
             retries.append(str(exc))
+        except TargetRefusedError as exc:
+            if exc.reason != "no-loader":
+                raise
+            _new_image_or(process, exc)
         except _session.SignalArrived as exc:
             retries.append(
                 f"signal {signal.Signals(exc.args[0]).name} arrived; handed back to the target"
@@ -198,6 +248,10 @@ def _seal(
             raise TargetRefusedError(pid, "gone", "")
     except TargetRefusedError:
         raise TargetRefusedError(pid, "gone", "the process exited just after sealing") from None
+    if process.image_gone():
+        # It executed a new program right after the stop: what was sealed is
+        # gone with the old one, and the new one is sealed from scratch.
+        raise _NewImage()
     plan = attempt.plan
     problems = attempt.notes + verify(attempt.calls, plan.smaps, after)
     reports: list[ObjectReport] = apply_results(plan.reports, attempt.calls)

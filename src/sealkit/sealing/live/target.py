@@ -221,18 +221,41 @@ class Process:
 
     # memory
 
+    def open_memory(self) -> None:
+        """(Re)open ``/proc/PID/mem`` through the pinned directory. The file
+        is bound to the address space the process has at this moment: once
+        it executes another program, reads through it end (see
+        :meth:`image_gone`) and never show the new program's memory."""
+        if self.mem_fd >= 0:
+            os.close(self.mem_fd)
+            self.mem_fd = -1
+        try:
+            self.mem_fd = os.open("mem", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.dir.fd)
+        except FileNotFoundError:
+            raise TargetRefusedError(self.pid, "gone", "the process exited") from None
+        except PermissionError:
+            raise TargetRefusedError(
+                self.pid, "permission", f"/proc/{self.pid}/mem is not readable"
+            ) from None
+
+    def image_gone(self) -> bool:
+        """The address space ``/proc/PID/mem`` was opened on is gone: the
+        process executed a new program (or exited) since. A read through the
+        file of an address space nobody uses any more returns end-of-file,
+        while a live one gives bytes or EIO (``mem_rw()`` in fs/proc/base.c:
+        ``mmget_not_zero()`` fails). Never blocks."""
+        if self.mem_fd < 0:
+            return False
+        try:
+            return os.pread(self.mem_fd, 1, PAGE) == b""
+        except OSError:
+            return False
+
     def read_memory(self, addr: int, size: int) -> bytes:
         """``size`` bytes at ``addr`` of the target (``/proc/PID/mem``, opened
         once through the pinned directory): :class:`Unreadable` otherwise."""
         if self.mem_fd < 0:
-            try:
-                self.mem_fd = os.open("mem", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.dir.fd)
-            except FileNotFoundError:
-                raise TargetRefusedError(self.pid, "gone", "the process exited") from None
-            except PermissionError:
-                raise TargetRefusedError(
-                    self.pid, "permission", f"/proc/{self.pid}/mem is not readable"
-                ) from None
+            self.open_memory()
         if not 0 < addr < (1 << 63) - size or size <= 0:
             raise Unreadable(f"address {addr:#x}")
         try:
