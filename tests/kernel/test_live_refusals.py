@@ -68,6 +68,33 @@ def test_seccomp_filter_allowing_mseal_is_proven_and_sealed(
     assert target.finish()[:2] == (0, "ok\n")
 
 
+def test_strict_seccomp_entered_after_the_checks_is_refused_in_the_stop(
+    c_targets: CTargets, spawn: Spawn
+) -> None:
+    """The target enters seccomp strict mode after sealkit's first checks
+    and plan (a fault hook tells it to, just before the attach): the thread
+    about to make the calls is checked again inside the stop, so the
+    process is refused, not killed by its first mseal."""
+    target = spawn([c_targets["strict"]], stdin=True)
+
+    def go_strict(point: str, _k: int) -> None:
+        if point == "attach" and not told:
+            told.append(True)
+            target.send(b"go\n")
+            assert target.readline(5) == b"strict\n"
+
+    told: list[bool] = []
+    previous = session.set_fault_hook(go_strict)
+    try:
+        exc = refused(target.pid)
+    finally:
+        session.set_fault_hook(previous)
+    assert told and exc.reason == "seccomp" and "strict" in str(exc)
+    assert wait_until(target.let_go)
+    code, out, _ = target.finish(input=b"end\n")
+    assert (code, out) == (0, "ok\n")
+
+
 def test_already_traced_target_is_refused_but_dry_run_works(
     c_targets: CTargets, spawn: Spawn
 ) -> None:

@@ -350,6 +350,11 @@ def _stop(
                     raise Busy(f"thread {injector.tid} is receiving signal {injector.deliver}")
                 injector.regs = ptrace.getregs(injector.tid)
             status = process.status(injector.tid)
+            if status.get("Seccomp") == "1":  # entered since the preflight: per thread
+                raise TargetRefusedError(
+                    pid, "seccomp", f"thread {injector.tid} runs in seccomp strict mode: a call "
+                    "to mseal would kill the process",
+                )  # fmt: skip
             if status.get("Seccomp") == "2":
                 assert injector.regs is not None
                 check_seccomp(pid, injector.tid, plan.insn, injector.regs, calls)
