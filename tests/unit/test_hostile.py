@@ -135,6 +135,10 @@ RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]]
     ),
     "libc_has_symbol": (syscalls.libc_has_symbol, (st.one_of(junk, st.text(max_size=10)),)),
     "loaded_objects": (syscalls.loaded_objects, ()),
+    "pin_loaded": (
+        syscalls.pin_loaded,
+        (st.one_of(junk, st.text(max_size=10), st.sampled_from(["libc.so.6", "a\0b"])), address),
+    ),
     "set_parent_death_signal": (syscalls.set_parent_death_signal, (small_int,)),
     "set_process_name": (syscalls.set_process_name, (buffer_data,)),
     "raise_exit_status_at_exit": (syscalls.raise_exit_status_at_exit, ()),
@@ -317,6 +321,9 @@ PURE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]
         (st.one_of(junk, st.text(max_size=8)), path, path),
     ),
     "resolve_pid": (procfs.resolve_pid, (pid,)),
+    "parse_mountinfo_line": (procfs.parse_mountinfo_line, (st.text(max_size=80),)),
+    "proc_mount_options": (procfs.proc_mount_options, (path, path)),
+    "pid_namespace_inode": (procfs.pid_namespace_inode, (path,)),
     "scan_smaps": (
         procfs.scan_smaps,
         (st.one_of(junk, st.binary(max_size=80), st.text(max_size=80)), st.one_of(st.none(), junk)),
