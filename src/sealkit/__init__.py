@@ -25,6 +25,7 @@ from .errors import (
     SealingDeniedError,
     SealkitError,
     StateError,
+    TargetRefusedError,
     UnmappedError,
     UnsafeTargetError,
 )
@@ -38,6 +39,7 @@ from .flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
 _LAZY: dict[str, str] = {
     "CodePages": "sealing.code",
     "HardenReport": "sealing.hardening",
+    "LiveReport": "sealing.live",
     "PageState": "sealing.pages",
     "Pages": "sealing.pages",
     "SealedFile": "sealing.files",
@@ -51,6 +53,7 @@ _LAZY: dict[str, str] = {
     "read_exec_report": "sealing.exec.report",
     "seal": "sealing.entry",
     "seal_mmap": "sealing.mmaps",
+    "seal_process": "sealing.live",
     "sealed_ranges": "sealing.questions",
     "support": "_os.support",
 }
@@ -63,6 +66,7 @@ if TYPE_CHECKING:
     from .sealing.exec.report import read_exec_report
     from .sealing.files import SealedFile, map_file
     from .sealing.hardening import HardenReport, harden
+    from .sealing.live import LiveReport, seal_process
     from .sealing.mmaps import SealedMmap, seal_mmap
     from .sealing.pages import Pages, PageState, freeze
     from .sealing.questions import is_sealed, sealed_ranges
@@ -91,6 +95,7 @@ __all__ = [
     "HardenReport",
     "InvalidArgumentError",
     "KernelError",
+    "LiveReport",
     "Madv",
     "MapFlag",
     "MremapFlag",
@@ -108,6 +113,7 @@ __all__ = [
     "SealkitError",
     "StateError",
     "Support",
+    "TargetRefusedError",
     "UnmappedError",
     "UnsafeTargetError",
     "__version__",
@@ -119,6 +125,7 @@ __all__ = [
     "read_exec_report",
     "seal",
     "seal_mmap",
+    "seal_process",
     "sealed_ranges",
     "support",
 ]

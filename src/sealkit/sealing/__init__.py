@@ -1,4 +1,4 @@
-"""The sealing faces: seal memory this process owns, and harden its loaded code.
+"""The sealing faces: seal memory this process owns, harden its loaded code, seal a running process.
 
 The safe sealing API seals memory without surprises. Sealing is
 irreversible: a sealed mapping cannot be unmapped, moved, or have its
@@ -51,6 +51,8 @@ Where each piece lives:
 :mod:`.hardening`         :func:`harden`: seal this interpreter's loaded code
 :mod:`.exec`              ``sealkit exec``: any glibc program's loaded code,
                           sealed by a loader-side library (C, in ``_os``)
+:mod:`.live`              :func:`seal_process`: seal another, running process
+                          (``sealkit seal --pid``), with harden()'s planner
 ========================  =====================================================
 
 :func:`support` (what sealing this process can do) is an OS probe, in

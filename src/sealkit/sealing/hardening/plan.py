@@ -380,6 +380,13 @@ def _plan_object(
         why = f"first segment maps file offset {actual:#x}, expected {first.offset:#x}"
     path = ident.path if ident is not None and ident.inode else (obj.name or "(main program)")
     entry = Plan(path, obj.name, obj.addr)
+    if not why and obj.textrel:
+        why = (
+            "text relocations (DT_TEXTREL): the loader makes this object's text "
+            "writable to relocate it; never sealed"
+        )
+        entry.skip.append(SkippedRange(pieces[0].start, pieces[-1].end, first.kind, why))
+        return entry, [], None
     if why:
         reason = f"{why}: object ambiguous"
         entry.skip.append(SkippedRange(pieces[0].start, pieces[-1].end, first.kind, reason))
