@@ -48,6 +48,7 @@ from .files import NotRegularFile, open_regular
 
 __all__ = [
     "ELF_MAGIC",
+    "MAX_PHDR_TABLE",
     "MAX_READ",
     "NOT_REGULAR",
     "PT_GNU_RELRO",
@@ -114,7 +115,7 @@ DF_1_PIE: Final = 0x08000000
 # Bounds (bytes). The kernel reads at most 64 KiB of program headers;
 # everything else is one order of magnitude above the largest table found on
 # a Debian 12 system (node's .strtab, 7.2 MiB; libLLVM's .dynstr, 4 MiB).
-MAX_PHDR_BYTES: Final = 1 << 16
+MAX_PHDR_TABLE: Final = 1 << 16
 MAX_SHDR_BYTES: Final = 1 << 22  # 65,536 ELF64 section headers
 MAX_NAMES_BYTES: Final = 1 << 20
 MAX_NOTE_BYTES: Final = 1 << 16
@@ -341,10 +342,10 @@ class ElfFile:
                 "(the loader refuses them)", None, self.source,
             )  # fmt: skip
         table = phnum * phdr.size
-        if table > MAX_PHDR_BYTES:
+        if table > MAX_PHDR_TABLE:
             raise ParseError(
                 f"{phnum} program headers ({table} bytes): more than the kernel reads "
-                f"({MAX_PHDR_BYTES})", None, self.source,
+                f"({MAX_PHDR_TABLE})", None, self.source,
             )  # fmt: skip
         if self.phoff + table <= len(head):
             blob = head[self.phoff : self.phoff + table]
@@ -451,19 +452,39 @@ class ElfFile:
         return blob[: end if end >= 0 else len(blob)].decode("utf-8", "surrogateescape")
 
     def _symbol_count(self, dyn: dict[int, int]) -> int:
-        """How many dynamic symbols there are: ``nchain`` of ``DT_HASH``, or
-        one past the highest index the ``DT_GNU_HASH`` chains reach (what
-        the loader can look up; readelf counts the same way without
-        section headers)."""
+        """How many dynamic symbols there are. The ``.dynsym`` section says
+        it when the section headers are usable and it is the table
+        ``DT_SYMTAB`` points at (what readelf and checksec read). Otherwise
+        the loader's tables: ``nchain`` of ``DT_HASH``; or one past the
+        highest index the ``DT_GNU_HASH`` chains reach (linkers put the
+        hashed symbols last); or, when no symbol is hashed (a program that
+        exports nothing), the distance from ``DT_SYMTAB`` to ``DT_STRTAB``,
+        which GNU ld places right after the symbols."""
         symsize = struct.calcsize(self.order + _SYM[self.elfclass])
-        most = MAX_DYNSYM_BYTES // symsize
+        try:
+            for section in self.sections():
+                if section.type == SHT_DYNSYM and section.addr == dyn[DT_SYMTAB]:
+                    return section.size // symsize
+        except ParseError:
+            pass
         if DT_HASH in dyn:
             at = self.file_offset(dyn[DT_HASH], 8, "DT_HASH")
             _, nchain = struct.unpack(self.order + "II", self.read(at, 8, "DT_HASH"))
             return int(nchain)
-        if DT_GNU_HASH not in dyn:
-            raise ParseError("neither DT_HASH nor DT_GNU_HASH: the dynamic symbols cannot be counted",
-                             None, self.source)  # fmt: skip
+        hashed = self._gnu_hash_count(dyn) if DT_GNU_HASH in dyn else None
+        if hashed is not None:
+            return hashed
+        gap = dyn.get(DT_STRTAB, 0) - dyn[DT_SYMTAB]
+        if gap > 0 and gap % symsize == 0:
+            return gap // symsize
+        raise ParseError("the dynamic symbols cannot be counted (no usable hash table)",
+                         None, self.source)  # fmt: skip
+
+    def _gnu_hash_count(self, dyn: dict[int, int]) -> int | None:
+        """One past the highest symbol index the ``DT_GNU_HASH`` chains
+        reach, or ``None`` when no symbol is hashed."""
+        symsize = struct.calcsize(self.order + _SYM[self.elfclass])
+        most = MAX_DYNSYM_BYTES // symsize
         at = self.file_offset(dyn[DT_GNU_HASH], 16, "DT_GNU_HASH")
         nbuckets, symoffset, bloom_size, _ = struct.unpack(
             self.order + "IIII", self.read(at, 16, "DT_GNU_HASH")
@@ -476,8 +497,10 @@ class ElfFile:
             f"{self.order}{nbuckets}I", self.read(buckets_at, 4 * nbuckets, "DT_GNU_HASH buckets")
         )
         last = max(buckets, default=0)
+        if last == 0:
+            return None
         if last < symoffset:
-            return int(symoffset)
+            raise ParseError("DT_GNU_HASH bucket below its symoffset", None, self.source)
         chain_at = buckets_at + 4 * nbuckets + 4 * (last - symoffset)
         index = last
         while index < most:  # the chain ends at an entry with bit 0 set
@@ -498,8 +521,9 @@ class ElfFile:
 
     def dynamic_symbols(self, dyn: dict[int, int]) -> list[tuple[bytes, bool]]:
         """``(name, defined)`` of every dynamic symbol, found the loader's
-        way: ``DT_SYMTAB``, ``DT_STRTAB``/``DT_STRSZ`` and the hash table's
-        count, through the ``PT_LOAD`` segments (no section header is read)."""
+        way: ``DT_SYMTAB`` and ``DT_STRTAB``/``DT_STRSZ`` through the
+        ``PT_LOAD`` segments, counted as :meth:`_symbol_count` says (so
+        damaged section headers do not hide them)."""
         if DT_SYMTAB not in dyn or DT_STRTAB not in dyn:
             return []
         sym = struct.Struct(self.order + _SYM[self.elfclass])

@@ -91,6 +91,7 @@ __all__ = [
     "NOT_ENFORCED_NOTE",
     "PT_GNU_PROPERTY",
     "ElfReport",
+    "c_library",
     "fortify_functions",
     "inspect",
     "iter_paths",
