@@ -408,6 +408,11 @@ def _report(path: str, elf: ElfFile) -> ElfReport:
                 note = elf.section_named(".note.GNU-stack")
                 nx = note is not None and not note.flags & SHF_EXECINSTR
     else:
+        # The last PT_GNU_STACK decides: load_elf_binary() (fs/binfmt_elf.c)
+        # sets executable_stack in a switch inside its loop over every header
+        # (the `break` leaves the switch, not the loop); glibc assigns
+        # `stack_flags = ph->p_flags` (elf/dl-load.c) and
+        # `GL(dl_stack_flags) = ph->p_flags` (elf/rtld.c) in loops over all.
         stacks = [s for s in segments if s.type == PT_GNU_STACK]
         nx = bool(stacks) and not stacks[-1].flags & PF_X
 
