@@ -1,8 +1,8 @@
 """``sealkit elf PATH...``: the sealing marker and checksec's columns, file by file.
 
 Rows are written as files are read (``-r`` of a large tree starts printing
-at once; ``--json`` streams its ``files`` array the same way), with a
-progress line on stderr when stderr is a terminal. Files that cannot be
+at once; ``--json`` streams its ``files`` array the same way), with
+progress on stderr (:class:`Progress`: the audit's rule). Files that cannot be
 read get one line each on stderr; a summary of the verdicts closes the run
 (on stderr for the table, in the document for ``--json``). Paths that are
 not ELF files (shell scripts in ``/usr/bin``, a directory without ``-r``)
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -73,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="JSON (schema: sealkit/data/elf.schema.json)"
     )
+    parser.add_argument(
+        "--progress", choices=("auto", "always", "never"), default="auto",
+        help="progress on stderr: auto (a line rewritten in place on a terminal after half a "
+        "second; elsewhere a line every 10 s once the run has lasted 10 s), always, or never",
+    )  # fmt: skip
     parser.add_argument(
         "--require", action="append", default=[], choices=REQUIREMENTS, metavar="REQ",
         help=f"exit 1 unless every file has REQ ({', '.join(REQUIREMENTS)}; repeatable)",
@@ -193,38 +199,85 @@ def _header() -> Text:
     return Text("  ".join(name.ljust(width) for name, width in COLUMNS).rstrip(), style="bold")
 
 
+CLOCK: Callable[[], float] = time.monotonic
+
+
 class Progress:
-    """A progress line on stderr, rewritten in place, only when stderr is a
-    terminal; erased before anything else is written."""
+    """Progress on stderr, by the audit's rule (``--progress``).
 
-    INTERVAL = 0.1
+    On a terminal, one line rewritten in place (after half a second, or at
+    once with ``always``) and erased before anything else is written. Written
+    to a file or a pipe (cron, a CI log), a plain line every 10 s once the
+    run has lasted 10 s (every second with ``always``), and one more at the
+    end when any was printed, so a long ``-r`` whose stderr is a log still
+    says where it is. ``never``: nothing.
+    """
 
-    def __init__(self, stream: IO[str]) -> None:
+    REDRAW = 0.1
+    TERMINAL_AFTER = 0.5
+    LINE_EVERY = 10.0
+    LINE_EVERY_ALWAYS = 1.0
+
+    def __init__(
+        self, stream: IO[str], mode: str = "auto", clock: Callable[[], float] | None = None
+    ) -> None:
         self.stream = stream
-        self.live = stream.isatty()
-        self.shown = False
-        self.last = 0.0
+        self.mode = mode
+        self.clock = clock or CLOCK
+        self.started = self.clock()
+        try:
+            self.terminal = stream.isatty()
+        except (ValueError, OSError):  # a closed or odd stream
+            self.terminal = False
+        self.shown = False  # a terminal line is on the screen
+        self.lines = 0  # plain lines printed
+        self.last = self.started
+        every = self.LINE_EVERY_ALWAYS if mode == "always" else self.LINE_EVERY
+        self.next_line = self.started + every
         self.walked = self.files = self.errors = 0
 
+    def _text(self, now: float) -> str:
+        return (
+            f"sealkit elf: {self.walked} paths examined, {self.files} ELF files, "
+            f"{self.errors} errors, {now - self.started:.0f} s"
+        )
+
     def update(self) -> None:
-        if not self.live:
+        if self.mode == "never":
             return
-        now = time.monotonic()
-        if self.shown and now - self.last < self.INTERVAL:
+        now = self.clock()
+        if not self.terminal:
+            if now >= self.next_line:
+                self._line(now)
+                every = self.LINE_EVERY_ALWAYS if self.mode == "always" else self.LINE_EVERY
+                self.next_line = now + every
+            return
+        if not self.shown and self.mode != "always" and now - self.started < self.TERMINAL_AFTER:
+            return
+        if self.shown and now - self.last < self.REDRAW:
             return
         self.last = now
-        self.stream.write(
-            f"\r\x1b[Ksealkit elf: {self.walked} entries walked, {self.files} ELF files, "
-            f"{self.errors} errors"
-        )
+        self.stream.write(f"\r\x1b[K{self._text(now)}")
         self.stream.flush()
         self.shown = True
 
+    def _line(self, now: float) -> None:
+        self.stream.write(self._text(now) + "\n")
+        self.stream.flush()
+        self.lines += 1
+
     def clear(self) -> None:
+        """Erase the terminal line (before a row, an error line, the summary)."""
         if self.shown:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
             self.shown = False
+
+    def close(self) -> None:
+        """Erase the terminal line; after plain lines, one more with the totals."""
+        self.clear()
+        if not self.terminal and self.lines:
+            self._line(self.clock())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -235,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
     from ..output import table_console
 
     requirements = list(dict.fromkeys(args.require))
-    progress = Progress(sys.stderr)
+    progress = Progress(sys.stderr, args.progress)
     console: Console | None = None if args.json else table_console()
     files = errors = 0
     markers = {"yes": 0, "no": 0, "ignored": 0, "section-only": 0}
@@ -271,8 +324,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         head = {"schema": "sealkit.elf/2", "note": elf.NOT_ENFORCED_NOTE}
         sys.stdout.write(json.dumps(head, indent=1)[:-2] + ',\n "files": [\n')
-    for path, _named in elf.iter_paths(args.paths, args.recursive, on_entry=entry,
+    for path, named in elf.iter_paths(args.paths, args.recursive, on_entry=entry,
                                        on_error=error_line):  # fmt: skip
+        if named:
+            progress.walked += 1
+            progress.update()
         report = elf.inspect(path)
         if report.skipped:
             skipped.append({"path": report.path, "reason": report.error or ""})
@@ -292,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
                 unmet_by[requirement].append(report.path)
         emit_row(report)
         progress.update()
-    progress.clear()
+    progress.close()
 
     failures: list[str] = []
     for requirement, bad in unmet_by.items():
