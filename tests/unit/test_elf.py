@@ -425,11 +425,13 @@ def test_cli_table_exit_codes_and_requirements(
         f"sealkit elf: requirement full-relro not met by 2 of 2 files ({marked}, {be32})"
     )
     readme = str(elf_tree / "sub" / "README")
-    code, out, err = _cli(sealkit_cli, readme)  # not an ELF file: skipped, not an error
+    code, out, err = _cli(sealkit_cli, marked, readme)  # not an ELF file: skipped, not an error
     assert code == 0 and readme not in out and "1 skipped" in err
+    code, out, err = _cli(sealkit_cli, readme)  # but nothing at all was found
+    assert code == 1 and err.splitlines() == ["sealkit elf: no ELF file found (1 skipped: not ELF)"]
     code, out, err = _cli(sealkit_cli, "--require", "bogus", marked)
     assert code == 2 and len(err.strip().splitlines()) == 1
     code, out, err = _cli(sealkit_cli, "-r", readme, "--json")
     doc = json.loads(out)
-    assert code == 0 and doc["files"] == []
+    assert code == 1 and doc["files"] == []
     assert doc["skipped"] == [{"path": readme, "reason": "not an ELF file"}]

@@ -269,3 +269,21 @@ def test_progress_in_a_log_from_the_command(monkeypatch: pytest.MonkeyPatch, tre
     )
     assert "paths examined" not in out.getvalue()
     assert lines[-1].startswith("sealkit elf: 2 ELF files: memory seal")
+
+
+def test_nothing_found_is_not_a_pass(sealkit_cli: Cli, tree: Path) -> None:
+    """A directory named without -r, or only scripts: no requirement can hold
+    on an empty set. The directory gets a hint; the exit code is 1."""
+    sub, script = str(tree / "sub"), str(tree / "sub" / "script.sh")
+    done = sealkit_cli("elf", "--require", "canary", sub)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"sealkit elf: {sub}: a directory (use -r to walk it)",
+        "sealkit elf: no ELF file found (1 skipped: not ELF)",
+    ]
+    assert done.stdout == ""  # no header, no note for an empty table
+    done = sealkit_cli("elf", script)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == ["sealkit elf: no ELF file found (1 skipped: not ELF)"]
+    done = sealkit_cli("elf", "-r", "--require", "canary", sub)  # with -r: rows, and the error
+    assert str(tree / "sub" / "be32") in done.stdout

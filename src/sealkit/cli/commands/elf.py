@@ -14,6 +14,7 @@ are skipped and counted, not errors, unless ``--require elf``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -58,9 +59,11 @@ A requirement that does not apply to a file (n/a) holds for it; one that could
 not be read (?) does not.
 
 exit codes: 0 every ELF file was read (and every requirement holds); 1 a file
-could not be read (one line each on stderr) or a requirement is not met; 2 bad
-usage. Paths that are not ELF files are skipped and counted in the summary. With
--r, files in directories that do not start with the ELF magic are not listed.
+could not be read (one line each on stderr), a requirement is not met, or no ELF
+file was found at all; 2 bad usage. Paths that are not ELF files are skipped and
+counted in the summary (a directory named without -r also gets a line on
+stderr). With -r, files in directories that do not start with the ELF magic are
+not listed.
 """
 
 
@@ -334,6 +337,9 @@ def run(args: argparse.Namespace) -> int:
             skipped.append({"path": report.path, "reason": report.error or ""})
             if "elf" in unmet_by:
                 unmet_by["elf"].append(report.path)
+            if named and os.path.isdir(path):  # a forgotten -r: say so, not an error
+                progress.clear()
+                print(f"sealkit elf: {printable(path)}: {report.error}", file=sys.stderr)
             continue
         if report.error is not None:
             error_line(report.path, report.error)
@@ -374,16 +380,19 @@ def run(args: argparse.Namespace) -> int:
         }
         sys.stdout.write("\n ],\n" + json.dumps(tail, indent=1)[2:] + "\n")
         sys.stdout.flush()
-    else:
+    elif files:
         assert console is not None
         from rich.text import Text
 
         console.print(Text(f"note: {elf.NOT_ENFORCED_NOTE}", style="italic"))
     for failure in failures:
         print(f"sealkit elf: {failure}", file=sys.stderr)
-    nothing = not files and not errors and not skipped
+    # Nothing read at all (a directory without -r, only scripts): exit 1, so
+    # that `--require canary build/` cannot pass on an empty set.
+    nothing = not files and not errors
     if nothing:
-        print("sealkit elf: no ELF file found", file=sys.stderr)
+        why = f" ({len(skipped)} skipped: not ELF)" if skipped else ""
+        print(f"sealkit elf: no ELF file found{why}", file=sys.stderr)
     elif not args.json:
         print(
             f"sealkit elf: {_summary_line(files, errors, len(skipped), markers)}", file=sys.stderr
