@@ -162,6 +162,37 @@ def gcc(tmp: Path, out: str, *args: str) -> str:
     return str(tmp / out)
 
 
+MARKER_NOTE_S = """\
+\t.section .note.gnu.property,"a",@note
+\t.p2align 3
+\t.long 4
+\t.long 8
+\t.long 5
+\t.asciz "GNU"
+\t.long 3
+\t.long 0
+\t.section .note.GNU-stack,"",@progbits
+"""
+"""Assembly for an object carrying GNU_PROPERTY_MEMORY_SEAL (binutils 2.40
+has no ``-z memory-seal``): linked in, ld appends it after its own note."""
+
+
+def marker_first(path: str, tmp: Path) -> None:
+    """Reorder the two property notes the linker left in ``path`` (its own,
+    then :data:`MARKER_NOTE_S`'s) so the marker comes first, as a linker
+    that knows property 3 would merge them: the loader's walk then reaches
+    it. Same section size, so objcopy keeps the layout and the segment."""
+    assert OBJCOPY is not None
+    raw = tmp / "notes.bin"
+    subprocess.run([OBJCOPY, "-O", "binary", "--only-section=.note.gnu.property", path,
+                    str(raw)], check=True, capture_output=True)  # fmt: skip
+    data = raw.read_bytes()
+    first = 16 + align(struct.unpack_from("<I", data, 4)[0], 8)
+    raw.write_bytes(data[first:] + data[:first])
+    subprocess.run([OBJCOPY, f"--update-section=.note.gnu.property={raw}", path],
+                   check=True, capture_output=True)  # fmt: skip
+
+
 # --- a reader in a child, under bounds ---------------------------------------
 
 

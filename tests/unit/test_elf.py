@@ -30,11 +30,13 @@ from .elf_craft import (
     CLASSES,
     ET_EXEC,
     GCC,
+    MARKER_NOTE_S,
     OBJCOPY,
     X86_ISA_1_NEEDED,
     align,
     craft,
     gnu_note,
+    marker_first,
     patched,
     write,
 )
@@ -146,38 +148,13 @@ def test_walk_properties_follows_the_loader() -> None:
 # --- real binaries built with gcc -------------------------------------------
 
 HELLO = '#include <stdio.h>\nint main(void) { puts("hello from a marked binary"); return 0; }\n'
-NOTE_S = """\
-\t.section .note.gnu.property,"a",@note
-\t.p2align 3
-\t.long 4
-\t.long 8
-\t.long 5
-\t.asciz "GNU"
-\t.long 3
-\t.long 0
-\t.section .note.GNU-stack,"",@progbits
-"""
+NOTE_S = MARKER_NOTE_S
 
 
 def _gcc(tmp: Path, out: str, *args: str) -> str:
     assert GCC is not None
     subprocess.run([GCC, "-O1", "-o", str(tmp / out), *args], check=True, capture_output=True)
     return str(tmp / out)
-
-
-def _swap_notes(path: str, tmp: Path) -> None:
-    """Reorder the two property notes the linker left (its own, then ours)
-    so the marker comes first, as a linker that knows property 3 would merge
-    them. Same section size, so objcopy keeps the layout and the segment."""
-    assert OBJCOPY is not None
-    raw = tmp / "notes.bin"
-    subprocess.run([OBJCOPY, "-O", "binary", "--only-section=.note.gnu.property", path,
-                    str(raw)], check=True, capture_output=True)  # fmt: skip
-    data = raw.read_bytes()
-    first = 16 + _align(struct.unpack_from("<I", data, 4)[0], 8)
-    raw.write_bytes(data[first:] + data[:first])
-    subprocess.run([OBJCOPY, f"--update-section=.note.gnu.property={raw}", path],
-                   check=True, capture_output=True)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +175,7 @@ def binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "norelro": _gcc(tmp, "norelro", c, "-Wl,-z,norelro"),
         "lib": _gcc(tmp, "lib.so", "-shared", "-fPIC", c),
     }
-    _swap_notes(out["marked"], tmp)
+    marker_first(out["marked"], tmp)
     subprocess.run([GCC, "-c", "-o", str(tmp / "note.o"), s], check=True, capture_output=True)
     out["object"] = str(tmp / "note.o")
     return out

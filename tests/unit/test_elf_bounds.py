@@ -32,6 +32,7 @@ from .elf_craft import (
     CLASS_IDS,
     CLASSES,
     GCC,
+    MARKER_NOTE_S,
     OBJCOPY,
     PT_GNU_RELRO,
     PT_GNU_STACK,
@@ -40,6 +41,7 @@ from .elf_craft import (
     craft,
     gcc,
     gnu_note,
+    marker_first,
     patched,
     pn_xnum_file,
     write,
@@ -289,8 +291,10 @@ def _sections_of_type(data: bytes, sh_type: int) -> list[int]:
 @needs_gcc
 def test_damaged_section_headers_keep_the_loader_columns(tmp_path: Path) -> None:
     (tmp_path / "hello.c").write_text(HELLO)
+    (tmp_path / "note.s").write_text(MARKER_NOTE_S)
     good = gcc(tmp_path, "good", "-O2", "-D_FORTIFY_SOURCE=2", "-fstack-protector-strong",
-               "-Wl,-z,now", str(tmp_path / "hello.c"))  # fmt: skip
+               "-Wl,-z,now", str(tmp_path / "hello.c"), str(tmp_path / "note.s"))  # fmt: skip
+    marker_first(good, tmp_path)  # the marker, where the loader's walk reaches it
     data = Path(good).read_bytes()
     _, shnum, _ = _shdr_offsets(data)
     entsize_zero = data
@@ -304,6 +308,7 @@ def test_damaged_section_headers_keep_the_loader_columns(tmp_path: Path) -> None
     }
     expected = elf.inspect(good)
     assert expected.error is None and expected.canary is True and expected.fortified
+    assert expected.seal_marker == "yes" and expected.relro == "full"
     assert expected.stripped is False
     for name, blob in damaged.items():
         path = write(tmp_path, name, blob)
