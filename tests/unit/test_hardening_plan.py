@@ -184,15 +184,23 @@ def test_gaps_are_sealed_only_at_level_all() -> None:
         (4, 5, "text"),
     ]
     assert pages(only(plan([gappy], rows, "code"))) == [(0, 1, "rodata"), (4, 5, "text")]
+
+
+def test_a_hole_is_sealed_only_when_the_objects_own_file_fills_it() -> None:
+    # glibc fills a library's holes from its file; the kernel leaves the main
+    # program's holes unmapped. Anything else in a hole (another component's
+    # anonymous PROT_NONE reservation, another file) is someone else's.
+    gappy = LoadedObject(B, LIB, (load(R, 0, 0, 0x480), load(RX, 0x4000, 0x4000, 0x111)))
     anon_gap = smaps((0, 1, "r--p", 0, LIB), (1, 4, "---p", None, ""), (4, 5, "r-xp", 0x4000, LIB))
-    assert (1, 4, "gap") in pages(only(plan([gappy], anon_gap, "all")))
+    report = only(plan([gappy], anon_gap, "all"))
+    assert pages(report) == [(0, 1, "rodata"), (4, 5, "text")]
+    assert "belongs to someone else" in reasons(report)[1, 4]
     foreign = smaps(
         (0, 1, "r--p", 0, LIB), (1, 4, "---p", 0, "/tmp/other.so"), (4, 5, "r-xp", 0x4000, LIB)
     )
-    assert (
-        "neither the object's file nor zero-fill"
-        in reasons(only(plan([gappy], foreign, "all")))[1, 4]
-    )
+    assert "mapped from /tmp/other.so" in reasons(only(plan([gappy], foreign, "all")))[1, 4]
+    unmapped = smaps((0, 1, "r--p", 0, LIB), (4, 5, "r-xp", 0x4000, LIB))
+    assert reasons(only(plan([gappy], unmapped, "all")))[1, 4] == "not mapped"
 
 
 def test_page_claimed_by_two_segments_is_ambiguous() -> None:

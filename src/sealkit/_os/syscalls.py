@@ -17,11 +17,12 @@ crash the process much later. The safe API lives in :mod:`sealkit.sealing`.
 from __future__ import annotations
 
 import ctypes
+import functools
 import operator
 import os
 import struct
 from collections.abc import Callable, Sequence
-from typing import Final, NamedTuple, NoReturn, cast
+from typing import Any, Final, NamedTuple, NoReturn, cast
 
 from ..errors import ArgumentError, ArgumentTypeError, NotSupportedError, kernel_error
 
@@ -50,6 +51,7 @@ __all__ = [
     "munlock",
     "munmap",
     "pidfd_open",
+    "pin_loaded",
     "pkey_alloc",
     "pkey_free",
     "pkey_mprotect",
@@ -860,3 +862,72 @@ def seal_verified(
     if _fast_seal is None:
         return None
     return _fast_seal(fd, checked)
+
+
+# <dlfcn.h>: dlopen modes, dlinfo request.
+_RTLD_LAZY: Final = 0x1
+_RTLD_NOLOAD: Final = 0x4
+_RTLD_NODELETE: Final = 0x1000
+_RTLD_DI_LINKMAP: Final = 2
+
+
+def pin_loaded(name: str, base: int) -> str:
+    """Make the loaded object ``name`` (its ``dlpi_name``) at load bias
+    ``base`` undeletable: ``dlclose`` no longer unloads it. Returns ``""``
+    when pinned, else why not (nothing else changed).
+
+    ``dlopen(name, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE)`` finds an object
+    that is already loaded (never loads one: no file is opened, no
+    constructor runs) and marks it NODELETE, as dlopen(3) documents for
+    promoting the flags of a loaded library; the reference it adds is
+    dropped again with ``dlclose``, which for a NODELETE object unloads
+    nothing. ``dlinfo(RTLD_DI_LINKMAP)`` checks that the object found is the
+    one at ``base``: if ``name`` was unloaded and loaded again elsewhere in
+    between, that newer copy stays pinned (harmless) and the answer says so.
+    An object of another link-map namespace (dlmopen) is not found.
+    """
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"name must be a str, not {type(name).__name__}")
+    base = _u64(base, "base")
+    try:
+        encoded = os.fsencode(name)
+    except UnicodeEncodeError:
+        raise ArgumentError(f"name {name!r} cannot be encoded as a file name") from None
+    if b"\0" in encoded:
+        raise ArgumentError(f"name cannot contain NUL: {name!r}")
+    if not name:
+        return "the main program has no name to pin it by (it is never unloaded anyway)"
+    dlopen, dlinfo, dlclose, dlerror = _dl_functions()
+    handle = dlopen(encoded, _RTLD_LAZY | _RTLD_NOLOAD | _RTLD_NODELETE)
+    if not handle:
+        err = dlerror()
+        return "not found by dlopen(RTLD_NOLOAD)" + (
+            f": {err.decode(errors='replace')}" if err else ""
+        )
+    try:
+        link_map = ctypes.c_void_p()
+        if dlinfo(handle, _RTLD_DI_LINKMAP, ctypes.byref(link_map)) != 0 or not link_map.value:
+            return "dlinfo(RTLD_DI_LINKMAP) failed"
+        l_addr = ctypes.c_uint64.from_address(link_map.value).value  # struct link_map's first field
+        if l_addr != base:
+            return f"the loader's {name} is now at {l_addr:#x}, not {base:#x} (reloaded since)"
+        return ""
+    finally:
+        dlclose(handle)
+
+
+@functools.cache
+def _dl_functions() -> tuple[Any, Any, Any, Any]:
+    """``dlopen``, ``dlinfo``, ``dlclose``, ``dlerror`` of libc (glibc 2.34+
+    has them in libc itself), with their prototypes. ctypes releases the GIL
+    around each call, so a thread loading a library with the GIL held (an
+    import) never waits for this one while it waits for the loader's lock."""
+    dlopen = _libc.dlopen
+    dlopen.argtypes, dlopen.restype = (ctypes.c_char_p, ctypes.c_int), ctypes.c_void_p
+    dlinfo = _libc.dlinfo
+    dlinfo.argtypes, dlinfo.restype = (ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p), ctypes.c_int
+    dlclose = _libc.dlclose
+    dlclose.argtypes, dlclose.restype = (ctypes.c_void_p,), ctypes.c_int
+    dlerror = _libc.dlerror
+    dlerror.argtypes, dlerror.restype = (), ctypes.c_char_p
+    return dlopen, dlinfo, dlclose, dlerror

@@ -12,7 +12,10 @@ whole pages that it can prove are exclusively owned:
   view, :meth:`Pages.protect`, :meth:`Pages.seal`. States move one way:
   ``open -> sealed`` or ``open -> closed``.
 * :func:`freeze`: copy bytes into fresh pages, make them read-only, seal,
-  and return a read-only ``memoryview`` (secrets, configuration).
+  and return a read-only ``memoryview`` (secrets, configuration);
+  ``secret=True`` also locks them (``mlock``) and leaves them out of core
+  dumps. Root or a ptrace-capable process can still overwrite them through
+  ``/proc/PID/mem`` (docs/memory.md, "What sealing promises").
 * :func:`seal_mmap`: seal an *anonymous* ``mmap.mmap`` the caller created,
   after checking in ``/proc/self/smaps`` that it is a whole, page-aligned
   anonymous mapping. File-backed mmaps are refused: CPython's ``resize()``
