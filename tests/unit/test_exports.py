@@ -42,10 +42,12 @@ TOP_LEVEL: dict[str, str] = {
     "SealedFile": "sealkit.sealing.files",
     "SealedMmap": "sealkit.sealing.mmaps",
     "Support": "sealkit._os.support",
+    "exec_environment": "sealkit.sealing.exec.plan",
     "freeze": "sealkit.sealing.pages",
     "harden": "sealkit.sealing.hardening",
     "is_sealed": "sealkit.sealing.questions",
     "map_file": "sealkit.sealing.files",
+    "read_exec_report": "sealkit.sealing.exec.report",
     "seal": "sealkit.sealing.entry",
     "seal_mmap": "sealkit.sealing.mmaps",
     "sealed_ranges": "sealkit.sealing.questions",
@@ -91,6 +93,10 @@ DOCUMENTED: dict[str, list[str]] = {
     ],
     "sealkit.host.elf": ["inspect", "iter_paths", "walk_properties", "ElfReport"],
     "sealkit.sealing.hardening": ["harden", "hook_reports", "plan", "HardenReport", "LEVELS"],
+    "sealkit.sealing.exec": [
+        "exec_environment", "read_exec_report", "check_against_smaps", "inspect_program",
+        "ReportObject",
+    ],
     "sealkit.fidelity.fuzz": ["campaign", "DifferentialMachine", "UNDEFINED", "EXCLUDED"],
     "sealkit.fidelity.conformance": ["NOT_EXPRESSIBLE", "load_scenarios", "run_scenarios"],
     "sealkit.fidelity.target": [

@@ -5,7 +5,10 @@
   where a failed call becomes an exception;
 * :mod:`.procfs`: ``/proc/PID/maps``, ``smaps``, ``status`` and kernel configs;
 * :mod:`.files`: opening a file that must be regular, without blocking;
-* :mod:`.support`: what sealing this process can do (``sealkit.support()``).
+* :mod:`.support`: what sealing this process can do (``sealkit.support()``);
+* :mod:`.sealexec`: where ``libsealexec.so`` is and how it is built; the
+  library itself (``_sealexec.c``) is C that glibc's loader loads into other
+  programs for ``sealkit exec``, never into this one.
 
 Private: the faces above (``sealkit.sealing``, ``sealkit.host``,
 ``sealkit.fidelity``, ``sealkit.analysis``) build on it, and ``sealkit``

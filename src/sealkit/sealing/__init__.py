@@ -49,6 +49,8 @@ Where each piece lives:
 :mod:`._checks`           argument checks and refusals shared by the above
 :mod:`._buffers`          views over raw memory and buffer addresses (C API)
 :mod:`.hardening`         :func:`harden`: seal this interpreter's loaded code
+:mod:`.exec`              ``sealkit exec``: any glibc program's loaded code,
+                          sealed by a loader-side library (C, in ``_os``)
 ========================  =====================================================
 
 :func:`support` (what sealing this process can do) is an OS probe, in
