@@ -159,6 +159,12 @@ def preflight(process: Process, dry_run: bool) -> dict[str, str]:
     return status
 
 
+def may_trace_anyone() -> bool:
+    """sealkit holds CAP_SYS_PTRACE and Yama allows it to use it (scope below 3)."""
+    scope = ptrace_scope()
+    return bool(_caps() >> _CAP_SYS_PTRACE & 1) and (scope is None or scope < 3)
+
+
 def refusal_for_eperm(process: Process, tid: int) -> TargetRefusedError:
     """Why PTRACE_SEIZE of ``tid`` said EPERM, as a refusal."""
     pid = process.pid

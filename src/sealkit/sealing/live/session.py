@@ -30,7 +30,7 @@ from typing import Final, TypeVar
 from ..._os import ptrace
 from ...errors import ProcessGoneError
 from .plan import Busy, Gone
-from .preflight import refusal_for_eperm
+from .preflight import may_trace_anyone, refusal_for_eperm
 from .target import Process
 
 __all__ = [
@@ -266,7 +266,14 @@ class Session:
                 self.threads[tid] = th  # traced from birth (a clone event): ours, interrupted
                 return
             if exc.errno == _errno.EPERM:
-                raise refusal_for_eperm(self.process, tid) from None
+                refusal = refusal_for_eperm(self.process, tid)
+                if refusal.reason == "permission" and may_trace_anyone():
+                    # With CAP_SYS_PTRACE, ptrace_attach()'s lasting EPERMs are
+                    # named above (a tracer, Yama); what is left passes: a
+                    # thread already exiting (task->exit_state) while the
+                    # process executes a new program. Retried until --timeout.
+                    raise Busy(f"thread {tid}: PTRACE_SEIZE said EPERM (exiting?)") from None
+                raise refusal from None
             raise
         self.threads[tid] = th
         try:

@@ -231,7 +231,7 @@ class Process:
             self.mem_fd = -1
         try:
             self.mem_fd = os.open("mem", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.dir.fd)
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # ESRCH: exited, or no mm any more
             raise TargetRefusedError(self.pid, "gone", "the process exited") from None
         except PermissionError:
             raise TargetRefusedError(
