@@ -42,6 +42,9 @@ settings.load_profile(os.environ.get("SEALKIT_HYPOTHESIS", "ci"))
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
+# The `sealkit exec` fixtures (exec_lib, fx, sealkit_exec), shared by tests/kernel and tests/slow.
+pytest_plugins = ("tests.exec_support",)
+
 
 def _mseal_status() -> str | None:
     """``None`` when mseal works, else why not."""

@@ -45,10 +45,12 @@ _LAZY: dict[str, str] = {
     "SealedFile": "sealing.files",
     "SealedMmap": "sealing.mmaps",
     "Support": "_os.support",
+    "exec_environment": "sealing.exec.plan",
     "freeze": "sealing.pages",
     "harden": "sealing.hardening",
     "is_sealed": "sealing.questions",
     "map_file": "sealing.files",
+    "read_exec_report": "sealing.exec.report",
     "seal": "sealing.entry",
     "seal_mmap": "sealing.mmaps",
     "seal_process": "sealing.live",
@@ -60,6 +62,8 @@ if TYPE_CHECKING:
     from ._os.support import Support, support
     from .sealing.code import CodePages
     from .sealing.entry import seal
+    from .sealing.exec.plan import exec_environment
+    from .sealing.exec.report import read_exec_report
     from .sealing.files import SealedFile, map_file
     from .sealing.hardening import HardenReport, harden
     from .sealing.live import LiveReport, seal_process
@@ -113,10 +117,12 @@ __all__ = [
     "UnmappedError",
     "UnsafeTargetError",
     "__version__",
+    "exec_environment",
     "freeze",
     "harden",
     "is_sealed",
     "map_file",
+    "read_exec_report",
     "seal",
     "seal_mmap",
     "seal_process",

@@ -262,7 +262,7 @@ class ParseError(SealkitError, ValueError):
 SEAL_ENFORCED_CALLS: Final = frozenset(
     {"munmap", "mmap", "mremap", "mprotect", "pkey_mprotect", "madvise", "process_madvise", "brk"}
 )
-"""Calls whose EPERM means "sealed" (spec linux-mseal §2.1)."""
+"""Calls whose EPERM means "sealed" (docs/reference/linux.md rules 5-10)."""
 
 _BY_ERRNO: Final[dict[int, type[KernelError]]] = {
     _errno.ENOMEM: UnmappedError,

@@ -78,7 +78,8 @@ ARCH: Final = os.uname().machine
 
 # System call numbers: x86_64 (arch/x86/entry/syscalls/syscall_64.tbl) and the
 # generic table (include/uapi/asm-generic/unistd.h) used by aarch64, riscv64
-# and loongarch64. mseal is 462 on both (spec linux-mseal §1.1).
+# and loongarch64. mseal is 462 on both (include/uapi/asm-generic/unistd.h,
+# arch/x86/entry/syscalls/syscall_64.tbl).
 _X86_64: Final = {
     "mmap": 9, "mprotect": 10, "munmap": 11, "brk": 12, "ioctl": 16, "msync": 26,
     "mincore": 27, "madvise": 28, "mremap": 25, "getpid": 39, "mlock": 149,
@@ -423,7 +424,7 @@ def process_madvise(
 ) -> int:
     """``process_madvise`` over ``ranges`` [(addr, length), ...]; returns the
     bytes advised. A refusal after some ranges were done returns the count
-    done so far with no error (spec kernel-behaviour 11.7).
+    done so far with no error (scenario probe/11.7).
     """
     ranges = _ranges(ranges, "ranges")
     vec = _iovecs(ranges)
@@ -466,7 +467,7 @@ def process_vm_writev(pid: int, remote: Sequence[tuple[int, int]], data: bytes) 
 
 
 def mlock(addr: int, length: int) -> None:
-    """``mlock``: not blocked by sealing (spec kernel-behaviour rule 16)."""
+    """``mlock``: not blocked by sealing (docs/reference/linux.md rule 16)."""
     _call("mlock", 2, addr, length, addr=addr, length=length)
 
 
@@ -698,8 +699,8 @@ def libc_version() -> str | None:
 
 def libc_has_symbol(name: str) -> bool:
     """Whether the loaded libc exports ``name`` (``dlsym``), e.g. ``"mseal"``:
-    glibc 2.43+ has an ``mseal`` wrapper, older glibc has none (spec
-    linux-mseal §1.1). sealkit never calls the wrapper; it uses ``syscall``.
+    glibc 2.43+ has an ``mseal`` wrapper, older glibc has none (glibc
+    2.43 NEWS). sealkit never calls the wrapper; it uses ``syscall``.
     """
     if not isinstance(name, str):
         raise ArgumentTypeError(f"name must be a str, not {type(name).__name__}")

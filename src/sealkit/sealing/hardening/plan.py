@@ -35,7 +35,8 @@ CODE_KINDS: Final = frozenset({"text", "rodata", "relro"})
 
 SYSTEM_MAPPINGS: Final = ("[vdso]", "[vvar]", "[vvar_vclock]")
 """Kernel-provided mappings sealed only with ``system=True`` (what
-``CONFIG_MSEAL_SYSTEM_MAPPINGS`` seals on x86-64, spec linux-mseal §2.6)."""
+``CONFIG_MSEAL_SYSTEM_MAPPINGS`` seals on x86-64: security/Kconfig and
+arch/x86/entry/vdso/vma.c, Linux 6.15+)."""
 
 _SYSTEM_CAVEAT: Final = (
     "system mapping: sealed only with system=True (breaks CRIU, rr, gVisor and "
