@@ -220,7 +220,9 @@ def _seal(
                 raise _NewImage() from None
             retries.append(str(exc))
         except TargetRefusedError as exc:
-            if exc.reason != "no-loader":
+            # PTRACE_SEIZE answers EPERM to a thread caught in another
+            # thread's execve; a new program is planned again, not refused.
+            if exc.reason not in ("no-loader", "permission"):
                 raise
             _new_image_or(process, exc)
         except _session.SignalArrived as exc:
