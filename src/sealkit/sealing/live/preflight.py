@@ -160,9 +160,10 @@ def preflight(process: Process, dry_run: bool) -> dict[str, str]:
 
 
 def may_trace_anyone() -> bool:
-    """sealkit holds CAP_SYS_PTRACE and Yama allows it to use it (scope below 3)."""
+    """sealkit holds CAP_SYS_PTRACE and Yama (if any) restricts nothing
+    (scope 0): then no lasting reason for an EPERM is left unnamed."""
     scope = ptrace_scope()
-    return bool(_caps() >> _CAP_SYS_PTRACE & 1) and (scope is None or scope < 3)
+    return bool(_caps() >> _CAP_SYS_PTRACE & 1) and (scope is None or scope == 0)
 
 
 def refusal_for_eperm(process: Process, tid: int) -> TargetRefusedError:
