@@ -12,7 +12,9 @@ from disposable workers) and says *when* it is raised::
     │   ├── InvalidArgumentError              EINVAL: the kernel rejected an argument
     │   └── NotSupportedError                 ENOSYS / EOPNOTSUPP: the kernel lacks the call
     ├── UnsafeTargetError (ValueError)    sealkit refused before any system call: the target is
-    │                                     not memory the caller exclusively owns; nothing was sealed
+    │   │                                 not memory the caller exclusively owns; nothing was sealed
+    │   └── TargetRefusedError            sealkit seal --pid refused a running process (a reason
+    │                                     code: traced, seccomp, busy...); it was let go as it was
     ├── ArgumentError (ValueError)        a Python-side argument has a bad value
     ├── ArgumentTypeError (TypeError)     a Python-side argument has a bad type
     ├── StateError (RuntimeError)         the object cannot do that in its current state
@@ -55,6 +57,7 @@ __all__ = [
     "SealingDeniedError",
     "SealkitError",
     "StateError",
+    "TargetRefusedError",
     "UnmappedError",
     "UnsafeTargetError",
     "kernel_error",
@@ -143,6 +146,27 @@ class UnsafeTargetError(SealkitError, ValueError):
     call was made, because the target is not whole pages that the caller
     exclusively owns. Nothing was changed.
     """
+
+
+class TargetRefusedError(UnsafeTargetError):
+    """Live sealing (:func:`sealkit.sealing.live.seal_process`) refused a
+    running process and left it as it was: never stopped, or stopped and let
+    go with every register and signal intact, nothing sealed by the attempt
+    that gave up (``message`` says when an earlier attempt sealed some
+    ranges before a signal interrupted it). ``pid`` is the process id and
+    ``reason`` a short code: ``arch``, ``no-mseal``, ``permission``,
+    ``traced``, ``seccomp``, ``32-bit``, ``stopped``, ``zombie``,
+    ``kernel-thread``, ``gone``, ``busy``, ``no-loader`` or ``self``.
+    """
+
+    def __init__(self, pid: int, reason: str, message: str) -> None:
+        super().__init__(pid, reason, message)
+        self.pid = pid
+        self.reason = reason
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"process {self.pid}: {self.message}"
 
 
 class ArgumentError(SealkitError, ValueError):
@@ -238,7 +262,7 @@ class ParseError(SealkitError, ValueError):
 SEAL_ENFORCED_CALLS: Final = frozenset(
     {"munmap", "mmap", "mremap", "mprotect", "pkey_mprotect", "madvise", "process_madvise", "brk"}
 )
-"""Calls whose EPERM means "sealed" (spec linux-mseal §2.1)."""
+"""Calls whose EPERM means "sealed" (docs/reference/linux.md rules 5-10)."""
 
 _BY_ERRNO: Final[dict[int, type[KernelError]]] = {
     _errno.ENOMEM: UnmappedError,

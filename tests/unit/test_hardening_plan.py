@@ -168,6 +168,21 @@ def test_writable_and_executable_is_never_sealed() -> None:
     assert "never sealed" in reasons(report)[1, 3]
 
 
+@pytest.mark.parametrize("level", ["code", "all"])
+def test_an_object_with_text_relocations_is_never_sealed(level: str) -> None:
+    """DT_TEXTREL: the loader makes the text writable to relocate it; the
+    whole object is skipped with the reason, at every level (the same rule
+    for harden() and live sealing)."""
+    report = only(plan([TYPICAL._replace(textrel=True)], TYPICAL_SMAPS, level))
+    assert report.sealed == ()
+    assert pages(report, "skipped") == [(0, 8, "rodata")]
+    assert "DT_TEXTREL" in reasons(report)[0, 8]
+    other = LoadedObject(B + 16 * P, "other", (load(RX, 0, 0, 0x800),))
+    other_smaps = smaps((16, 17, "r-xp", 0x0, "/usr/lib/other.so"))
+    both = plan([TYPICAL._replace(textrel=True), other], [*TYPICAL_SMAPS, *other_smaps], level)
+    assert pages(only(both, "other")) == [(16, 17, "text")]  # the others are still sealed
+
+
 def test_bss_must_be_anonymous() -> None:
     rows = [*TYPICAL_SMAPS[:5], *smaps((6, 8, "rw-p", 0x0, "/tmp/other.so"))]
     report = only(plan([TYPICAL], rows, "all"))

@@ -142,6 +142,21 @@ RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]]
     "set_parent_death_signal": (syscalls.set_parent_death_signal, (small_int,)),
     "set_process_name": (syscalls.set_process_name, (buffer_data,)),
     "raise_exit_status_at_exit": (syscalls.raise_exit_status_at_exit, ()),
+    # Only requests that act on a tracee of the caller (it has none: ESRCH),
+    # never TRACEME, ATTACH or SEIZE, which would reach other processes.
+    "ptrace_call": (
+        syscalls.ptrace_call,
+        (
+            st.one_of(junk, too_big, st.sampled_from([3, 12, 17, 0x4207, 0x420C, 0x7FFFFFFF, -1])),
+            pid,
+            anything_int,
+            anything_int,
+        ),
+    ),
+    "dynamic_has_textrel": (
+        syscalls.dynamic_has_textrel,
+        (st.one_of(junk, st.binary(max_size=100), st.binary(max_size=40).map(bytearray)),),
+    ),
     # The kernel executor's entry points (fidelity branch).
     "errno_call": (
         syscalls.errno_call,

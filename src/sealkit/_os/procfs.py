@@ -3,7 +3,7 @@
 Parsing is pure (``parse_maps(text)``, ``parse_smaps(text)``) and keyed on
 field names; I/O is separate (``read_maps``, ``read_smaps``) and takes a
 ``procfs`` root so tests can point at recorded trees. Sealing shows up only
-in smaps, as ``sl`` in ``VmFlags`` (spec linux-mseal §5); maps has no seal
+in smaps, as ``sl`` in ``VmFlags`` (fs/proc/task_mmu.c ``show_smap_vma_flags()``); maps has no seal
 information, so entries parsed from maps have ``vmflags=None`` and
 ``sealed=None`` ("unknown"), never ``False``.
 

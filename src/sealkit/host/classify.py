@@ -60,7 +60,9 @@ KINDS: Final = (
 SYSTEM_MAPPINGS: Final = frozenset(
     {"[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]", "[sigpage]", "[vectors]"}
 )
-"""Names of kernel-provided mappings (spec other-systems §7.2)."""
+"""Names of kernel-provided mappings (``_install_special_mapping()`` names:
+arch/x86/entry/vdso/vma.c, arch/x86/entry/vsyscall/vsyscall_64.c,
+kernel/events/uprobes.c, arch/arm/kernel/process.c)."""
 
 _PAGE_MASK: Final = PAGE_SIZE - 1
 # How shared memory names itself in /proc/PID/maps: POSIX shm, SysV shm

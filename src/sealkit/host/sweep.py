@@ -2,7 +2,7 @@
 
 :func:`scan_host` sweeps ``/proc``: for each process its pid, user,
 command, number of mappings, and the sealed ones (``VmFlags: sl`` in
-``/proc/PID/smaps``, spec linux-mseal §5) with their kind
+``/proc/PID/smaps``, fs/proc/task_mmu.c ``show_smap_vma_flags()``) with their kind
 (:mod:`.classify`). Only processes with a sealed mapping are classified
 (the rest of a sweep counts ``VmFlags`` lines and looks for ``sl``,
 :func:`sealkit._os.procfs.scan_smaps`).

@@ -1,7 +1,7 @@
 """fork (kernel/fork.c ``dup_mmap()``): the rest of the trace runs in the child.
 
 The child gets every VMA except VM_DONTCOPY ones, with VM_LOCKED and
-VM_LOCKONFAULT cleared and seals kept (spec rule 14), and no
+VM_LOCKONFAULT cleared and seals kept (docs/reference/linux.md rule 14), and no
 ``mlockall(MCL_FUTURE)``. Guard markers are copied in every kept VMA, file
 mappings included (6.18.37+: ``VM_MAYBE_GUARD`` is ``VM_COPY_ON_FORK``,
 mm/memory.c ``vma_needs_copy()``). A VM_WIPEONFORK VMA

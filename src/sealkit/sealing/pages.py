@@ -267,7 +267,7 @@ class Pages:
         """Change the protection to ``"rw"``, ``"r"``, ``"rx"`` or ``"none"``.
 
         Refused (:class:`StateError`) once sealed (mprotect on sealed memory
-        is EPERM, spec kernel-behaviour rule 7), once closed, and while live
+        is EPERM, docs/reference/linux.md rule 7), once closed, and while live
         views would fault under the new protection (writable views and a
         protection without write; any view and ``"none"``).
         """
@@ -314,8 +314,8 @@ class Pages:
     def close(self) -> None:
         """Unmap open pages; do nothing for sealed or closed ones.
 
-        Sealed pages cannot be unmapped (munmap is EPERM, spec
-        kernel-behaviour rule 5): they stay mapped, readable per their
+        Sealed pages cannot be unmapped (munmap is EPERM,
+        docs/reference/linux.md rule 5): they stay mapped, readable per their
         protection, until the process exits, and :attr:`state` stays
         ``SEALED``. Open pages with live views are not unmapped: that raises
         :class:`StateError` (a view into unmapped memory crashes on access).
@@ -399,7 +399,7 @@ def freeze(data: bytes | bytearray | memoryview, *, secret: bool = False) -> mem
     error is raised. What sealing does not stop (docs/memory.md, "What
     sealing promises"): root or a ptrace-capable process writing through
     ``/proc/PID/mem`` or ``ptrace(POKEDATA)``, which overrides read-only
-    protection and seals alike.
+    protection and seals alike (docs/reference/linux.md rule 18).
 
     ``secret=True``, for key material: the pages are also locked in memory
     (``mlock``: never written to swap) and left out of core dumps

@@ -1,7 +1,8 @@
 """Harden the running interpreter: seal the loaded code of this process.
 
 :func:`harden` does for a Python process what glibc's unmerged loader
-sealing (``-z memory-seal``, spec other-systems §4.2) would do for a marked
+sealing (``-z memory-seal``, Adhemerval Zanella's "elf: Add support to memory
+sealing" series, libc-alpha, 2024) would do for a marked
 program: it walks every ELF object the dynamic loader has mapped (the python
 executable, libpython, libc, ld.so, extension modules, ctypes-loaded
 libraries), from ``dl_iterate_phdr(3)``, and ``mseal(2)``\\ s their segments.

@@ -35,7 +35,8 @@ CODE_KINDS: Final = frozenset({"text", "rodata", "relro"})
 
 SYSTEM_MAPPINGS: Final = ("[vdso]", "[vvar]", "[vvar_vclock]")
 """Kernel-provided mappings sealed only with ``system=True`` (what
-``CONFIG_MSEAL_SYSTEM_MAPPINGS`` seals on x86-64, spec linux-mseal §2.6)."""
+``CONFIG_MSEAL_SYSTEM_MAPPINGS`` seals on x86-64: security/Kconfig and
+arch/x86/entry/vdso/vma.c, Linux 6.15+)."""
 
 _SYSTEM_CAVEAT: Final = (
     "system mapping: sealed only with system=True (breaks CRIU, rr, gVisor and "
@@ -379,6 +380,13 @@ def _plan_object(
         why = f"first segment maps file offset {actual:#x}, expected {first.offset:#x}"
     path = ident.path if ident is not None and ident.inode else (obj.name or "(main program)")
     entry = Plan(path, obj.name, obj.addr)
+    if not why and obj.textrel:
+        why = (
+            "text relocations (DT_TEXTREL): the loader makes this object's text "
+            "writable to relocate it; never sealed"
+        )
+        entry.skip.append(SkippedRange(pieces[0].start, pieces[-1].end, first.kind, why))
+        return entry, [], None
     if why:
         reason = f"{why}: object ambiguous"
         entry.skip.append(SkippedRange(pieces[0].start, pieces[-1].end, first.kind, reason))
