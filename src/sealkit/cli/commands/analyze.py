@@ -26,6 +26,8 @@ from ...analysis import (
     parse_policy,
     picture,
 )
+from ...analysis.alphabet import parse_attacker
+from ...analysis.attackers import attacker_text
 from ...errors import ArgumentError
 from ..output import PipeConsole, console, print_json
 
@@ -66,6 +68,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: both cores)"
+    )
+    parser.add_argument(
+        "--attacker",
+        action="append",
+        metavar="A",
+        help=(
+            "attacker profile: syscalls (the process's own mm calls, the default) plus any of "
+            "+procmem (/proc/PID/mem, process_vm_writev), +ptrace (PTRACE_POKEDATA), +file-write "
+            "(write, truncate or punch the backing file); comma-separated or repeated, e.g. "
+            "--attacker +procmem,+file-write"
+        ),
     )
     parser.add_argument(
         "--exact",
@@ -110,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         return _usage(f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)})")
     try:
         specs = _specs(args)
+        attacker = parse_attacker(args.attacker)
     except ArgumentError as exc:
         return _usage(str(exc))
     props = [Property(p) for p in dict.fromkeys(args.property or [p.value for p in Property])]
@@ -130,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
             cache=not args.exact,
             include_fork=args.fork,
             progress=progress,
+            attacker=attacker,
         )
     refuted = 0
     if args.replay:
@@ -180,6 +195,7 @@ def _print(report: Report) -> None:
     out = console()
     scenario = report.scenario
     out.print(f"[bold]scenario[/] {scenario.name}: {scenario.description}")
+    out.print(f"[bold]attacker[/] {attacker_text(report.attacker)}")
     first = report.policies[0].before if report.policies else None
     if first is not None:
         out.print(Text(picture(first)))
@@ -203,6 +219,7 @@ def _print(report: Report) -> None:
             body = [
                 Text(c.violation.summary(), style="bold"),
                 Text("\n".join(c.violation.details)),
+                Text(f"to stop it: {c.needed()}", style="italic"),
                 Text(""),
                 Text(c.attack_text().rstrip(), style="cyan"),
                 Text(""),
