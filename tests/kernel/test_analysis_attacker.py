@@ -60,3 +60,25 @@ def test_file_write_reaches_a_sealed_private_mappings_uncopied_page(
     assert cell["replay"]["status"] == "confirmed", cell["replay"]
     assert "p9: F -> z" in cell["replay"]["detail"]
     assert "[9,11) r-xp,sl file:f2@0 zF" in cell["replay"]["after"]
+
+
+@pytest.mark.skipif(not ALWAYS, reason="pwrite_mem runs only under proc_mem.force_override=always")
+def test_every_linux_row_of_what_no_seal_covers_is_confirmed() -> None:
+    # docs/debate.md "What no seal covers", row `linux`: every attack there
+    # (and the syscalls ones of the same length) replayed on this kernel.
+    from sealkit.analysis import DEFAULT_SCENARIO, Property, analyze, parse_policy
+    from sealkit.analysis.alphabet import parse_attacker
+    from sealkit.analysis.replay import replay_counterexample
+
+    spec = parse_policy("linux")
+    report = analyze(
+        [spec], [Property.CONTENT], 1, workers=1,
+        attacker=parse_attacker(["+procmem,+ptrace,+file-write"]),
+    )  # fmt: skip
+    verdict = report.policies[0].verdicts[Property.CONTENT]
+    found = [c for c in (verdict.counterexample, *verdict.others) if c is not None]
+    names = {c.attack[-1].op.NAME for c in found}
+    assert {"pwrite_mem", "poke", "file_pwrite", "punch", "ftruncate"} <= names
+    for c in found:
+        outcome = replay_counterexample(c, DEFAULT_SCENARIO, spec)
+        assert outcome.status == "confirmed", (c.attack_text(), outcome.detail)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sealkit.analysis import (
+    DEBATE_POLICIES,
     DEFAULT_SCENARIO,
     Property,
     analyze,
@@ -77,3 +78,16 @@ def test_table_broken_cells_match_the_traces() -> None:
         for prop, cell in zip(props, cells, strict=True):
             if f"trace:{policy}:{prop}" not in BLOCKS:
                 assert cell.startswith(f"holds to depth {debate.DOC_DEPTH} ("), (policy, prop, cell)
+
+
+def test_what_no_seal_covers_matches_the_analyzer() -> None:
+    # The "What no seal covers" section: every design, every attacker
+    # capability, content integrity at depth 1; and the command it names.
+    assert "nocover" in BLOCKS
+    fresh = debate.render_nocover(debate.nocover_report(workers=1))
+    assert fresh == BLOCKS["nocover"]
+    assert debate.NOCOVER_COMMAND in DOC.read_text()
+    rows = [line for line in BLOCKS["nocover"].splitlines() if line.startswith("| `")]
+    assert len(rows) == len(DEBATE_POLICIES)
+    for row in rows:
+        assert "`pwrite_mem " in row and "`poke " in row and "`file_pwrite f2 " in row, row
