@@ -221,3 +221,14 @@ def test_cli_shows_what_would_stop_it(
     assert cell["attack"].startswith("pwrite_mem ")
     assert cell["needed"] == NO_SEAL["pwrite_mem"]
     assert out["policies"][0]["alphabet"]["file_pwrite"] > 0
+
+
+def test_cli_says_when_holds_is_not_exact_with_file_write(
+    sealkit_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    args = ("analyze", "--policy", "none", "--property", "mapping", "--attacker", "+file-write")
+    deep = sealkit_cli(*args, "--depth", "2", "--json")
+    assert deep.returncode == 0, deep.stderr
+    assert "'holds' is exact only with --exact" in deep.stderr
+    shallow = sealkit_cli(*args, "--depth", "1", "--json")
+    assert shallow.returncode == 0 and shallow.stderr == ""

@@ -127,6 +127,12 @@ def run(args: argparse.Namespace) -> int:
     except ArgumentError as exc:
         return _usage(str(exc))
     props = [Property(p) for p in dict.fromkeys(args.property or [p.value for p in Property])]
+    if "file-write" in attacker and args.depth >= 2 and not args.exact:
+        print(
+            "sealkit analyze: note: with +file-write past depth 1 the search's cache does not see "
+            "file data no mapping shows; findings are re-checked, 'holds' is exact only with --exact",
+            file=sys.stderr,
+        )
     err = PipeConsole(stderr=True)
     show = err.is_terminal and not args.json
     with err.status("analyzing", spinner="dots") if show else _Null() as status:
