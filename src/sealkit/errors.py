@@ -18,7 +18,11 @@ from disposable workers) and says *when* it is raised::
     ├── StateError (RuntimeError)         the object cannot do that in its current state
     │                                     (closed, or sealed: sealed memory lives until exit)
     ├── ProcessGoneError (ProcessLookupError)
-    │                                     the process exited while sealkit was reading it
+    │   │                                 the process exited while sealkit was reading it
+    │   └── ProcessChangedError           it replaced its program (exec) while being read,
+    │                                     each time sealkit tried: nothing consistent was read
+    ├── CutShortError (TimeoutError)      reading a process stopped at a limit (a time budget,
+    │                                     a size bound) before the end: nothing is known
     ├── AccessDeniedError (PermissionError)
     │                                     /proc/PID of another user's process is not readable
     └── ParseError (ValueError)           malformed /proc text, trace text or file; carries line
@@ -40,10 +44,12 @@ __all__ = [
     "AccessDeniedError",
     "ArgumentError",
     "ArgumentTypeError",
+    "CutShortError",
     "InvalidArgumentError",
     "KernelError",
     "NotSupportedError",
     "ParseError",
+    "ProcessChangedError",
     "ProcessGoneError",
     "SealedError",
     "SealingDeniedError",
@@ -166,6 +172,32 @@ class ProcessGoneError(SealkitError, ProcessLookupError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ProcessChangedError(ProcessGoneError):
+    """The process replaced its program (``execve``) while its address
+    space was being read, on every try: what was read belongs to no one
+    program, so it is not reported. ``pid`` is the process id.
+    """
+
+    def __init__(self, pid: int | str, message: str = "") -> None:
+        super().__init__(pid, message or f"process {pid} replaced its program while being read")
+
+
+class CutShortError(SealkitError, TimeoutError):
+    """Reading a process stopped at a limit before the end: a time budget
+    ran out, the kernel did not answer in time, or the text grew past a
+    size bound. Nothing is known about what was not read (never "not
+    sealed"). ``pid`` is the process id, ``reason`` the limit in words.
+    """
+
+    def __init__(self, pid: int | str, reason: str) -> None:
+        super().__init__(pid, reason)
+        self.pid = pid
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"process {self.pid}: cut short ({self.reason})"
 
 
 class AccessDeniedError(SealkitError, PermissionError):

@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 TOP_LEVEL: dict[str, str] = {
     **dict.fromkeys(
         (
-            "AccessDeniedError", "ArgumentError", "ArgumentTypeError", "InvalidArgumentError",
-            "KernelError", "NotSupportedError", "ParseError", "ProcessGoneError", "SealedError",
-            "SealingDeniedError", "SealkitError", "StateError", "UnmappedError",
-            "UnsafeTargetError",
+            "AccessDeniedError", "ArgumentError", "ArgumentTypeError", "CutShortError",
+            "InvalidArgumentError", "KernelError", "NotSupportedError", "ParseError",
+            "ProcessChangedError", "ProcessGoneError", "SealedError", "SealingDeniedError",
+            "SealkitError", "StateError", "UnmappedError", "UnsafeTargetError",
         ),
         "sealkit.errors",
     ),
@@ -56,10 +56,11 @@ VALUES: dict[str, object] = {"PAGE_SIZE": 4096, "__version__": "0.1.0"}
 # The modules whose whole __all__ is a contract (CONTRIBUTING.md, "Contracts").
 CONTRACTS: dict[str, list[str]] = {
     "sealkit.errors": [
-        "AccessDeniedError", "ArgumentError", "ArgumentTypeError", "InvalidArgumentError",
-        "KernelError", "NotSupportedError", "ParseError", "ProcessGoneError",
-        "SEAL_ENFORCED_CALLS", "SealedError", "SealingDeniedError", "SealkitError", "StateError",
-        "UnmappedError", "UnsafeTargetError", "kernel_error",
+        "AccessDeniedError", "ArgumentError", "ArgumentTypeError", "CutShortError",
+        "InvalidArgumentError", "KernelError", "NotSupportedError", "ParseError",
+        "ProcessChangedError", "ProcessGoneError", "SEAL_ENFORCED_CALLS", "SealedError",
+        "SealingDeniedError", "SealkitError", "StateError", "UnmappedError", "UnsafeTargetError",
+        "kernel_error",
     ],
     "sealkit.flags": [
         "MADV_DISCARD", "Madv", "MapFlag", "MclFlag", "MremapFlag", "MsFlag", "PAGE_SIZE", "Prot",

@@ -302,6 +302,9 @@ PURE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]
         (st.one_of(junk, st.text(max_size=8)), path, path),
     ),
     "resolve_pid": (procfs.resolve_pid, (pid,)),
+    "parse_mountinfo_line": (procfs.parse_mountinfo_line, (st.text(max_size=80),)),
+    "proc_mount_options": (procfs.proc_mount_options, (path, path)),
+    "pid_namespace_inode": (procfs.pid_namespace_inode, (path,)),
     "scan_smaps": (
         procfs.scan_smaps,
         (st.one_of(junk, st.binary(max_size=80), st.text(max_size=80)), st.one_of(st.none(), junk)),

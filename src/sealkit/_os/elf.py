@@ -22,6 +22,7 @@ from .files import NotRegularFile, open_regular
 
 __all__ = [
     "ELF_MAGIC",
+    "MAX_PHDR_TABLE",
     "NOT_REGULAR",
     "PT_GNU_RELRO",
     "PT_LOAD",
@@ -91,6 +92,12 @@ class LoadLayout(NamedTuple):
         return cls(elfclass, little, e_type, segments, loads, relro)
 
 
+MAX_PHDR_TABLE: Final = 1 << 16
+"""Most bytes of program headers :func:`load_layout` reads: what the kernel
+reads at most to exec a file (fs/binfmt_elf.c ``load_elf_phdrs``: 64 KiB,
+and no more than a page). A header may claim 65,535 entries of 65,535
+bytes, 4 GiB, in a sparse file that costs nothing to make."""
+
 _EHDR: Final = {32: "16xHHIIIIIHHHHHH", 64: "16xHHIQQQIHHHHHH"}
 _PHDR: Final = {32: "IIIIIIII", 64: "IIQQQQQQ"}
 
@@ -151,6 +158,12 @@ def load_layout(path: str, dir_fd: int | None = None, inode: int | None = None) 
         if phnum and phentsize < phdr.size:
             raise ParseError(f"program header entries of {phentsize} bytes", None, path)
         table = phentsize * phnum
+        if table > MAX_PHDR_TABLE:
+            raise ParseError(
+                f"{table} bytes of program headers (the kernel reads at most {MAX_PHDR_TABLE})",
+                None,
+                path,
+            )
         if phoff + table > st.st_size:  # also keeps pread's offset in range
             raise ParseError("truncated program headers", None, path)
         blob = head[phoff : phoff + table] if phoff + table <= len(head) else b""
