@@ -268,6 +268,8 @@ class AddressSpace:
                 obj = self.object_key(v.file)
             data: list[str | None] = [None] * n
             for a, b, k in v.priv:
+                if b <= off or a >= off + n:
+                    continue
                 lazy = content.is_lazy(k)
                 kind = content.unlazy(k) if lazy else k
                 for o in range(max(a, off), min(b, off + n)):
