@@ -130,7 +130,7 @@ from typing import Any, Final, TypeAlias
 from ..flags import Madv, MapFlag, Prot
 from ..layout import Layout
 from ..ops import Brk, Madvise, Mmap, Mremap, Op, ProcessMadvise
-from .alphabet import EFFECTS, Alphabet
+from .alphabet import EFFECTS, HINT_FLAGS, Alphabet
 from .properties import Page, PageFact, PermissionPromise, Property, check, page_facts
 from .space import Space
 
@@ -400,6 +400,7 @@ class _Engine:
         }
         self.nslots = self.brk_slot + 1 + len(self.file_slots)
         self.all_slots = (1 << self.nslots) - 1
+        self.resources = self.all_slots & ~((1 << self.brk_slot) - 1)
         self.zone_of_slot = [z for z, _ in self.pages]
 
         # Names of the start state's objects (kept by every renaming).
@@ -641,20 +642,19 @@ class _Engine:
         return (views, space.backing_view()) if res else views
 
     def judge_blind(
-        self, space: Space, slots: int, props: frozenset[Property]
+        self, views: tuple[Any, ...], slots: int, props: frozenset[Property]
     ) -> frozenset[Property]:
         """Mapping and permission integrity on the protected pages among
-        ``slots``, from the model's VMA view (what a layout shows but data)."""
+        ``slots``, from the model's VMA views of them (:meth:`raw`: what a
+        layout shows but data)."""
         p = self.problem
         wanted = slots & self.protected_mask
-        if not wanted:
-            return _NOTHING
         pages = frozenset(self.pages[j] for j in _bits(wanted))
         after: dict[Page, PageFact] = {}
         spans, _ = self.spans_of(wanted)
         roots = self.root_lnames
-        for zone, lo, hi in spans:
-            for start, end, attrs, _, _, lname, _ in space.vma_view(zone, lo, hi):
+        for (zone, lo, hi), view in zip(spans, views, strict=True):
+            for start, end, attrs, _, _, lname, _ in view:
                 flags, _, opened, pgoff, _ = attrs
                 if opened is None:
                     backing = "anon"
@@ -923,9 +923,13 @@ class _View:
         self._deps[fp] = out
         return out
 
-    def view(self, mask: int, blind: bool = False) -> tuple[tuple[Entry, ...], dict[str, str]]:
+    def view(
+        self, mask: int, blind: bool = False, hints: bool = True
+    ) -> tuple[tuple[Entry, ...], dict[str, str]]:
         """The entries of ``mask`` with new objects renamed by first appearance
-        (``~0``, ``~1``...); returns the view and the renaming (global -> local)."""
+        (``~0``, ``~1``...), without page data when ``blind``, without the
+        madvise hint flags unless ``hints``; returns the view and the
+        renaming (global -> local)."""
         vec = self.vec
         out: list[Entry] = []
         local: dict[str, str] = {}
@@ -940,6 +944,8 @@ class _View:
             e = vec[j]
             if type(e) is tuple and len(e) == _FIELDS:
                 e = _renamed(e, rename)
+                if not hints and e[_FLAGS] & HINT_FLAGS:
+                    e = (e[_START], e[_FLAGS] & ~HINT_FLAGS, *e[_SEAL:])
                 if blind:
                     e = e[:_BLIND]
             out.append(e)
@@ -1087,7 +1093,7 @@ class _Expansion:
         named = engine.named[g]
         if not named & self.node.delta:
             return None, engine.root_refusals[g]
-        view, _ = self.fp.view(named)
+        view, _ = self.fp.view(named, hints=False)
         key = (g, named, view)
         return key, engine.refusals.get(key, {})
 
@@ -1372,6 +1378,8 @@ class _Expansion:
         space = self.space()
         todo = set(wanted)
         fp = self.fp.footprint(g)
+        guarded = win & engine.protected_mask
+        compared = guarded if blind else guarded | engine.resources
         from_entries = blind and engine.entry_judging
         results: list[frozenset[Property]] = []
         for i in members:
@@ -1388,10 +1396,15 @@ class _Expansion:
                 if learned[i]:
                     results.append(_NOTHING)
                     continue
-            if from_entries:
-                results.append(engine.judge_blind(twin, win, self.open))
+            # Protected pages of the window as they were (with the objects
+            # they may show, when data is judged): nothing broken.
+            views = engine.raw(twin, compared)
+            if views == self.raw_here(compared):
+                results.append(_NOTHING)
+            elif from_entries:
+                results.append(engine.judge_blind(views, guarded, self.open))
             else:
-                results.append(engine.judge_pages(twin, win, self.open))
+                results.append(engine.judge_pages(twin, guarded, self.open))
         if learned:
             self.learn(g, rkey, learned)
         found = tuple(results)
