@@ -9,7 +9,7 @@ Measured in the same run, on the same generated traces (seed fixed):
 * ``kernel``: the kernel side alone: the same traces in the kernel executor,
   a snapshot after every call (PROCMAP_QUERY, seal probe, /proc/self/mem) and
   VmFlags from smaps at each trace's end;
-* ``fuzz``: the differential fuzzer (``sealkit.fuzz.campaign``): both sides,
+* ``fuzz``: the differential fuzzer (``sealkit.fidelity.fuzz.campaign``): both sides,
   pipelined, every call compared; once with one kernel worker and once with
   two (the machine has two cores).
 
@@ -36,9 +36,9 @@ sys.path.insert(
     0, os.environ.get("SEALKIT_SRC") or str(Path(__file__).resolve().parent.parent / "src")
 )
 
-from sealkit.differential import make_space
-from sealkit.executor import KernelExecutor, Window
-from sealkit.fuzz import RandomChooser, campaign, gen_trace
+from sealkit.fidelity.executor import KernelExecutor
+from sealkit.fidelity.fuzz import RandomChooser, campaign, gen_trace
+from sealkit.fidelity.target import ModelTarget, Window
 
 
 def _traces(calls: int, seed: int) -> tuple[list, float]:
@@ -46,6 +46,7 @@ def _traces(calls: int, seed: int) -> tuple[list, float]:
     rng = random.Random(seed)
     chooser = RandomChooser(rng)
     win = Window()
+    model = ModelTarget("linux", win)
     out = []
     made = 0
     started = time.perf_counter()
@@ -53,9 +54,7 @@ def _traces(calls: int, seed: int) -> tuple[list, float]:
         length = 60 + rng.randrange(141)  # campaign()'s default trace_length (60, 200)
         heap = rng.random() < 0.15
         forks = 1 if rng.random() < 0.08 else 0
-        mt = gen_trace(
-            chooser, win, min(length, calls - made), make_space("linux"), heap=heap, forks=forks
-        )
+        mt = gen_trace(chooser, win, min(length, calls - made), model, heap=heap, forks=forks)
         made += len(mt.ops)
         out.append(mt.ops)
     return out, time.perf_counter() - started

@@ -4,7 +4,7 @@ Each iteration maps one fresh private anonymous page and seals it:
 
 * ``C``: ``mmap`` + ``syscall(462, p, 4096, 0)``, built with ``gcc -O2`` in
   a temporary directory at benchmark time;
-* ``sealkit raw``: ``_syscalls.mmap`` + ``_syscalls.mseal``;
+* ``sealkit raw``: ``sealkit._os.syscalls.mmap`` + ``mseal``;
 * ``sealkit Pages``: ``Pages(4096).seal()``, the safe API users call.
 
 Every loop runs in a fresh child process (seals last until exit). Fresh
@@ -68,9 +68,10 @@ int main(int argc, char **argv) {
 
 def _python_loop(kind: str, n: int) -> tuple[float, int]:
     """Run in a forked child: ns per iteration and the final VMA count."""
-    from sealkit import Pages, _syscalls
+    from sealkit import Pages
+    from sealkit._os import syscalls
 
-    mmap, mseal = _syscalls.mmap, _syscalls.mseal
+    mmap, mseal = syscalls.mmap, syscalls.mseal
     start = time.perf_counter_ns()
     if kind == "raw":
         for _ in range(n):
@@ -148,7 +149,7 @@ def main(argv: list[str]) -> int:
     print(f"mseal of a fresh one-page mapping, {n} per child, {rounds} rounds (median ns/iter)")
     print(f"  C (gcc -O2, mmap + syscall(462)):     {c:8.0f} ns")
     for kind, label in (
-        ("raw", "sealkit raw (_syscalls.mmap + mseal)"),
+        ("raw", "sealkit raw (syscalls.mmap + mseal)"),
         ("pages", "sealkit Pages(4096).seal()"),
     ):
         med = statistics.median(results[kind])
@@ -159,10 +160,12 @@ def main(argv: list[str]) -> int:
         f"{statistics.median(results['noop']):.0f} ns through sealkit: "
         f"{floor:.0f} ns of Python-side cost per call, x2 calls per iteration"
     )
-    from sealkit import _syscalls
+    from sealkit._os import syscalls
 
     path = (
-        "C extension sealkit._fastsys" if _syscalls.FAST_PATH else "ctypes fallback (no _fastsys)"
+        "C extension sealkit._os._fastsys"
+        if syscalls.FAST_PATH
+        else "ctypes fallback (no _fastsys)"
     )
     print(f"  syscall path: {path}")
     print(f"  most VMAs in a child: {most_vmas} (vm.max_map_count {max_map})")

@@ -40,11 +40,11 @@ SRC = str(Path(__file__).resolve().parent.parent / "src")
 
 def _mseal_status() -> str | None:
     """``None`` when mseal works, else why not."""
-    from sealkit import _syscalls
+    from sealkit._os import syscalls
     from sealkit.errors import KernelError
 
     try:
-        _syscalls.mseal(0, 0, 0)
+        syscalls.mseal(0, 0, 0)
     except KernelError as exc:
         return f"this kernel lacks mseal(2): mseal(0, 0, 0) failed with {exc}"
     return None

@@ -28,50 +28,41 @@ from .errors import (
 )
 from .flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
 
-# --- hardening (issue 6) and memory, the safe sealing API (issue 2) ---
+# --- the sealing faces (sealkit.sealing) and the mseal probe (sealkit._os.support) ---
 # Loaded on first use (PEP 562 module __getattr__): they load ctypes, libc and
 # the hardening planner, which cost more start-up time than a whole host
 # `sealkit audit` spends in Python; `import sealkit` and each `sealkit`
 # command pay only for what they use.
 _LAZY: dict[str, str] = {
-    "HardenReport": "hardening",
-    "harden": "hardening",
-    **dict.fromkeys(
-        (
-            "CodePages", "Pages", "PageState", "SealedFile", "SealedMmap", "Support", "freeze",
-            "is_sealed", "map_file", "seal", "seal_mmap", "sealed_ranges", "support",
-        ),
-        "memory",
-    ),
-}  # fmt: skip
+    "CodePages": "sealing.code",
+    "HardenReport": "sealing.hardening",
+    "PageState": "sealing.pages",
+    "Pages": "sealing.pages",
+    "SealedFile": "sealing.files",
+    "SealedMmap": "sealing.mmaps",
+    "Support": "_os.support",
+    "freeze": "sealing.pages",
+    "harden": "sealing.hardening",
+    "is_sealed": "sealing.questions",
+    "map_file": "sealing.files",
+    "seal": "sealing.entry",
+    "seal_mmap": "sealing.mmaps",
+    "sealed_ranges": "sealing.questions",
+    "support": "_os.support",
+}
 
 if TYPE_CHECKING:
-    from .hardening import HardenReport, harden
-    from .memory import (
-        CodePages,
-        Pages,
-        PageState,
-        SealedFile,
-        SealedMmap,
-        Support,
-        freeze,
-        is_sealed,
-        map_file,
-        seal,
-        seal_mmap,
-        sealed_ranges,
-        support,
-    )
-
-
-# Submodules an eager `import sealkit` used to load, still reachable as
-# attributes (`sealkit.hardening.hook_reports()` after `import sealkit`).
-_SUBMODULES: frozenset[str] = frozenset({"hardening", "memory", "procfs", "_syscalls"})
+    from ._os.support import Support, support
+    from .sealing.code import CodePages
+    from .sealing.entry import seal
+    from .sealing.files import SealedFile, map_file
+    from .sealing.hardening import HardenReport, harden
+    from .sealing.mmaps import SealedMmap, seal_mmap
+    from .sealing.pages import Pages, PageState, freeze
+    from .sealing.questions import is_sealed, sealed_ranges
 
 
 def __getattr__(name: str) -> object:
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)  # sets the attribute
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

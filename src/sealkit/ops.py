@@ -1,7 +1,7 @@
 """The op language: one frozen value per memory-management call.
 
 Pure data: no I/O. The same ``Op`` objects run on the model
-(:mod:`sealkit.model`) and on the real kernel (:mod:`sealkit.executor`), and a
+(:mod:`sealkit.model`) and on the real kernel (:mod:`sealkit.fidelity.executor`), and a
 trace recorded on one side replays on the other.
 
 Addresses
@@ -592,7 +592,7 @@ def _number(text: str) -> int:
 def _fit(value: int, text: str) -> int:
     """``value`` if a system call can receive it (a 64-bit register, negatives
     in two's complement), else refused: the kernel executor could not pass it
-    and the model would act on a value no kernel sees (_syscalls._u64 draws
+    and the model would act on a value no kernel sees (_os.syscalls._u64 draws
     the same line)."""
     if not ARG_MIN <= value <= MASK64:
         raise _Bad(f"{_quote(text)} does not fit in 64 bits")

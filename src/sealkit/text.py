@@ -1,4 +1,4 @@
-"""Text from the system, made safe to show.
+"""Text for people: text from the system made safe to show, and sizes.
 
 Command names, mapped file paths and file names are chosen by whoever
 created them: any process can name itself ``"\\x1b]0;owned\\x07"`` or map a
@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["printable"]
+__all__ = ["human_size", "printable"]
 
 # C0 and C1 controls and DEL; lone surrogates (undecodable bytes); line and
 # paragraph separators; bidirectional overrides and isolates, which reorder
@@ -44,3 +44,13 @@ def printable(text: str, keep: str = "") -> str:
     if not keep:
         return _UNSAFE.sub(_escape, text)
     return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
+
+
+def human_size(size: int) -> str:
+    """``4096`` -> ``"4.0 KiB"``: sizes for people (tables, pictures)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if value < 1024 or unit == "EiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover - the loop always returns

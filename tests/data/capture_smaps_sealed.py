@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from sealkit import _syscalls
+from sealkit._os import syscalls
 from sealkit.flags import MapFlag, Prot
 
 OUT = Path(__file__).with_name("smaps_sealed.txt")
@@ -24,13 +24,13 @@ PAGE = 4096
 def child() -> str:
     rw, anon = int(Prot.READ | Prot.WRITE), int(MapFlag.PRIVATE | MapFlag.ANONYMOUS)
     # Reserve 16 pages so nothing else lands in the window, then replace them.
-    base = _syscalls.mmap(0, 16 * PAGE, 0, anon | int(MapFlag.NORESERVE))
-    _syscalls.mmap(base, 8 * PAGE, rw, anon | int(MapFlag.FIXED))
-    _syscalls.mseal(base + 2 * PAGE, 2 * PAGE)
+    base = syscalls.mmap(0, 16 * PAGE, 0, anon | int(MapFlag.NORESERVE))
+    syscalls.mmap(base, 8 * PAGE, rw, anon | int(MapFlag.FIXED))
+    syscalls.mseal(base + 2 * PAGE, 2 * PAGE)
     ro = base + 10 * PAGE
-    _syscalls.mmap(ro, PAGE, rw, anon | int(MapFlag.FIXED))
-    _syscalls.mprotect(ro, PAGE, int(Prot.READ))
-    _syscalls.mseal(ro, PAGE)
+    syscalls.mmap(ro, PAGE, rw, anon | int(MapFlag.FIXED))
+    syscalls.mprotect(ro, PAGE, int(Prot.READ))
+    syscalls.mseal(ro, PAGE)
     text = Path("/proc/self/smaps").read_text()
     return f"{base:x}\n{text}"
 

@@ -12,7 +12,7 @@ import os
 import sys
 
 import sealkit
-from sealkit import procfs
+from sealkit._os import procfs
 
 MODE = sys.argv[1]
 BEFORE = set(sys.modules)
@@ -308,7 +308,9 @@ unsealed = {
     name: sorted({v.perms for v in smaps if v.path == path and not v.sealed})
     for name, path in later.items()
 }
-hook_sweeps = len(sealkit.hardening.hook_reports())
+from sealkit.sealing.hardening import hook_reports  # noqa: E402
+
+hook_sweeps = len(hook_reports())
 print(
     json.dumps(
         {

@@ -30,14 +30,16 @@ from typing import Any
 import jsonschema
 import pytest
 
-from sealkit import audit, elf
+import sealkit
+from sealkit._os import elf as elf_file
+from sealkit._os.procfs import ProcessDir
 from sealkit.cli.main import main as cli_main
-from sealkit.procfs import ProcessDir
+from sealkit.host import audit
 from tests.conftest import python_env, run_in_child
 
 pytestmark = pytest.mark.kernel
 
-DATA = Path(audit.__file__).parent / "data"
+DATA = Path(sealkit.__file__).parent / "data"
 AUDIT_SCHEMA = json.loads((DATA / "audit.schema.json").read_text())
 MAPS_SCHEMA = json.loads((DATA / "maps.schema.json").read_text())
 PAGE = 4096
@@ -66,12 +68,12 @@ sys.stdin.read()
 # extension module, the vDSO and the main stack: a real ELF layout.
 ELF_SEALER = r"""
 import json, sys, _json
-from sealkit import _syscalls, procfs
+from sealkit._os import procfs, syscalls
 open("/proc/self/comm", "w").write("sk-elfseal")
 done = []
 for v in procfs.read_smaps():
     if v.path == _json.__file__ or v.path in ("[vdso]", "[stack]"):
-        _syscalls.mseal(v.start, v.size)
+        syscalls.mseal(v.start, v.size)
         done.append([v.start, v.end, v.perms, v.offset, v.path])
 print(json.dumps(done), flush=True)
 sys.stdin.read()
@@ -170,7 +172,7 @@ def test_audit_reports_exactly_the_sealed_ranges(
     }
     assert (proc["sealed_mappings"], proc["sealed_bytes"]) == (2, 3 * PAGE)
     # Nothing else: the mapping count is every VMA of the child.
-    from sealkit.procfs import read_smaps
+    from sealkit._os.procfs import read_smaps
 
     vmas = read_smaps(pid)
     assert proc["mappings"] == len(vmas)
@@ -204,7 +206,7 @@ def test_maps_reports_exactly_the_sealed_ranges(sealer: tuple[int, dict[str, lis
 
 def _groups(regions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Adjacent regions with the same path, perms, kind and seal, merged
-    (independently of sealkit.mapsvg)."""
+    (independently of sealkit.host.mapsvg)."""
     groups: list[dict[str, Any]] = []
     for r in regions:
         key = (r["path"], r["perms"], r["kind"], r["sealed"])
@@ -273,8 +275,8 @@ def test_maps_svg_renders_to_png(tmp_path: Path) -> None:
 
 
 def test_svg_escapes_names(tmp_path: Path) -> None:
-    from sealkit.mapsvg import render_svg
-    from sealkit.procfs import Vma
+    from sealkit._os.procfs import Vma
+    from sealkit.host.mapsvg import render_svg
 
     odd = '/tmp/<a & "b">.so'
     regions = (
@@ -303,7 +305,7 @@ def test_classification_of_a_sealed_elf_object() -> None:
     assert sorted(got) == sorted((a, b) for a, b, *_ in done)
     so = [d for d in done if d[4].endswith(".so")]
     so_path = so[0][4]
-    layout = elf.load_layout(so_path)
+    layout = elf_file.load_layout(so_path)
     assert layout.relro is not None
     base = so[0][0] - layout.loads[0].vaddr // PAGE * PAGE
     relro = ((base + layout.relro.vaddr) // PAGE * PAGE,

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from sealkit.environment import REQUIREMENTS, EnvironmentReport, check_environment, unmet
+from sealkit._os.procfs import read_smaps
 from sealkit.errors import ArgumentError, ArgumentTypeError
-from sealkit.procfs import read_smaps
+from sealkit.host.environment import REQUIREMENTS, EnvironmentReport, check_environment, unmet
 
 pytestmark = pytest.mark.kernel
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sealkit.conformance import Check, load_scenarios, run_kernel
+from sealkit.fidelity.conformance import Check, load_scenarios, run_scenarios
 from sealkit.layout import Layout
 from sealkit.ops import Step
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.kernel
 
 def test_every_scenario_passes_on_this_kernel() -> None:
     scenarios = load_scenarios()
-    outcomes = run_kernel(scenarios)
+    outcomes = run_scenarios(scenarios, "kernel")
     assert len(outcomes) == len(scenarios)
     failures = [f"{o.scenario}: {o.diff}" for o in outcomes if not o.passed]
     assert failures == []
@@ -36,7 +36,7 @@ def test_a_wrong_expectation_fails_with_the_differing_line() -> None:
         "[0,2) rw-p anon ab\n[2,4) rw-p,dd anon cd\n[4,8) rw-p,sl anon efgh", "p", 0, 16
     )
     wrong_flag = replace(sc, checks=(Check(last.step, "p", flag),))
-    outcomes = run_kernel([no_split, wrong_result, wrong_flag])
+    outcomes = run_scenarios([no_split, wrong_result, wrong_flag], "kernel")
     assert [o.passed for o in outcomes] == [False, False, False]
     assert outcomes[0].diff.endswith("- [0,4) rw-p anon abcd\n+ [0,2) rw-p anon ab")
     assert outcomes[1].diff == "step 4 (munmap   p2 6p): expected 0, got EPERM"

@@ -11,20 +11,19 @@ from typing import Any
 
 import pytest
 
-from sealkit import _syscalls, procfs
+from sealkit._os import procfs, syscalls
 from sealkit.errors import UnsafeTargetError
-from sealkit.executor import (
+from sealkit.fidelity.executor import (
     MAX_WINDOWS,
     KernelExecutor,
     OutsideArenaError,
-    Window,
     WorkerDiedError,
-    _Runner,
-    _steps_bytes,
-    _Zygote,
     check_trace,
     raw_to_layout,
 )
+from sealkit.fidelity.executor.runner import Runner
+from sealkit.fidelity.executor.zygote import Zygote
+from sealkit.fidelity.target import Window, observed_steps
 from sealkit.flags import PAGE_SIZE as PS
 from sealkit.flags import Madv, MapFlag, Prot
 from sealkit.ops import MODEL_BASES, parse_trace
@@ -104,7 +103,7 @@ def test_far_ranges_run_and_cannot_hit_anything(kx: KernelExecutor, line: str, r
     assert run.layout(1).text() == "[0,4) rw-p anon 0000"
 
 
-def _wrap_reply(runner: _Runner) -> tuple[Any, ...]:
+def _wrap_reply(runner: Runner) -> tuple[Any, ...]:
     length = (1 << 64) - MODEL_BASES.arena - PS
     return _handle(runner, [f"madvise p2 {length:#x} dontneed"])
 
@@ -289,7 +288,7 @@ def test_clean_traces_reuse_one_window() -> None:
 
 def test_workers_and_runners_stay_on_one_cpu() -> None:
     # Per-CPU LRU batches make MADV_FREE + MADV_PAGEOUT depend on the CPU
-    # (executor._pin): the worker, its runners and their fork children
+    # (executor.zygote._pin): the worker, its runners and their fork children
     # never migrate.
     allowed = sorted(os.sched_getaffinity(0))
     steps = parse_trace("mmap p0 1p rw- private|anon|fixed = p0\n")
@@ -309,7 +308,10 @@ def test_a_worker_that_cannot_start_says_why(monkeypatch: pytest.MonkeyPatch) ->
     # A worker whose interpreter cannot even import sealkit.
     executor = KernelExecutor()
     monkeypatch.setenv("PYTHONPATH", "/nonexistent")
-    monkeypatch.setattr("sealkit.executor.__file__", "/nonexistent/sealkit/executor.py")
+    monkeypatch.setattr(
+        "sealkit.fidelity.executor.client.__file__",
+        "/nonexistent/sealkit/fidelity/executor/client.py",
+    )
     with pytest.raises(WorkerDiedError, match="failed to start"):
         executor.run(parse_trace("mmap p0 1p rw- private|anon|fixed\n"))
 
@@ -317,18 +319,18 @@ def test_a_worker_that_cannot_start_says_why(monkeypatch: pytest.MonkeyPatch) ->
 # ------------------------------------------- snapshots vs smaps, seal probe
 
 
-def _handle(runner: _Runner, lines: list[str], flags: str = "every") -> tuple[Any, ...]:
+def _handle(runner: Runner, lines: list[str], flags: str = "every") -> tuple[Any, ...]:
     ops = ops_of("\n".join(lines))
     n = len(ops)
-    msg = ("run", ops, Window(16, 8), _steps_bytes(n, "every", ops, ""),
-           _steps_bytes(n, flags, ops, ""), False)  # fmt: skip
+    msg = ("run", ops, Window(16, 8), observed_steps(n, "every", ops, ""),
+           observed_steps(n, flags, ops, ""), False)  # fmt: skip
     return runner.handle(msg)
 
 
-def _with_runner(fn: Callable[[_Runner], Any]) -> Any:
+def _with_runner(fn: Callable[[Runner], Any]) -> Any:
     """In a forked child (``in_child``): a runner in this very process, so the
     test can read its smaps; its seals vanish with the child."""
-    return fn(_Runner(_Zygote()))
+    return fn(Runner(Zygote()))
 
 
 STATE = [
@@ -350,7 +352,7 @@ STATE = [
 ]
 
 
-def _snapshot_and_smaps(runner: _Runner) -> tuple[str, list[tuple[Any, ...]], int]:
+def _snapshot_and_smaps(runner: Runner) -> tuple[str, list[tuple[Any, ...]], int]:
     reply = _handle(runner, STATE)
     assert reply[0] == "done", reply
     base = runner.bases.arena
@@ -409,14 +411,14 @@ def _overlapping(addr: int, length: int) -> list[procfs.Vma]:
     return [v for v in procfs.read_smaps("self") if v.end > addr and v.start < addr + length]
 
 
-def _probe_claim(_runner: _Runner) -> list[tuple[str, bool, bool, bool | str]]:
+def _probe_claim(_runner: Runner) -> list[tuple[str, bool, bool, bool | str]]:
     """For many VMA kinds: does mprotect(own prot) return EPERM iff sealed, and
     leave every smaps field of an unsealed VMA unchanged (no split either)?"""
     # The slots live in a PROT_NONE reservation that is never unmapped (used
     # slots are reset to PROT_NONE): a hole would let the process's own next
     # allocation (reading smaps allocates) land next to a slot and merge with
     # it, or under a later MAP_FIXED.
-    base = _syscalls.mmap(0, 65 * PS, 0, MapFlag.PRIVATE | MapFlag.ANONYMOUS) + PS
+    base = syscalls.mmap(0, 65 * PS, 0, MapFlag.PRIVATE | MapFlag.ANONYMOUS) + PS
     fd = os.memfd_create("probe")
     os.ftruncate(fd, 8 * PS)
     kinds: list[tuple[str, int, int, int, int, Callable[[int], None] | None]] = [
@@ -428,29 +430,29 @@ def _probe_claim(_runner: _Runner) -> list[tuple[str, bool, bool, bool | str]]:
         ("file shared r", 1, MapFlag.SHARED, fd, 0, None),
         ("shmem rw", 3, MapFlag.SHARED | MapFlag.ANONYMOUS, -1, 0, None),
         ("anon locked", 3, MapFlag.PRIVATE | MapFlag.ANONYMOUS, -1, 0,
-         lambda a: _syscalls.mlock(a, 4 * PS)),
+         lambda a: syscalls.mlock(a, 4 * PS)),
         ("anon growsdown", 3, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.GROWSDOWN, -1, 0,
          None),
         ("anon dontdump", 3, MapFlag.PRIVATE | MapFlag.ANONYMOUS, -1, 0,
-         lambda a: _syscalls.madvise(a, 4 * PS, Madv.DONTDUMP)),
+         lambda a: syscalls.madvise(a, 4 * PS, Madv.DONTDUMP)),
     ]  # fmt: skip
     out = []
     for i, (name, prot, flags, mfd, off, extra) in enumerate(kinds):
         addr = base + i * 6 * PS
         for sealed in (False, True):
-            _syscalls.mmap(addr, 4 * PS, prot, flags | MapFlag.FIXED, mfd, off)
-            _syscalls.mmap(
+            syscalls.mmap(addr, 4 * PS, prot, flags | MapFlag.FIXED, mfd, off)
+            syscalls.mmap(
                 addr + 4 * PS, PS, Prot.NONE, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED
             )
             if prot & Prot.WRITE:
-                _syscalls.process_vm_writev(os.getpid(), [(addr, PS)], b"z" * PS)
+                syscalls.process_vm_writev(os.getpid(), [(addr, PS)], b"z" * PS)
             if extra is not None:
                 extra(addr)
             if sealed:
-                _syscalls.mseal(addr, 4 * PS)
+                syscalls.mseal(addr, 4 * PS)
             before = _overlapping(addr, 5 * PS)
-            whole = _syscalls.errno_call("mprotect", addr, 4 * PS, prot)
-            part = _syscalls.errno_call("mprotect", addr + PS, PS, prot)  # a sub-range
+            whole = syscalls.errno_call("mprotect", addr, 4 * PS, prot)
+            part = syscalls.errno_call("mprotect", addr + PS, PS, prot)  # a sub-range
             after = _overlapping(addr, 5 * PS)
             b_state = [_vma_state(v) for v in before]
             a_state = [_vma_state(v) for v in after]
@@ -459,7 +461,7 @@ def _probe_claim(_runner: _Runner) -> list[tuple[str, bool, bool, bool | str]]:
             ok = whole == 0 and part == 0
             out.append((f"{name} {'sealed' if sealed else 'unsealed'}", sealed, eperm or ok, same))
             if not sealed:  # back to reserved; the sealed copy stays: the child exits
-                _syscalls.mmap(addr, 5 * PS, 0, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED)
+                syscalls.mmap(addr, 5 * PS, 0, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED)
     return out
 
 
@@ -475,14 +477,14 @@ def test_seal_probe_is_eperm_iff_sealed_and_has_no_side_effect(in_child: Any) ->
         assert eperm == sealed, name
 
 
-def _probe_answers(runner: _Runner) -> list[tuple[str, bool, bool]]:
+def _probe_answers(runner: Runner) -> list[tuple[str, bool, bool]]:
     base = runner._slot_base(0)
     out = []
     for i, prot in enumerate((0, 1, 3, 5, 7)):
         a = base + i * 2 * PS
-        _syscalls.mmap(a, PS, prot, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED)
-        _syscalls.mmap(a + PS, PS, prot, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED)
-        _syscalls.mseal(a + PS, PS)
+        syscalls.mmap(a, PS, prot, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED)
+        syscalls.mmap(a + PS, PS, prot, MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED)
+        syscalls.mseal(a + PS, PS)
         out.append((f"prot {prot} unsealed", False, runner._sealed(a, PS, prot)))
         out.append((f"prot {prot} sealed", True, runner._sealed(a + PS, PS, prot)))
     return out

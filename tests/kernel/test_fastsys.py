@@ -1,4 +1,4 @@
-"""The C fast path (sealkit._fastsys) and the ctypes fallback behave the same.
+"""The C fast path (sealkit._os._fastsys) and the ctypes fallback behave the same.
 
 CI installs sealkit with its extension built, so the fast path must be in
 use there; the fallback is what an install without a compiler gets.
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import sealkit._syscalls as sc
+import sealkit._os.syscalls as sc
 
 PROBE = r"""
-import json, sealkit._syscalls as sc
+import json, sealkit._os.syscalls as sc
 from sealkit.errors import KernelError, SealkitError
 out = {"fast": sc.FAST_PATH}
 def record(name, fn, *args):

@@ -34,7 +34,7 @@ PRELUDE = textwrap.dedent(
     """
     import ctypes, json, os, sys
     import sealkit
-    from sealkit import _syscalls as sc, procfs
+    from sealkit._os import procfs, syscalls as sc
     from sealkit.errors import SealedError
     from elftools.elf.elffile import ELFFile
 
@@ -275,9 +275,10 @@ def test_system_mappings_only_when_asked(python: RunPython) -> None:
         sealkit.harden("all")
         out = {"vdso sealed without system": sealed(vdso.start, vdso.end)}
         report = sealkit.harden(system=True)
+        from sealkit.sealing.hardening import SYSTEM_MAPPINGS
         out["system sealed"] = {o.path: bool(o.sealed) for o in report.objects if o.path.startswith("[")}
         out["smaps"] = {v.path: bool(v.sealed) for v in procfs.read_smaps()
-                        if v.path in sealkit.hardening.SYSTEM_MAPPINGS}
+                        if v.path in SYSTEM_MAPPINGS}
         out["unmap vdso"] = attempt(sc.munmap, vdso.start, vdso.end - vdso.start)
         out["move vdso"] = attempt(sc.mremap, vdso.start, vdso.end - vdso.start, vdso.end - vdso.start, 3, 0x10000000)
         t0 = time.clock_gettime(time.CLOCK_MONOTONIC)
@@ -301,7 +302,7 @@ warnings.simplefilter("error")
 sys.path.insert(0, sys.argv[2])
 if sys.argv[1] == "hooked":
     sealkit.harden(imports=True)
-from sealkit.hardening import hook_reports
+from sealkit.sealing.hardening import hook_reports
 out = {}
 assert "_bz2" not in sys.modules and "_lzma" not in sys.modules
 import _bz2
@@ -523,11 +524,11 @@ def test_fork_while_a_sweep_holds_the_lock(python: RunPython) -> None:
         python,
         """
         import signal, threading
-        from sealkit import hardening
+        from sealkit.sealing.hardening import hooks
         sealkit.harden(imports=True)
         held, release = threading.Event(), threading.Event()
         def holder():
-            with hardening._STATE.lock:
+            with hooks.STATE.lock:
                 held.set()
                 release.wait()
         t = threading.Thread(target=holder)
@@ -548,7 +549,7 @@ def test_fork_while_a_sweep_holds_the_lock(python: RunPython) -> None:
     assert result == {"child": 0}
 
 
-# The C fast path (sealkit._fastsys) and the ctypes fallback (no compiler at
+# The C fast path (sealkit._os._fastsys) and the ctypes fallback (no compiler at
 # install time), for the tests of the races both must survive.
 PATHS = pytest.mark.parametrize(
     "env", [None, {"SEALKIT_NO_FASTSYS": "1"}], ids=["fastsys", "ctypes"]
@@ -589,7 +590,7 @@ def test_a_range_that_changed_since_planned_is_not_sealed(
         out = {}
         threading.Thread(target=other).start()
         def prof(frame, event, arg):
-            if event == "call" and frame.f_code.co_name == "_apply":
+            if event == "call" and frame.f_code.co_name == "apply_plans":
                 go.set()
                 done.wait()
         sys.setprofile(prof)

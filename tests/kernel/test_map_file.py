@@ -28,10 +28,10 @@ from sealkit import (
     seal,
     sealed_ranges,
 )
-from sealkit import _syscalls as sc
+from sealkit._os import syscalls as sc
+from sealkit._os.procfs import read_maps, read_smaps
 from sealkit.errors import kernel_error
 from sealkit.flags import Madv, MapFlag, MremapFlag, Prot
-from sealkit.procfs import read_maps, read_smaps
 from tests.conftest import ChildDied
 
 pytestmark = pytest.mark.kernel

@@ -29,9 +29,11 @@ from sealkit import (
     sealed_ranges,
     support,
 )
-from sealkit import _syscalls as sc
+from sealkit._os import syscalls as sc
+from sealkit._os.procfs import read_smaps
+from sealkit._os.support import _explain
 from sealkit.errors import ArgumentError, ArgumentTypeError, SealedError
-from sealkit.procfs import read_smaps
+from sealkit.sealing._buffers import buffer_span
 
 pytestmark = pytest.mark.kernel
 
@@ -247,11 +249,11 @@ def _freeze(data: bytes) -> dict[str, object]:
     addr = ctypes.addressof(ctypes.c_char.from_buffer_copy(b"x"))  # unrelated heap, for contrast
     out["heap_sealed"] = is_sealed(addr, 1)
     try:
-        view_addr = sealkit.memory._buffer_span(view)[0]
+        view_addr = buffer_span(view)[0]
         sc.munmap(view_addr // PAGE * PAGE, PAGE)
     except SealedError:
         out["munmap"] = "SealedError"
-    vma = vma_at(sealkit.memory._buffer_span(view)[0]) if len(view) else None
+    vma = vma_at(buffer_span(view)[0]) if len(view) else None
     out["perms"] = vma[2] if vma else None
     return out
 
@@ -336,7 +338,7 @@ def _refusals() -> dict[str, object]:
         "bytearray": buffer,
         "array": array.array("B", bytes(PAGE)),
         "memoryview": memoryview(buffer),
-        "int": sealkit.memory._buffer_span(buffer)[0] // PAGE * PAGE,
+        "int": buffer_span(buffer)[0] // PAGE * PAGE,
         "str": "text",
         "None": None,
         "ctypes": ctypes.create_string_buffer(PAGE),
@@ -461,7 +463,7 @@ def test_support_probe() -> None:
 
 
 def test_support_explains_failures() -> None:
-    explain = sealkit.memory._explain
+    explain = _explain
     assert "6.10" in explain(errno.ENOSYS, "5.15.0", "x86_64", 0, 0)
     assert "no system call table" in explain(errno.ENOSYS, "6.12", "sparc64", 0, 0)
     eperm = explain(errno.EPERM, "6.12", "x86_64", 2, 1)

@@ -31,10 +31,10 @@ from typing import Any
 import pytest
 
 from sealkit import StateError, UnsafeTargetError, is_sealed, seal, seal_mmap, sealed_ranges
-from sealkit import _syscalls as sc
+from sealkit._os import syscalls as sc
+from sealkit._os.procfs import read_smaps
 from sealkit.flags import Prot
-from sealkit.memory import _buffer_span
-from sealkit.procfs import read_smaps
+from sealkit.sealing._buffers import buffer_span
 
 pytestmark = pytest.mark.kernel
 
@@ -56,15 +56,15 @@ def sealed_spans() -> list[tuple[int, int]]:
 
 HOLE_SCRIPT = r"""
 import mmap, os, sys, tempfile
-from sealkit import _syscalls
-from sealkit.memory import _buffer_span
+from sealkit._os import syscalls
+from sealkit.sealing._buffers import buffer_span
 PAGE = mmap.PAGESIZE
 fd, name = tempfile.mkstemp(); os.unlink(name)
 os.write(fd, b"F" * 2 * PAGE)
 m = mmap.mmap(fd, 2 * PAGE)                           # ACCESS_WRITE: resizable
-addr = _buffer_span(m)[0]
-_syscalls.mprotect(addr, 2 * PAGE, mmap.PROT_READ)   # r--s: looks like ACCESS_READ
-_syscalls.mseal(addr, 2 * PAGE)                       # what an unchecked seal does
+addr = buffer_span(m)[0]
+syscalls.mprotect(addr, 2 * PAGE, mmap.PROT_READ)   # r--s: looks like ACCESS_READ
+syscalls.mseal(addr, 2 * PAGE)                       # what an unchecked seal does
 try:
     m.resize(PAGE)
 except OSError as exc:
@@ -92,7 +92,7 @@ def _open_rw(data: bytes) -> int:
 
 def _mprotected_write(fd: int) -> mmap.mmap:
     m = mmap.mmap(fd, 2 * PAGE)
-    sc.mprotect(_buffer_span(m)[0], 2 * PAGE, int(Prot.READ))
+    sc.mprotect(buffer_span(m)[0], 2 * PAGE, int(Prot.READ))
     return m
 
 
@@ -123,7 +123,7 @@ FILE_MMAPS: dict[str, Callable[[int], mmap.mmap]] = {
 def _file_mmap_refused(kind: str) -> dict[str, object]:
     fd = _open_rw(b"F" * 2 * PAGE)
     m = FILE_MMAPS[kind](fd)
-    addr = _buffer_span(m)[0]
+    addr = buffer_span(m)[0]
     before = sealed_spans()
     out: dict[str, object] = {"refused": None}
     try:
@@ -265,8 +265,8 @@ def test_interpreter_exit_with_sealed_mmaps_is_silent(python: Callable[..., Any]
 def _merged_private() -> dict[str, object]:
     first = mmap.mmap(-1, PAGE, flags=mmap.MAP_PRIVATE)
     second = mmap.mmap(-1, PAGE, flags=mmap.MAP_PRIVATE)
-    a1 = _buffer_span(first)[0]
-    a2 = _buffer_span(second)[0]
+    a1 = buffer_span(first)[0]
+    a2 = buffer_span(second)[0]
     merged = vma_at(a2)
     seal_mmap(second)
     return {
@@ -286,7 +286,7 @@ def test_private_anonymous_mmap_merged_with_neighbour(in_child: Callable[..., An
 
 def _split_shared_mapping() -> dict[str, object]:
     m = mmap.mmap(-1, 2 * PAGE)
-    addr = _buffer_span(m)[0]
+    addr = buffer_span(m)[0]
     sc.mprotect(addr + PAGE, PAGE, int(Prot.READ))  # no longer one mapping
     before = sealed_spans()
     try:

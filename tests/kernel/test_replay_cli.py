@@ -14,7 +14,13 @@ from typing import Any
 import psutil
 import pytest
 
-from sealkit.executor import KernelExecutor, OutsideArenaError, Window, WorkerDiedError, check_trace
+from sealkit.fidelity.executor import (
+    KernelExecutor,
+    OutsideArenaError,
+    WorkerDiedError,
+    check_trace,
+)
+from sealkit.fidelity.target import Window
 from sealkit.ops import MODEL_BASES, Madvise, PkeyMprotect, ProcessMadvise, Prot
 
 from ..conftest import python_env

@@ -31,7 +31,7 @@ SHOW = textwrap.dedent(
     print(sys.argv, repr(sys.path[0]), __name__, __package__)
     print(sorted(k for k in globals() if k.startswith("__")), type(__loader__).__name__,
           repr(globals().get("__file__")), repr(globals().get("__cached__")), __spec__)
-    print(sys.modules["__main__"] is sys.modules[__name__], "sealkit.hardening" in sys.modules)
+    print(sys.modules["__main__"] is sys.modules[__name__], "sealkit.sealing.hardening" in sys.modules)
     atexit.register(print, "atexit ran")
     threading.Thread(target=lambda: (__import__("time").sleep(0.05), print("thread done"))).start()
     what = sys.argv[1] if len(sys.argv) > 1 else ""
@@ -169,7 +169,7 @@ def test_program_runs_hardened(sealkit_cli: RunSealkit, tmp_path: Path) -> None:
     check = textwrap.dedent(
         """
         import json, sys
-        from sealkit import procfs
+        from sealkit._os import procfs
         import _decimal  # imported after hardening (unlike _bz2: argparse loads it)
         def sealed(part, perms):
             vmas = [v for v in procfs.read_smaps() if part in v.path and v.perms == perms]

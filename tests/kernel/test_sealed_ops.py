@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sealkit import Pages, SealedError, is_sealed, sealed_ranges
-from sealkit import _syscalls as sc
+from sealkit._os import syscalls as sc
 from sealkit.flags import Madv, MapFlag, MremapFlag, Prot
 
 pytestmark = pytest.mark.kernel

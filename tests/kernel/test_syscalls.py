@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from sealkit import _syscalls
+from sealkit import is_sealed
+from sealkit._os import syscalls
 from sealkit.errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -20,7 +21,6 @@ from sealkit.errors import (
     UnmappedError,
 )
 from sealkit.flags import MapFlag, Prot
-from sealkit.memory import is_sealed
 
 pytestmark = pytest.mark.kernel
 
@@ -54,21 +54,21 @@ def errno_of(call: Callable[[], object]) -> tuple[int, KernelError]:
 def test_mseal_arguments_reach_the_kernel(
     addr: int, length: int, flags: int, expected: int
 ) -> None:
-    got, exc = errno_of(lambda: _syscalls.mseal(addr, length, flags))
+    got, exc = errno_of(lambda: syscalls.mseal(addr, length, flags))
     assert got == expected, exc
     assert exc.call == "mseal" and exc.addr == addr and exc.length == length
     assert isinstance(exc, InvalidArgumentError if expected == errno.EINVAL else UnmappedError)
 
 
 def test_mseal_length_zero_is_a_no_op_even_unmapped() -> None:
-    _syscalls.mseal(0, 0, 0)
-    _syscalls.mseal(PAGE, 0)  # aligned, unmapped, length 0: 0
+    syscalls.mseal(0, 0, 0)
+    syscalls.mseal(PAGE, 0)  # aligned, unmapped, length 0: 0
 
 
 def _seal_rounding() -> tuple[bool, bool, bool]:
-    base = _syscalls.mmap(0, 4 * PAGE, RW, ANON)
-    _syscalls.mseal(base, 1)  # 1 byte seals page 0
-    _syscalls.mseal(base + 2 * PAGE, PAGE + 1)  # page + 1 byte seals pages 2 and 3
+    base = syscalls.mmap(0, 4 * PAGE, RW, ANON)
+    syscalls.mseal(base, 1)  # 1 byte seals page 0
+    syscalls.mseal(base + 2 * PAGE, PAGE + 1)  # page + 1 byte seals pages 2 and 3
     return is_sealed(base, PAGE), is_sealed(base + PAGE, PAGE), is_sealed(base + 2 * PAGE, 2 * PAGE)
 
 
@@ -78,34 +78,34 @@ def test_mseal_rounds_length_up_to_pages(in_child: Callable[..., Any]) -> None:
 
 def test_values_beyond_64_bits_and_wrong_types_never_reach_the_kernel() -> None:
     with pytest.raises(ArgumentError):
-        _syscalls.mseal(1 << 64, PAGE)
+        syscalls.mseal(1 << 64, PAGE)
     with pytest.raises(ArgumentError):
-        _syscalls.munmap(-(1 << 63) - 1, PAGE)
+        syscalls.munmap(-(1 << 63) - 1, PAGE)
     for bad in ("0", 0.0, None, True, [0]):
         with pytest.raises(ArgumentTypeError):
-            _syscalls.mseal(bad, PAGE)  # type: ignore[arg-type]
+            syscalls.mseal(bad, PAGE)  # type: ignore[arg-type]
         with pytest.raises(ArgumentTypeError):
-            _syscalls.mprotect(0, bad, 0)  # type: ignore[arg-type]
+            syscalls.mprotect(0, bad, 0)  # type: ignore[arg-type]
 
 
 def test_other_calls_pass_through() -> None:
-    assert errno_of(lambda: _syscalls.munmap(PAGE + 1, PAGE))[0] == errno.EINVAL
-    assert errno_of(lambda: _syscalls.mprotect(PAGE, PAGE, 0))[0] == errno.ENOMEM
-    assert errno_of(lambda: _syscalls.madvise(PAGE + 7, PAGE, 4))[0] == errno.EINVAL
-    assert errno_of(lambda: _syscalls.mmap(0, 0, RW, ANON))[0] == errno.EINVAL
-    assert errno_of(lambda: _syscalls.mremap(PAGE + 1, PAGE, PAGE))[0] == errno.EINVAL
-    addr = _syscalls.mmap(0, PAGE, RW, ANON)
+    assert errno_of(lambda: syscalls.munmap(PAGE + 1, PAGE))[0] == errno.EINVAL
+    assert errno_of(lambda: syscalls.mprotect(PAGE, PAGE, 0))[0] == errno.ENOMEM
+    assert errno_of(lambda: syscalls.madvise(PAGE + 7, PAGE, 4))[0] == errno.EINVAL
+    assert errno_of(lambda: syscalls.mmap(0, 0, RW, ANON))[0] == errno.EINVAL
+    assert errno_of(lambda: syscalls.mremap(PAGE + 1, PAGE, PAGE))[0] == errno.EINVAL
+    addr = syscalls.mmap(0, PAGE, RW, ANON)
     assert addr % PAGE == 0
-    _syscalls.mprotect(addr, PAGE, int(Prot.READ))
-    assert _syscalls.mincore(addr, PAGE) in (b"\x00", b"\x01")
-    _syscalls.munmap(addr, PAGE)
+    syscalls.mprotect(addr, PAGE, int(Prot.READ))
+    assert syscalls.mincore(addr, PAGE) in (b"\x00", b"\x01")
+    syscalls.munmap(addr, PAGE)
 
 
 def _refused_after_seal() -> tuple[str, int, int | None, int | None, bool]:
-    addr = _syscalls.mmap(0, PAGE, RW, ANON)
-    _syscalls.mseal(addr, PAGE)
+    addr = syscalls.mmap(0, PAGE, RW, ANON)
+    syscalls.mseal(addr, PAGE)
     try:
-        _syscalls.munmap(addr, PAGE)
+        syscalls.munmap(addr, PAGE)
     except SealedError as exc:
         return exc.call, exc.errno, exc.addr, exc.length, isinstance(exc, PermissionError)
     raise AssertionError("munmap of sealed memory succeeded")
@@ -118,21 +118,21 @@ def test_sealed_error_carries_call_range_errno(in_child: Callable[..., Any]) -> 
 
 
 def test_libc_helpers() -> None:
-    version = _syscalls.libc_version()
+    version = syscalls.libc_version()
     assert version is None or version[0].isdigit()
-    assert _syscalls.libc_has_symbol("mmap") is True
-    assert _syscalls.libc_has_symbol("surely_not_a_libc_symbol_42") is False
+    assert syscalls.libc_has_symbol("mmap") is True
+    assert syscalls.libc_has_symbol("surely_not_a_libc_symbol_42") is False
     with pytest.raises(ArgumentTypeError):
-        _syscalls.libc_has_symbol(b"mmap")  # type: ignore[arg-type]
+        syscalls.libc_has_symbol(b"mmap")  # type: ignore[arg-type]
     with pytest.raises(ArgumentError):
-        _syscalls.libc_has_symbol("")
+        syscalls.libc_has_symbol("")
 
 
 def test_kernel_errors_from_real_calls_pickle_with_their_context() -> None:
     for call in (
-        lambda: _syscalls.mseal(PAGE + 1, PAGE),
-        lambda: _syscalls.mprotect(PAGE, PAGE, 0),
-        lambda: _syscalls.munmap(PAGE + 1, PAGE),
+        lambda: syscalls.mseal(PAGE + 1, PAGE),
+        lambda: syscalls.mprotect(PAGE, PAGE, 0),
+        lambda: syscalls.munmap(PAGE + 1, PAGE),
     ):
         _, exc = errno_of(call)
         copy = pickle.loads(pickle.dumps(exc))

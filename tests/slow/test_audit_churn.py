@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from sealkit import audit
+from sealkit.host import audit
 from tests.conftest import python_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.kernel]

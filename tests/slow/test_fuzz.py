@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from sealkit.executor import KernelExecutor, Window
-from sealkit.fuzz import DifferentialMachine, campaign
+from sealkit.fidelity.executor import KernelExecutor
+from sealkit.fidelity.fuzz import DifferentialMachine, campaign
+from sealkit.fidelity.target import ModelTarget, Window
 
 pytestmark = [pytest.mark.slow, pytest.mark.kernel]
 
@@ -54,12 +55,11 @@ def test_short_campaign_finds_no_divergence() -> None:
 def test_a_planted_divergence_is_found_and_shrunk(executor: KernelExecutor) -> None:
     """The machinery works: a model that lies about one call is caught, and the
     report carries a replayable trace."""
-    from sealkit.differential import make_space
     from sealkit.ops import Munmap
 
     class Lying:
         def __init__(self) -> None:
-            self.inner = make_space("linux")
+            self.inner = ModelTarget("linux").space()
 
         def apply(self, op: object) -> int:
             result = self.inner.apply(op)  # type: ignore[arg-type]

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from sealkit import ops as O
+from sealkit.fidelity.strategies import traces
 from sealkit.model import POLICIES
-from sealkit.strategies import traces
 from tests.unit.test_model_properties import cross_check
 
 EXAMPLES = int(os.environ.get("SEALKIT_MODEL_EXAMPLES", "300"))

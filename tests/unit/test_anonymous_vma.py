@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from sealkit.memory import _is_anonymous
-from sealkit.procfs import parse_maps
+from sealkit._os.procfs import parse_maps
+from sealkit.sealing.mmaps import _is_anonymous
 
 SHMEM = "00:01"
 

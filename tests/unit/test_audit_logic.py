@@ -18,13 +18,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sealkit import audit, elf, mapsvg
-from sealkit.elf import LoadLayout, Segment
+import sealkit
+from sealkit._os import elf as elf_file
+from sealkit._os.elf import LoadLayout, Segment
+from sealkit._os.procfs import Vma
 from sealkit.errors import ArgumentError, ArgumentTypeError, SealkitError
-from sealkit.procfs import Vma
+from sealkit.host import audit, elf, mapsvg
 
 PAGE = 4096
-SCHEMA = json.loads((Path(audit.__file__).parent / "data" / "audit.schema.json").read_text())
+SCHEMA = json.loads((Path(sealkit.__file__).parent / "data" / "audit.schema.json").read_text())
 
 
 def vma(start: int, pages: int, perms: str, path: str = "", inode: int = 0, offset: int = 0,
@@ -41,7 +43,7 @@ LAYOUT = LoadLayout.of(64, True, 3, (
     Segment(1, 5, 0x1000, 0x1000, 0x2000, 0x2000, 0x1000),
     Segment(1, 4, 0x3000, 0x3000, 0x1000, 0x1000, 0x1000),
     Segment(1, 6, 0x4DB0, 0x5DB0, 0x1260, 0x4260, 0x1000),
-    Segment(elf.PT_GNU_RELRO, 4, 0x4DB0, 0x5DB0, 0x1250, 0x1250, 1),
+    Segment(elf_file.PT_GNU_RELRO, 4, 0x4DB0, 0x5DB0, 0x1250, 0x1250, 1),
 ))  # fmt: skip
 BASE = 0x7F0000000000
 
@@ -236,7 +238,7 @@ HOSTILE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ..
     "human_size": (audit.human_size, (st.integers(0, 1 << 70),)),
     "inspect": (elf.inspect, (st.one_of(junk, st.sampled_from(["/", "/proc/self/mem", "\x00"])),)),
     "load_layout": (
-        elf.load_layout,
+        elf_file.load_layout,
         (st.one_of(junk, st.sampled_from(["/", "/bin/sh", "x\x00"])),),
     ),
     "walk_properties": (

@@ -6,14 +6,14 @@ import re
 
 import pytest
 
-from sealkit.conformance import (
+from sealkit.errors import ParseError
+from sealkit.fidelity.conformance import (
     NOT_EXPRESSIBLE,
     _scenario_from_table,
     load_scenarios,
     match_layout,
     translate,
 )
-from sealkit.errors import ParseError
 from sealkit.layout import Layout
 from sealkit.ops import Mimmutable, Mmap, Mseal, MsealSplit, MsealV1, MsealV3, parse_trace
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from sealkit.conformance import load_scenarios, run_model
+from sealkit.fidelity.conformance import load_scenarios, run_scenarios
 from sealkit.model import POLICIES
 from sealkit.ops import parse_step
 
@@ -18,14 +18,14 @@ def scenarios() -> list:
 
 
 def test_linux_model_passes_every_scenario(scenarios: list) -> None:
-    outcomes = run_model(scenarios, "linux")
+    outcomes = run_scenarios(scenarios, "model:linux")
     assert len(outcomes) == len(scenarios)
     assert [f"{o.scenario}: {o.diff}" for o in outcomes if not o.passed] == []
 
 
 @pytest.mark.parametrize("policy", [p for p in POLICIES if p != "linux"])
 def test_each_policy_meets_the_debate_expectations(scenarios: list, policy: str) -> None:
-    outcomes = run_model(scenarios, policy)
+    outcomes = run_scenarios(scenarios, f"model:{policy}")
     judged = [o for o in outcomes if o.expected]
     assert judged, f"no scenario says what {policy} does"
     assert [f"{o.scenario}: {o.diff}" for o in judged if not o.passed] == []
@@ -40,7 +40,7 @@ def test_a_wrong_policy_expectation_fails(scenarios: list) -> None:
     assert last is not None and last.op == exp.steps[-1].op
     lying = replace(exp, steps=(*exp.steps[:-1], last))
     wrong = replace(sc, policies={**sc.policies, "mimmutable-7.3": lying})
-    [outcome] = run_model([wrong], "mimmutable-7.3")
+    [outcome] = run_scenarios([wrong], "model:mimmutable-7.3")
     assert not outcome.passed
     assert outcome.diff.endswith("expected EPERM, got 0")
     assert outcome.key_result == "0"

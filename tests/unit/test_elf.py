@@ -1,4 +1,4 @@
-"""``sealkit.elf`` and ``sealkit elf`` on real files.
+"""``sealkit.host.elf``, ``sealkit._os.elf`` and ``sealkit elf`` on real files.
 
 Binaries come from gcc (binutils 2.40 here has no ``-z memory-seal``, so the
 marker is assembled as a note and, where the linker leaves it out of order,
@@ -21,11 +21,13 @@ from typing import Any
 import jsonschema
 import pytest
 
-from sealkit import elf
+import sealkit
+from sealkit._os import elf as elf_file
 from sealkit.errors import ParseError
+from sealkit.host import elf
 
 SCHEMA = json.loads(
-    (Path(elf.__file__).parent / "data" / "elf.schema.json").read_text(encoding="utf-8")
+    (Path(sealkit.__file__).parent / "data" / "elf.schema.json").read_text(encoding="utf-8")
 )
 GCC = shutil.which("gcc")
 OBJCOPY = shutil.which("objcopy")
@@ -340,7 +342,7 @@ def test_load_layout_agrees_with_pyelftools(binaries: dict[str, str], tmp_path: 
     ]
     paths = [*binaries.values(), *crafted, "/bin/ls", os.path.realpath("/proc/self/exe")]
     for path in paths:
-        layout = elf.load_layout(path)
+        layout = elf_file.load_layout(path)
         with open(path, "rb") as fh:
             ref = ELFFile(fh)
             expected = [
@@ -362,12 +364,12 @@ def test_load_layout_agrees_with_pyelftools(binaries: dict[str, str], tmp_path: 
 
 def test_load_layout_refuses_what_is_not_an_elf(tmp_path: Path) -> None:
     with pytest.raises(ParseError, match="not an ELF file"):
-        elf.load_layout(_write(tmp_path, "text", b"hello\n"))
+        elf_file.load_layout(_write(tmp_path, "text", b"hello\n"))
     with pytest.raises(ParseError, match="truncated"):
-        elf.load_layout(_write(tmp_path, "cut", craft(64, True, [])[:80]))
+        elf_file.load_layout(_write(tmp_path, "cut", craft(64, True, [])[:80]))
     with pytest.raises(ParseError, match="inode"):
         path = _write(tmp_path, "x", craft(64, True, []))
-        elf.load_layout(path, inode=os.stat(path).st_ino + 1)
+        elf_file.load_layout(path, inode=os.stat(path).st_ino + 1)
 
 
 # --- bad files: error rows, never a crash ------------------------------------
@@ -420,7 +422,7 @@ def test_crafted_offsets_and_sizes_are_malformed_files(tmp_path: Path) -> None:
     data = craft(64, True, [gnu_note([(3, b"")], 64, True)])
     far = _write(tmp_path, "far_phoff", _patched(data, 0x20, "<Q", (1 << 64) - 1))
     with pytest.raises(ParseError, match="truncated program headers"):
-        elf.load_layout(far)
+        elf_file.load_layout(far)
     assert elf.inspect(far).error is not None
     # PT_GNU_PROPERTY is the second program header; p_filesz at +32
     huge_segment = _patched(data, 64 + 56 + 32, "<Q", 1 << 30)
@@ -443,9 +445,9 @@ def test_non_regular_files_are_refused_without_blocking(tmp_path: Path) -> None:
     fifo = str(tmp_path / "fifo")
     os.mkfifo(fifo)  # opening or reading it plainly would block forever
     assert elf.inspect(fifo).error == "not a regular file"
-    assert not elf.is_elf(fifo)
+    assert not elf_file.is_elf(fifo)
     with pytest.raises(ParseError, match="not a regular file"):
-        elf.load_layout(fifo)
+        elf_file.load_layout(fifo)
     assert elf.inspect("/dev/zero").error == "not a regular file"
     link = tmp_path / "tree" / "kmsg"
     link.parent.mkdir()

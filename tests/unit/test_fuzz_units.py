@@ -6,10 +6,11 @@ import errno
 import random
 from collections import Counter
 
-from sealkit.differential import Divergence, ModelRun, canonical, compare_runs, diff_layouts
-from sealkit.executor import KernelRun, Window, refusal
+from sealkit.fidelity.differential import Divergence, canonical, compare_runs, diff_layouts
+from sealkit.fidelity.executor import raw_to_layout, refusal
+from sealkit.fidelity.fuzz import ADVICES, GenState, RandomChooser, gen_op, shrink
+from sealkit.fidelity.target import ModelTarget, TraceRun, Window
 from sealkit.flags import Madv, MremapFlag
-from sealkit.fuzz import ADVICES, GenState, RandomChooser, gen_op, shrink
 from sealkit.layout import Layout
 from sealkit.ops import (
     Brk,
@@ -107,19 +108,20 @@ def test_shrink_finds_the_minimal_failing_trace() -> None:
     assert isinstance(small[1], Mseal) and small[1].addr % 4096
 
 
-def _model(ops: list[Op], results: list[int], layouts: list[str]) -> ModelRun:
-    run = ModelRun(tuple(ops), "linux", ("p",))
+def _model(ops: list[Op], results: list[int], layouts: list[str]) -> TraceRun:
+    run = TraceRun("model:linux", tuple(ops), Window(), ("p",))
     run.results = results
     run.layouts = [{"p": Layout.parse(t, "p", 0, 16)} for t in layouts]
+    run.flags_checked = [True] * len(ops)  # the model always knows its flags
     return run
 
 
 def _kernel(
     ops: list[Op], results: list[int], runs: list[tuple], flagged: bool = False
-) -> KernelRun:
-    return KernelRun(
-        tuple(ops), Window(), ("p",), results, [(r,) for r in runs], [flagged] * len(ops)
-    )
+) -> TraceRun:
+    """A kernel run from the worker's raw runs (flags None: not read at that step)."""
+    layouts: list[dict[str, Layout] | None] = [{"p": raw_to_layout(r, "p", 0, 16)} for r in runs]
+    return TraceRun("kernel", tuple(ops), Window(), ("p",), results, layouts, [flagged] * len(ops))
 
 
 def test_compare_uses_the_merged_form_and_model_wildcards() -> None:
@@ -196,19 +198,20 @@ def test_canonical_keeps_file_offsets_and_drops_anon_ones() -> None:
 def test_reused_model_layouts_equal_fresh_ones() -> None:
     """gen_trace reuses the model's layout when a call left its state untouched;
     every reused layout must equal the one rendered afresh by replaying."""
-    from sealkit.differential import make_space, run_model
-    from sealkit.fuzz import gen_trace
+    from sealkit.fidelity.fuzz import gen_trace
 
     chooser = RandomChooser(random.Random(5))
     win = Window()
     reused = 0
     for k in range(12):
-        mt = gen_trace(chooser, win, 150, make_space("linux"), heap=k % 3 == 0, forks=k % 2)
-        fresh = run_model(mt.ops, window=win)
+        model = ModelTarget("linux", win)
+        mt = gen_trace(chooser, win, 150, model, heap=k % 3 == 0, forks=k % 2)
+        fresh = model.run(mt.ops)
         assert fresh.results == mt.run.results
         for i, lays in enumerate(mt.run.layouts):
+            assert lays is not None
             if i and lays is mt.run.layouts[i - 1]:
                 reused += 1
             for zone, lay in lays.items():
-                assert lay == fresh.layouts[i][zone], (i, zone)
+                assert lay == fresh.layout(i, zone), (i, zone)
     assert reused > 200  # refusals are common: the shortcut is exercised

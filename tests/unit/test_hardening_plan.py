@@ -13,10 +13,10 @@ import json
 import pytest
 
 from sealkit import HardenReport, harden
-from sealkit._syscalls import PF_R, PF_W, PF_X, PT_GNU_RELRO, PT_LOAD, LoadedObject, Phdr
+from sealkit._os.procfs import Vma, parse_smaps
+from sealkit._os.syscalls import PF_R, PF_W, PF_X, PT_GNU_RELRO, PT_LOAD, LoadedObject, Phdr
 from sealkit.errors import ArgumentError, ArgumentTypeError
-from sealkit.hardening import ObjectReport, SealedRange, plan
-from sealkit.procfs import Vma, parse_smaps
+from sealkit.sealing.hardening import ObjectReport, SealedRange, plan
 
 B = 0x7F0000000000
 P = 0x1000

@@ -1,4 +1,4 @@
-"""Hostile arguments at every public function of memory, _syscalls, procfs
+"""Hostile arguments at every public function of the safe sealing API, _os.syscalls, _os.procfs
 and environment: the only outcomes allowed are a result or a sealkit
 exception (``SealkitError``), and the interpreter never crashes.
 
@@ -28,9 +28,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sealkit import _syscalls, environment, memory, procfs
+import sealkit
+from sealkit._os import procfs, support, syscalls
 from sealkit.errors import SealkitError
 from sealkit.flags import MapFlag
+from sealkit.host import environment
+from sealkit.sealing import code, entry, files, mmaps, pages, questions
 from tests.conftest import MSEAL_MISSING, run_in_child
 
 PAGE = mmap.PAGESIZE
@@ -38,7 +41,7 @@ U64 = (1 << 64) - 1
 ARENA_PAGES = 128
 # Reserved once in the test process; children inherit it. Addresses come from
 # its first half and lengths stay below half of it, so every range stays inside.
-ARENA = _syscalls.mmap(
+ARENA = syscalls.mmap(
     0, ARENA_PAGES * PAGE, 0, int(MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.NORESERVE)
 )
 
@@ -107,36 +110,36 @@ SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[Healt
 
 # name -> (function, argument strategies, run in a child?)
 RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]] = {
-    "mseal": (_syscalls.mseal, (address, length, small_int)),
-    "mmap": (_syscalls.mmap, (address, length, small_int, anything_int, small_int, anything_int)),
-    "munmap": (_syscalls.munmap, (address, length)),
-    "mprotect": (_syscalls.mprotect, (address, length, anything_int)),
-    "pkey_mprotect": (_syscalls.pkey_mprotect, (address, length, anything_int, small_int)),
-    "pkey_alloc": (_syscalls.pkey_alloc, (anything_int, anything_int)),
-    "pkey_free": (_syscalls.pkey_free, (small_int,)),
-    "mremap": (_syscalls.mremap, (address, length, length, small_int, address)),
-    "madvise": (_syscalls.madvise, (address, length, small_int)),
-    "brk": (_syscalls.brk, (st.one_of(junk, too_big, st.sampled_from([0, 1, -1, U64])),)),
-    "pidfd_open": (_syscalls.pidfd_open, (pid, small_int)),
-    "process_madvise": (_syscalls.process_madvise, (small_int, ranges, small_int, small_int)),
-    "process_vm_readv": (_syscalls.process_vm_readv, (pid, ranges, length)),
-    "process_vm_writev": (_syscalls.process_vm_writev, (pid, ranges, buffer_data)),
-    "mlock": (_syscalls.mlock, (address, length)),
-    "mlock2": (_syscalls.mlock2, (address, length, small_int)),
-    "munlock": (_syscalls.munlock, (address, length)),
-    "msync": (_syscalls.msync, (address, length, small_int)),
-    "mincore": (_syscalls.mincore, (address, length)),
+    "mseal": (syscalls.mseal, (address, length, small_int)),
+    "mmap": (syscalls.mmap, (address, length, small_int, anything_int, small_int, anything_int)),
+    "munmap": (syscalls.munmap, (address, length)),
+    "mprotect": (syscalls.mprotect, (address, length, anything_int)),
+    "pkey_mprotect": (syscalls.pkey_mprotect, (address, length, anything_int, small_int)),
+    "pkey_alloc": (syscalls.pkey_alloc, (anything_int, anything_int)),
+    "pkey_free": (syscalls.pkey_free, (small_int,)),
+    "mremap": (syscalls.mremap, (address, length, length, small_int, address)),
+    "madvise": (syscalls.madvise, (address, length, small_int)),
+    "brk": (syscalls.brk, (st.one_of(junk, too_big, st.sampled_from([0, 1, -1, U64])),)),
+    "pidfd_open": (syscalls.pidfd_open, (pid, small_int)),
+    "process_madvise": (syscalls.process_madvise, (small_int, ranges, small_int, small_int)),
+    "process_vm_readv": (syscalls.process_vm_readv, (pid, ranges, length)),
+    "process_vm_writev": (syscalls.process_vm_writev, (pid, ranges, buffer_data)),
+    "mlock": (syscalls.mlock, (address, length)),
+    "mlock2": (syscalls.mlock2, (address, length, small_int)),
+    "munlock": (syscalls.munlock, (address, length)),
+    "msync": (syscalls.msync, (address, length, small_int)),
+    "mincore": (syscalls.mincore, (address, length)),
     "procmap_query": (
-        _syscalls.procmap_query,
-        (small_int, address, anything_int, st.one_of(junk, st.builds(_syscalls.ProcmapQuery))),
+        syscalls.procmap_query,
+        (small_int, address, anything_int, st.one_of(junk, st.builds(syscalls.ProcmapQuery))),
     ),
-    "libc_has_symbol": (_syscalls.libc_has_symbol, (st.one_of(junk, st.text(max_size=10)),)),
-    "loaded_objects": (_syscalls.loaded_objects, ()),
-    "set_parent_death_signal": (_syscalls.set_parent_death_signal, (small_int,)),
-    "raise_exit_status_at_exit": (_syscalls.raise_exit_status_at_exit, ()),
+    "libc_has_symbol": (syscalls.libc_has_symbol, (st.one_of(junk, st.text(max_size=10)),)),
+    "loaded_objects": (syscalls.loaded_objects, ()),
+    "set_parent_death_signal": (syscalls.set_parent_death_signal, (small_int,)),
+    "raise_exit_status_at_exit": (syscalls.raise_exit_status_at_exit, ()),
     # The kernel executor's entry points (fidelity branch).
     "errno_call": (
-        _syscalls.errno_call,
+        syscalls.errno_call,
         (
             st.one_of(junk, st.sampled_from(["munmap", "mprotect", "madvise", "mseal", "nope"])),
             address,
@@ -144,10 +147,10 @@ RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]]
             small_int,
         ),
     ),
-    "mallopt": (_syscalls.mallopt, (anything_int, anything_int)),
-    "procmap_vmas": (_syscalls.procmap_vmas, (small_int, address, anything_int)),
+    "mallopt": (syscalls.mallopt, (anything_int, anything_int)),
+    "procmap_vmas": (syscalls.procmap_vmas, (small_int, address, anything_int)),
     "seal_verified": (
-        _syscalls.seal_verified,
+        syscalls.seal_verified,
         (
             small_int,
             st.one_of(
@@ -172,7 +175,7 @@ RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]]
 
 def _pages_method(name: str) -> Callable[..., object]:
     def call(*args: object) -> object:
-        pages = memory.Pages(2 * PAGE)
+        pages = sealkit.Pages(2 * PAGE)
         pages.write(b"x" * 10)
         return getattr(pages, name)(*args)
 
@@ -180,27 +183,27 @@ def _pages_method(name: str) -> Callable[..., object]:
 
 
 def _code_function(*args: object) -> object:
-    code = memory.CodePages.from_code(b"\xc3")
+    code = sealkit.CodePages.from_code(b"\xc3")
     return code.function(*args[:-1], offset=args[-1])
 
 
 def _seal_mmap_of(size: int, flags: int) -> object:
-    return memory.seal_mmap(mmap.mmap(-1, size, flags=flags))
+    return sealkit.seal_mmap(mmap.mmap(-1, size, flags=flags))
 
 
 def _seal_file_mmap_of(size: int, access: int) -> object:
     with tempfile.TemporaryFile() as f:
         f.write(b"x" * size)
         f.flush()
-        return memory.seal_mmap(mmap.mmap(f.fileno(), size, access=access))
+        return sealkit.seal_mmap(mmap.mmap(f.fileno(), size, access=access))
 
 
 def _map_file(path: object, offset: object, length: object) -> object:
-    return memory.map_file(path, offset=offset, length=length)  # type: ignore[arg-type]
+    return sealkit.map_file(path, offset=offset, length=length)  # type: ignore[arg-type]
 
 
 def _sealed_file_read(*args: object) -> object:
-    return memory.map_file(__file__).read(*args)  # type: ignore[arg-type]
+    return sealkit.map_file(__file__).read(*args)  # type: ignore[arg-type]
 
 
 # Functions whose path argument may give the OS's own OSError (with the filename)
@@ -237,7 +240,7 @@ file_lengths = half_plausible(st.sampled_from([None, 1, 100, PAGE, 2 * PAGE]), h
 
 SAFE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]] = {
     "Pages": (
-        memory.Pages,
+        sealkit.Pages,
         (length, st.one_of(junk, st.sampled_from(["rw", "r", "rx", "none", "rwx", ""]))),
     ),
     "Pages.write": (_pages_method("write"), (buffer_data, small_int)),
@@ -246,9 +249,9 @@ SAFE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]
         _pages_method("protect"),
         (st.one_of(junk, st.sampled_from(["r", "rw", "rx", "none", "x"])),),
     ),
-    "freeze": (memory.freeze, (buffer_data,)),
-    "seal": (memory.seal, (st.one_of(junk, address, buffer_data),)),
-    "seal_mmap": (memory.seal_mmap, (st.one_of(junk, address, buffer_data),)),
+    "freeze": (sealkit.freeze, (buffer_data,)),
+    "seal": (sealkit.seal, (st.one_of(junk, address, buffer_data),)),
+    "seal_mmap": (sealkit.seal_mmap, (st.one_of(junk, address, buffer_data),)),
     "seal_mmap(real)": (
         _seal_mmap_of,
         (st.integers(1, 3 * PAGE), st.sampled_from([mmap.MAP_SHARED, mmap.MAP_PRIVATE])),
@@ -262,18 +265,18 @@ SAFE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]
     ),
     "map_file": (_map_file, (file_paths, file_offsets, file_lengths)),
     "SealedFile.read": (_sealed_file_read, (small_int, small_int)),
-    "CodePages": (memory.CodePages, (length,)),
-    "CodePages.from_code": (memory.CodePages.from_code, (buffer_data,)),
+    "CodePages": (sealkit.CodePages, (length,)),
+    "CodePages.from_code": (sealkit.CodePages.from_code, (buffer_data,)),
     "CodePages.function": (
         _code_function,
         (st.one_of(junk, st.just(ctypes.c_int)), st.one_of(junk, st.just(ctypes.c_int)), small_int),
     ),
     "is_sealed": (
-        memory.is_sealed,
+        sealkit.is_sealed,
         (st.one_of(junk, address, buffer_data), st.one_of(length, st.none())),
     ),
-    "sealed_ranges": (memory.sealed_ranges, (pid,)),
-    "support": (memory.support, (st.one_of(junk, st.booleans()),)),
+    "sealed_ranges": (sealkit.sealed_ranges, (pid,)),
+    "support": (sealkit.support, (st.one_of(junk, st.booleans()),)),
 }
 
 path = st.one_of(
@@ -321,7 +324,7 @@ PURE: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]
         environment.unmet,
         (st.one_of(junk, st.just("report")), st.one_of(junk, st.text(max_size=12))),
     ),
-    "libc_version": (_syscalls.libc_version, ()),
+    "libc_version": (syscalls.libc_version, ()),
 }
 
 
@@ -362,16 +365,17 @@ def test_procfs_and_environment_hostile(name: str) -> None:
 def test_every_public_function_is_covered() -> None:
     raw_public = {
         n
-        for n in _syscalls.__all__
-        if callable(getattr(_syscalls, n)) and not isinstance(getattr(_syscalls, n), type)
+        for n in syscalls.__all__
+        if callable(getattr(syscalls, n)) and not isinstance(getattr(syscalls, n), type)
     }
     assert raw_public - {"ARCH", "NR"} <= set(RAW) | {"libc_version"}
-    memory_functions = {
+    safe_functions = {
         n
-        for n in memory.__all__
-        if callable(getattr(memory, n)) and not isinstance(getattr(memory, n), type)
+        for module in (pages, code, mmaps, files, entry, questions, support)
+        for n in module.__all__
+        if callable(getattr(module, n)) and not isinstance(getattr(module, n), type)
     }
-    assert memory_functions <= {name.split("(")[0] for name in SAFE}
+    assert safe_functions <= {name.split("(")[0] for name in SAFE}
     procfs_functions = {n for n in procfs.__all__ if n != "Vma"}
     assert procfs_functions <= set(PURE)
     assert {"check_environment", "unmet"} <= set(PURE)

@@ -25,11 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sealkit import ops as O
+from sealkit.fidelity.strategies import traces
 from sealkit.flags import Madv, MapFlag, MremapFlag, Prot, SealV1, SealV3, SplitSeal
 from sealkit.model import POLICIES, AddressSpace
 from sealkit.model import content as C
 from sealkit.model.store import VmaStore
-from sealkit.strategies import traces
 
 from .naive_model import Naive, TooBig
 

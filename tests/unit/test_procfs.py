@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sealkit import procfs
+from sealkit._os import procfs
 from sealkit.errors import (
     ArgumentError,
     ArgumentTypeError,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import time
 
-from sealkit import procfs
-from sealkit.procfs import Vma
+from sealkit._os import procfs
+from sealkit._os.procfs import Vma
 
 
 def _layout(vmas: list[Vma]) -> list[Vma]:

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sealkit._os.procfs import ProcessDir, parse_smaps, parse_status, scan_smaps, task_status
 from sealkit.errors import ParseError, ProcessGoneError
-from sealkit.procfs import ProcessDir, parse_smaps, parse_status, scan_smaps, task_status
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "audit"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sealkit.errors import ArgumentError, ParseError
+from sealkit.fidelity.replay import MAX_TRACE_BYTES, load_trace, window_for
 from sealkit.ops import parse_trace
-from sealkit.replay import MAX_TRACE_BYTES, load_trace, window_for
 
 
 def test_load_trace_errors_are_typed(tmp_path: Path) -> None:

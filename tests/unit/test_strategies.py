@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sealkit import ops as O
+from sealkit.fidelity.strategies import addresses, lengths, ops, seal_ops, traces
 from sealkit.model import POLICIES
-from sealkit.strategies import addresses, lengths, ops, seal_ops, traces
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 

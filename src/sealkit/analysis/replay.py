@@ -1,13 +1,13 @@
 """Replay the analyzer's ``linux`` counterexamples on the running kernel.
 
 A counterexample is a trace (the scenario's setup and seals, then the
-attack). It runs on the real kernel through the kernel executor
-(:mod:`sealkit.executor`, disposable worker, reserved arena) and on a fresh
-model, and the two are compared call by call with the differential machinery
-(:func:`sealkit.differential.compare_runs`: results, and layouts in the
-merged form both sides can observe). The kernel cannot name anonymous
-objects, so a confirmation rests on what it shows: results, protections,
-backing kind, file offsets, content tokens.
+attack). It runs on two :class:`~sealkit.fidelity.target.Target` s: the
+``kernel`` (the kernel executor: disposable worker, reserved arena) and the
+model of the same design, and the two are compared call by call with the
+differential machinery (:func:`sealkit.fidelity.differential.compare_runs`:
+results, and layouts in the merged form both sides can observe). The kernel
+cannot name anonymous objects, so a confirmation rests on what it shows:
+results, protections, backing kind, file offsets, content tokens.
 
 Outcomes:
 
@@ -26,7 +26,7 @@ Outcomes:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SealkitError
 from ..layout import Layout
@@ -35,10 +35,14 @@ from .analyzer import Counterexample, PolicyReport, Report, Verdict
 from .properties import check
 from .scenario import PolicySpec, Scenario
 
+if TYPE_CHECKING:
+    from ..fidelity.target import Target, Window
+
 __all__ = ["ReplayOutcome", "replay_counterexample", "replay_report"]
 
-REPLAYED_POLICY = "linux"
-"""Only the design the running kernel implements is replayed."""
+REPLAYED_TARGET = "kernel"
+"""Where counterexamples are replayed: the running kernel. Only the design it
+implements (its ``policy``, ``linux``) is replayed."""
 
 
 @dataclass(frozen=True)
@@ -63,25 +67,25 @@ class ReplayOutcome:
 
 
 def replay_counterexample(
-    c: Counterexample, scenario: Scenario, spec: PolicySpec, executor: Any = None
+    c: Counterexample, scenario: Scenario, spec: PolicySpec, executor: Target | None = None
 ) -> ReplayOutcome:
     """Run ``c`` on the kernel and on a fresh model; compare; judge the kernel's layouts.
 
-    ``executor`` is a :class:`~sealkit.executor.KernelExecutor` to reuse (one
-    is started and stopped here otherwise).
+    ``executor`` is the kernel :class:`~sealkit.fidelity.target.Target` to
+    reuse (one is made and closed here otherwise).
     """
-    # The kernel side is imported here: the analyzer itself is pure.
-    from ..differential import compare_runs, run_model  # noqa: PLC0415
-    from ..executor import KernelExecutor, Window  # noqa: PLC0415
+    # The fidelity face is imported here: the analyzer itself is pure.
+    from ..fidelity.differential import compare_runs  # noqa: PLC0415
+    from ..fidelity.target import make_target  # noqa: PLC0415
 
     ops = [s.op for s in c.setup] + [s.op for s in c.attack]
     n_setup = len(c.setup)
-    window = Window(pages=max(16, scenario.pages), heap_pages=max(16, scenario.heap_pages))
+    window = _window(scenario)
     own = executor is None
-    kx = KernelExecutor(window) if own else executor
+    kx = make_target(REPLAYED_TARGET, window) if executor is None else executor
     try:
         try:
-            run = kx.run(ops, snapshots="every", flags="never")
+            run = kx.run(ops, layouts="every", flags="never")
         except SealkitError as exc:
             return ReplayOutcome("error", f"the executor could not run the trace: {exc}")
     finally:
@@ -89,7 +93,8 @@ def replay_counterexample(
             kx.close()
     if not run.ok:
         return ReplayOutcome("error", f"the kernel worker died at step {run.died_step}: {run.died}")
-    model = run_model(ops, spec.policy, window)
+    with make_target(f"model:{spec.policy}", window) as model_target:
+        model = model_target.run(ops, layouts="every")
     attack = tuple(Step(op, r) for op, r in zip(ops[n_setup:], run.results[n_setup:], strict=True))
     divergence = compare_runs(model, run)
     if divergence is not None:
@@ -114,18 +119,24 @@ def replay_counterexample(
     )  # fmt: skip
 
 
+def _window(scenario: Scenario) -> Window:
+    from ..fidelity.target import Window  # noqa: PLC0415
+
+    return Window(pages=max(16, scenario.pages), heap_pages=max(16, scenario.heap_pages))
+
+
 def replay_report(report: Report) -> tuple[Report, int]:
-    """Replay every ``linux`` counterexample of ``report``; returns the report
-    with each verdict's ``replay`` set, and how many were refuted."""
-    from ..executor import KernelExecutor, Window  # noqa: PLC0415
+    """Replay every counterexample of ``report`` for the design the running
+    kernel implements; returns the report with each verdict's ``replay``
+    set, and how many were refuted."""
+    from ..fidelity.target import make_target  # noqa: PLC0415
 
     scenario = report.scenario
     refuted = 0
     policies: list[PolicyReport] = []
-    window = Window(pages=max(16, scenario.pages), heap_pages=max(16, scenario.heap_pages))
-    with KernelExecutor(window) as kx:
+    with make_target(REPLAYED_TARGET, _window(scenario)) as kx:
         for pol in report.policies:
-            if pol.spec.policy != REPLAYED_POLICY:
+            if pol.spec.policy != kx.policy:
                 policies.append(pol)
                 continue
             verdicts: dict[Any, Verdict] = {}

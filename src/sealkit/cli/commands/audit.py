@@ -142,8 +142,10 @@ def _write(text: str, output: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...audit import check_requirements, parse_requirement, scan_host, to_json, to_prometheus
     from ...errors import ArgumentError
+    from ...host.outputs import to_json, to_prometheus
+    from ...host.requirements import check_requirements, parse_requirement
+    from ...host.sweep import scan_host
 
     fmt = args.format or "table"
     try:
@@ -195,8 +197,8 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
     from rich.table import Table
     from rich.text import Text
 
-    from ...audit import KINDS, human_size
-    from ...text import printable
+    from ...host.classify import KINDS
+    from ...text import human_size, printable
     from ..output import PipeConsole
     from ..output import table_console as stdout_console
 

@@ -14,7 +14,7 @@ import sys
 from rich.markup import escape
 from rich.table import Table
 
-from ...environment import REQUIREMENTS, EnvironmentReport, check_environment, unmet
+from ...host.environment import REQUIREMENTS, EnvironmentReport, check_environment, unmet
 from ..output import PipeConsole
 
 NAME = "check"

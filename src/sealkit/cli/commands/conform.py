@@ -17,8 +17,15 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from ...conformance import NOT_EXPRESSIBLE, Outcome, Scenario, load_scenarios, run_kernel, run_model
-from ...errors import ParseError
+from ...errors import ArgumentError, ParseError
+from ...fidelity.conformance import (
+    NOT_EXPRESSIBLE,
+    Outcome,
+    Scenario,
+    load_scenarios,
+    run_scenarios,
+)
+from ...fidelity.target import TARGET_FORMS, check_target, target_kind, target_names
 from ..main import UsageError
 from ..output import PipeConsole
 
@@ -40,35 +47,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _policies() -> list[str]:
-    from ...model import POLICIES  # type: ignore[attr-defined, unused-ignore]  # noqa: PLC0415
-
-    return list(POLICIES)
-
-
 def _targets(spec: str) -> list[str]:
-    if spec == "kernel":
-        return ["kernel"]
     if spec == "all":
-        return ["kernel"] + [
-            f"model:{p}" for p in ["linux", *(p for p in _policies() if p != "linux")]
-        ]
-    if spec.startswith("model:"):
-        policy = spec.split(":", 1)[1]
-        known = _policies()
-        if policy not in known:
-            raise UsageError(
-                f"sealkit conform: unknown policy {policy!r} (known: {', '.join(known)})"
-            )
-        return [spec]
-    raise UsageError(f"sealkit conform: --target must be kernel, model:POLICY or all, not {spec!r}")
+        return target_names()
+    if target_kind(spec) is None:
+        raise UsageError(
+            f"sealkit conform: --target must be {', '.join(TARGET_FORMS)} or all, not {spec!r}"
+        )
+    try:
+        check_target(spec)
+    except ArgumentError as exc:
+        raise UsageError(f"sealkit conform: {exc}") from None
+    return [spec]
 
 
 def _run(scenarios: list[Scenario], targets: list[str]) -> dict[str, dict[str, Outcome]]:
     results: dict[str, dict[str, Outcome]] = defaultdict(dict)
     for target in targets:
-        outcomes = run_kernel(scenarios) if target == "kernel" else run_model(scenarios, target[6:])
-        for outcome in outcomes:
+        for outcome in run_scenarios(scenarios, target):
             results[outcome.scenario][target] = outcome
     return results
 

@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ...elf import ElfReport
+    from ...host.elf import ElfReport
 
 NAME = "elf"
 HELP = "Show whether ELF files carry GNU_PROPERTY_MEMORY_SEAL, with RELRO, BIND_NOW, PIE, NX."
@@ -62,7 +62,7 @@ def _unmet(report: ElfReport, requirement: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...elf import NOT_ENFORCED_NOTE, inspect, iter_paths
+    from ...host.elf import NOT_ENFORCED_NOTE, inspect, iter_paths
 
     reports = [inspect(path) for path, _ in iter_paths(args.paths, args.recursive)]
     readable = [r for r in reports if r.error is None]

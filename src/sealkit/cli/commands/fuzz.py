@@ -15,8 +15,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ...executor import MAX_PAGES, Window
-from ...fuzz import EXCLUDED, UNDEFINED, VERIFIED, CampaignResult, campaign
+from ...fidelity.fuzz import EXCLUDED, UNDEFINED, VERIFIED, CampaignResult, campaign
+from ...fidelity.target import MAX_PAGES, Window
 from ..main import UsageError
 from ..output import PipeConsole
 

@@ -16,7 +16,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ...audit import ProcessMaps
+    from ...host.maps import ProcessMaps
 
 NAME = "maps"
 HELP = "Show every mapping of one process: range, size, perms, sealed, kind, path."
@@ -37,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...audit import process_maps
     from ...errors import AccessDeniedError, ArgumentError, ArgumentTypeError, ProcessGoneError
+    from ...host.maps import process_maps
 
     try:
         maps = process_maps(args.pid)
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     if args.svg is not None:
-        from ...mapsvg import render_svg
+        from ...host.mapsvg import render_svg
         from ..output import write_output
 
         if not args.svg:
@@ -84,8 +84,7 @@ def _table(maps: ProcessMaps, sealed_only: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from ...audit import human_size
-    from ...text import printable
+    from ...text import human_size, printable
     from ..output import table_console as stdout_console
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)

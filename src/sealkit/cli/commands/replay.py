@@ -20,9 +20,9 @@ from rich.markup import escape
 from rich.rule import Rule
 
 from ...errors import ArgumentError, ParseError
-from ...executor import OutsideArenaError, WorkerDiedError
+from ...fidelity.executor import OutsideArenaError, WorkerDiedError
+from ...fidelity.replay import Replay, load_trace, replay
 from ...ops import Step, format_result, format_step
-from ...replay import Replay, load_trace, replay
 from ..main import UsageError
 from ..output import PipeConsole
 

@@ -464,7 +464,7 @@ def _arm_sigint_exit(interrupted: list[str]) -> int:
     """
     import signal  # noqa: PLC0415
 
-    from ...hardening import raise_exit_status_at_exit  # noqa: PLC0415
+    from ...sealing.hardening import raise_exit_status_at_exit  # noqa: PLC0415
 
     if raise_exit_status_at_exit():
         interrupted.append("default")

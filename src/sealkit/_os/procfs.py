@@ -1,0 +1,673 @@
+"""Reading ``/proc/PID/maps`` and ``/proc/PID/smaps``.
+
+Parsing is pure (``parse_maps(text)``, ``parse_smaps(text)``) and keyed on
+field names; I/O is separate (``read_maps``, ``read_smaps``) and takes a
+``procfs`` root so tests can point at recorded trees. Sealing shows up only
+in smaps, as ``sl`` in ``VmFlags`` (spec linux-mseal §5); maps has no seal
+information, so entries parsed from maps have ``vmflags=None`` and
+``sealed=None`` ("unknown"), never ``False``.
+
+OS errors become :class:`~sealkit.errors.ProcessGoneError` or
+:class:`~sealkit.errors.AccessDeniedError` at one boundary
+(:func:`_read_text`), as psutil does.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import re
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Final, NamedTuple, overload
+
+from ..errors import (
+    AccessDeniedError,
+    ArgumentError,
+    ArgumentTypeError,
+    ParseError,
+    ProcessGoneError,
+)
+
+__all__ = [
+    "ProcessDir",
+    "Vma",
+    "parse_kernel_config",
+    "parse_maps",
+    "parse_smaps",
+    "parse_status",
+    "read_kernel_config",
+    "read_maps",
+    "read_smaps",
+    "read_status",
+    "resolve_pid",
+    "scan_smaps",
+    "task_status",
+]
+
+
+_NO_FIELDS: Final[Mapping[str, int | str]] = MappingProxyType({})
+
+
+class Vma(NamedTuple):
+    """One VMA as /proc reports it.
+
+    ``fields`` holds the smaps counters by name (``{"Rss": 12, ...}``, in kB
+    as printed; non-numeric values kept as text), including fields this
+    module does not know. ``vmflags`` is the set of two-letter VmFlags
+    mnemonics, or ``None`` when parsed from maps.
+
+    A NamedTuple rather than a dataclass: ``dataclasses`` imports
+    ``inspect``, 5 ms of start-up that ``harden()`` and ``sealkit run``
+    would pay before the program runs (benchmarks/bench_harden.py).
+    """
+
+    start: int
+    end: int
+    perms: str
+    offset: int
+    dev: str
+    inode: int
+    path: str
+    vmflags: frozenset[str] | None = None
+    fields: Mapping[str, int | str] = _NO_FIELDS
+
+    @property
+    def size(self) -> int:
+        """Bytes covered."""
+        return self.end - self.start
+
+    @property
+    def sealed(self) -> bool | None:
+        """``True``/``False`` from smaps VmFlags ``sl``; ``None`` when unknown (maps)."""
+        return None if self.vmflags is None else "sl" in self.vmflags
+
+    @property
+    def readable(self) -> bool:
+        return self.perms[0] == "r"
+
+    @property
+    def writable(self) -> bool:
+        return self.perms[1] == "w"
+
+    @property
+    def executable(self) -> bool:
+        return self.perms[2] == "x"
+
+    @property
+    def shared(self) -> bool:
+        return self.perms[3] == "s"
+
+
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
+_CHUNK: Final = 1 << 16
+
+
+def _parse_header(line: str, number: int, source: str | None) -> Vma:
+    parts = line.split(None, 5)
+    if len(parts) < 5:
+        raise ParseError(f"malformed mapping header {line!r}", number, source)
+    span, perms, offset, dev, inode = parts[:5]
+    # The kernel pads the header to a fixed width, then prints the name as
+    # it is: the split drops the padding, and trailing spaces are the name's.
+    path = parts[5] if len(parts) == 6 else ""
+    start_s, dash, end_s = span.partition("-")
+    if (
+        not dash
+        or not start_s
+        or not end_s
+        or not set(start_s) <= _HEX
+        or not set(end_s) <= _HEX
+        or len(perms) != 4
+        or not set(offset) <= _HEX
+        or ":" not in dev
+        or not inode.isdigit()
+    ):
+        raise ParseError(f"malformed mapping header {line!r}", number, source)
+    start, end = int(start_s, 16), int(end_s, 16)
+    if end < start:
+        raise ParseError(f"mapping ends before it starts: {line!r}", number, source)
+    return Vma(start, end, perms, int(offset, 16), dev, int(inode), path)
+
+
+def _check_text(text: object, source: object) -> None:
+    if not isinstance(text, str):
+        raise ArgumentTypeError(f"text must be a str, not {type(text).__name__}")
+    if source is not None and not isinstance(source, str):
+        raise ArgumentTypeError(f"source must be a str or None, not {type(source).__name__}")
+
+
+def parse_maps(text: str, source: str | None = None) -> list[Vma]:
+    """Parse ``/proc/PID/maps`` text. Raises :class:`ParseError` with the line number."""
+    _check_text(text, source)
+    return [
+        _parse_header(line, number, source)
+        # split("\n"), not splitlines(): a mapped file's name may hold \r,
+        # \x1c or \u2028, which the kernel prints as they are
+        for number, line in enumerate(text.split("\n"), 1)
+        if line.strip()
+    ]
+
+
+def parse_smaps(text: str, source: str | None = None) -> list[Vma]:
+    """Parse ``/proc/PID/smaps`` text.
+
+    A line ``Key: value`` belongs to the mapping above it; any other
+    non-blank line must be a mapping header. ``VmFlags`` becomes a set;
+    every other field is kept under its name. Raises :class:`ParseError`
+    (with the line number) on a malformed header or a field before any
+    header.
+    """
+    _check_text(text, source)
+    out: list[Vma] = []
+    header: Vma | None = None
+    fields: dict[str, int | str] = {}
+    vmflags: frozenset[str] | None = None
+
+    def flush() -> None:
+        if header is not None:
+            out.append(
+                Vma(header.start, header.end, header.perms, header.offset, header.dev,
+                    header.inode, header.path, vmflags if vmflags is not None else frozenset(), fields)
+            )  # fmt: skip
+
+    for number, line in enumerate(text.split("\n"), 1):  # as in parse_maps
+        if not line.strip():
+            continue
+        key, colon, value = line.partition(":")
+        # Field keys never contain spaces; headers always do (before any ':').
+        if colon and key and " " not in key and "-" not in key:
+            if header is None:
+                raise ParseError(f"field {key!r} before any mapping header", number, source)
+            value = value.strip()
+            if key == "VmFlags":
+                vmflags = frozenset(value.split())
+            else:
+                number_part = value[:-3].strip() if value.endswith(" kB") else value
+                fields[key] = int(number_part) if number_part.isdigit() else value
+            continue
+        flush()
+        header = _parse_header(line, number, source)
+        fields = {}
+        vmflags = None
+    flush()
+    return out
+
+
+def resolve_pid(pid: int | str) -> str:
+    """``"self"`` or a positive pid, as the /proc path component."""
+    if pid == "self":
+        return "self"
+    if isinstance(pid, bool) or not isinstance(pid, int | str):
+        raise ArgumentTypeError(f"pid must be an int or 'self', not {type(pid).__name__}")
+    text = str(pid).strip()
+    if not text.isdigit() or int(text) <= 0:
+        raise ArgumentError(f"pid must be a positive integer or 'self', not {pid!r}")
+    return str(int(text))
+
+
+def _read_text(path: str, pid: str) -> str:
+    """Read a /proc file as text (see :func:`_read_bytes`)."""
+    return _read_bytes(path, pid).decode("utf-8", "surrogateescape")
+
+
+def _read_bytes(path: str, pid: str, dir_fd: int | None = None) -> bytes:
+    """Read a /proc file; the one place OS errors become sealkit errors.
+
+    One ``open`` and a loop of ``read`` calls straight into bytes: seq_file
+    hands out at most about a page per ``read`` (fs/seq_file.c
+    ``seq_read_iter``), so a larger buffer would not save system calls.
+    ``dir_fd`` (an open ``/proc/PID`` directory) pins the process, so every
+    file read through it belongs to the same process even if the pid is
+    reused meanwhile.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            chunks = []
+            while chunk := os.read(fd, _CHUNK):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except FileNotFoundError:
+        raise ProcessGoneError(pid) from None
+    except ProcessLookupError:
+        raise ProcessGoneError(pid) from None
+    except PermissionError:
+        raise AccessDeniedError(pid) from None
+    except OSError as exc:
+        # ESRCH mid-read: the task exited while the kernel generated the text.
+        if exc.errno in (_errno.ESRCH, _errno.ENOENT):
+            raise ProcessGoneError(pid) from None
+        if exc.errno in (_errno.EACCES, _errno.EPERM):
+            raise AccessDeniedError(pid) from None
+        raise
+
+
+def _check_root(procfs: object) -> str:
+    if not isinstance(procfs, str):
+        raise ArgumentTypeError(f"procfs must be a str, not {type(procfs).__name__}")
+    if not procfs or "\0" in procfs:
+        raise ArgumentError(f"procfs must be a directory path, not {procfs!r}")
+    return procfs
+
+
+def read_maps(pid: int | str = "self", procfs: str = "/proc") -> list[Vma]:
+    """Parsed ``/proc/PID/maps`` (no seal information)."""
+    procfs = _check_root(procfs)
+    name = resolve_pid(pid)
+    return parse_maps(_read_text(os.path.join(procfs, name, "maps"), name), f"{procfs}/{name}/maps")
+
+
+# A mapping header or the VmFlags line: what smaps says about layout and seals.
+_LAYOUT_LINE: Final = re.compile(r"^(?:[0-9a-f]+-[0-9a-f]+ .*|VmFlags:.*)$", re.MULTILINE)
+
+
+def read_smaps(
+    pid: int | str = "self", procfs: str = "/proc", *, counters: bool = True
+) -> list[Vma]:
+    """Parsed ``/proc/PID/smaps``, with ``VmFlags`` (and so ``sealed``).
+
+    ``counters=False`` parses only the mapping lines and ``VmFlags``, leaving
+    ``fields`` empty: about three times faster, for callers that need the
+    layout and the seal bits only (``harden()``, on the start-up path of
+    ``sealkit run``). A ``ParseError``'s line number then counts those lines
+    only.
+    """
+    procfs = _check_root(procfs)
+    name = resolve_pid(pid)
+    text = _read_text(os.path.join(procfs, name, "smaps"), name)
+    if not counters:
+        text = "\n".join(_LAYOUT_LINE.findall(text))
+    return parse_smaps(text, f"{procfs}/{name}/smaps")
+
+
+def parse_status(text: str, source: str | None = None) -> dict[str, str]:
+    """Parse ``/proc/PID/status`` (``Key:\tvalue`` lines) into ``{key: value}``.
+
+    Values are kept as text (``"Seccomp": "2"``); a line without ``:`` is a
+    :class:`ParseError` with its line number.
+    """
+    _check_text(text, source)
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.split("\n"), 1):  # as in parse_maps
+        if not line.strip():
+            continue
+        key, colon, value = line.partition(":")
+        if not colon or not key.strip():
+            raise ParseError(f"malformed status line {line!r}", number, source)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def read_status(pid: int | str = "self", procfs: str = "/proc") -> dict[str, str]:
+    """Parsed ``/proc/PID/status`` (seccomp mode, ``Seccomp_filters``, ...)."""
+    procfs = _check_root(procfs)
+    name = resolve_pid(pid)
+    path = os.path.join(procfs, name, "status")
+    return parse_status(_read_text(path, name), path)
+
+
+def parse_kernel_config(text: str) -> dict[str, str]:
+    """Parse a kernel ``.config``: ``{"CONFIG_X": "y" | "m" | "n" | value}``.
+
+    ``# CONFIG_X is not set`` becomes ``"n"``; other comments and blank
+    lines are skipped; an option absent from the text is absent from the dict
+    (on a real config that means its dependencies were not met).
+    """
+    _check_text(text, None)
+    out: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            out[line[2 : -len(" is not set")]] = "n"
+        elif line.startswith("CONFIG_") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key] = value.strip('"')
+    return out
+
+
+def read_kernel_config(
+    release: str, procfs: str = "/proc", boot: str = "/boot"
+) -> tuple[dict[str, str], str] | None:
+    """The running kernel's config and where it was read from:
+    ``/proc/config.gz`` (``CONFIG_IKCONFIG_PROC``) first, then
+    ``/boot/config-RELEASE``. ``None`` when neither is readable.
+    """
+    procfs = _check_root(procfs)
+    boot = _check_root(boot)
+    if not isinstance(release, str) or "/" in release or "\0" in release:
+        raise ArgumentError(f"not a kernel release: {release!r}")
+    candidates = [(os.path.join(procfs, "config.gz"), True)]
+    if release:
+        candidates.append((os.path.join(boot, f"config-{release}"), False))
+    import gzip  # noqa: PLC0415 - only `sealkit check` reads kernel configs; keeps `import sealkit` lean
+
+    for path, compressed in candidates:
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+            data = gzip.decompress(raw) if compressed else raw
+        except (OSError, EOFError, gzip.BadGzipFile):
+            continue
+        return parse_kernel_config(data.decode("utf-8", "replace")), path
+    return None
+
+
+# --- The fast path of host-wide sweeps (sealkit.host.sweep) ------------------
+#
+# A sweep reads every process's smaps; the kernel generating that text is the
+# floor (fs/proc/task_mmu.c show_smap walks every page table). What sealkit
+# adds on top must stay small: one regular-expression pass over the buffer
+# collects the VmFlags lines (sre finds the literal prefix at memchr-like
+# speed, measured at about 0.5 ns a byte here, where ``b" sl " in data``
+# costs three times that because spaces are everywhere in smaps), and Python
+# objects are built only for processes that have a sealed mapping.
+
+_FLAGS_LINES: Final = re.compile(rb"\nVmFlags:[^\n]*")
+# A mapping header, as show_vma_header_prefix prints it (fs/proc/task_mmu.c);
+# _HEADER_SHAPE is the same without groups, to find headers after VmFlags.
+_HEADER: Final = re.compile(
+    rb"([0-9a-f]+)-([0-9a-f]+) ([r-][w-][x-][ps]) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) ([0-9]+)"
+    rb"(?:[ \t]([^\n]*))?"
+)
+_HEADER_SHAPE: Final = (
+    rb"[0-9a-f]+-[0-9a-f]+ [r-][w-][x-][ps] [0-9a-f]+ [0-9a-f]+:[0-9a-f]+ [0-9]+(?:[ \t][^\n]*)?"
+)
+# A VmFlags line and the well-formed header line after it (the next
+# mapping's); the second group is empty when no well-formed header follows.
+_FLAGS_THEN_HEADER: Final = re.compile(rb"\nVmFlags:([^\n]*)(?:\n(" + _HEADER_SHAPE + rb"))?")
+
+
+class ScannedVmas(Sequence[Vma]):
+    """The mappings found by :func:`scan_smaps`, built on demand.
+
+    A sequence of :class:`Vma` (``fields`` empty) that parses a mapping's
+    header only when that mapping is read: a sweep classifies a few sealed
+    mappings and their neighbours, not all of them. ``sealed_indices`` are
+    the positions of the sealed mappings, known without building any.
+    """
+
+    __slots__ = ("_built", "_flags", "_headers", "_source", "sealed_indices")
+
+    def __init__(
+        self,
+        headers: Sequence[bytes],
+        flags: Sequence[bytes],
+        sealed_indices: tuple[int, ...],
+        source: str | None = None,
+    ) -> None:
+        self._headers = headers
+        self._flags = flags
+        self._built: list[Vma | None] = [None] * len(headers)
+        self._source = source
+        self.sealed_indices = sealed_indices
+
+    def __len__(self) -> int:
+        return len(self._headers)
+
+    @overload
+    def __getitem__(self, index: int) -> Vma: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Vma]: ...
+
+    def __getitem__(self, index: int | slice) -> Vma | list[Vma]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        vma = self._built[index]
+        if vma is None:
+            vma = self._built[index] = self._build(index)
+        return vma
+
+    def _build(self, index: int) -> Vma:
+        m = _HEADER.fullmatch(self._headers[index])
+        if m is None:  # pragma: no cover - scan_smaps only keeps well-formed headers
+            raise ParseError(
+                f"malformed mapping header {self._headers[index]!r}", None, self._source
+            )
+        start_s, end_s, perms, offset, dev, inode, path = m.groups()
+        start, end = int(start_s, 16), int(end_s, 16)
+        if end < start:
+            raise ParseError(
+                f"mapping ends before it starts: {self._headers[index]!r}", None, self._source
+            )
+        return Vma(
+            start, end, perms.decode(), int(offset, 16), dev.decode(), int(inode),
+            (path or b"").decode("utf-8", "surrogateescape").lstrip(),  # as split() does
+            frozenset(self._flags[index].decode("ascii", "replace").split()),
+        )  # fmt: skip
+
+
+def scan_smaps(data: bytes, source: str | None = None) -> tuple[int, ScannedVmas]:
+    """Fast scan of raw ``/proc/PID/smaps`` bytes: ``(mappings, vmas)``.
+
+    ``mappings`` is the number of VMAs. ``vmas`` is empty when no mapping is
+    sealed (the common case, decided with one pass over the buffer and no
+    object per mapping). When at least one is sealed it holds every VMA, in
+    order, built on demand (:class:`ScannedVmas`), with ``vmflags`` set and
+    ``fields`` empty: classifying a sealed mapping needs its neighbours, not
+    its counters. For the same text, the VMAs equal those of
+    :func:`parse_smaps` except for ``fields``. Raises :class:`ParseError` on
+    malformed text, as :func:`parse_smaps` does (a header whose end precedes
+    its start, when that mapping is read).
+    """
+    if not isinstance(data, bytes | bytearray):
+        raise ArgumentTypeError(f"data must be bytes, not {type(data).__name__}")
+    if source is not None and not isinstance(source, str):
+        raise ArgumentTypeError(f"source must be a str or None, not {type(source).__name__}")
+    data = bytes(data)
+    lines = _FLAGS_LINES.findall(data)
+    if not lines:
+        if not data.strip():
+            return 0, ScannedVmas((), (), ())
+        # VmFlags exists since Linux 3.8; without it nothing can be said about
+        # seals, and guessing "not sealed" would be a lie.
+        parse_smaps(data.decode("utf-8", "surrogateescape"), source)  # names a bad line
+        raise ParseError("smaps text has no VmFlags lines: seals cannot be read", None, source)
+    if data.startswith(b"VmFlags:"):
+        return _scan_slowly(data, source)  # a field before any header: let it say so
+    # Only VmFlags lines are searched, not paths. show_smap_vma_flags prints
+    # each mnemonic as "%c%c ", so a sealed mapping's line holds " sl "; the
+    # end-of-line spellings cover captures whose trailing blanks were trimmed.
+    joined = b"".join(lines)
+    if not (b" sl " in joined or b" sl\n" in joined or joined.endswith(b" sl")):
+        return len(lines), ScannedVmas((), (), ())
+    # Some mapping is sealed: the headers come from the line after each
+    # VmFlags line (and the first line), in the same kind of pass. Anything
+    # unusual goes to the general parser, so the answers stay parse_smaps's.
+    pairs = _FLAGS_THEN_HEADER.findall(data)
+    first = data[: data.find(b"\n")]
+    headers = [first] + [nxt for _, nxt in pairs[:-1]]
+    flags = [f for f, _ in pairs]
+    tail = data[-len(lines[-1]) - 16 :].rstrip(b" \t\n")  # the end only, not a copy of all
+    if (
+        len(pairs) != len(lines)
+        or _HEADER.fullmatch(first) is None
+        or b"" in headers
+        or pairs[-1][1]
+        or not tail.endswith(b"VmFlags:" + flags[-1].rstrip(b" \t"))
+    ):
+        return _scan_slowly(data, source)
+    sealed = tuple(i for i, f in enumerate(flags) if b" sl " in f or f.endswith(b" sl"))
+    return len(headers), ScannedVmas(headers, flags, sealed, source)
+
+
+def _scan_slowly(data: bytes, source: str | None) -> tuple[int, ScannedVmas]:
+    """The general parser's answer in :func:`scan_smaps`'s shape (odd text only)."""
+    parsed = parse_smaps(data.decode("utf-8", "surrogateescape"), source)
+    sealed = tuple(i for i, v in enumerate(parsed) if v.sealed)
+    if not sealed:
+        return len(parsed), ScannedVmas((), (), ())
+    vmas = ScannedVmas([b""] * len(parsed), [b""] * len(parsed), sealed, source)
+    vmas._built[:] = [
+        Vma(v.start, v.end, v.perms, v.offset, v.dev, v.inode, v.path, v.vmflags) for v in parsed
+    ]
+    return len(parsed), vmas
+
+
+class TaskStatus(NamedTuple):
+    """What a sweep needs from ``/proc/PID/status``.
+
+    ``name`` is the command name (``comm``) with the kernel's escapes undone;
+    ``uid`` the effective and ``ruid`` the real user id; ``state`` the one
+    letter state (``R``, ``S``, ``Z``...); ``kthread`` is true for kernel
+    threads, which have no user address space to audit.
+    """
+
+    pid: int
+    name: str
+    state: str
+    uid: int
+    ruid: int
+    kthread: bool
+
+
+_COMM_ESCAPE: Final = re.compile(r"\\[n\\]")
+
+
+def task_status(fields: Mapping[str, str], source: str | None = None) -> TaskStatus:
+    """The :class:`TaskStatus` in parsed ``/proc/PID/status`` fields (from
+    :func:`parse_status`). Raises :class:`ParseError` when ``Name``,
+    ``State``, ``Pid`` or ``Uid`` is missing or malformed.
+    """
+    if not isinstance(fields, Mapping):
+        raise ArgumentTypeError(f"fields must be a mapping, not {type(fields).__name__}")
+    if not all(
+        isinstance(fields.get(k, ""), str)
+        for k in ("Name", "State", "Pid", "Uid", "Kthread", "VmSize")
+    ):
+        raise ArgumentTypeError("status fields must be strings (as parse_status returns)")
+    try:
+        raw_name = fields["Name"]
+        state = fields["State"][:1]
+        pid = int(fields["Pid"])
+        ruid, euid = (int(x) for x in fields["Uid"].split()[:2])
+    except (KeyError, ValueError) as exc:
+        raise ParseError(f"malformed status text ({exc})", None, source) from None
+    # proc_task_name escapes only "\n" and "\\" (fs/proc/array.c,
+    # seq_escape_str(..., "\n\\")): undo exactly those.
+    name = _COMM_ESCAPE.sub(lambda m: "\n" if m.group() == "\\n" else "\\", raw_name)
+    if "Kthread" in fields:
+        kthread = fields["Kthread"] == "1"
+    else:
+        # Before the Kthread line (Linux 6.0?) a task without VmSize has no mm:
+        # a kernel thread, unless it is a zombie (which has lost its mm).
+        kthread = "VmSize" not in fields and state not in ("Z", "X")
+    return TaskStatus(pid, name, state, euid, ruid, kthread)
+
+
+class ProcessDir:
+    """An open ``/proc/PID`` directory: every file read through it belongs to
+    the same process (the directory pins the task; a reused pid cannot slip
+    in between two reads). A context manager.
+
+    Opening raises :class:`ProcessGoneError` when the process does not exist;
+    :meth:`read` raises :class:`ProcessGoneError` or
+    :class:`AccessDeniedError` (the same boundary as :func:`read_smaps`).
+    """
+
+    __slots__ = ("_fd", "pid", "task")
+
+    _fd: int | None
+    pid: str
+    task: str
+    """Where the address space is read: ``""`` (``/proc/PID/`` itself) or,
+    once :meth:`smaps` found the leader a zombie, ``"task/TID/"`` of a live
+    thread (for ``map_files/`` and ``root/`` too)."""
+
+    def __init__(self, pid: int | str, procfs: str = "/proc") -> None:
+        self._fd = None
+        self.task = ""
+        procfs = _check_root(procfs)
+        self.pid = resolve_pid(pid)
+        path = os.path.join(procfs, self.pid)
+        try:
+            self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
+            raise ProcessGoneError(self.pid) from None
+        except PermissionError:
+            raise AccessDeniedError(self.pid) from None
+        except OSError as exc:
+            raise ArgumentError(f"cannot open {path}: {exc.strerror}") from None
+
+    @property
+    def fd(self) -> int:
+        """The directory's file descriptor (for ``dir_fd=`` calls)."""
+        if self._fd is None:
+            raise ProcessGoneError(self.pid, f"process {self.pid}: directory already closed")
+        return self._fd
+
+    def read(self, name: str) -> bytes:
+        """The bytes of ``/proc/PID/<name>``."""
+        if self._fd is None:
+            raise ProcessGoneError(self.pid, f"process {self.pid}: directory already closed")
+        return _read_bytes(name, self.pid, self._fd)
+
+    def status(self) -> TaskStatus:
+        """The process's :class:`TaskStatus` (``/proc/PID/status``)."""
+        source = f"/proc/{self.pid}/status"
+        text = self.read("status").decode("utf-8", "surrogateescape")
+        # Everything TaskStatus needs (Name ... Kthread, VmPeak, VmSize) comes
+        # before VmLck, and Threads follows even in a kernel thread's status
+        # (fs/proc/array.c proc_pid_status): parse only that head, a third of
+        # the text, since a sweep does this for every process.
+        for marker in ("\nVmLck:", "\nThreads:"):
+            end = text.find(marker)
+            if end > 0:
+                text = text[:end]
+                break
+        return task_status(parse_status(text, source), source)
+
+    def smaps(self, state: str) -> bytes:
+        """The ``smaps`` bytes of the process, whose status says ``state``.
+
+        A process whose main thread exited (``pthread_exit``) while others
+        run on is a zombie leader: ``/proc/PID/smaps`` is empty, yet the
+        address space lives on, visible through any live thread's
+        ``task/TID/smaps``. For a zombie (``Z``) this reads those; ``b""``
+        when no thread has an address space left (the process exited).
+        """
+        if state not in ("Z", "X"):
+            return self.read("smaps")
+        try:
+            task = os.open("task", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
+        except (FileNotFoundError, ProcessLookupError):
+            raise ProcessGoneError(self.pid) from None
+        try:
+            tids = sorted(name for name in os.listdir(task) if name != self.pid)
+        finally:
+            os.close(task)
+        for tid in tids:
+            try:
+                data = self.read(f"task/{tid}/smaps")
+            except ProcessGoneError:
+                continue
+            if data:
+                self.task = f"task/{tid}/"
+                return data
+        return b""
+
+    def readlink(self, name: str) -> str:
+        """The target of the symlink ``/proc/PID/<name>`` (``exe``, ``map_files/...``)."""
+        if self._fd is None:
+            raise ProcessGoneError(self.pid, f"process {self.pid}: directory already closed")
+        try:
+            return os.readlink(name, dir_fd=self._fd)
+        except (FileNotFoundError, ProcessLookupError):
+            raise ProcessGoneError(self.pid) from None
+        except PermissionError:
+            raise AccessDeniedError(self.pid) from None
+
+    def close(self) -> None:
+        """Close the directory (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> ProcessDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

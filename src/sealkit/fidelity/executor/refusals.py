@@ -1,0 +1,268 @@
+"""What the kernel executor will not run, decided before any call runs.
+
+A trace that would touch anything outside the arena, or holds an argument
+no register can carry (outside ``[-2**63, 2**64)``; the text form refuses
+those when parsed), is refused **before any call runs**, with
+:class:`OutsideArenaError` naming the step
+(:func:`check_trace`). Far ranges that cannot hit a mapping are allowed:
+entirely at or above ``TASK_SIZE`` (the kernel half, the vsyscall page),
+entirely below ``vm.mmap_min_addr`` (for calls that do not create a
+mapping), and ranges whose end wraps past 2**64 (every call rejects those
+with EINVAL/ENOMEM before looking at mappings). The worker re-checks with
+its own addresses before running, since "wraps" depends on the base.
+"Below ``vm.mmap_min_addr``" is widened to the first MiB, which every runner
+verifies is empty at start. ``mseal`` and ``munmap`` ranges that start in the
+window and run past ``TASK_SIZE`` are allowed too: both refuse such a range
+before changing anything (spec kernel-behaviour 1.5).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Final
+
+from ..._os import syscalls
+from ...errors import UnsafeTargetError
+from ...flags import PAGE_SIZE, Madv, MapFlag, MremapFlag
+from ...ops import (
+    MASK64,
+    MODEL_BASES,
+    Bases,
+    Brk,
+    Fork,
+    Madvise,
+    Mimmutable,
+    Mmap,
+    Mremap,
+    Mseal,
+    MsealSplit,
+    MsealV1,
+    MsealV3,
+    Munmap,
+    Op,
+    ProcessMadvise,
+    Step,
+    format_op,
+    iter_ranges,
+)
+from ..target import Window, plain_ops, uses_heap
+
+__all__ = ["OutsideArenaError", "check_trace", "refusal"]
+
+PS: Final = PAGE_SIZE
+
+_POISON: Final = frozenset({Madv.HWPOISON, Madv.SOFT_OFFLINE})
+_LOW_AREA: Final = 1 << 20
+_ANON_FIXED: Final = int(MapFlag.FIXED | MapFlag.FIXED_NOREPLACE)
+
+
+class OutsideArenaError(UnsafeTargetError):
+    """A trace names memory outside the executor's arena (or a call the
+    executor will not make, such as ``MADV_HWPOISON``). Raised before any call
+    of the trace runs. ``step`` is the 0-based index, ``op`` the call,
+    ``reason`` why.
+    """
+
+    def __init__(self, step: int, op: Op, reason: str) -> None:
+        super().__init__(step, op, reason)
+        self.step = step
+        self.op = op
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.step, self.op, self.reason))
+
+    def __str__(self) -> str:
+        try:
+            call = format_op(self.op).strip()
+        except ValueError:  # an Op built in Python with a number str() refuses to print
+            call = self.op.NAME
+        return f"step {self.step + 1} ({call}): {self.reason}"
+
+
+def _read_int(path: str, default: int) -> int:
+    try:
+        with open(path, "rb") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def _task_size() -> int:
+    """The top of user space: ``TASK_SIZE`` (x86_64 4-level paging: 2**47 - 4096).
+    Larger (safer) values where user space may be larger (LA57, other arches)."""
+    if syscalls.ARCH != "x86_64":
+        return (1 << 56) - PS
+    try:
+        with open("/proc/cpuinfo", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"flags"):
+                    return (1 << 56) - PS if b" la57" in line else (1 << 47) - PS
+    except OSError:
+        pass
+    return (1 << 56) - PS
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    task_size: int
+    min_addr: int
+    """Below this nothing is mapped: ``max(vm.mmap_min_addr, 1 MiB)``, verified
+    by every runner at start (PIE interpreters live far above it), and the
+    executor never creates a mapping there."""
+
+
+_LIMITS: Limits | None = None
+
+
+def limits() -> Limits:
+    global _LIMITS
+    if _LIMITS is None:
+        # mmap_min_addr: below it nothing can be mapped by an unprivileged
+        # process; the executor never *creates* mappings there either (root
+        # can), so non-creating calls there cannot hit anything.
+        _LIMITS = Limits(
+            _task_size(), max(_read_int("/proc/sys/vm/mmap_min_addr", 4096), _LOW_AREA)
+        )
+    return _LIMITS
+
+
+def _span_refusal(
+    addr: int, length: int, creates: bool, win: Window, bases: Bases, heap: bool, lim: Limits,
+    prechecked: bool = False,
+) -> str | None:  # fmt: skip
+    """Why touching ``[addr, addr+length)`` (page-rounded outwards) is refused, or None.
+
+    ``prechecked``: the call refuses, before changing anything, any range that
+    runs past ``TASK_SIZE`` (mseal: range_contains_unmapped, spec rule 2;
+    munmap: ``len > TASK_SIZE - start`` in do_vmi_munmap)."""
+    addr &= MASK64
+    length &= MASK64
+    start = addr & ~(PS - 1)
+    end = addr + length
+    end_r = (end + PS - 1) & ~(PS - 1)
+    if end_r >= 1 << 64:
+        # addr+len (or its page-aligned end) overflows: munmap, mprotect,
+        # madvise, mseal, mlock, mremap and mmap all reject it before looking
+        # at a VMA (their `end < start` / `len > TASK_SIZE - start` checks).
+        return None
+    if end_r <= start:
+        return None  # an empty range: no page is looked at
+    if start >= lim.task_size:
+        return None  # kernel half or above user space: never a VMA
+    if end_r <= lim.min_addr and not creates:
+        return None
+    p_lo = bases.arena
+    in_p = p_lo <= start < p_lo + win.pages * PS
+    in_h = heap and bases.heap <= start < bases.heap + win.heap_pages * PS
+    if (in_p or in_h) and prechecked and end_r > lim.task_size:
+        return None
+    if in_p and end_r <= p_lo + win.pages * PS:
+        return None
+    if in_h and end_r <= bases.heap + win.heap_pages * PS:
+        return None
+    where = f"[{start:#x}, {end_r:#x})"
+    return (
+        f"{'maps' if creates else 'touches'} {where}, outside the window "
+        f"(p0..p{win.pages}" + (f", h0..h{win.heap_pages}" if heap else "") + ")"
+    )
+
+
+_ARG_GETTERS: dict[type[Op], Callable[[Op], tuple[Any, ...]]] = {}
+
+
+def _arg_getter(kind: type[Op]) -> Callable[[Op], tuple[Any, ...]]:
+    names = [f.name for f in fields(kind) if f.name != "ranges"]
+    if not names:
+        return lambda op: ()
+    get = operator.attrgetter(*names)
+    return (lambda op: (get(op),)) if len(names) == 1 else get
+
+
+def _argument_refusal(op: Op) -> str | None:
+    """Why an argument of ``op`` cannot reach a system call (a register holds
+    64 bits; negatives go as two's complement, as in ``syscalls._u64``), or
+    None. The text form refuses such values when parsed (ops._fit); an Op
+    built in Python may still hold them."""
+    kind = type(op)
+    getter = _ARG_GETTERS.get(kind)
+    if getter is None:
+        getter = _ARG_GETTERS[kind] = _arg_getter(kind)
+    values = getter(op)
+    if kind is ProcessMadvise:
+        values += tuple(v for r in op.ranges for v in r)  # type: ignore[attr-defined]
+    for value in values:
+        if type(value) is not int or -(1 << 63) <= value <= MASK64:
+            continue  # str/None/bool fields; ints of the right size
+        names = [f.name for f in fields(kind) if f.name != "ranges"] + ["range"]
+        name = next((n for n, v in zip(names, values, strict=False) if v is value), "range")
+        return f"{name} does not fit in 64 bits (a {value.bit_length()}-bit value)"
+    return None
+
+
+def refusal_at(op: Op, win: Window, bases: Bases, heap: bool, lim: Limits) -> str | None:
+    kind = type(op)
+    bad = _argument_refusal(op)
+    if bad:
+        return bad
+    if kind in (MsealV1, MsealV3, Mimmutable, MsealSplit, Fork):
+        return None  # no range reaches the kernel (the first four are ENOSYS here)
+    if (kind is Madvise or kind is ProcessMadvise) and op.advice in _POISON:  # type: ignore[attr-defined]
+        return "MADV_HWPOISON/SOFT_OFFLINE take physical pages offline; never run"
+    if kind is Brk:
+        addr = op.addr  # type: ignore[attr-defined]
+        if addr == 0 or (bases.heap <= addr <= bases.heap + win.heap_pages * PS):
+            return None
+        return f"brk({addr:#x}) must be 0 (query) or between h0 and h{win.heap_pages}"
+    if kind is Mmap:
+        assert isinstance(op, Mmap)
+        if not op.flags & _ANON_FIXED and (op.addr == 0 or op.addr >= lim.task_size):
+            return None  # no hint, or an ignored one: placed "elsewhere"
+        return _span_refusal(op.addr, op.length, True, win, bases, heap, lim)
+    if kind is Mremap:
+        assert isinstance(op, Mremap)
+        # The source (one page at least: old_len=0 duplicates a shared VMA).
+        src = _span_refusal(op.addr, op.old_length or 1, False, win, bases, heap, lim)
+        if src:
+            return src
+        if op.flags & MremapFlag.FIXED:
+            return _span_refusal(op.new_addr, op.new_length, True, win, bases, heap, lim)
+        if op.flags & MremapFlag.DONTUNMAP and op.new_addr and op.new_addr < lim.task_size:
+            # Without MREMAP_FIXED, new_addr is a placement hint (mremap_to ->
+            # get_unmapped_area), honoured when free.
+            hint = _span_refusal(op.new_addr, op.new_length, True, win, bases, heap, lim)
+            if hint:
+                return hint
+        # In-place growth is tried first, whatever the flags.
+        return _span_refusal(op.addr, op.new_length, True, win, bases, heap, lim)
+    prechecked = kind is Mseal or kind is Munmap
+    for addr, length in iter_ranges(op):
+        reason = _span_refusal(addr, length, False, win, bases, heap, lim, prechecked)
+        if reason:
+            return reason
+    return None
+
+
+def refusal(op: Op, window: Window, heap: bool) -> str | None:
+    """Why the executor would refuse ``op`` (model frame), or ``None``.
+    ``heap`` says whether the trace uses the heap zone (:func:`uses_heap`)."""
+    return refusal_at(op, window, MODEL_BASES, heap, limits())
+
+
+def check_trace(
+    ops: Sequence[Op] | Sequence[Step], window: Window | None = None, bases: Bases = MODEL_BASES
+) -> None:
+    """Raise :class:`OutsideArenaError` for the first call of ``ops`` that the
+    kernel executor will not run (see the module docstring); ``None`` if all
+    are safe. Pure arithmetic: nothing is run.
+    """
+    win = window or Window()
+    plain = plain_ops(ops)
+    heap = uses_heap(plain, bases)
+    lim = limits()
+    for i, op in enumerate(plain):
+        reason = refusal_at(op, win, bases, heap, lim)
+        if reason:
+            raise OutsideArenaError(i, op, reason)
