@@ -12,12 +12,14 @@ worker, 3 with two. The search now sees every VMA attribute (``vma_view``).
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from sealkit.analysis import parse_policy
 from sealkit.analysis import search as search_mod
 from sealkit.analysis.alphabet import alphabet_of
-from sealkit.analysis.analyzer import make_problem
+from sealkit.analysis.analyzer import default_workers, make_problem
 from sealkit.analysis.scenario import DEFAULT_SCENARIO
 from sealkit.analysis.search import Problem, search
 from sealkit.ops import parse_trace
@@ -65,3 +67,14 @@ def test_two_calls_give_the_same_states_for_any_worker_count(
         assert other.stats.levels == first.stats.levels
         assert other.stats.digest == first.stats.digest
         assert other.outcomes == first.outcomes
+
+
+@pytest.mark.parametrize("cores", [1, 3, 8])
+def test_workers_default_to_the_cores_available(
+    monkeypatch: pytest.MonkeyPatch, cores: int
+) -> None:
+    # Results do not depend on the worker count, so nothing caps it: one per
+    # core this process may run on, whatever the load.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (50.0, 50.0, 50.0))
+    assert default_workers() == cores
