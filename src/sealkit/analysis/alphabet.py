@@ -68,7 +68,6 @@ from .scenario import PolicySpec
 
 __all__ = [
     "EFFECTS",
-    "HINT_FLAGS",
     "PROTS",
     "Alphabet",
     "alphabet_of",
@@ -120,22 +119,6 @@ data either: what they do to mappings and protections is the same whatever
 the pages hold (also tested), so when only mapping and permission integrity
 are still open the last level judges them on the pages they name, without
 content tokens."""
-
-HINT_FLAGS: Final = (
-    0x8000  # VM_SEQ_READ (MADV_SEQUENTIAL)
-    | 0x10000  # VM_RAND_READ (MADV_RANDOM)
-    | 0x20000  # VM_DONTCOPY (MADV_DONTFORK)
-    | 0x4000000  # VM_DONTDUMP (MADV_DONTDUMP)
-    | 0x20000000  # VM_HUGEPAGE (MADV_HUGEPAGE)
-    | 0x40000000  # VM_NOHUGEPAGE (MADV_NOHUGEPAGE)
-    | 0x80000000  # VM_MERGEABLE (MADV_MERGEABLE)
-)
-"""The ``vm_flags`` bits that only record an madvise hint (kernel values).
-Whether a call fails without changing anything never depends on them: the
-kernel reads them for readahead, huge pages, KSM, core dumps and (DONTCOPY)
-fork, none of which decides an error of a call the alphabet has besides
-fork (tested in tests/unit/test_analysis_frames.py). They still keep VMAs
-from merging, so they are part of every state and of every other cache key."""
 
 _ARENA: Final = MODEL_BASES.arena
 _HEAP: Final = MODEL_BASES.heap

@@ -130,7 +130,7 @@ from typing import Any, Final, TypeAlias
 from ..flags import Madv, MapFlag, Prot
 from ..layout import Layout
 from ..ops import Brk, Madvise, Mmap, Mremap, Op, ProcessMadvise
-from .alphabet import EFFECTS, HINT_FLAGS, Alphabet
+from .alphabet import EFFECTS, Alphabet
 from .properties import Page, PageFact, PermissionPromise, Property, check, page_facts
 from .space import Space
 
@@ -923,13 +923,9 @@ class _View:
         self._deps[fp] = out
         return out
 
-    def view(
-        self, mask: int, blind: bool = False, hints: bool = True
-    ) -> tuple[tuple[Entry, ...], dict[str, str]]:
+    def view(self, mask: int, blind: bool = False) -> tuple[tuple[Entry, ...], dict[str, str]]:
         """The entries of ``mask`` with new objects renamed by first appearance
-        (``~0``, ``~1``...), without page data when ``blind``, without the
-        madvise hint flags unless ``hints``; returns the view and the
-        renaming (global -> local)."""
+        (``~0``, ``~1``...); returns the view and the renaming (global -> local)."""
         vec = self.vec
         out: list[Entry] = []
         local: dict[str, str] = {}
@@ -944,8 +940,6 @@ class _View:
             e = vec[j]
             if type(e) is tuple and len(e) == _FIELDS:
                 e = _renamed(e, rename)
-                if not hints and e[_FLAGS] & HINT_FLAGS:
-                    e = (e[_START], e[_FLAGS] & ~HINT_FLAGS, *e[_SEAL:])
                 if blind:
                     e = e[:_BLIND]
             out.append(e)
@@ -1093,7 +1087,7 @@ class _Expansion:
         named = engine.named[g]
         if not named & self.node.delta:
             return None, engine.root_refusals[g]
-        view, _ = self.fp.view(named, hints=False)
+        view, _ = self.fp.view(named)
         key = (g, named, view)
         return key, engine.refusals.get(key, {})
 
