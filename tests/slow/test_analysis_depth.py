@@ -16,7 +16,8 @@ reductions on the real model.
   reduction (states equal up to renaming of new objects) is checked against
   the model's own ``state_key``. ``SEALKIT_THOROUGH=1`` runs the depth-2
   comparison on the whole alphabet.
-* The answer does not depend on the worker count, at full size.
+* The answer does not depend on the worker count: on the slice that showed
+  the difference and, with ``SEALKIT_THOROUGH=1``, at full size.
 """
 
 from __future__ import annotations
@@ -163,9 +164,13 @@ def test_workers_agree_on_a_slice(monkeypatch: pytest.MonkeyPatch) -> None:
         assert other.outcomes == results[0].outcomes
 
 
+@pytest.mark.skipif(
+    not THOROUGH,
+    reason="several minutes; SEALKIT_THOROUGH=1 runs it (the slice above is the tier's check)",
+)
 def test_workers_agree_at_full_size() -> None:
     # proposal-v3 at depth 3 gave 97,237 states with one worker and 97,432
-    # with two before the fix.
+    # with two before the fix (docs/analyze.md records the run after it).
     problem, _ = make_problem(DEFAULT_SCENARIO, parse_policy("proposal-v3"))
     one = search(problem, DEPTH, workers=1, digest=True)
     two = search(problem, DEPTH, workers=2, digest=True)
