@@ -471,11 +471,15 @@ def errno_name(err: int) -> str:
 
 
 def format_result(op: Op, result: int, bases: Bases = MODEL_BASES) -> str:
-    """The text after ``=``: ``0``, ``p12``, ``EPERM``, ``elsewhere``, ``4p``."""
-    if result < 0:
-        return errno_name(-result)
+    """The text after ``=``: ``0``, ``p12``, ``EPERM``, ``E4095``, ``elsewhere``,
+    ``4p``; :func:`parse_result` reads it back as ``result``. ``ValueError``
+    for a result no 64-bit register holds (other than :data:`ELSEWHERE`)."""
     if result == ELSEWHERE:
         return "elsewhere"
+    if not RESULT_MIN <= result <= MASK64:
+        raise ValueError(f"result {result} does not fit in 64 bits")
+    if result < 0:
+        return errno_name(-result)
     if op.RETURNS_ADDRESS:
         return _fmt_addr(result, bases)
     if isinstance(op, ProcessMadvise):
@@ -566,6 +570,10 @@ class _Bad(Exception):
 ARG_MIN: Final = -(1 << 63)
 """The smallest number a trace may hold: a negative is passed as its 64-bit
 two's complement, as the kernel reads it (``fd=-1``, ``pkey=-1``)."""
+RESULT_MIN: Final = ARG_MIN
+"""The smallest result: ``-errno`` as a register holds it. The kernel's
+errnos are 1..4095 (``MAX_ERRNO``, include/linux/err.h); larger ones come
+only from hand-written traces and are written ``E<n>``."""
 _MAX_DIGITS: Final = {10: 20, 16: 16}  # 2**64 - 1 has 20 decimal, 16 hex digits
 
 
@@ -791,12 +799,25 @@ _ERRNO_BY_NAME: Final = {name: num for num, name in _errno.errorcode.items()}
 
 
 def parse_result(op: Op, text: str, bases: Bases = MODEL_BASES) -> int:
-    """Parse the text after ``=`` for ``op``."""
+    """Parse the text after ``=`` for ``op`` (the inverse of :func:`format_result`)."""
     text = text.strip()
     if text in _ERRNO_BY_NAME:
         return -_ERRNO_BY_NAME[text]
-    if text[:1] == "E" and text[1:].isascii() and text[1:].isdigit() and len(text) <= 6:
-        return -int(text[1:])  # errno_name()'s form for a number errno does not name
+    if text[:1] == "E" and text[1:].isascii() and text[1:].isdigit():
+        # errno_name()'s form for a number errno does not name: the kernel's
+        # go up to 4095 (MAX_ERRNO); a hand-written trace may hold any that a
+        # register does, and reads back the same.
+        try:
+            err = _number(text[1:])
+        except _Bad as exc:
+            raise ParseError(f"bad result {_quote(text)}: {exc}") from None
+        if not 1 <= err <= -RESULT_MIN:
+            raise ParseError(
+                f"bad result {_quote(text)}: an errno is 1 or more (the kernel's: 1..4095)"
+                if err == 0
+                else f"bad result {_quote(text)}: -{err} does not fit in 64 bits"
+            )
+        return -err
     if text == "elsewhere":
         return ELSEWHERE
     try:
@@ -823,6 +844,8 @@ def parse_step(text: str, bases: Bases = MODEL_BASES, line: int | None = None) -
     else:
         call, eq, result_text = body, "", ""
     words = call.split()
+    if not words:
+        raise ParseError("a result ('= ...') with no call before it", line)
     try:
         op = _parse_op_words(words[0], words[1:], bases)
     except _Bad as exc:

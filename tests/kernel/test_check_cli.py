@@ -42,7 +42,7 @@ def test_json_carries_every_field_and_matches_this_system(sealkit_cli: Run) -> N
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     fields = {f.name for f in dataclasses.fields(EnvironmentReport)}
-    assert fields | {"requirements"} == set(data)
+    assert fields | {"schema", "requirements"} == set(data)
     assert data["kernel_release"] == platform.release()
     assert data["mseal_available"] is True and data["smaps_reports_seals"] is True
     assert data["requirements"] == {}
@@ -116,3 +116,52 @@ def test_config_note_explains_checkpoint_restore() -> None:
         assert "CHECKPOINT_RESTORE" in report.config_note
     assert report.glibc_version is None or report.glibc_version[0].isdigit()
     assert report.seccomp_mode in (0, 1, 2, None)
+
+
+# --- optional components: what an installation lacks, and what that costs ------------
+
+BLOCK_FASTSYS = """
+import sys
+class _NoFastPath:
+    # What an install without a C compiler leaves: no sealkit._os._fastsys.
+    def find_spec(self, name, path=None, target=None):
+        if name == "sealkit._os._fastsys":
+            raise ImportError("No module named 'sealkit._os._fastsys'")
+        return None
+sys.meta_path.insert(0, _NoFastPath())
+from sealkit.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_fast_path_is_listed_with_what_is_lost_without_it(
+    sealkit_cli: Run, python: Run
+) -> None:
+    from sealkit._os import syscalls
+
+    here = sealkit_cli("check", "--json")
+    (fast,) = [c for c in json.loads(here.stdout)["components"] if c["key"] == "fast-path"]
+    assert fast["present"] is syscalls.FAST_PATH
+    assert "ctypes" in fast["without"] and "loader's lock" in fast["without"]
+    if syscalls.FAST_PATH:
+        assert fast["detail"].endswith(".so") and "_fastsys" in fast["detail"]
+
+    # A failed build (pip -q hid it): check says so, why, and how to get it.
+    missing = python(BLOCK_FASTSYS, "check", "--json")
+    assert missing.returncode == 0, missing.stderr
+    (gone,) = [c for c in json.loads(missing.stdout)["components"] if c["key"] == "fast-path"]
+    assert gone["present"] is False
+    assert "not built" in gone["detail"] and "pip install" in gone["detail"]
+    table = python(BLOCK_FASTSYS, "check")
+    row = next(line for line in table.stdout.splitlines() if "C fast path" in line)
+    assert "absent" in row and "ctypes" in row
+
+    # ... and --require fast-path turns it into a failed check (exit 1, one line).
+    required = python(BLOCK_FASTSYS, "check", "--require", "fast-path")
+    assert required.returncode == 1
+    (line,) = required.stderr.splitlines()
+    assert "fast-path" in line and "not built" in line
+
+    off = sealkit_cli("check", "--json", env={"SEALKIT_NO_FASTSYS": "1"})
+    (switched,) = [c for c in json.loads(off.stdout)["components"] if c["key"] == "fast-path"]
+    assert switched["present"] is False and "SEALKIT_NO_FASTSYS" in switched["detail"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,13 +16,16 @@ import psutil
 import pytest
 
 from sealkit.fidelity.executor import (
+    MAX_FILES,
+    MAX_FORKS,
     KernelExecutor,
     OutsideArenaError,
     WorkerDiedError,
     check_trace,
 )
+from sealkit.fidelity.replay import MAX_REPLAY_CALLS
 from sealkit.fidelity.target import Window
-from sealkit.ops import MODEL_BASES, Madvise, PkeyMprotect, ProcessMadvise, Prot
+from sealkit.ops import MODEL_BASES, Madvise, PkeyMprotect, ProcessMadvise, Prot, parse_trace
 
 from ..conftest import python_env
 
@@ -37,14 +41,21 @@ def _one_line_usage(done: subprocess.CompletedProcess[str], message: str) -> Non
 
 
 def test_special_files_are_refused_at_once(sealkit_cli: Any, tmp_path: Path) -> None:
-    fifo = tmp_path / "fifo.trace"
-    os.mkfifo(fifo)
-    # /dev/zero used to be read until memory ran out, a FIFO to block for ever.
-    for path, kind in (("/dev/zero", "character device"), (str(fifo), "FIFO")):
-        started = time.monotonic()
-        done = sealkit_cli("replay", path, "--on", "model:linux", timeout=20)
-        _one_line_usage(done, f"is not a regular file (it is a {kind})")
-        assert time.monotonic() - started < 10
+    # /dev/zero used to be read until memory ran out; a directory or a socket
+    # has nothing to read. (A FIFO is read, with a bound: test_replay_units.)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    try:
+        for path, kind in (
+            ("/dev/zero", "character device"), (str(tmp_path), "directory"),
+            (str(tmp_path / "sock"), "socket"),
+        ):  # fmt: skip
+            started = time.monotonic()
+            done = sealkit_cli("replay", path, "--on", "model:linux", timeout=20)
+            _one_line_usage(done, f"is not a regular file or a FIFO (it is a {kind})")
+            assert time.monotonic() - started < 10
+    finally:
+        sock.close()
 
 
 @pytest.mark.parametrize("on", ["kernel", "model:linux"])
@@ -92,7 +103,9 @@ def test_the_executor_refuses_ops_built_with_unpassable_numbers() -> None:
 
 # ----------------------------------------------------------- interrupts
 
-LONG_TRACE_CALLS = 30_000  # ~10 s of kernel work: still running when signalled
+LONG_TRACE_CALLS = (
+    4_000  # ~10 s of kernel work (replay takes 4096 at most): still running when signalled
+)
 
 
 def _long_trace(tmp_path: Path, fork: bool = False) -> Path:
@@ -201,3 +214,98 @@ def test_no_fuzz_worker_outlives_its_campaign(sig: signal.Signals) -> None:
         proc.kill()
         proc.communicate()
         _reap_leftovers(workers)
+
+
+# --- traces from elsewhere: stdin, pipes, scenario files --------------------------
+
+
+def _scenario_trace(name: str) -> str:
+    import tomllib
+    from importlib import resources
+
+    folder = resources.files("sealkit.fidelity.conformance").joinpath("scenarios")
+    for entry in folder.iterdir():
+        if entry.name.endswith(".toml"):
+            for table in tomllib.loads(entry.read_text()).get("scenario", []):
+                if table["name"] == name:
+                    return str(table["trace"])
+    raise AssertionError(name)
+
+
+def test_a_scenario_trace_replays_from_stdin_with_its_layout_lines(sealkit_cli: Any) -> None:
+    # Layout lines used to be a parse error, and "-" an unreadable file.
+    trace = _scenario_trace("selftest/seal_unmapped_middle")
+    assert "\n> [" in trace
+    done = subprocess.run(
+        [sys.executable, "-m", "sealkit", "replay", "-", "--diff"], input=trace,
+        capture_output=True, text=True, env=python_env(), timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("layout as expected") == trace.count("\n>") // 2
+    broken = trace.replace("[3,4) r--p,sl", "[3,4) r--p")
+    done = subprocess.run(
+        [sys.executable, "-m", "sealkit", "replay", "-"], input=broken,
+        capture_output=True, text=True, env=python_env(), timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1 and "differs from the '>' lines" in done.stdout
+
+
+def test_another_designs_sealing_call_is_a_one_line_error(sealkit_cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "v1.trace"
+    path.write_text("mmap p0 4p r-- private|anon|fixed\nmseal_v1 p0 4p munmap\nmunmap p0 4p\n")
+    for on in ("kernel", "model:linux"):
+        done = sealkit_cli("replay", str(path), "--on", on, timeout=60)
+        _one_line_usage(done, "mseal_v1 is the sealing call of proposal-v1")
+    ok = sealkit_cli("replay", str(path), "--on", "model:proposal-v1", timeout=60)
+    assert ok.returncode == 0, ok.stderr
+
+
+# --- what one trace may cost ------------------------------------------------------
+
+
+def _executor_refuses(trace: str, step: int, message: str) -> None:
+    ops = [s.op for s in parse_trace(trace)]
+    with pytest.raises(OutsideArenaError, match=message) as info:
+        check_trace(ops)
+    assert info.value.step == step
+    with KernelExecutor(Window(4, 4)) as kx:
+        # The worker checks too: a caller that "prechecked" call by call
+        # (the fuzzer) cannot get such a trace past it.
+        with pytest.raises(OutsideArenaError, match=message):
+            next(iter(kx.run_many([ops], prechecked=True)))
+        assert kx.run([ops[0]]).ok  # and it goes on working
+
+
+def test_forks_per_trace_are_bounded() -> None:
+    # Each fork kept a process alive until the trace ended: 10,000 fork
+    # lines meant 10,000 processes.
+    fits = "fork\n" * MAX_FORKS + "mmap p0 1p rw- private|anon|fixed\n"
+    with KernelExecutor(Window(4, 4)) as kx:
+        run = kx.run([s.op for s in parse_trace(fits)])
+        assert run.ok and run.results[-1] == P0
+    _executor_refuses("fork\n" * (MAX_FORKS + 1), MAX_FORKS, f"more than {MAX_FORKS} fork calls")
+
+
+def test_file_names_per_trace_are_bounded() -> None:
+    # Each name made a 256 KiB file and took two descriptors.
+    lines = [f"mmap p0 1p r-- private|fixed file=f{k}" for k in range(MAX_FILES + 1)]
+    with KernelExecutor(Window(4, 4)) as kx:
+        run = kx.run([s.op for s in parse_trace("\n".join(lines[:MAX_FILES]))])
+        assert run.ok and run.results == [P0] * MAX_FILES
+    _executor_refuses("\n".join(lines), MAX_FILES, f"more than {MAX_FILES} file names")
+
+
+def test_costly_traces_are_a_one_line_refusal(sealkit_cli: Any, tmp_path: Path) -> None:
+    forks = tmp_path / "forks.trace"
+    forks.write_text("fork\n" * 1000)
+    done = sealkit_cli("replay", str(forks), timeout=60)
+    _one_line_usage(done, f"step {MAX_FORKS + 1} (fork): more than {MAX_FORKS} fork calls")
+    files = tmp_path / "files.trace"
+    files.write_text("".join(f"mmap p0 1p r-- private|fixed file=f{k}\n" for k in range(1000)))
+    done = sealkit_cli("replay", str(files), "--diff", timeout=60)
+    _one_line_usage(done, f"more than {MAX_FILES} file names")
+    calls = tmp_path / "calls.trace"
+    calls.write_text("mmap p0 1p rw- private|anon|fixed\n" * (MAX_REPLAY_CALLS + 1))
+    for on in ("kernel", "model:linux"):
+        done = sealkit_cli("replay", str(calls), "--on", on, timeout=60)
+        _one_line_usage(done, f"has {MAX_REPLAY_CALLS + 1} calls; a replay runs at most")

@@ -136,6 +136,7 @@ RAW: dict[str, tuple[Callable[..., object], tuple[st.SearchStrategy[Any], ...]]]
     "libc_has_symbol": (syscalls.libc_has_symbol, (st.one_of(junk, st.text(max_size=10)),)),
     "loaded_objects": (syscalls.loaded_objects, ()),
     "set_parent_death_signal": (syscalls.set_parent_death_signal, (small_int,)),
+    "set_process_name": (syscalls.set_process_name, (buffer_data,)),
     "raise_exit_status_at_exit": (syscalls.raise_exit_status_at_exit, ()),
     # The kernel executor's entry points (fidelity branch).
     "errno_call": (

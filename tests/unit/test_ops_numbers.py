@@ -114,3 +114,59 @@ def test_unnamed_errnos_round_trip() -> None:
     op = Munmap(0, 4096)
     for err in (1, 12, 530, 4095):
         assert parse_result(op, format_result(op, -err)) == -err
+
+
+# Results: what a 64-bit register holds (negative: -errno; the kernel's are
+# 1..4095, a hand-written trace may hold any), or ELSEWHERE. Every one goes
+# through the text form and comes back the same; anything else is refused on
+# both sides, never printed as something that reads back differently.
+RESULT_OPS = [
+    ops.parse_op("munmap p0 4p"),
+    ops.parse_op("mmap p0 4p rw- private|anon"),
+    ops.parse_op("brk h4"),
+    ops.parse_op("process_madvise cold p0:4p"),
+    ops.parse_op("fork"),
+]
+RESULTS = [
+    -(1 << 63), -(1 << 63) + 1, -100_000, -4096, -4095, -530, -512, -133, -12, -1,
+    0, 1, 4095, 4096, MODEL_BASES.arena + 3 * 4096 + 5, MODEL_BASES.heap,
+    (1 << 63) - 1, 1 << 63, (1 << 64) - 4096, (1 << 64) - 1, ops.ELSEWHERE,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("op", RESULT_OPS, ids=[op.NAME for op in RESULT_OPS])
+def test_every_result_round_trips(op: ops.Op) -> None:
+    # -100000 was written E100000, which did not parse back.
+    for result in RESULTS:
+        text = format_result(op, result)
+        assert parse_result(op, text) == result, (result, text)
+        line = ops.format_step(ops.Step(op, result))
+        assert parse_trace(line)[0].result == result, line
+
+
+@pytest.mark.parametrize("op", RESULT_OPS, ids=[op.NAME for op in RESULT_OPS])
+def test_results_no_register_holds_are_refused_not_misprinted(op: ops.Op) -> None:
+    # 2**64 + 1 was written 0x1 for an address, which read back as 1.
+    for result in (-(1 << 63) - 1, ops.ELSEWHERE + 1, 1 << 70):
+        with pytest.raises(ValueError, match="result"):
+            format_result(op, result)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("E0", "an errno is 1 or more"),
+        ("E-5", "bad result"),
+        ("E" + "9" * 5000, "64 bits"),
+        ("E9223372036854775809", "64 bits"),
+        ("-9223372036854775809", "64 bits"),
+    ],
+)
+def test_results_past_the_range_are_a_parse_error(text: str, message: str) -> None:
+    assert message in str(_refused(f"munmap p0 4p = {text}"))
+
+
+def test_a_result_without_a_call_is_a_parse_error() -> None:
+    # "= EPERM" alone used to raise IndexError (exit 3 from sealkit replay).
+    for line in ("= EPERM", "  =0", "= ", "="):
+        assert "no call before" in str(_refused(line))

@@ -27,6 +27,8 @@ from ..errors import ArgumentError, ArgumentTypeError, NotSupportedError, kernel
 
 __all__ = [
     "ARCH",
+    "FAST_PATH",
+    "FAST_PATH_DETAIL",
     "NR",
     "LoadedObject",
     "Phdr",
@@ -58,6 +60,7 @@ __all__ = [
     "procmap_vmas",
     "seal_verified",
     "set_parent_death_signal",
+    "set_process_name",
 ]
 
 # os.uname() is what platform.machine() returns, without importing platform
@@ -130,22 +133,35 @@ _L, _U = ctypes.c_long, ctypes.c_ulong
 _fast: Callable[..., int] | None
 _fast_objects: Callable[[], list[tuple[bytes, int, tuple[tuple[int, ...], ...]]]] | None
 _fast_seal: Callable[..., list[tuple[int, int]] | None] | None
+_fast_detail: str
 try:
     from . import _fastsys
-except ImportError:  # pragma: no cover - depends on how sealkit was installed
+except ImportError as _exc:  # pragma: no cover - depends on how sealkit was installed
     _fast = _fast_objects = _fast_seal = None
+    _fast_detail = f"not built or not loadable ({_exc})"
 else:
     _fast = _fastsys.syscall
     # getattr: an extension built from an older source lacks the loader walks.
     _fast_objects = getattr(_fastsys, "loaded_objects", None)
     _fast_seal = getattr(_fastsys, "seal_verified", None)
+    _fast_detail = str(getattr(_fastsys, "__file__", "sealkit._os._fastsys"))
+    if _fast_objects is None or _fast_seal is None:
+        _fast_detail += " (built from an older source: no loader walk or locked sealing)"
 if not NR or os.environ.get("SEALKIT_NO_FASTSYS"):
     # No table for this architecture (every call raises NotSupportedError),
     # or the fast path is switched off (tests compare both paths).
+    if _fast is not None:
+        _fast_detail = (
+            "switched off by SEALKIT_NO_FASTSYS"
+            if NR
+            else f"not used: no system call table for {ARCH}"
+        )
     _fast = _fast_objects = _fast_seal = None
 
 FAST_PATH: Final = _fast is not None
 """Whether the C fast path (``sealkit._os._fastsys``) is in use."""
+FAST_PATH_DETAIL: Final = _fast_detail
+"""Where the fast path was loaded from, or why it is not in use."""
 
 
 def _syscall(nargs: int) -> Callable[..., int]:
@@ -476,6 +492,20 @@ def set_parent_death_signal(sig: int) -> None:
     none outlives the process that runs it. ``sig=0`` clears it.
     """
     _call("prctl", 5, 1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+
+
+def set_process_name(name: bytes) -> None:
+    """``prctl(PR_SET_NAME, name)``: the calling thread's name, which for the
+    main thread is the process's ``/proc/PID/comm`` (what ``ps``, ``top`` and
+    ``sealkit audit`` show). The kernel keeps the first 15 bytes; a NUL ends
+    the name early, so one is refused. ``/proc/PID/cmdline`` is not changed.
+    """
+    if not isinstance(name, bytes):
+        raise ArgumentTypeError(f"name must be bytes, not {type(name).__name__}")
+    if b"\0" in name:
+        raise ArgumentError(f"a process name cannot contain NUL: {name!r}")
+    buf = ctypes.create_string_buffer(name[:15], 16)
+    _call("prctl", 5, 15, ctypes.addressof(buf), 0, 0, 0)  # PR_SET_NAME = 15
 
 
 def raise_exit_status_at_exit() -> bool:

@@ -1,14 +1,21 @@
 """Entry point of the ``sealkit`` command and of ``python -m sealkit``.
 
-Exit codes: 0 success; 1 a requirement or check failed (``--require``,
-conformance or fuzzing failures); 2 bad usage (one line on stderr, never a
-traceback); 3 an unexpected internal error (one line; set ``SEALKIT_DEBUG=1``
-for the traceback); 130 interrupted.
+Exit codes, the same for every command (the table is in docs/cli.md):
+0 success; 1 a requirement or check failed (``--require``, conformance,
+fuzzing or replay failures, a process or file that could not be examined);
+2 bad usage or bad input (one line on stderr, never a traceback); 3 an
+unexpected internal error (one line; ``SEALKIT_DEBUG=1`` for the
+traceback); 4 an output could not be written (``-o FILE``, ``--svg FILE``,
+stdout on a full disk); 130 interrupted. ``sealkit run`` exits with the
+program's status once the program has started.
+
+Every command also takes ``--width N`` (see :mod:`sealkit.cli.output`).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -24,6 +31,15 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
+EXIT_IO = 4
+EXIT_INTERRUPTED = 130
+
+# OSError numbers that mean "the output could not be written" (stdout on a
+# full disk or a failing device), not a bug: exit code 4, one line.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
+
+MAX_WIDTH = 1 << 16
+_width: int | None = None
 
 
 class Command(Protocol):
@@ -38,6 +54,23 @@ class Command(Protocol):
 
 class UsageError(Exception):
     """Raised instead of argparse's exit, so every usage error is one line."""
+
+
+class OutputError(Exception):
+    """An output could not be written: exit code 4, the message on one line."""
+
+
+def requested_width() -> int | None:
+    """``--width`` as given on this command line (0: no limit), or ``None``."""
+    return _width
+
+
+def _width_value(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 6 or int(text) > MAX_WIDTH:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of columns from 0 (no limit) to {MAX_WIDTH}, got {text!r}"
+        )
+    return int(text)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -99,7 +132,12 @@ def build_parser(found: Sequence[Command]) -> ArgumentParser:
     for command in found:
         p = sub.add_parser(command.NAME, help=command.HELP, description=command.HELP)
         command.add_arguments(p)
-        p.set_defaults(_run=command.run)
+        p.add_argument(
+            "--width", type=_width_value, metavar="N",
+            help="draw tables N columns wide (0: no limit; default: the terminal's "
+            "width, or no limit when the output is not a terminal)",
+        )  # fmt: skip
+        p.set_defaults(_run=command.run, _command=command)
     return parser
 
 
@@ -121,9 +159,19 @@ def _parse(parser: ArgumentParser, words: list[str]) -> argparse.Namespace:
     return args
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush at exit
+    cannot fail again (it would print a traceback and exit 120)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
+    global _width
     args_list = list(sys.argv[1:] if argv is None else argv)
+    prog = "sealkit"
     try:
         parser = build_parser(discover(_requested(args_list)))
         try:
@@ -135,29 +183,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         if run is None:
             parser.print_help()
             return EXIT_USAGE
-        return run(args)
+        prog = f"sealkit {args.command}"
+        _width = args.width
+        status = run(args)
+        if not getattr(args._command, "PROGRAM_OWNS_STDOUT", False):
+            sys.stdout.flush()  # a full disk is reported here, not at exit
+        return status
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("sealkit: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`sealkit audit | head`): not an error.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _silence_stdout()
         return EXIT_OK
+    except OutputError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_IO
     except SealkitError as exc:
         print(f"sealkit: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS or exc.filename is not None:
+            return _internal(exc)
+        _silence_stdout()
+        print(f"{prog}: cannot write the output: {exc.strerror}", file=sys.stderr)
+        return EXIT_IO
     except Exception as exc:
-        if os.environ.get("SEALKIT_DEBUG"):
-            raise
-        print(
-            f"sealkit: internal error: {type(exc).__name__}: {exc} (SEALKIT_DEBUG=1 for details)",
-            file=sys.stderr,
-        )
-        return EXIT_INTERNAL
+        return _internal(exc)
+    finally:
+        _width = None
+
+
+def _internal(exc: Exception) -> int:
+    if os.environ.get("SEALKIT_DEBUG"):
+        raise exc
+    print(
+        f"sealkit: internal error: {type(exc).__name__}: {exc} (SEALKIT_DEBUG=1 for details)",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
 
 
 def entry() -> NoReturn:

@@ -14,13 +14,21 @@ mappings made with ``MAP_SEALABLE``).
 Some generated calls reach far outside the arena (``0``, the kernel half,
 huge lengths): that is their purpose on the model. A kernel executor must
 check every range with ``ops.iter_ranges`` before running a call.
+
+Hypothesis is an optional dependency: ``pip install 'sealkit[hypothesis]'``.
 """
 
 from __future__ import annotations
 
 from typing import Final, TypeVar
 
-from hypothesis import strategies as st
+try:
+    from hypothesis import strategies as st
+except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the installation
+    raise ModuleNotFoundError(
+        f"{__name__} needs Hypothesis, an optional dependency: pip install 'sealkit[hypothesis]'",
+        name=_exc.name,
+    ) from None
 
 from ..flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot, SealV1, SealV3, SplitSeal
 from ..ops import (

@@ -13,7 +13,10 @@
   excludes it: ``depends on !CHECKPOINT_RESTORE``) from ``/proc/config.gz``
   or ``/boot/config-RELEASE`` when readable;
 * the glibc version and whether it exports an ``mseal`` wrapper (2.43+);
-* this process's seccomp mode (``/proc/self/status``).
+* this process's seccomp mode (``/proc/self/status``);
+* sealkit's optional components (:data:`COMPONENTS`): whether each is
+  present, and what is lost without it. ``pip install -q`` hides a failed
+  build of the C fast path: this is where a user finds out.
 
 :data:`REQUIREMENTS` names what ``--require`` can demand; :func:`unmet`
 says why a requirement does not hold, in one line.
@@ -22,19 +25,74 @@ says why a requirement does not hold, in one line.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Final
 
 from .._os import procfs, syscalls
 from .._os.support import support
 from ..errors import ArgumentError, ArgumentTypeError, SealkitError
 
-__all__ = ["REQUIREMENTS", "SYSTEM_MAPPINGS", "EnvironmentReport", "check_environment", "unmet"]
+__all__ = [
+    "COMPONENTS",
+    "REQUIREMENTS",
+    "SYSTEM_MAPPINGS",
+    "Component",
+    "EnvironmentReport",
+    "check_environment",
+    "unmet",
+]
 
 SYSTEM_MAPPINGS: Final = ("[vdso]", "[vvar]", "[vvar_vclock]")
 """The mappings ``CONFIG_MSEAL_SYSTEM_MAPPINGS`` seals on x86-64 (other-systems §7.2)."""
 
 _SECCOMP_MODES: Final = {0: "disabled", 1: "strict", 2: "filter"}
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """A part of sealkit that an installation may lack.
+
+    ``key`` names it for ``--require``; ``title`` is the row ``sealkit
+    check`` shows; ``present`` says whether this process has it; ``detail``
+    says where it was found, or why not and how to get it; ``without`` says
+    what is lost without it (shown either way, so the table explains itself).
+    """
+
+    key: str
+    title: str
+    present: bool
+    detail: str
+    without: str
+
+
+def _fast_path() -> Component:
+    present = syscalls.FAST_PATH
+    detail = syscalls.FAST_PATH_DETAIL
+    if not present and not detail.startswith(("switched off", "not used")):
+        detail += (
+            "; it is built at install time when a C compiler and the Python headers are "
+            "there (apt install gcc python3-dev), then `pip install -e .` again "
+            "(pip -v shows the compiler's error)"
+        )
+    return Component(
+        key="fast-path",
+        title="C fast path (sealkit._os._fastsys)",
+        present=present,
+        detail=detail,
+        without=(
+            "system calls go through ctypes, about 1 us more per call "
+            "(benchmarks/bench_mseal.py); harden() walks the loaded objects from Python, "
+            "where a thread switch during the walk can deadlock against a concurrent import "
+            "(made unlikely, not impossible), and re-checks each range with PROCMAP_QUERY "
+            "microseconds before sealing it instead of under the dynamic loader's lock"
+        ),
+    )
+
+
+COMPONENTS: Final[list[Callable[[], Component]]] = [_fast_path]
+"""One probe per optional component, in the order ``sealkit check`` shows
+them; a new component adds its probe here, and its ``--require`` entry to
+:data:`REQUIREMENTS` (``_need_component(KEY)``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +123,7 @@ class EnvironmentReport:
     seccomp_mode: int | None
     seccomp_mode_name: str | None
     seccomp_filters: int | None
+    components: tuple[Component, ...] = field(default=())
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict with every field."""
@@ -129,6 +188,7 @@ def check_environment(procfs_root: str = "/proc", boot: str = "/boot") -> Enviro
         seccomp_mode=mode,
         seccomp_mode_name=_SECCOMP_MODES.get(mode, None) if mode is not None else None,
         seccomp_filters=int(filters_text) if filters_text.isdigit() else None,
+        components=tuple(probe() for probe in COMPONENTS),
     )
 
 
@@ -170,6 +230,16 @@ def _need_no_seccomp(r: EnvironmentReport) -> str | None:
     return f"this process runs under seccomp mode {r.seccomp_mode_name or r.seccomp_mode}"
 
 
+def _need_component(key: str) -> Callable[[EnvironmentReport], str | None]:
+    def need(r: EnvironmentReport) -> str | None:
+        for component in r.components:
+            if component.key == key:
+                return None if component.present else f"{component.title}: {component.detail}"
+        return f"no component {key!r} in this report"
+
+    return need
+
+
 REQUIREMENTS: Final[dict[str, tuple[str, Callable[[EnvironmentReport], str | None]]]] = {
     "mseal": ("mseal(2) is available to this process", _need_mseal),
     "smaps-sl": ("/proc/PID/smaps reports seals as 'sl'", _need_smaps),
@@ -177,6 +247,7 @@ REQUIREMENTS: Final[dict[str, tuple[str, Callable[[EnvironmentReport], str | Non
     "sysmap-config": ("CONFIG_MSEAL_SYSTEM_MAPPINGS=y", _need_sysmap_config),
     "glibc-mseal": ("libc exports an mseal() wrapper", _need_glibc),
     "no-seccomp": ("no seccomp filter on this process", _need_no_seccomp),
+    "fast-path": ("the C fast path is built and in use", _need_component("fast-path")),
 }
 """``--require`` names: ``name -> (what it means, check returning why not or None)``."""
 

@@ -8,7 +8,6 @@ to. ``--replay`` runs every ``linux`` counterexample on the running kernel.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -28,7 +27,7 @@ from ...analysis import (
     picture,
 )
 from ...errors import ArgumentError
-from ..output import PipeConsole
+from ..output import PipeConsole, console, print_json
 
 NAME = "analyze"
 HELP = "search call sequences for the shortest way around each sealing design"
@@ -81,7 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="put fork() in the alphabet (properties then judged in the process the trace ends in)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--json", action="store_true", help="JSON (schema: sealkit/data/analyze.schema.json)"
+    )
     parser.add_argument(
         "--replay",
         action="store_true",
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
         report, refuted = replay_report(report)
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
+        print_json("analyze", report.to_json())
     else:
         _print(report)
     return 1 if refuted else 0
@@ -179,7 +180,7 @@ def _replay_style(status: str) -> str:
 
 
 def _print(report: Report) -> None:
-    out = PipeConsole()
+    out = console()
     scenario = report.scenario
     out.print(f"[bold]scenario[/] {scenario.name}: {scenario.description}")
     first = report.policies[0].before if report.policies else None
@@ -225,4 +226,6 @@ def _print(report: Report) -> None:
                 body.append(
                     Text(f"\nkernel replay: {verdict.replay.status}: {verdict.replay.detail}")
                 )
-            out.print(Panel(Group(*body), title=f"{pol.spec.name}: {prop.value} integrity"))
+            out.print(
+                Panel(Group(*body), title=f"{pol.spec.name}: {prop.value} integrity", expand=False)
+            )

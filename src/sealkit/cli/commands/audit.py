@@ -26,7 +26,8 @@ requirements (--require, repeatable; exit code 1 and one line on stderr per unme
                             mapping, and at least one such process was audited
   sealed:PATTERN:KIND,...   ... with sealed mappings of each KIND
 kinds: text rodata relro data file heap stack anon shm system guard
-exit codes: 0 ok, 1 a requirement is not met, 2 bad usage, 3 internal error
+exit codes: 0 ok, 1 a requirement is not met, 2 bad usage, 3 internal error,
+  4 the output could not be written (-o FILE); the table is in docs/cli.md
 """
 
 
@@ -70,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "-o", "--output", metavar="FILE",
-        help="write to FILE (atomically: a temporary file renamed over it) instead of stdout",
+        help="write to FILE instead of stdout, atomically: a temporary file in FILE's "
+        "directory renamed over it; a new FILE gets mode 0644, an existing one keeps its mode",
     )  # fmt: skip
     parser.add_argument("--host", help="the host label in Prometheus output (default: uname -n)")
     parser.add_argument(
@@ -138,7 +140,9 @@ def _write(text: str, output: str | None) -> None:
         return
     from ..output import write_output
 
-    write_output(text, output)  # node_exporter may read the file at any moment: never half
+    # node_exporter may read the file at any moment: never half. A failure is
+    # an OutputError: one line, exit code 4.
+    write_output(text, output)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -176,12 +180,8 @@ def run(args: argparse.Namespace) -> int:
         text = to_prometheus(report, results, host=args.host)
     else:
         text = _table(report, args.sealed_only, to_file=args.output is not None)
-    try:
-        if text is not None:
-            _write(text, args.output)
-    except OSError as exc:
-        print(f"sealkit audit: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
-        return 1
+    if text is not None:
+        _write(text, args.output)
     failed = [r for r in results if not r.met]
     for result in failed:
         print(f"sealkit audit: requirement {result.requirement} not met: {result.reason}",
@@ -199,7 +199,7 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
 
     from ...host.classify import KINDS
     from ...text import human_size, printable
-    from ..output import PipeConsole
+    from ..output import file_width
     from ..output import table_console as stdout_console
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
@@ -250,10 +250,23 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
             what,
         )
     sink = io.StringIO() if to_file else None
-    console = PipeConsole(file=sink, width=140) if sink is not None else stdout_console()
+    console = stdout_console(sink, file_width()) if sink is not None else stdout_console()
     if table.row_count:
         console.print(table)
     elif sealed_only:
         console.print("no audited process has sealed memory")
     console.print(Text(report.summary(), style="bold"))
+    if sink is None and report.sealed == 0 and sys.stdout.isatty():
+        console.print(Text(NOTHING_SEALED, style="dim"))
     return sink.getvalue() if sink is not None else None
+
+
+NOTHING_SEALED = (
+    "Nothing audited here is sealed: no released glibc or distribution seals "
+    "memory yet, so 'not sealed' is what a stock host shows. To see sealing, run "
+    "a program hardened (sealkit run app.py: the process is named app.py) and "
+    "audit it (sealkit audit --comm app.py); sealkit check says what this host "
+    "supports."
+)
+"""Shown under the table, on a terminal only, when no audited process has
+sealed memory: what a first audit of a stock host shows, and what to do next."""

@@ -1,21 +1,22 @@
 """``sealkit check``: what this kernel and process offer for sealing.
 
-A table by default (``--json`` for programs: every field the table shows);
-``--require NAME`` (repeatable) exits 1 with a one-line reason per unmet
-requirement, so a CI job can say ``sealkit check --require mseal``.
+A table by default (``--json`` for programs: every field the table shows,
+schema ``sealkit/data/check.schema.json``); ``--require NAME`` (repeatable)
+exits 1 with a one-line reason per unmet requirement, so a CI job can say
+``sealkit check --require mseal``. The last rows list sealkit's optional
+components (the C fast path, ...): present or not, and what is lost without.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from rich.markup import escape
 from rich.table import Table
 
 from ...host.environment import REQUIREMENTS, EnvironmentReport, check_environment, unmet
-from ..output import PipeConsole
+from ..output import console, print_json
 
 NAME = "check"
 HELP = "Show whether this kernel and process support memory sealing (mseal)."
@@ -23,7 +24,9 @@ ORDER = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--json", action="store_true", help="JSON (schema: sealkit/data/check.schema.json)"
+    )
     parser.add_argument(
         "--require",
         action="append",
@@ -90,6 +93,14 @@ def _table(report: EnvironmentReport) -> Table:
         if report.seccomp_mode is not None
         else "no Seccomp field in /proc/self/status",
     )
+    for component in report.components:
+        table.add_row(
+            escape(component.title),
+            "[green]present[/]" if component.present else "[red]absent[/]",
+            escape(component.detail)
+            + ("; without it: " if component.present else "; so: ")
+            + escape(component.without),
+        )
     return table
 
 
@@ -101,9 +112,9 @@ def run(args: argparse.Namespace) -> int:
         payload["requirements"] = {
             name: {"met": reason is None, "reason": reason} for name, reason in failures.items()
         }
-        print(json.dumps(payload, indent=2, sort_keys=True))
+        print_json("check", payload)
     else:
-        PipeConsole(highlight=False).print(_table(report))
+        console().print(_table(report))
     failed = 0
     for name, reason in failures.items():
         if reason is not None:

@@ -10,7 +10,6 @@ source; ``--target all`` adds the policy comparison (what each design of the
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter, defaultdict
 
 from rich import box
@@ -27,12 +26,12 @@ from ...fidelity.conformance import (
 )
 from ...fidelity.target import TARGET_FORMS, check_target, target_kind, target_names
 from ..main import UsageError
-from ..output import PipeConsole
+from ..output import console as output_console
+from ..output import print_json
 
 NAME = "conform"
 HELP = "Run the conformance suite against the kernel and/or the model's policies."
 ORDER = 60
-_WIDE = 180
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="kernel (default), model:POLICY (model:linux, model:mimmutable, ...) or all",
     )  # fmt: skip
     parser.add_argument("--scenario", metavar="GLOB", help="only scenarios whose name matches GLOB")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument(
+        "--json", action="store_true", help="JSON (schema: sealkit/data/conform.schema.json)"
+    )
     parser.add_argument(
         "--failures-only", action="store_true", help="list only failing scenarios in the table"
     )
@@ -145,17 +146,13 @@ def run(args: argparse.Namespace) -> int:
             "not_expressible": [{"case": a, "why": b} for a, b in NOT_EXPRESSIBLE],
             "failed": failed,
         }
-        print(json.dumps(payload, indent=2))
+        print_json("conform", payload)
         return 1 if failed else 0
-    console = PipeConsole(highlight=False)
-    if len(targets) > 2 and console.width < _WIDE:
-        # Eleven targets side by side do not fit 80 columns; wider lines
-        # read better than cells folded letter by letter.
-        console = PipeConsole(highlight=False, width=_WIDE)
+    console = output_console()
     shown = [t for t in targets if t in ("kernel", "model:linux")] or targets
     table = Table(title=f"sealkit conform ({len(scenarios)} scenarios)")
     table.add_column("scenario", overflow="fold")
-    table.add_column("source", overflow="fold", max_width=40)
+    table.add_column("source", overflow="fold")
     for t in shown:
         table.add_column(t, overflow="fold")
     for sc in scenarios:

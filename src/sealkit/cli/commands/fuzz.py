@@ -9,7 +9,6 @@ divergence is shrunk to a minimal trace, printed in the text form ready for
 from __future__ import annotations
 
 import argparse
-import json
 
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -18,7 +17,7 @@ from rich.table import Table
 from ...fidelity.fuzz import EXCLUDED, UNDEFINED, VERIFIED, CampaignResult, campaign
 from ...fidelity.target import MAX_PAGES, Window
 from ..main import UsageError
-from ..output import PipeConsole
+from ..output import PipeConsole, console, print_json
 
 NAME = "fuzz"
 HELP = "Differential fuzzing: random calls on the linux model and the kernel, compared."
@@ -40,7 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ops", type=_positive, default=20000, metavar="N", help="calls to run (default 20000)"
     )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument(
+        "--json", action="store_true", help="JSON (schema: sealkit/data/fuzz.schema.json)"
+    )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="print what is compared when, what is left undefined and what is never "
+        "generated, then exit (no calls are run)",
+    )
     parser.add_argument(
         "--flags", choices=("end", "flag-ops", "every"), default="end",
         help="when to read VmFlags from smaps: trace end (default), after calls that can change them, every call",
@@ -77,16 +84,40 @@ def _summary(result: CampaignResult) -> Table:
     table.add_row(
         "VmFlags read", result.flags + (", exact boundaries everywhere" if result.exact else "")
     )
-    for when, what in VERIFIED.items():
-        table.add_row(f"verified {escape(when)}", escape(what))
+    table.add_row("compared", "see `sealkit fuzz --explain`")
     return table
 
 
+def _explain() -> int:
+    out = console()
+    verified = Table(title="what is compared, and when")
+    verified.add_column("when", overflow="fold")
+    verified.add_column("what", overflow="fold")
+    for when, what in VERIFIED.items():
+        verified.add_row(escape(when), escape(what))
+    out.print(verified)
+    undefined = Table(title="left undefined by the kernel (how the fuzzer treats them)")
+    undefined.add_column("case", overflow="fold")
+    undefined.add_column("treatment", overflow="fold")
+    for case, how in UNDEFINED:
+        undefined.add_row(escape(case), escape(how))
+    out.print(undefined)
+    excluded = Table(title="never generated")
+    excluded.add_column("case", overflow="fold")
+    excluded.add_column("why", overflow="fold")
+    for case, why in EXCLUDED:
+        excluded.add_row(escape(case), escape(why))
+    out.print(excluded)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.explain:
+        return _explain()
     if args.pages > MAX_PAGES:
         raise UsageError(f"sealkit fuzz: --pages must be at most {MAX_PAGES}")
     window = Window(args.pages, 16)
-    console = PipeConsole(highlight=False, stderr=args.json)
+    out = console(stderr=args.json)
     if args.json or args.no_progress:
         result = campaign(
             args.ops,
@@ -110,24 +141,12 @@ def run(args: argparse.Namespace) -> int:
                 progress=lambda n: bar.advance(task, n),
             )  # fmt: skip
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print_json("fuzz", result.to_json())
         return 1 if result.found else 0
-    console.print(_summary(result))
+    out.print(_summary(result))
     for k, found in enumerate(result.found, 1):
-        console.print(f"\n[red bold]divergence {k}[/] ({found.calls} calls in the trace):")
-        console.print(escape(found.divergence.describe()))
-        console.print("[bold]shrunk trace[/] (save it and run `sealkit replay FILE --diff`):")
-        console.print(escape(found.shrunk), end="")
-    undefined = Table(title="left undefined by the kernel (how the fuzzer treats them)")
-    undefined.add_column("case", overflow="fold")
-    undefined.add_column("treatment", overflow="fold")
-    for case, how in UNDEFINED:
-        undefined.add_row(escape(case), escape(how))
-    console.print(undefined)
-    excluded = Table(title="never generated")
-    excluded.add_column("case", overflow="fold")
-    excluded.add_column("why", overflow="fold")
-    for case, why in EXCLUDED:
-        excluded.add_row(escape(case), escape(why))
-    console.print(excluded)
+        out.print(f"\n[red bold]divergence {k}[/] ({found.calls} calls in the trace):")
+        out.print(escape(found.divergence.describe()))
+        out.print("[bold]shrunk trace[/] (save it and run `sealkit replay FILE --diff`):")
+        out.print(escape(found.shrunk), end="")
     return 1 if result.found else 0

@@ -62,11 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.svg:
             print("sealkit maps: --svg needs a file name", file=sys.stderr)
             return 2
-        try:
-            write_output(render_svg(maps), args.svg)
-        except OSError as exc:
-            print(f"sealkit maps: cannot write {args.svg}: {exc.strerror}", file=sys.stderr)
-            return 1
+        write_output(render_svg(maps), args.svg)  # OutputError: exit code 4
     if args.json:
         import json
 

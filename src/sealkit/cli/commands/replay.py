@@ -3,28 +3,30 @@
 Prints every call with its result (and the result recorded in the file, if
 any) and the layout after it as an ASCII picture (one column per page: a
 letter per VMA, UPPERCASE when sealed; then one content token per page).
-``--diff`` runs both sides and marks the first divergence. Exit 0 when
-everything agrees, 1 on a divergence or a recorded result that differs, 2 on
-a bad file or arguments.
+Layout lines (``> ...``, as conformance scenarios write them) are checked
+against the layout after their call. ``--diff`` runs both sides and marks
+the first divergence. TRACEFILE may be ``-`` (stdin) or a FIFO. Exit 0 when
+everything agrees, 1 on a divergence, a recorded result or a layout that
+differs, 2 on a bad file or arguments (including a sealing call of another
+design than the target's).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 from rich.console import Console
 from rich.markup import escape
-from rich.rule import Rule
 
 from ...errors import ArgumentError, ParseError
 from ...fidelity.executor import OutsideArenaError, WorkerDiedError
-from ...fidelity.replay import Replay, load_trace, replay
+from ...fidelity.replay import Replay, load_checked_trace, replay
 from ...ops import Step, format_result, format_step
 from ..main import UsageError
-from ..output import PipeConsole
+from ..output import console as output_console
+from ..output import print_json
 
 NAME = "replay"
 HELP = "Replay a trace file on the kernel or the model, step by step (--diff: both)."
@@ -32,7 +34,12 @@ ORDER = 62
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("trace", metavar="TRACEFILE", help="a trace in the op language's text form")
+    parser.add_argument(
+        "trace",
+        metavar="TRACEFILE",
+        help="a trace in the op language's text form (a file, a FIFO, or - for stdin); "
+        "'> ...' layout lines after a call are checked",
+    )
     parser.add_argument(
         "--on", default="kernel", metavar="TARGET",
         help="kernel (default) or model:POLICY (e.g. model:linux, model:mimmutable)",
@@ -42,7 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run on the kernel and the model; mark the first divergence",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of pictures")
+    parser.add_argument(
+        "--json", action="store_true", help="JSON (schema: sealkit/data/replay.schema.json)"
+    )
 
 
 def _print(console: Console, rep: Replay) -> None:
@@ -63,9 +72,17 @@ def _print(console: Console, rep: Replay) -> None:
                 f"{mark}{other.on}: {format_result(step.op, other.results[i])}"
                 + ("[/]" if mark else "")
             )
-        console.print(f"[bold]{i + 1:>3}[/]  {escape(line)}  " + "  ".join(notes))
+        console.print(f"[bold]{i + 1:>3}[/]  {escape(line)}  " + "  ".join(notes), end="")
+        console.print()
         for zone in rep.zones:
             console.print(escape(_indent(rep.layouts[i][zone].picture(), f"     {zone}: ")))
+        for check, diff in rep.checks_after(i):
+            zone = "" if check.zone == "p" else f" ({check.zone})"
+            if diff is None:
+                console.print(f"     [green]layout{zone} as expected[/]")
+            else:
+                console.print(f"     [red]layout{zone} differs from the '>' lines:[/]")
+                console.print(escape(_indent(diff, "       ")))
             if (
                 other is not None
                 and i < len(other.layouts)
@@ -75,7 +92,7 @@ def _print(console: Console, rep: Replay) -> None:
                     escape(_indent(other.layouts[i][zone].picture(), f"     {zone} ({other.on}): "))
                 )
         if rep.divergence is not None and rep.divergence.step == i:
-            console.print(Rule(f"[red]first divergence: {escape(rep.divergence.kind)}[/]"))
+            console.print(f"[red]---- first divergence: {escape(rep.divergence.kind)} ----[/]")
             console.print(escape(rep.divergence.describe()))
     if rep.died:
         console.print(f"[red]the kernel run died: {escape(rep.died)}[/]")
@@ -89,8 +106,8 @@ def _indent(text: str, head: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        steps = load_trace(args.trace)
-        rep = replay(steps, args.on, diff=args.diff)
+        steps, checks = load_checked_trace(args.trace)
+        rep = replay(steps, args.on, diff=args.diff, checks=checks)
     except (ParseError, ArgumentError) as exc:
         raise UsageError(f"sealkit replay: {exc}") from None
     except OutsideArenaError as exc:
@@ -101,8 +118,13 @@ def run(args: argparse.Namespace) -> int:
             print(exc.detail, file=sys.stderr)
         raise
     if args.json:
-        print(json.dumps(rep.to_json(), indent=2))
+        print_json("replay", rep.to_json())
     else:
-        _print(PipeConsole(highlight=False), rep)
-    failed = bool(rep.mismatches) or rep.divergence is not None or rep.died is not None
+        _print(output_console(), rep)
+    failed = (
+        bool(rep.mismatches)
+        or bool(rep.failed_checks)
+        or rep.divergence is not None
+        or rep.died is not None
+    )
     return 1 if failed else 0

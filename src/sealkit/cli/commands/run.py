@@ -17,6 +17,16 @@ frames on the stack, 7 to 10 fewer recursion levels, preloaded modules,
 ``compile()``'s wording for undecodable script files, ``sys.orig_argv``) is
 listed in docs/hardening.md, "Differences from python".
 
+The process is named after the program (``/proc/PID/comm``: the script's
+file name, the module's name, or the interpreter's for ``-c`` and stdin), so
+``ps``, ``top``, ``sealkit audit`` and its Prometheus series show the program
+rather than ``sealkit``; ``/proc/PID/cmdline`` stays what was run.
+
+Where sealing is impossible (a kernel without mseal, a seccomp filter that
+refuses it) the run stops before the program starts, with one line that
+says why (as ``sealkit check`` explains it), exit code 1; with
+``--if-supported`` the program runs unsealed after one warning line.
+
 Only ``argparse`` is imported at module level: the dispatcher imports every
 command module, and this one is on the start-up path of every program run.
 """
@@ -26,18 +36,23 @@ from __future__ import annotations
 import argparse
 import sys
 from types import CodeType, ModuleType, TracebackType
+from typing import Any
 
-from ..main import UsageError
+from ..main import EXIT_FAILED, UsageError
 
 NAME = "run"
 HELP = "harden this interpreter (seal its loaded code), then run a script, -m module or -c code"
 ORDER = 60
+PROGRAM_OWNS_STDOUT = True  # the program's output is its own: python's rules at exit
+
+# sealkit's own options that take a value (split_args must skip the value).
+_VALUE_OPTIONS = ("--level", "--width")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.usage = (
-        "sealkit run [--level code|all] [--imports] [--system] [--report]\n"
-        "                   (script.py | -m MODULE | -c CODE | -) [args ...]"
+        "sealkit run [--level code|all] [--imports] [--system] [--report[=json]]\n"
+        "                   [--if-supported] (script.py | -m MODULE | -c CODE | -) [args ...]"
     )
     parser.add_argument(
         "--level",
@@ -57,7 +72,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also seal [vdso], [vvar] and [vvar_vclock] (breaks CRIU and rr)",
     )
     parser.add_argument(
-        "--report", action="store_true", help="print what was sealed to stderr before running"
+        "--report",
+        nargs="?",
+        const="text",
+        choices=("text", "json"),
+        help="print what was sealed to stderr before running; --report=json: one line of "
+        "JSON (schema: sealkit/data/run.schema.json)",
+    )
+    parser.add_argument(
+        "--if-supported",
+        action="store_true",
+        help="where mseal is unavailable (old kernel, seccomp), run the program unsealed "
+        "after one warning line on stderr instead of failing",
     )
     # The program and its arguments never reach argparse (split_args takes
     # them off first); these three entries only describe them in --help.
@@ -92,8 +118,8 @@ def split_args(words: list[str]) -> tuple[list[str], list[str]]:
         word = words[at]
         if word in {"--", "-"} or not word.startswith("-") or word.startswith(("-c", "-m")):
             break
-        if "=" not in word and len(word) > 2 and "--level".startswith(word):
-            at += 1  # --level's value (argparse accepts unique prefixes)
+        if "=" not in word and len(word) > 2 and any(o.startswith(word) for o in _VALUE_OPTIONS):
+            at += 1  # the option's value (argparse accepts unique prefixes)
         at += 1
     return words[:at], words[at:]
 
@@ -126,11 +152,64 @@ def run(args: argparse.Namespace) -> int:
     if status is not None:
         return status
     from ... import harden  # noqa: PLC0415 - after the cheap checks
+    from ...errors import NotSupportedError, SealingDeniedError  # noqa: PLC0415
 
-    report = harden(args.level, system=args.system, imports=args.imports)
-    if args.report:
-        print(report, file=sys.stderr, flush=True)
+    try:
+        report = harden(args.level, system=args.system, imports=args.imports)
+    except (NotSupportedError, SealingDeniedError) as exc:
+        why = _unsupported(exc)
+        if not args.if_supported:
+            print(
+                f"sealkit run: cannot seal, the program was not started: {why} "
+                "(`sealkit check` shows what this machine allows; --if-supported runs "
+                "the program unsealed)",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        print(f"sealkit run: warning: running unsealed (--if-supported): {why}", file=sys.stderr)
+        if args.report == "json":
+            _print_json_report(target, None, why)
+    else:
+        if args.report == "json":
+            _print_json_report(target, report.as_dict(), None)
+        elif args.report:
+            print(report, file=sys.stderr, flush=True)
+    _name_process(target)
     return _execute(target)
+
+
+def _unsupported(exc: BaseException) -> str:
+    """Why sealing is impossible here, in ``sealkit check``'s words."""
+    from ... import support  # noqa: PLC0415
+
+    info = support()
+    return info.reason if not info.available else str(exc)
+
+
+def _print_json_report(target: _Target, report: dict[str, Any] | None, why: str | None) -> None:
+    """The report as one line of JSON on stderr (stdout is the program's)."""
+    import json  # noqa: PLC0415
+
+    doc = {
+        "schema": "sealkit.run/1",
+        "program": target.argv,
+        "hardened": report is not None,
+        "unsupported": why,
+        "report": report,
+    }
+    print(json.dumps(doc, separators=(",", ":")), file=sys.stderr, flush=True)
+
+
+def _name_process(target: _Target) -> None:
+    """Name the process after the program (``/proc/PID/comm``)."""
+    import os  # noqa: PLC0415
+
+    from ...sealing.hardening import set_process_name  # noqa: PLC0415
+
+    try:
+        set_process_name(os.fsencode(target.process_name())[:15])
+    except Exception:  # a name is a courtesy: never a reason not to run the program
+        pass
 
 
 # --- running a program as python does ----------------------------------------------
@@ -151,6 +230,13 @@ class _Target:
 
     def execute(self) -> None:
         raise NotImplementedError
+
+    def process_name(self) -> str:
+        """The process's name while the program runs: what ``python`` itself
+        would be called, unless the program has a name of its own."""
+        import os  # noqa: PLC0415
+
+        return os.path.basename(sys.orig_argv[0] if sys.orig_argv else sys.executable) or "python"
 
 
 def _fresh_main() -> ModuleType:
@@ -274,6 +360,9 @@ class _ModuleTarget(_Target):
         # errors such as "No module named x" come out exactly as python's.
         runpy._run_module_as_main(self.name, alter_argv=True)  # type: ignore[attr-defined]
 
+    def process_name(self) -> str:
+        return self.name
+
 
 def _run_filename(path: str) -> str:
     """The script's name as python uses it for ``__file__``, code objects,
@@ -341,6 +430,11 @@ class _ScriptTarget(_Target):
         # Python/pathconfig.c _PyPathConfig_ComputeSysPath0: the directory of
         # the script with symbolic links resolved.
         return os.path.dirname(os.path.realpath(self.path))
+
+    def process_name(self) -> str:
+        import os  # noqa: PLC0415
+
+        return os.path.basename(self.filename.rstrip("/")) or super().process_name()
 
     def execute(self) -> None:
         if self.importer:

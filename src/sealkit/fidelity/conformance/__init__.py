@@ -75,6 +75,7 @@ __all__ = [
     "Scenario",
     "load_scenarios",
     "match_layout",
+    "parse_checked_trace",
     "run_scenarios",
     "translate",
 ]
@@ -161,28 +162,44 @@ NOT_EXPRESSIBLE: Final[tuple[tuple[str, str], ...]] = (
 # ------------------------------------------------------------------ parsing
 
 
+def parse_checked_trace(
+    text: str, source: str | None = None
+) -> tuple[tuple[Step, ...], tuple[Check, ...]]:
+    """A trace in the scenarios' form: calls (``= result`` optional) and, after
+    any call, ``>`` / ``>h`` lines giving the exact layout expected after it.
+    ``sealkit replay`` reads scenario traces with it. Raises :class:`ParseError`."""
+    return _parse_scenario_trace(text, source or "", "", need_results=False)
+
+
 def _parse_scenario_trace(
-    text: str, origin: str, name: str
+    text: str, origin: str, name: str, *, need_results: bool = True
 ) -> tuple[tuple[Step, ...], tuple[Check, ...]]:
     steps: list[Step] = []
     checks: list[Check] = []
     pending: dict[str, list[str]] = {}
     pending_step = -1
+    where = f"{name}: " if name else ""
 
     def flush() -> None:
         nonlocal pending
         for zone, lines in pending.items():
             if pending_step < 0:
-                raise ParseError(f"{name}: a layout before any call", None, origin)
-            layout = Layout.parse("\n".join(lines), zone, 0, 10**6)
+                raise ParseError(f"{where}a layout before any call", None, origin or None)
+            try:
+                layout = Layout.parse("\n".join(lines), zone, 0, 10**6)
+            except ParseError as exc:
+                raise ParseError(f"{where}{exc.message}", first_line, origin or None) from None
             checks.append(Check(pending_step, zone, layout))
         pending = {}
 
+    first_line: int | None = None
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if line.startswith(">"):
             zone = "h" if line.startswith(">h") else "p"
             body = line[2:] if zone == "h" else line[1:]
+            if not pending:
+                first_line = number
             pending.setdefault(zone, []).append(body.strip())
             continue
         if pending:
@@ -190,11 +207,11 @@ def _parse_scenario_trace(
         try:
             step = parse_step(line, line=number)
         except ParseError as exc:
-            raise ParseError(f"{name}: {exc.message}", exc.line, origin) from None
+            raise ParseError(f"{where}{exc.message}", exc.line, origin or None) from None
         if step is None:
             continue
-        if step.result is None:
-            raise ParseError(f"{name}: every call needs its '= result'", number, origin)
+        if step.result is None and need_results:
+            raise ParseError(f"{where}every call needs its '= result'", number, origin or None)
         steps.append(step)
         pending_step = len(steps) - 1
     if pending:

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 from .client import KernelExecutor
 from .protocol import RawRun, RawSnap, WorkerDiedError, raw_to_layout
-from .refusals import OutsideArenaError, check_trace, refusal
+from .refusals import MAX_FILES, MAX_FORKS, OutsideArenaError, check_trace, refusal
 from .runner import GUARD, MAX_WINDOWS
 from .zygote import worker_main
 
 __all__ = [
     "GUARD",
+    "MAX_FILES",
+    "MAX_FORKS",
     "MAX_WINDOWS",
     "KernelExecutor",
     "OutsideArenaError",

@@ -27,6 +27,7 @@ from ..._os import syscalls
 from ...errors import UnsafeTargetError
 from ...flags import PAGE_SIZE, Madv, MapFlag, MremapFlag
 from ...ops import (
+    FILE_PAGES,
     MASK64,
     MODEL_BASES,
     Bases,
@@ -49,7 +50,7 @@ from ...ops import (
 )
 from ..target import Window, plain_ops, uses_heap
 
-__all__ = ["OutsideArenaError", "check_trace", "refusal"]
+__all__ = ["MAX_FILES", "MAX_FORKS", "OutsideArenaError", "check_trace", "refusal", "trace_refusal"]
 
 PS: Final = PAGE_SIZE
 
@@ -251,6 +252,41 @@ def refusal(op: Op, window: Window, heap: bool) -> str | None:
     return refusal_at(op, window, MODEL_BASES, heap, limits())
 
 
+MAX_FORKS: Final = 16
+"""The most ``fork`` calls one trace may make: each one keeps a process
+alive (the parent waits while the rest of the trace runs in its child)."""
+MAX_FILES: Final = 16
+"""The most file names (``file=NAME``) one trace may use: each is a file of
+``FILE_PAGES`` pages (256 KiB) and two descriptors in the runner."""
+
+
+def trace_refusal(ops: Sequence[Op]) -> tuple[int, str] | None:
+    """``(step, reason)`` when ``ops`` as a whole asks for more processes or
+    files than the executor gives one trace (:data:`MAX_FORKS`,
+    :data:`MAX_FILES`), else ``None``."""
+    forks = 0
+    files: set[str] = set()
+    for i, op in enumerate(ops):
+        kind = type(op)
+        if kind is Fork:
+            forks += 1
+            if forks > MAX_FORKS:
+                return i, (
+                    f"more than {MAX_FORKS} fork calls in one trace (each keeps a process "
+                    "alive until the trace ends)"
+                )
+        elif kind is Mmap:
+            name = op.file  # type: ignore[attr-defined]
+            if name is not None and name not in files:
+                files.add(name)
+                if len(files) > MAX_FILES:
+                    return i, (
+                        f"more than {MAX_FILES} file names in one trace (each is a "
+                        f"{FILE_PAGES * PS >> 10} KiB file and two descriptors)"
+                    )
+    return None
+
+
 def check_trace(
     ops: Sequence[Op] | Sequence[Step], window: Window | None = None, bases: Bases = MODEL_BASES
 ) -> None:
@@ -266,3 +302,6 @@ def check_trace(
         reason = refusal_at(op, win, bases, heap, lim)
         if reason:
             raise OutsideArenaError(i, op, reason)
+    too_much = trace_refusal(plain)
+    if too_much is not None:
+        raise OutsideArenaError(too_much[0], plain[too_much[0]], too_much[1])

@@ -96,7 +96,7 @@ from ...ops import (
 )
 from ..target import MAX_PAGES, Window
 from .protocol import RawRun, RawSnap, WorkerDiedError, recv, send
-from .refusals import PS, OutsideArenaError, refusal_at
+from .refusals import PS, OutsideArenaError, refusal_at, trace_refusal
 
 if TYPE_CHECKING:
     from .zygote import Zygote
@@ -279,6 +279,10 @@ class Runner:
             reason = refusal_at(op, win, self.bases, heap, self.lim)
             if reason:
                 return ("refused", OutsideArenaError(i, ops_model[i], reason))
+        too_much = trace_refusal(ops)
+        if too_much is not None:
+            step, reason = too_much
+            return ("refused", OutsideArenaError(step, ops_model[step], reason))
         for op in ops:
             if type(op) is Mmap and op.file is not None and op.file not in self.files:
                 self._make_file(op.file)

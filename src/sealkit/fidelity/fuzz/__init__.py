@@ -30,6 +30,8 @@ excluded).
 
 from __future__ import annotations
 
+from typing import Any
+
 from .campaign import CampaignResult, Found, campaign
 from .generator import (
     ADVICES,
@@ -41,7 +43,6 @@ from .generator import (
     gen_op,
     gen_trace,
 )
-from .machine import DifferentialMachine
 from .scope import EXCLUDED, UNDEFINED, VERIFIED
 from .shrink import shrink
 
@@ -63,3 +64,13 @@ __all__ = [
     "gen_trace",
     "shrink",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The state machine subclasses Hypothesis's, an optional dependency: it is
+    # imported on first use, so the campaign (sealkit fuzz) runs without it.
+    if name == "DifferentialMachine":
+        from .machine import DifferentialMachine  # noqa: PLC0415
+
+        return DifferentialMachine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

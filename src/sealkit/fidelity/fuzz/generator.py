@@ -2,7 +2,8 @@
 
 Decisions come from a :class:`Chooser`: a seeded :class:`random.Random`
 (:class:`RandomChooser`, the campaign) or Hypothesis (:class:`DataChooser`,
-the state machine, so failures shrink). :func:`gen_op` picks one call;
+the state machine, so failures shrink). Only :class:`DataChooser` needs
+Hypothesis (an optional dependency), and imports it when it is made. :func:`gen_op` picks one call;
 :func:`gen_trace` generates a trace on a model, applying each call as it
 goes, and records the model's run.
 """
@@ -13,8 +14,6 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar
-
-from hypothesis import strategies as st
 
 from ...flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
 from ...layout import Layout
@@ -89,17 +88,20 @@ class DataChooser:
     """Decisions drawn through Hypothesis (``st.data()``), so failures shrink."""
 
     def __init__(self, data: Any) -> None:
+        from hypothesis import strategies  # noqa: PLC0415 (optional: the campaign never needs it)
+
         self._data = data
+        self._st = strategies
 
     def pick(self, options: Sequence[T]) -> T:
-        return self._data.draw(st.sampled_from(options))  # type: ignore[no-any-return]
+        return self._data.draw(self._st.sampled_from(options))  # type: ignore[no-any-return]
 
     def below(self, n: int) -> int:
-        return self._data.draw(st.integers(0, n - 1)) if n > 1 else 0
+        return self._data.draw(self._st.integers(0, n - 1)) if n > 1 else 0
 
     def chance(self, percent: int) -> bool:
         # Shrinks toward 0, i.e. toward "no": the common branch.
-        return bool(self._data.draw(st.integers(0, 99)) >= 100 - percent)
+        return bool(self._data.draw(self._st.integers(0, 99)) >= 100 - percent)
 
 
 # ------------------------------------------------------------------ generator

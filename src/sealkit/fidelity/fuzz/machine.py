@@ -1,11 +1,21 @@
-"""The Hypothesis state machine: calls drawn on the model, the trace held to the kernel at teardown."""
+"""The Hypothesis state machine: calls drawn on the model, the trace held to the kernel at teardown.
+
+Hypothesis is an optional dependency (``sealkit[hypothesis]``); the campaign
+(``sealkit fuzz``) does not use this module.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import strategies as st
+try:
+    from hypothesis import strategies as st
+except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the installation
+    raise ModuleNotFoundError(
+        f"{__name__} needs Hypothesis, an optional dependency: pip install 'sealkit[hypothesis]'",
+        name=_exc.name,
+    ) from None
 from hypothesis.stateful import RuleBasedStateMachine, rule
 
 from ...ops import (

@@ -43,8 +43,9 @@ import time
 
 from ..._os import procfs, syscalls
 
-# for `sealkit run`, which dies by SIGINT after finalising as python does
-from ..._os.syscalls import raise_exit_status_at_exit
+# for `sealkit run`, which dies by SIGINT after finalising as python does, and
+# names the process after its program
+from ..._os.syscalls import raise_exit_status_at_exit, set_process_name
 from ...errors import ArgumentError, ArgumentTypeError
 from .apply import apply_plans
 from .hooks import STATE, hook_reports, install_hooks, object_key, page_size
@@ -63,6 +64,7 @@ __all__ = [
     "hook_reports",
     "plan",
     "raise_exit_status_at_exit",
+    "set_process_name",
 ]
 
 
