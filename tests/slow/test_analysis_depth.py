@@ -119,7 +119,10 @@ def check_reduced_against_exact(policy: str, problem: Problem, depth: int) -> No
     # the last one keeps those that could start a shortest counterexample.
     assert fast.stats.levels[:-1] == exact.stats.levels[:-1]
     assert fast.stats.levels[-1] <= exact.stats.levels[-1]
-    assert fast.stats.applied < exact.stats.applied or exact.stats.applied < 1_000
+    # The reductions start after the start state, which both expand whole;
+    # where every property falls in one call there is nothing after it.
+    if exact.stats.expanded > 1:
+        assert fast.stats.applied < exact.stats.applied
     print(f"{policy} depth {depth}: exact {exact.stats.levels}, reduced {fast.stats.levels}, "
           f"applied {exact.stats.applied:,} -> {fast.stats.applied:,}")  # fmt: skip
 
