@@ -5,7 +5,9 @@ Measured in the same run, interleaved round by round, medians reported
 side by side mean something, single timings do not):
 
 1. ``harden()`` in fresh interpreters, ``level="code"`` and ``level="all"``
-   (timed inside the child around the call), and in the same child the
+   (timed inside the child around the call; ``level="code"`` also with the
+   pinning of each object before it is sealed switched off, to show what
+   pinning costs), and in the same child the
    time ``import sealkit`` takes and the first touch of ``sealkit.harden``,
    which imports the hardening machinery (ctypes, libc, the smaps parser):
    lazily, so that ``import sealkit`` alone stays cheap. The cost a program
@@ -48,6 +50,7 @@ t0 = time.perf_counter()
 import sealkit
 t1 = time.perf_counter()
 harden = sealkit.harden
+{unpin}
 t2 = time.perf_counter()
 report = harden({level!r})
 t3 = time.perf_counter()
@@ -58,6 +61,7 @@ print(t1 - t0, t2 - t1, t3 - t2)
 IMPORTS = (
     "ssl, sqlite3, decimal, hashlib, zlib, json, select, mmap, array, math, lzma, bz2, csv, uuid"
 )
+UNPIN = "import sealkit.sealing.hardening as h; h.pin_plans = lambda plans: None"
 TIME_IMPORTS = """
 import time
 {setup}
@@ -94,6 +98,7 @@ def main(argv: list[str]) -> int:
 
     harden_code: list[float] = []
     harden_all: list[float] = []
+    harden_unpinned: list[float] = []
     import_sealkit: list[float] = []
     import_hardening: list[float] = []
     plain: list[float] = []
@@ -102,11 +107,12 @@ def main(argv: list[str]) -> int:
     imports_plain: list[float] = []
     imports_hooked: list[float] = []
     for _ in range(rounds):
-        imp, first_touch, took = child(TIME_HARDEN.format(level="code"))
+        imp, first_touch, took = child(TIME_HARDEN.format(level="code", unpin=""))
         import_sealkit.append(imp)
         import_hardening.append(first_touch)
         harden_code.append(took)
-        harden_all.append(child(TIME_HARDEN.format(level="all"))[2])
+        harden_all.append(child(TIME_HARDEN.format(level="all", unpin=""))[2])
+        harden_unpinned.append(child(TIME_HARDEN.format(level="code", unpin=UNPIN))[2])
         plain.append(wall([PY, "-c", "pass"]))
         run_code.append(wall([PY, "-m", "sealkit", "run", "-c", "pass"]))
         run_all.append(
@@ -124,6 +130,10 @@ def main(argv: list[str]) -> int:
     print("\n1. harden() in a fresh interpreter (timed around the call)")
     print(f"   harden(level='code')          {ms(harden_code)}   goal < 5 ms")
     print(f"   harden(level='all')           {ms(harden_all)}")
+    pin_share = statistics.median(harden_code) - statistics.median(harden_unpinned)
+    print(
+        f"   harden('code'), no pinning    {ms(harden_unpinned)}   (pinning: {pin_share * 1e3:+.2f} ms)"
+    )
     print(f"   import sealkit (same child)   {ms(import_sealkit)}")
     print(f"   first sealkit.harden lookup   {ms(import_hardening)}   (imports the machinery)")
     both = [a + b for a, b in zip(import_hardening, harden_code, strict=True)]

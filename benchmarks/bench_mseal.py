@@ -8,8 +8,8 @@ Each iteration maps one fresh private anonymous page and seals it:
 * ``sealkit Pages``: ``Pages(4096).seal()``, the safe API users call.
 
 Every loop runs in a fresh child process (seals last until exit). Fresh
-pages land next to each other and sealed neighbours merge (spec
-kernel-behaviour rule 15), so the VMA count stays far below
+pages land next to each other and sealed neighbours merge
+(docs/reference/linux.md rule 15), so the VMA count stays far below
 ``vm.max_map_count``; each child reports its final count to prove it. Rounds
 alternate between the variants and the median per-iteration time is
 compared, since this machine is shared and noisy. Target: sealkit at most

@@ -9,6 +9,9 @@
   exits, so they never pile up in the test runner.
 * ``run_python(code, *args)`` runs code in a fresh interpreter with sealkit
   importable, for tests that need a whole process (CLI, harden, audit).
+* ``c_targets[name]`` builds ``tests/targets/NAME.c`` once per session (gcc;
+  skipped, saying so, without it); ``spawn(argv)`` starts a target process
+  and reaps it after the test (``tests/live_support.py``).
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import pickle
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import settings
+
+from tests.live_support import CTargets, Target
 
 # Hypothesis profiles. "ci" (the default, so the README's test command and CI
 # use it) is derandomized: the same examples every run, so the gate is
@@ -36,6 +41,9 @@ settings.register_profile("dev", deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("SEALKIT_HYPOTHESIS", "ci"))
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+# The `sealkit exec` fixtures (exec_lib, fx, sealkit_exec), shared by tests/kernel and tests/slow.
+pytest_plugins = ("tests.exec_support",)
 
 
 def _mseal_status() -> str | None:
@@ -156,3 +164,22 @@ def sealkit_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
 @pytest.fixture
 def python() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run_python
+
+
+@pytest.fixture(scope="session")
+def c_targets(tmp_path_factory: pytest.TempPathFactory) -> CTargets:
+    return CTargets(tmp_path_factory.mktemp("targets"))
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., Target]]:
+    started: list[Target] = []
+
+    def start(argv: list[str], stdin: bool = False, env: dict[str, str] | None = None) -> Target:
+        target = Target(argv, stdin, env)
+        started.append(target)
+        return target
+
+    yield start
+    for target in started:
+        target.kill()

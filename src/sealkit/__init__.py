@@ -14,15 +14,18 @@ from .errors import (
     AccessDeniedError,
     ArgumentError,
     ArgumentTypeError,
+    CutShortError,
     InvalidArgumentError,
     KernelError,
     NotSupportedError,
     ParseError,
+    ProcessChangedError,
     ProcessGoneError,
     SealedError,
     SealingDeniedError,
     SealkitError,
     StateError,
+    TargetRefusedError,
     UnmappedError,
     UnsafeTargetError,
 )
@@ -36,17 +39,21 @@ from .flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
 _LAZY: dict[str, str] = {
     "CodePages": "sealing.code",
     "HardenReport": "sealing.hardening",
+    "LiveReport": "sealing.live",
     "PageState": "sealing.pages",
     "Pages": "sealing.pages",
     "SealedFile": "sealing.files",
     "SealedMmap": "sealing.mmaps",
     "Support": "_os.support",
+    "exec_environment": "sealing.exec.plan",
     "freeze": "sealing.pages",
     "harden": "sealing.hardening",
     "is_sealed": "sealing.questions",
     "map_file": "sealing.files",
+    "read_exec_report": "sealing.exec.report",
     "seal": "sealing.entry",
     "seal_mmap": "sealing.mmaps",
+    "seal_process": "sealing.live",
     "sealed_ranges": "sealing.questions",
     "support": "_os.support",
 }
@@ -55,8 +62,11 @@ if TYPE_CHECKING:
     from ._os.support import Support, support
     from .sealing.code import CodePages
     from .sealing.entry import seal
+    from .sealing.exec.plan import exec_environment
+    from .sealing.exec.report import read_exec_report
     from .sealing.files import SealedFile, map_file
     from .sealing.hardening import HardenReport, harden
+    from .sealing.live import LiveReport, seal_process
     from .sealing.mmaps import SealedMmap, seal_mmap
     from .sealing.pages import Pages, PageState, freeze
     from .sealing.questions import is_sealed, sealed_ranges
@@ -81,9 +91,11 @@ __all__ = [
     "ArgumentError",
     "ArgumentTypeError",
     "CodePages",
+    "CutShortError",
     "HardenReport",
     "InvalidArgumentError",
     "KernelError",
+    "LiveReport",
     "Madv",
     "MapFlag",
     "MremapFlag",
@@ -91,6 +103,7 @@ __all__ = [
     "PageState",
     "Pages",
     "ParseError",
+    "ProcessChangedError",
     "ProcessGoneError",
     "Prot",
     "SealedError",
@@ -100,15 +113,19 @@ __all__ = [
     "SealkitError",
     "StateError",
     "Support",
+    "TargetRefusedError",
     "UnmappedError",
     "UnsafeTargetError",
     "__version__",
+    "exec_environment",
     "freeze",
     "harden",
     "is_sealed",
     "map_file",
+    "read_exec_report",
     "seal",
     "seal_mmap",
+    "seal_process",
     "sealed_ranges",
     "support",
 ]

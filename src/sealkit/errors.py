@@ -12,13 +12,19 @@ from disposable workers) and says *when* it is raised::
     │   ├── InvalidArgumentError              EINVAL: the kernel rejected an argument
     │   └── NotSupportedError                 ENOSYS / EOPNOTSUPP: the kernel lacks the call
     ├── UnsafeTargetError (ValueError)    sealkit refused before any system call: the target is
-    │                                     not memory the caller exclusively owns; nothing was sealed
+    │   │                                 not memory the caller exclusively owns; nothing was sealed
+    │   └── TargetRefusedError            sealkit seal --pid refused a running process (a reason
+    │                                     code: traced, seccomp, busy...); it was let go as it was
     ├── ArgumentError (ValueError)        a Python-side argument has a bad value
     ├── ArgumentTypeError (TypeError)     a Python-side argument has a bad type
     ├── StateError (RuntimeError)         the object cannot do that in its current state
     │                                     (closed, or sealed: sealed memory lives until exit)
     ├── ProcessGoneError (ProcessLookupError)
-    │                                     the process exited while sealkit was reading it
+    │   │                                 the process exited while sealkit was reading it
+    │   └── ProcessChangedError           it replaced its program (exec) while being read,
+    │                                     each time sealkit tried: nothing consistent was read
+    ├── CutShortError (TimeoutError)      reading a process stopped at a limit (a time budget,
+    │                                     a size bound) before the end: nothing is known
     ├── AccessDeniedError (PermissionError)
     │                                     /proc/PID of another user's process is not readable
     └── ParseError (ValueError)           malformed /proc text, trace text or file; carries line
@@ -40,15 +46,18 @@ __all__ = [
     "AccessDeniedError",
     "ArgumentError",
     "ArgumentTypeError",
+    "CutShortError",
     "InvalidArgumentError",
     "KernelError",
     "NotSupportedError",
     "ParseError",
+    "ProcessChangedError",
     "ProcessGoneError",
     "SealedError",
     "SealingDeniedError",
     "SealkitError",
     "StateError",
+    "TargetRefusedError",
     "UnmappedError",
     "UnsafeTargetError",
     "kernel_error",
@@ -139,6 +148,27 @@ class UnsafeTargetError(SealkitError, ValueError):
     """
 
 
+class TargetRefusedError(UnsafeTargetError):
+    """Live sealing (:func:`sealkit.sealing.live.seal_process`) refused a
+    running process and left it as it was: never stopped, or stopped and let
+    go with every register and signal intact, nothing sealed by the attempt
+    that gave up (``message`` says when an earlier attempt sealed some
+    ranges before a signal interrupted it). ``pid`` is the process id and
+    ``reason`` a short code: ``arch``, ``no-mseal``, ``permission``,
+    ``traced``, ``seccomp``, ``32-bit``, ``stopped``, ``zombie``,
+    ``kernel-thread``, ``gone``, ``busy``, ``no-loader`` or ``self``.
+    """
+
+    def __init__(self, pid: int, reason: str, message: str) -> None:
+        super().__init__(pid, reason, message)
+        self.pid = pid
+        self.reason = reason
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"process {self.pid}: {self.message}"
+
+
 class ArgumentError(SealkitError, ValueError):
     """A Python-side argument has a value sealkit cannot use."""
 
@@ -166,6 +196,32 @@ class ProcessGoneError(SealkitError, ProcessLookupError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ProcessChangedError(ProcessGoneError):
+    """The process replaced its program (``execve``) while its address
+    space was being read, on every try: what was read belongs to no one
+    program, so it is not reported. ``pid`` is the process id.
+    """
+
+    def __init__(self, pid: int | str, message: str = "") -> None:
+        super().__init__(pid, message or f"process {pid} replaced its program while being read")
+
+
+class CutShortError(SealkitError, TimeoutError):
+    """Reading a process stopped at a limit before the end: a time budget
+    ran out, the kernel did not answer in time, or the text grew past a
+    size bound. Nothing is known about what was not read (never "not
+    sealed"). ``pid`` is the process id, ``reason`` the limit in words.
+    """
+
+    def __init__(self, pid: int | str, reason: str) -> None:
+        super().__init__(pid, reason)
+        self.pid = pid
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"process {self.pid}: cut short ({self.reason})"
 
 
 class AccessDeniedError(SealkitError, PermissionError):
@@ -206,7 +262,7 @@ class ParseError(SealkitError, ValueError):
 SEAL_ENFORCED_CALLS: Final = frozenset(
     {"munmap", "mmap", "mremap", "mprotect", "pkey_mprotect", "madvise", "process_madvise", "brk"}
 )
-"""Calls whose EPERM means "sealed" (spec linux-mseal §2.1)."""
+"""Calls whose EPERM means "sealed" (docs/reference/linux.md rules 5-10)."""
 
 _BY_ERRNO: Final[dict[int, type[KernelError]]] = {
     _errno.ENOMEM: UnmappedError,

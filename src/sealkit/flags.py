@@ -117,7 +117,7 @@ class MremapFlag(_ReprFlag):
 
 
 class Madv(enum.IntEnum):
-    """``MADV_*`` advice values: every advice measured in ``spec/kernel-behaviour.md``."""
+    """``MADV_*`` advice values: every advice of the measured madvise matrix (docs/reference/linux.md rules 10-13)."""
 
     NORMAL = 0
     RANDOM = 1
@@ -164,13 +164,13 @@ MADV_DISCARD: Final = frozenset(
         Madv.GUARD_INSTALL,
     }
 )
-"""The "discard" advices of ``is_discard()`` (mm/madvise.c, 6.13+; spec linux-mseal §2.4)."""
+"""The "discard" advices of ``is_discard()`` (mm/madvise.c; GUARD_INSTALL since 6.13; docs/reference/linux.md rule 10)."""
 
 
 class SealV1(_ReprFlag):
     """Seal types of the Oct 2023 RFC v1 ``mseal(addr, len, types, flags)``.
 
-    Each bit blocks one named system call (spec linux-mseal §3.1).
+    Each bit blocks one named system call (RFC v1, docs/reference/designs.md#proposal-v1).
     """
 
     NONE = 0
@@ -182,7 +182,7 @@ class SealV1(_ReprFlag):
 
 
 class SealV3(_ReprFlag):
-    """Functional seal types of the Dec 2023 v3 proposal (spec linux-mseal §3.1)."""
+    """Functional seal types of the Dec 2023 v3 proposal (docs/reference/designs.md#proposal-v3)."""
 
     NONE = 0
     SEAL = 0x1
@@ -192,7 +192,7 @@ class SealV3(_ReprFlag):
 
 
 class SplitSeal(_ReprFlag):
-    """Chrome's "partial sealing": separate unmap and protection seals (other-systems §2.3)."""
+    """Chrome's "partial sealing": separate unmap and protection seals (docs/reference/designs.md#chrome-split)."""
 
     NONE = 0
     UNMAP = 0x1

@@ -8,6 +8,13 @@ splits a table row, breaks an XML document or an exposition file, or makes
 an encoder raise. :func:`printable` escapes exactly those characters, so
 every output but JSON (which escapes everything itself and keeps the exact
 text) stays one line per record and valid for its format.
+
+:func:`label` is the audit's one rule for such names (commands, paths,
+users) in every output it writes (table, JSON, Prometheus, SVG): what
+:func:`printable` does, and a backslash doubled, so that no two names ever
+look alike (:func:`unlabel` gives the name back) and the text is valid
+UTF-8 everywhere, JSON included (an undecodable byte never becomes a lone
+surrogate).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["human_size", "printable"]
+__all__ = ["human_size", "label", "printable", "unlabel"]
 
 # C0 and C1 controls and DEL; lone surrogates (undecodable bytes); line and
 # paragraph separators; bidirectional overrides and isolates, which reorder
@@ -44,6 +51,54 @@ def printable(text: str, keep: str = "") -> str:
     if not keep:
         return _UNSAFE.sub(_escape, text)
     return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
+
+
+_LABEL_UNSAFE: Final = re.compile(
+    "[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def _label_escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if char == "\\":
+        return "\\\\"
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8: the only \xNN above 0x7f
+        return f"\\x{code - 0xDC00:02x}"
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}")
+
+
+def label(text: str) -> str:
+    """``text`` as the audit shows it everywhere: the characters
+    :func:`printable` escapes, escaped (``\\n``, ``\\x1b``, ``\\u0085``,
+    ``\\u202e``; ``\\xff`` only for a byte that is not UTF-8), and a
+    backslash written ``\\\\``. Injective: two different names never give
+    the same label, and :func:`unlabel` undoes it. Text without those
+    characters is unchanged."""
+    if _LABEL_UNSAFE.search(text) is None:
+        return text
+    return _LABEL_UNSAFE.sub(_label_escape, text)
+
+
+_UNLABEL: Final = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|[\\ntr])")
+_UNNAMED: Final = {"\\\\": "\\", "\\n": "\n", "\\t": "\t", "\\r": "\r"}
+
+
+def _unlabel_one(match: re.Match[str]) -> str:
+    code = match.group()
+    if code in _UNNAMED:
+        return _UNNAMED[code]
+    value = int(code[2:], 16)
+    if code[1] == "x" and value >= 0x80:
+        return chr(0xDC00 + value)  # a byte that was not UTF-8 (surrogateescape)
+    return chr(value)
+
+
+def unlabel(text: str) -> str:
+    """The name that :func:`label` turned into ``text`` (undecodable bytes
+    come back as ``surrogateescape`` characters, as ``os.fsdecode`` gives
+    them)."""
+    return _UNLABEL.sub(_unlabel_one, text)
 
 
 def human_size(size: int) -> str:

@@ -35,6 +35,7 @@ from sealkit._os import elf as elf_file
 from sealkit._os.procfs import ProcessDir
 from sealkit.cli.main import main as cli_main
 from sealkit.host import audit
+from sealkit.text import label, unlabel
 from tests.conftest import python_env, run_in_child
 
 pytestmark = pytest.mark.kernel
@@ -60,6 +61,13 @@ sys.stdin.read()
 PLAIN = r"""
 import json, sys
 open("/proc/self/comm", "w").write(sys.argv[1])
+print("{}", flush=True)
+sys.stdin.read()
+"""
+
+NAMED = r"""
+import sys
+open("/proc/self/comm", "wb").write(sys.argv[1].encode("latin-1"))  # any bytes
 print("{}", flush=True)
 sys.stdin.read()
 """
@@ -178,8 +186,9 @@ def test_audit_reports_exactly_the_sealed_ranges(
     assert proc["mappings"] == len(vmas)
     assert [(v.start, v.end) for v in vmas if v.sealed] == _ranges(proc["sealed"])
     assert doc["summary"] == {
-        "seen": 1, "sealed": 1, "denied": 0, "vanished": 0, "kernel_threads": 0,
-        "sealed_mappings": 2, "sealed_bytes": 3 * PAGE,
+        "seen": 1, "sealed": 1, "denied": 0, "cut_short": 0, "unreached": 0, "changed": 0, "vanished": 0,
+        "zombies": 0, "not_found": 0, "kernel_threads": 0, "sealed_mappings": 2,
+        "sealed_bytes": 3 * PAGE,
     }  # fmt: skip
 
 
@@ -438,8 +447,8 @@ def test_denied_is_never_not_sealed(sealer: tuple[int, dict[str, list[int]]]) ->
 def test_prometheus_output(sealer: tuple[int, dict[str, list[int]]]) -> None:
     pid, _ = sealer
     with running([sys.executable, "-c", PLAIN, 'sk"q\\x\ny']) as (odd, _):
-        code, out, err = cli("audit", "--format", "prometheus", "--comm", "sk*", "--host", 'h"1',
-                             "--require", "sealed:sk-sealer")  # fmt: skip
+        code, out, err = cli("audit", "--format", "prometheus", "--pid", str(pid), "--pid",
+                             str(odd), "--host", 'h"1', "--require", "sealed:sk-sealer")  # fmt: skip
         assert (code, err) == (0, "")
     samples = parse_prometheus(out)
     host = 'h\\"1'
@@ -449,13 +458,34 @@ def test_prometheus_output(sealer: tuple[int, dict[str, list[int]]]) -> None:
     assert samples[f"sealkit_audit_command_sealed_processes{{{key}}}"] == 1
     assert samples[f'sealkit_audit_command_sealed_bytes{{{key},kind="file"}}'] == 2 * PAGE
     assert samples[f'sealkit_audit_command_sealed_mappings{{{key},kind="anon"}}'] == 1
-    escaped = f'host="{host}",command="sk\\"q\\\\x\\ny"'  # quote, backslash, newline
+    # the label text sk"q\\x\ny (a backslash doubled, the newline as \n), in exposition escapes
+    escaped = f'host="{host}",command="sk\\"q\\\\\\\\x\\\\ny"'
     assert samples[f"sealkit_audit_command_sealed_processes{{{escaped}}}"] == 0
     assert (
         samples[f'sealkit_audit_requirement_met{{host="{host}",requirement="sealed:sk-sealer"}}']
         == 1
     )
     assert odd != pid
+
+
+def test_names_that_look_alike_get_a_series_each(tmp_path: Path) -> None:
+    """A command named with a control byte and one named with the four
+    characters of its escape: the old rule wrote both sk-a\\x01, and
+    Prometheus got the same series twice."""
+    names = [b"sk-a\x01", b"sk-a\\x01"]
+    children = [running([sys.executable, "-c", NAMED, n.decode("latin-1")]) for n in names]
+    with children[0] as (one, _), children[1] as (other, _):
+        code_, out, err = cli("audit", "--format", "prometheus", "--pid", str(one), "--pid",
+                              str(other))  # fmt: skip
+        assert (code_, err) == (0, "")
+        doc = json.loads(cli("audit", "--json", "--pid", str(one), "--pid", str(other))[1])
+    samples = parse_prometheus(out)  # strict: a duplicate series fails here
+    host = os.uname().nodename
+    assert samples[f'sealkit_audit_command_processes{{host="{host}",command="sk-a\\\\x01"}}'] == 1
+    assert (
+        samples[f'sealkit_audit_command_processes{{host="{host}",command="sk-a\\\\\\\\x01"}}'] == 1
+    )
+    assert sorted(p["command"] for p in doc["processes"]) == ["sk-a\\\\x01", "sk-a\\x01"]
 
 
 _SAMPLE = re.compile(
@@ -503,9 +533,10 @@ def test_prometheus_escaping_without_a_kernel() -> None:
     ))  # fmt: skip
     report = audit.HostAudit("h\n", "6.18", 0.0, 0.5, (proc,), vanished=1, kernel_threads=2)
     samples = parse_prometheus(audit.to_prometheus(report))
-    labels = 'host="h\\n",command="a\\"b\\\\c\\nd"'
+    # label texts h\n and a"b\\c\nd (what the table and JSON show), in exposition escapes
+    labels = 'host="h\\\\n",command="a\\"b\\\\\\\\c\\\\nd"'
     assert samples[f'sealkit_audit_command_sealed_bytes{{{labels},kind="relro"}}'] == 4096
-    assert samples['sealkit_audit_processes{host="h\\n",state="vanished"}'] == 1
+    assert samples['sealkit_audit_processes{host="h\\\\n",state="vanished"}'] == 1
 
 
 def test_audit_to_a_file_is_atomic(
@@ -584,19 +615,26 @@ def test_hostile_names_and_files_cannot_break_the_output(tmp_path: Path) -> None
         code, table, err = _run(["audit", "--pid", str(pid)])
         assert code == 0, err
         assert "\x1b" not in table and "\u202e" not in table
+        # the one escaping rule, the same label text in every output:
+        # c"<&> \\ \n \x1b \xff (backslash, newline, escape, a byte not UTF-8)
+        shown = 'c"<&>\\\\\\n\\x1b\\xff'
+        assert label('c"<&>\\\n\x1b\udcff') == shown
         row = [line for line in table.splitlines() if line.strip().startswith(str(pid))]
-        assert len(row) == 1 and 'c"<&>\\\\n\\x1b\\xff' in row[0], table
+        assert len(row) == 1 and shown in row[0], table
 
         code, text, err = _run(["audit", "--pid", str(pid), "--json"])
         assert code == 0, err
         (proc,) = json.loads(text)["processes"]
         assert proc["sealed_mappings"] == len(ranges)
-        assert proc["command"] == 'c"<&>\\\n\x1b\udcff'  # exact, as JSON can say it
+        assert proc["command"] == shown  # no lone surrogate in the JSON text
+        assert "\\ud" not in text
+        assert unlabel(proc["command"]) == 'c"<&>\\\n\x1b\udcff'  # exact, once unescaped
 
         code, text, err = _run(["audit", "--pid", str(pid), "--format", "prometheus"])
         assert code == 0, err
         samples = parse_prometheus(text)
-        assert any('command="c\\"<&>\\\\\\n\\\\x1b\\\\xff"' in key for key in samples), text
+        exposition = shown.replace("\\", "\\\\").replace('"', '\\"')
+        assert any(f'command="{exposition}"' in key for key in samples), text
 
         out = tmp_path / "table.txt"
         assert _run(["audit", "--pid", str(pid), "-o", str(out)])[0] == 0
@@ -606,7 +644,9 @@ def test_hostile_names_and_files_cannot_break_the_output(tmp_path: Path) -> None
         assert code == 0, err
         paths = {r["path"] for r in json.loads(text)["regions"]}
         assert str(tmp_path / "trail  ") in paths  # trailing spaces are the name's
-        assert os.fsdecode(bytes(tmp_path) + b"/bad\xff\xfeutf") in paths
+        # the one escaping rule: valid UTF-8 (no lone surrogate), and exact once unescaped
+        assert f"{tmp_path}/bad\\xff\\xfeutf" in paths
+        assert os.fsdecode(bytes(tmp_path) + b"/bad\xff\xfeutf") in {unlabel(p) for p in paths}
 
         svg = tmp_path / "m.svg"
         code, _, err = _run(["maps", str(pid), "--svg", str(svg)])

@@ -142,7 +142,7 @@ def test_a_trace_gives_results_and_exact_layouts(kx: KernelExecutor) -> None:
     assert run.ok, run.died
     assert run.results == [s.result for s in steps]
     assert all(run.flags_checked)
-    # The leftover split of a refused munmap (spec kernel-behaviour rule 5).
+    # The leftover split of a refused munmap (docs/reference/linux.md rule 5).
     assert run.layout(3).text() == (
         "[0,2) rw-p anon ab\n[2,4) rw-p anon cd\n[4,8) rw-p,sl anon efgh"
     )
@@ -227,7 +227,7 @@ def test_heap_zone_uses_the_real_break(kx: KernelExecutor) -> None:
     assert run.ok, run.died
     assert run.results == [s.result for s in steps]
     assert run.zones == ("p", "h")
-    # A refused shrink leaves the heap split at the requested break (rule 8.1).
+    # A refused shrink leaves the heap split at the requested break (scenario probe/8.1; linux.md rule 9).
     assert run.layout(4, "h").text() == (
         "[0,2) rw-p [heap] ab\n[2,3) rw-p [heap] c\n[3,4) rw-p,sl [heap] d"
     )

@@ -57,7 +57,7 @@ def test_fast_path_and_fallback_agree(python) -> None:
     assert slow.pop("fast") is False
     fast_used = fast.pop("fast")
     assert fast == slow
-    # Spot-check the answers themselves (spec kernel-behaviour 1.1, 1.2, 1.5, 3.x, 5.x).
+    # Spot-check the answers themselves (scenarios probe/1.1, 1.2, 1.5, 3.x, 5.x).
     assert fast["mseal_unaligned"] == ["InvalidArgumentError", 22]
     assert fast["mseal_flags"] == ["InvalidArgumentError", 22]
     assert fast["mseal_overflow"] == ["InvalidArgumentError", 22]

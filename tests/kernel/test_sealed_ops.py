@@ -1,6 +1,6 @@
 """After Pages.seal(), every call that sealing blocks raises SealedError (a
 PermissionError) and the content is unchanged, read back after the attempt
-(spec kernel-behaviour rules 5-8 and 10). Each case runs in a forked child."""
+(docs/reference/linux.md rules 5-8 and 10). Each case runs in a forked child."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def test_discard_advice_on_readonly_sealed_is_refused(
 
 
 def test_dontneed_on_writable_sealed_memory_still_zeroes(in_child: Callable[..., Any]) -> None:
-    """The limit of sealing (spec kernel-behaviour rule 11): anonymous RW memory
+    """The limit of sealing (docs/reference/linux.md rule 11): anonymous RW memory
     can still be discarded. Documented, so callers freeze() secrets read-only."""
     raised, content = in_child(_madvise_sealed, "rw", int(Madv.DONTNEED))
     assert raised is None

@@ -1,5 +1,5 @@
-"""The raw layer passes values through unchanged; the kernel decides (spec
-kernel-behaviour rule 1). Errors carry call/addr/length/errno and pickle."""
+"""The raw layer passes values through unchanged; the kernel decides
+(docs/reference/linux.md rule 1). Errors carry call/addr/length/errno and pickle."""
 
 from __future__ import annotations
 

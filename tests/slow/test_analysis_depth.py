@@ -1,9 +1,9 @@
 """The analyzer's expensive tier: depth, determinism and the search's
 reductions on the real model.
 
-* Show 5: under ``linux`` and ``mimmutable`` mapping and permission
-  integrity hold over the default scenario to depth 3 (``SEALKIT_QUICK=1``
-  checks depth 2 instead, in seconds).
+* Show 5 (``linux`` and ``mimmutable`` hold mapping and permission to depth
+  3) is part of tests/slow/test_debate_table.py, which regenerates every row
+  of docs/debate.md's table.
 * Show 3: under ``chrome-split`` with the unmap seal only, mapping integrity
   holds (depth 2) while permission integrity falls in one call.
 * The reductions lose nothing: on slices of the alphabet (so that the exact
@@ -23,7 +23,6 @@ reductions on the real model.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -31,7 +30,6 @@ from sealkit.analysis import (
     DEBATE_POLICIES,
     Property,
     analyze_policy,
-    debate,
     default_workers,
     parse_policy,
 )
@@ -43,37 +41,8 @@ from sealkit.analysis.search import Found, Holds, Problem, SearchResult, search
 
 pytestmark = pytest.mark.slow
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "debate.md"
-
 DEPTH = 2 if os.environ.get("SEALKIT_QUICK") == "1" else 3
 THOROUGH = os.environ.get("SEALKIT_THOROUGH") == "1"
-
-
-@pytest.mark.parametrize("policy", ["linux", "mimmutable"])
-def test_5_mapping_and_permission_hold(policy: str) -> None:
-    report = analyze_policy(
-        parse_policy(policy),
-        [Property.MAPPING, Property.PERMISSION],
-        depth=DEPTH,
-        workers=default_workers(),
-    )
-    for prop in (Property.MAPPING, Property.PERMISSION):
-        verdict = report.verdicts[prop]
-        assert not verdict.broken, f"{policy} {prop.value}: {verdict.counterexample}"
-        assert verdict.holds_to == DEPTH
-        # Not vacuous: every kept state up to depth-1 was expanded with the whole alphabet.
-        assert verdict.states == sum(report.stats.levels) > (10_000 if DEPTH == 3 else 200)
-    if DEPTH == debate.DOC_DEPTH:
-        # docs/debate.md's table says the same (cells in the order of Property).
-        row = next(
-            line for line in debate.extract(DOC.read_text())["table"].splitlines()
-            if line.startswith(f"| `{policy}` |")
-        )  # fmt: skip
-        expected = f"holds to depth {DEPTH} ({report.stats.states:,} states)"
-        assert row.count(expected) == 2, (row, expected)
-    print(f"{policy}: holds to depth {DEPTH} over {report.stats.states:,} states "
-          f"({report.stats.levels}), {report.stats.pairs:,} (state, call) pairs, "
-          f"{report.stats.seconds:.0f}s")  # fmt: skip
 
 
 def test_3_chrome_unmap_seal_keeps_mappings_to_depth_2() -> None:

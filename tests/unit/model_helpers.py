@@ -2,8 +2,8 @@
 
 Traces use the op language (``sealkit.ops``), results after ``=`` are
 asserted. Layouts compare in the text form of ``sealkit.layout`` projected to
-what the probe of ``spec/kernel-behaviour.md`` observes (no object names, no
-anonymous page offsets), so an expected layout reads like the spec's column
+what the probe run observed through /proc/self/smaps (no object names, no
+anonymous page offsets), so an expected layout reads like the probe's
 "layout after" plus the page contents.
 """
 

@@ -138,8 +138,22 @@ class Naive:
 
     def changed(self, lo: int, hi: int) -> None:
         """Pages [lo, hi) got new attributes through a merge-attempting path."""
+        rule = self.policy.merge_rule
+        if rule == "kept-neighbour":
+            self.absorb(lo, hi)
         for b in range(lo, hi + 1):
             self.forced.discard(b)
+        if rule != "equal":
+            # Only the neighbour is asked (is_mergeable_vma()): a sealed one
+            # never merges; under "never-sealed" a sealed changed range neither.
+            for b, neighbour, other in ((lo, lo - 1, lo), (hi, hi, hi - 1)):
+                n, o = self.pages.get(neighbour), self.pages.get(other)
+                if (
+                    n is not None
+                    and o is not None
+                    and (n.seal or (rule == "never-sealed" and o.seal))
+                ):
+                    self.forced.add(b)
         if lo in self.pages:
             # The kernel merges a changed range with the VMA before it first,
             # and with the one after it only if their anon_vmas agree
@@ -148,6 +162,26 @@ class Naive:
             if len({self.pages[q].anon for q in range(vlo, vhi)} - {None}) > 1:
                 self.forced.add(hi)
         self.unify(lo, hi)
+
+    def fits(self, a: Page, b: Page) -> bool:
+        """Page ``b`` could continue page ``a`` in one VMA, seals aside."""
+        if (a.flags, a.file) != (b.flags, b.file) or b.pgoff != a.pgoff + 1:
+            return False
+        if a.anon is None:
+            return b.anon is None or b.anon not in self.forked
+        if b.anon is None:
+            return a.anon not in self.forked
+        return a.anon == b.anon
+
+    def absorb(self, lo: int, hi: int) -> None:
+        """RFC v1 as coded: an unsealed neighbour that the changed pages now
+        continue takes them in, and they keep the neighbour's (no) seals."""
+        left, right = self.pages.get(lo - 1), self.pages.get(hi)
+        if (left is not None and not left.seal and self.fits(left, self.pages[lo])) or (
+            right is not None and not right.seal and self.fits(self.pages[hi - 1], right)
+        ):
+            for q in range(lo, hi):
+                self.pages[q].seal = 0
 
     def unify(self, lo: int, hi: int) -> None:
         """A VMA has one anon_vma: once pages join, the merged VMA takes the one
@@ -227,7 +261,7 @@ class Naive:
             a, b = self.pages[near], self.pages[far]
             if (
                 a.file == b.file
-                and a.seal == b.seal
+                and (a.seal == b.seal or not self.policy.seal_in_flags)
                 and not (a.flags ^ b.flags) & ~7
                 and b.pgoff == a.pgoff + 1
             ):
@@ -314,7 +348,10 @@ class Naive:
             lo, hi = addr // PG, min((addr + size) // PG, TASK)
             if lo >= hi:
                 return 0
-            if any(self.pages[p].flags & VM_WIPEONFORK for p in self.mapped(lo, hi)):
+            inherit_zero = pol.name != "mimmutable-7.3"  # the test came with 114aad1
+            if inherit_zero and any(
+                self.pages[p].flags & VM_WIPEONFORK for p in self.mapped(lo, hi)
+            ):
                 return -errno.EPERM
             self.add_seal(lo, hi, 1)
             return 0
@@ -327,7 +364,9 @@ class Naive:
             return -errno.EINVAL
         if known is not None:
             bits = int(getattr(op, "types", getattr(op, "seals", 0))) & M64
-            if not bits or bits & ~known:
+            if isinstance(op, O.MsealV3) and bits & 0xC:
+                bits |= 2  # PROT_PKEY and DISCARD_RO_ANON imply BASE
+            if bits & ~known or (isinstance(op, O.MsealSplit) and not bits):
                 return -errno.EINVAL
         start, length = op.addr & M64, op.length & M64  # type: ignore[attr-defined]
         if start % PG:
@@ -340,25 +379,28 @@ class Naive:
         if alen == 0:
             return 0
         lo, hi = start // PG, (start + alen) // PG
-        if hi - lo > LIMIT or len(self.mapped(lo, hi)) != hi - lo:
+        if isinstance(op, (O.MsealV1, O.MsealV3)):
+            # One walk in address order: a hole or a refusing page, first wins.
+            expect = lo
+            for p in self.mapped(lo, hi):
+                pg = self.pages[p]
+                if p > expect:
+                    return -errno.ENOMEM
+                if isinstance(op, O.MsealV3) and not pg.flags & VM_SEALABLE:
+                    return -pol.refusal
+                if pg.seal & 1 and bits & ~pg.seal:
+                    return -pol.refusal
+                expect = p + 1
+            if expect < hi:
+                return -errno.ENOMEM
+        elif hi - lo > LIMIT or len(self.mapped(lo, hi)) != hi - lo:
             return -errno.ENOMEM
         if pol.name == "none":
             return 0
-        if isinstance(op, O.MsealV3):
-            if bits & 4:
-                bits |= 2
-            if any(not self.pages[p].flags & VM_SEALABLE for p in range(lo, hi)):
-                return -pol.refusal
-            if any(self.pages[p].seal & 1 and bits & ~self.pages[p].seal for p in range(lo, hi)):
-                return -pol.refusal
-        if isinstance(op, O.MsealV1) and any(
-            self.pages[p].seal & 1 and bits & ~self.pages[p].seal for p in range(lo, hi)
-        ):
-            return -pol.refusal
-        self.add_seal(lo, hi, bits)
+        self.add_seal(lo, hi, bits, merge=not isinstance(op, O.MsealV1))
         return 0
 
-    def add_seal(self, lo: int, hi: int, bits: int) -> None:
+    def add_seal(self, lo: int, hi: int, bits: int, merge: bool = True) -> None:
         for p in self.mapped(lo, hi):
             pg = self.pages[p]
             if pg.seal | bits != pg.seal:
@@ -366,7 +408,10 @@ class Naive:
                 a, b = max(vlo, lo), min(vhi, hi)
                 for q in range(a, b):
                     self.pages[q].seal |= bits
-                self.changed(a, b)
+                if merge:
+                    self.changed(a, b)
+                else:
+                    self.keep_edges(a, b)  # RFC v1 mseal_fixup(): split only
 
     # ------------------------------------------------------------- munmap
 
@@ -856,7 +901,8 @@ class Naive:
             pg = self.pages[vlo]
             if mode == "walk" and self._blocks(vlo, adv):
                 return -pol.refusal
-            if mode == "amap" and sealed_range and pg.anon is not None:
+            amap = pg.anon is not None or (pg.file or "").startswith("s:")
+            if mode == "amap" and sealed_range and amap:
                 return -pol.refusal
             err = self.advise(vlo, cur, b, adv)
             if err:
@@ -1091,6 +1137,8 @@ class Naive:
             pg = self.pages[vlo]
             if pg.flags & VM_ACCOUNT and delta // PG > self.ram:
                 return -errno.ENOMEM
+            if pg.seal and self.policy.merge_rule != "equal":
+                return -errno.ENOMEM  # the extension cannot merge into a sealed VMA
             last = self.pages[vhi - 1]
             self.add(
                 vhi,

@@ -51,7 +51,7 @@ def test_table_shows_the_counterexample_and_pictures(sealkit_cli: Cli) -> None:
     [
         (["--policy", "nope"], "unknown policy 'nope'"),
         (["--policy", "linux:munmap"], "has no seal types"),
-        (["--policy", "proposal-v1:bogus"], "unknown seal type 'bogus'"),
+        (["--policy", "proposal-v1:bogus"], "unknown seal type or reading 'bogus'"),
         (["--depth", "-1"], "--depth must be between"),
         (["--depth", "99"], "--depth must be between"),
         (["--depth", "two"], "invalid int value"),

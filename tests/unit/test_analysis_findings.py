@@ -42,7 +42,8 @@ def test_1_v1_munmap_seal_map_fixed_replaces_the_range_in_one_call() -> None:
     assert c.violation.kinds == {"replaced"}
     assert set(c.violation.pages) <= pages("ro-anon") | pages("ro-file")
     # ...while the call the seal is named after is refused on the same range
-    # (EACCES: blocked calls failed with EACCES until v7, linux-mseal §3.1).
+    # (EACCES: blocked calls failed with EACCES until v7; the v10 cover letter's
+    # changelog: "return EPERM for blocked operations").
     space, _ = DEFAULT_SCENARIO.build(report.spec)
     assert space.apply(Munmap(op.addr, op.length)) == -errno.EACCES
 

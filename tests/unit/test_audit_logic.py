@@ -166,8 +166,11 @@ def test_json_carries_the_table() -> None:
     doc = audit.to_json(report, requirements=audit.check_requirements(
         report, [audit.parse_requirement("complete")]))  # fmt: skip
     jsonschema.validate(doc, SCHEMA)
-    assert doc["summary"] == {"seen": 2, "sealed": 1, "denied": 1, "vanished": 2,
-                              "kernel_threads": 3, "sealed_mappings": 2, "sealed_bytes": 0x3000}  # fmt: skip
+    assert doc["summary"] == {
+        "seen": 2, "sealed": 1, "denied": 1, "cut_short": 0, "unreached": 0, "changed": 0, "vanished": 2,
+        "zombies": 0, "not_found": 0, "kernel_threads": 3, "sealed_mappings": 2,
+        "sealed_bytes": 0x3000,
+    }  # fmt: skip
     assert doc["processes"][0]["sealed_kinds"] == {
         "text": {"mappings": 1, "bytes": 0x2000}, "system": {"mappings": 1, "bytes": 0x1000},
     }  # fmt: skip

@@ -9,9 +9,11 @@ import pytest
 
 from sealkit.errors import (
     AccessDeniedError,
+    CutShortError,
     KernelError,
     NotSupportedError,
     ParseError,
+    ProcessChangedError,
     ProcessGoneError,
     SealedError,
     SealingDeniedError,
@@ -50,6 +52,8 @@ def test_kernel_error_classes_pickle(err: int, call: str, cls: type[KernelError]
 
 def test_sealed_error_is_a_permission_error_and_refusals_are_not_oserrors() -> None:
     assert issubclass(SealedError, PermissionError)
+    assert issubclass(ProcessChangedError, ProcessGoneError)
+    assert str(CutShortError(8, "why")) == "process 8: cut short (why)"
     assert not issubclass(UnsafeTargetError, OSError)
     for exc in (
         UnsafeTargetError("no"),
@@ -57,6 +61,8 @@ def test_sealed_error_is_a_permission_error_and_refusals_are_not_oserrors() -> N
         ParseError("bad", 3, "src"),
         ProcessGoneError(5),
         AccessDeniedError(6),
+        ProcessChangedError(7),
+        CutShortError(8, "the process budget of 2 s ran out"),
     ):
         copy = pickle.loads(pickle.dumps(exc))
         assert type(copy) is type(exc) and str(copy) == str(exc)

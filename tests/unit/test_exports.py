@@ -27,9 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 TOP_LEVEL: dict[str, str] = {
     **dict.fromkeys(
         (
-            "AccessDeniedError", "ArgumentError", "ArgumentTypeError", "InvalidArgumentError",
-            "KernelError", "NotSupportedError", "ParseError", "ProcessGoneError", "SealedError",
-            "SealingDeniedError", "SealkitError", "StateError", "UnmappedError",
+            "AccessDeniedError", "ArgumentError", "ArgumentTypeError", "CutShortError",
+            "InvalidArgumentError", "KernelError", "NotSupportedError", "ParseError",
+            "ProcessChangedError", "ProcessGoneError", "SealedError", "SealingDeniedError",
+            "SealkitError", "StateError", "TargetRefusedError", "UnmappedError",
             "UnsafeTargetError",
         ),
         "sealkit.errors",
@@ -37,17 +38,21 @@ TOP_LEVEL: dict[str, str] = {
     **dict.fromkeys(("Madv", "MapFlag", "MremapFlag", "Prot"), "sealkit.flags"),
     "CodePages": "sealkit.sealing.code",
     "HardenReport": "sealkit.sealing.hardening.report",
+    "LiveReport": "sealkit.sealing.live.report",
     "PageState": "sealkit.sealing.pages",
     "Pages": "sealkit.sealing.pages",
     "SealedFile": "sealkit.sealing.files",
     "SealedMmap": "sealkit.sealing.mmaps",
     "Support": "sealkit._os.support",
+    "exec_environment": "sealkit.sealing.exec.plan",
     "freeze": "sealkit.sealing.pages",
     "harden": "sealkit.sealing.hardening",
     "is_sealed": "sealkit.sealing.questions",
     "map_file": "sealkit.sealing.files",
+    "read_exec_report": "sealkit.sealing.exec.report",
     "seal": "sealkit.sealing.entry",
     "seal_mmap": "sealkit.sealing.mmaps",
+    "seal_process": "sealkit.sealing.live",
     "sealed_ranges": "sealkit.sealing.questions",
     "support": "sealkit._os.support",
 }  # fmt: skip
@@ -56,10 +61,11 @@ VALUES: dict[str, object] = {"PAGE_SIZE": 4096, "__version__": "0.1.0"}
 # The modules whose whole __all__ is a contract (CONTRIBUTING.md, "Contracts").
 CONTRACTS: dict[str, list[str]] = {
     "sealkit.errors": [
-        "AccessDeniedError", "ArgumentError", "ArgumentTypeError", "InvalidArgumentError",
-        "KernelError", "NotSupportedError", "ParseError", "ProcessGoneError",
-        "SEAL_ENFORCED_CALLS", "SealedError", "SealingDeniedError", "SealkitError", "StateError",
-        "UnmappedError", "UnsafeTargetError", "kernel_error",
+        "AccessDeniedError", "ArgumentError", "ArgumentTypeError", "CutShortError",
+        "InvalidArgumentError", "KernelError", "NotSupportedError", "ParseError",
+        "ProcessChangedError", "ProcessGoneError", "SEAL_ENFORCED_CALLS", "SealedError",
+        "SealingDeniedError", "SealkitError", "StateError", "TargetRefusedError", "UnmappedError",
+        "UnsafeTargetError", "kernel_error",
     ],
     "sealkit.flags": [
         "MADV_DISCARD", "Madv", "MapFlag", "MremapFlag", "PAGE_SIZE", "Prot", "SealV1", "SealV3",
@@ -90,6 +96,11 @@ DOCUMENTED: dict[str, list[str]] = {
     ],
     "sealkit.host.elf": ["inspect", "iter_paths", "walk_properties", "ElfReport"],
     "sealkit.sealing.hardening": ["harden", "hook_reports", "plan", "HardenReport", "LEVELS"],
+    "sealkit.sealing.exec": [
+        "exec_environment", "read_exec_report", "check_against_smaps", "inspect_program",
+        "ReportObject",
+    ],
+    "sealkit.sealing.live": ["seal_process", "LiveReport", "MsealCall", "LEVELS"],
     "sealkit.fidelity.fuzz": ["campaign", "DifferentialMachine", "UNDEFINED", "EXCLUDED"],
     "sealkit.fidelity.conformance": ["NOT_EXPRESSIBLE", "load_scenarios", "run_scenarios"],
     "sealkit.fidelity.target": [

@@ -168,6 +168,21 @@ def test_writable_and_executable_is_never_sealed() -> None:
     assert "never sealed" in reasons(report)[1, 3]
 
 
+@pytest.mark.parametrize("level", ["code", "all"])
+def test_an_object_with_text_relocations_is_never_sealed(level: str) -> None:
+    """DT_TEXTREL: the loader makes the text writable to relocate it; the
+    whole object is skipped with the reason, at every level (the same rule
+    for harden() and live sealing)."""
+    report = only(plan([TYPICAL._replace(textrel=True)], TYPICAL_SMAPS, level))
+    assert report.sealed == ()
+    assert pages(report, "skipped") == [(0, 8, "rodata")]
+    assert "DT_TEXTREL" in reasons(report)[0, 8]
+    other = LoadedObject(B + 16 * P, "other", (load(RX, 0, 0, 0x800),))
+    other_smaps = smaps((16, 17, "r-xp", 0x0, "/usr/lib/other.so"))
+    both = plan([TYPICAL._replace(textrel=True), other], [*TYPICAL_SMAPS, *other_smaps], level)
+    assert pages(only(both, "other")) == [(16, 17, "text")]  # the others are still sealed
+
+
 def test_bss_must_be_anonymous() -> None:
     rows = [*TYPICAL_SMAPS[:5], *smaps((6, 8, "rw-p", 0x0, "/tmp/other.so"))]
     report = only(plan([TYPICAL], rows, "all"))
@@ -184,15 +199,23 @@ def test_gaps_are_sealed_only_at_level_all() -> None:
         (4, 5, "text"),
     ]
     assert pages(only(plan([gappy], rows, "code"))) == [(0, 1, "rodata"), (4, 5, "text")]
+
+
+def test_a_hole_is_sealed_only_when_the_objects_own_file_fills_it() -> None:
+    # glibc fills a library's holes from its file; the kernel leaves the main
+    # program's holes unmapped. Anything else in a hole (another component's
+    # anonymous PROT_NONE reservation, another file) is someone else's.
+    gappy = LoadedObject(B, LIB, (load(R, 0, 0, 0x480), load(RX, 0x4000, 0x4000, 0x111)))
     anon_gap = smaps((0, 1, "r--p", 0, LIB), (1, 4, "---p", None, ""), (4, 5, "r-xp", 0x4000, LIB))
-    assert (1, 4, "gap") in pages(only(plan([gappy], anon_gap, "all")))
+    report = only(plan([gappy], anon_gap, "all"))
+    assert pages(report) == [(0, 1, "rodata"), (4, 5, "text")]
+    assert "belongs to someone else" in reasons(report)[1, 4]
     foreign = smaps(
         (0, 1, "r--p", 0, LIB), (1, 4, "---p", 0, "/tmp/other.so"), (4, 5, "r-xp", 0x4000, LIB)
     )
-    assert (
-        "neither the object's file nor zero-fill"
-        in reasons(only(plan([gappy], foreign, "all")))[1, 4]
-    )
+    assert "mapped from /tmp/other.so" in reasons(only(plan([gappy], foreign, "all")))[1, 4]
+    unmapped = smaps((0, 1, "r--p", 0, LIB), (4, 5, "r-xp", 0x4000, LIB))
+    assert reasons(only(plan([gappy], unmapped, "all")))[1, 4] == "not mapped"
 
 
 def test_page_claimed_by_two_segments_is_ambiguous() -> None:

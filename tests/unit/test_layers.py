@@ -1,4 +1,4 @@
-"""The layers of design.md are enforced by reading imports.
+"""The layers described in CONTRIBUTING.md are enforced by reading imports.
 
 ::
 

@@ -1,7 +1,7 @@
-"""spec/kernel-behaviour.md §7 (madvise) under ``linux``.
+"""Probe case 7 (madvise) under ``linux`` (docs/reference/linux.md rules 10-13).
 
-§7.1 is the full matrix, transcribed from the per-type tables of the
-appendix: 25 advices x 10 mapping types, the unsealed control at pages [0,4)
+7.1 is the full matrix, transcribed from the probe run's per-type tables
+(the same cells as ``sealkit.fidelity.conformance.matrix``): 25 advices x 10 mapping types, the unsealed control at pages [0,4)
 and the sealed copy at [8,12), each with its result, its content after and
 its layout after (fork-child content for WIPEONFORK/DONTFORK, content after a
 reclaiming PAGEOUT for FREE). Then the cross-VMA cases 7.2-7.8.

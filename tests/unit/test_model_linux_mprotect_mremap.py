@@ -1,4 +1,4 @@
-"""spec/kernel-behaviour.md §5 (mprotect, pkey_mprotect) and §6 (mremap) under ``linux``.
+"""Probe cases 5 (mprotect, pkey_mprotect) and 6 (mremap) under ``linux`` (linux.md rules 7-8).
 
 Rule 7: any mprotect touching a sealed VMA is EPERM, a same-prot no-op too,
 and VMAs before the first sealed one are changed anyway. Rule 8: every
@@ -133,7 +133,7 @@ def test_mprotect_argument_checks_in_kernel_order() -> None:
     """)  # fmt: skip
 
 
-# ------------------------------------------------------------------ §6 mremap
+# ------------------------------------------------------------------ probe 6: mremap
 
 
 def test_6_1_shrink_sealed() -> None:

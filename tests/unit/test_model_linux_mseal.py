@@ -1,4 +1,4 @@
-"""spec/kernel-behaviour.md §1-§2 (mseal itself, system mappings) under ``linux``.
+"""Probe cases 1-2 (mseal itself, system mappings) under ``linux`` (linux.md rules 1-4).
 
 Each test is one numbered probe case: the setup as a trace, the call(s) with
 their measured results, then the layout after, drawn one character per page
@@ -173,7 +173,7 @@ def test_1_14_non_user_addresses_are_enomem() -> None:
     """)  # fmt: skip
 
 
-# ----------------------------------------------------------- §2 system mappings
+# ----------------------------------------------------------- probe 2: system mappings
 
 
 STACK = """

@@ -1,5 +1,5 @@
-"""spec/kernel-behaviour.md §8-§11 (brk, fork, merging, mlock, process_madvise)
-under ``linux``, the cases the model cannot express (with the reason), and a
+"""docs/reference/linux.md rules 9 and 14-16 (brk, fork, merging, mlock,
+process_madvise; probe cases 8-11) under ``linux``, the cases the model cannot express (with the reason), and a
 check that every numbered probe case is covered by one or the other.
 """
 
@@ -11,7 +11,7 @@ from sealkit.ops import Fork
 
 from .model_helpers import ascii, data, expect, make, run
 
-# ---------------------------------------------------------------------- §8 brk
+# ---------------------------------------------------------------------- probe 8: brk
 
 
 def test_8_1_brk_shrink_over_sealed_top_page_is_refused_break_unchanged() -> None:
@@ -71,7 +71,7 @@ def test_brk_semantics() -> None:
     run(s, "mmap h3 1p rw- private|anon|fixed = h3\nbrk h3 = h1\nbrk h2 = h2")
 
 
-# --------------------------------------------------------------------- §9 fork
+# --------------------------------------------------------------------- probe 9: fork
 
 
 def test_9_1_fork_inherits_seals() -> None:
@@ -132,7 +132,7 @@ def test_forked_anon_vmas_no_longer_merge() -> None:
     assert ascii(parent, 0, 4)[0] == "aaaa"
 
 
-# ----------------------------------------------------------------- §10 merging
+# ----------------------------------------------------------------- probe 10: merging
 
 
 def test_10_1_sealed_then_adjacent_mmap_then_seal_merges() -> None:
@@ -203,7 +203,7 @@ def test_10_7_unpopulated_sealed_half_merges_with_populated_one() -> None:
     expect(s, "[0,8) rw-p,sl anon 0000efgh", 0, 8)
 
 
-# ----------------------------------------------------------------- §11 mlock
+# ----------------------------------------------------------------- probe 11: mlock
 
 
 SEALED_RW = "mmap p0 4p rw- private|anon|fixed = p0\nwrite p0 4p = 0\nmseal p0 4p = 0"
@@ -381,7 +381,7 @@ CASES = [
     "11.9",
     "11.10",
 ]
-"""Every numbered case of the probe output (spec/kernel-behaviour.md appendix)."""
+"""Every numbered case of the probe run (the ``probe/`` scenarios, docs/reference/linux.md)."""
 
 
 def test_every_probe_case_is_tested_or_listed_as_unexpressible() -> None:

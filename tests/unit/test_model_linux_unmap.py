@@ -1,4 +1,4 @@
-"""spec/kernel-behaviour.md §3 (munmap) and §4 (mmap over sealed memory) under ``linux``.
+"""Probe cases 3 (munmap) and 4 (mmap over sealed memory) under ``linux`` (linux.md rules 5-6).
 
 Rule 5: a refused munmap (or MAP_FIXED) unmaps nothing, but an unsealed VMA
 the range *starts inside* is left split at the range start.
@@ -123,7 +123,7 @@ def test_munmap_argument_checks() -> None:
     """)  # fmt: skip
 
 
-# ------------------------------------------------------------------- §4 mmap
+# ------------------------------------------------------------------- probe 4: mmap
 
 
 def test_4_1_map_fixed_inside_sealed_vma() -> None:

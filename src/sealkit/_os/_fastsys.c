@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 #ifndef SYS_mseal
-#define SYS_mseal 462 /* the same number on every architecture (linux-mseal 1.1) */
+#define SYS_mseal 462 /* the same number on every architecture (include/uapi/asm-generic/unistd.h) */
 #endif
 
 static PyObject *

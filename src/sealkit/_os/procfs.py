@@ -3,7 +3,7 @@
 Parsing is pure (``parse_maps(text)``, ``parse_smaps(text)``) and keyed on
 field names; I/O is separate (``read_maps``, ``read_smaps``) and takes a
 ``procfs`` root so tests can point at recorded trees. Sealing shows up only
-in smaps, as ``sl`` in ``VmFlags`` (spec linux-mseal §5); maps has no seal
+in smaps, as ``sl`` in ``VmFlags`` (fs/proc/task_mmu.c ``show_smap_vma_flags()``); maps has no seal
 information, so entries parsed from maps have ``vmflags=None`` and
 ``sealed=None`` ("unknown"), never ``False``.
 
@@ -15,9 +15,11 @@ OS errors become :class:`~sealkit.errors.ProcessGoneError` or
 from __future__ import annotations
 
 import errno as _errno
+import operator
 import os
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final, NamedTuple, overload
 
@@ -25,7 +27,9 @@ from ..errors import (
     AccessDeniedError,
     ArgumentError,
     ArgumentTypeError,
+    CutShortError,
     ParseError,
+    ProcessChangedError,
     ProcessGoneError,
 )
 
@@ -34,8 +38,11 @@ __all__ = [
     "Vma",
     "parse_kernel_config",
     "parse_maps",
+    "parse_mountinfo_line",
     "parse_smaps",
     "parse_status",
+    "pid_namespace_inode",
+    "proc_mount_options",
     "read_kernel_config",
     "read_maps",
     "read_smaps",
@@ -211,25 +218,81 @@ def _read_text(path: str, pid: str) -> str:
     return _read_bytes(path, pid).decode("utf-8", "surrogateescape")
 
 
-def _read_bytes(path: str, pid: str, dir_fd: int | None = None) -> bytes:
+class Limits(NamedTuple):
+    """Bounds on reading one process: stop at monotonic time ``deadline``
+    (saying ``why``), or once the text passes ``size`` bytes."""
+
+    deadline: float | None = None
+    why: str = "its time budget ran out"
+    size: int | None = None
+
+
+_NO_LIMITS: Final = Limits()
+# How often (in read calls) the clock is looked at, after the first read: each
+# read hands out about a page, so this is every 256 KiB or so.
+_CLOCK_EVERY: Final = 64
+
+
+def _read_bytes(
+    path: str, pid: str, dir_fd: int | None = None, limits: Limits = _NO_LIMITS
+) -> bytes:
     """Read a /proc file; the one place OS errors become sealkit errors.
+
+    See :func:`_read_verified`, which also says whether the process's
+    address space outlived the read.
+    """
+    return _read_verified(path, pid, dir_fd, limits, verify=False)[0]
+
+
+def _read_verified(
+    path: str, pid: str, dir_fd: int | None, limits: Limits, verify: bool
+) -> tuple[bytes, bool]:
+    """The bytes of a /proc file, and (with ``verify``) whether what the
+    file shows was still there once it had been read to the end.
 
     One ``open`` and a loop of ``read`` calls straight into bytes: seq_file
     hands out at most about a page per ``read`` (fs/seq_file.c
     ``seq_read_iter``), so a larger buffer would not save system calls.
     ``dir_fd`` (an open ``/proc/PID`` directory) pins the process, so every
     file read through it belongs to the same process even if the pid is
-    reused meanwhile.
+    reused meanwhile. ``limits`` stop the read with :class:`CutShortError`.
+
+    An address-space file (``smaps``, ``maps``) is bound to the process's
+    memory when it is opened; each ``read`` takes a reference to it again,
+    and finds nothing once the memory was released: after an ``execve`` (or
+    the exit) mid-read the text just stops, early, looking complete. So
+    ``verify`` reads the first byte again once the end was reached: the
+    memory was alive at the end (and so during the whole read) if and only
+    if that byte is still there.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
         try:
             chunks = []
+            total = calls = 0
             while chunk := os.read(fd, _CHUNK):
                 chunks.append(chunk)
+                if limits is not _NO_LIMITS:
+                    total += len(chunk)
+                    calls += 1
+                    if limits.size is not None and total > limits.size:
+                        bound = (
+                            f"{limits.size >> 20} MiB" if limits.size >= 1 << 20
+                            else f"{limits.size} bytes"
+                        )  # fmt: skip
+                        raise CutShortError(
+                            pid, f"its {path.rsplit('/', 1)[-1]} text is larger than {bound}"
+                        )
+                    if (
+                        limits.deadline is not None
+                        and (calls == 1 or calls % _CLOCK_EVERY == 0)
+                        and time.monotonic() > limits.deadline
+                    ):
+                        raise CutShortError(pid, limits.why)
+            alive = not verify or bool(os.pread(fd, 1, 0))
         finally:
             os.close(fd)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), alive
     except FileNotFoundError:
         raise ProcessGoneError(pid) from None
     except ProcessLookupError:
@@ -366,46 +429,89 @@ def read_kernel_config(
 # objects are built only for processes that have a sealed mapping.
 
 _FLAGS_LINES: Final = re.compile(rb"\nVmFlags:[^\n]*")
-# A mapping header, as show_vma_header_prefix prints it (fs/proc/task_mmu.c);
-# _HEADER_SHAPE is the same without groups, to find headers after VmFlags.
-_HEADER: Final = re.compile(
+# A mapping header's fields, as show_vma_header_prefix prints them
+# (fs/proc/task_mmu.c).
+_HEADER_FIELDS: Final = (
     rb"([0-9a-f]+)-([0-9a-f]+) ([r-][w-][x-][ps]) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) ([0-9]+)"
     rb"(?:[ \t]([^\n]*))?"
 )
-_HEADER_SHAPE: Final = (
-    rb"[0-9a-f]+-[0-9a-f]+ [r-][w-][x-][ps] [0-9a-f]+ [0-9a-f]+:[0-9a-f]+ [0-9]+(?:[ \t][^\n]*)?"
-)
-# A VmFlags line and the well-formed header line after it (the next
-# mapping's); the second group is empty when no well-formed header follows.
-_FLAGS_THEN_HEADER: Final = re.compile(rb"\nVmFlags:([^\n]*)(?:\n(" + _HEADER_SHAPE + rb"))?")
+# A VmFlags line and the fields of the well-formed header line after it (the
+# next mapping's); the fields are empty when no well-formed header follows.
+_FLAGS_THEN_HEADER: Final = re.compile(rb"\nVmFlags:([^\n]*)(?:\n" + _HEADER_FIELDS + rb")?")
+_FIRST_HEADER: Final = re.compile(_HEADER_FIELDS)
+
+
+class VmaColumns(NamedTuple):
+    """The mappings of one process as columns: ``start[i]``, ``end[i]``,
+    ... describe mapping ``i`` as a :class:`Vma` would (``fields`` aside).
+    Built in bulk (a regular expression and a few list comprehensions, no
+    object per mapping), for code that looks at every mapping."""
+
+    start: Sequence[int]
+    end: Sequence[int]
+    perms: Sequence[str]
+    offset: Sequence[int]
+    dev: Sequence[str]
+    inode: Sequence[int]
+    path: Sequence[str]
+    vmflags: Sequence[frozenset[str] | None]
+
+    def vma(self, i: int) -> Vma:
+        """Mapping ``i`` as a :class:`Vma`."""
+        return Vma(
+            self.start[i], self.end[i], self.perms[i], self.offset[i], self.dev[i],
+            self.inode[i], self.path[i], self.vmflags[i],
+        )  # fmt: skip
+
+    @classmethod
+    def of(cls, vmas: Sequence[Vma]) -> VmaColumns:
+        """The columns of a sequence of :class:`Vma` (a transposition)."""
+        if isinstance(vmas, ScannedVmas):
+            return vmas.columns()
+        if not vmas:
+            return cls((), (), (), (), (), (), (), ())
+        start, end, perms, offset, dev, inode, path, vmflags, _ = zip(*vmas, strict=True)
+        return cls(start, end, perms, offset, dev, inode, path, vmflags)
+
+
+Row = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]
+"""A mapping header's fields as the kernel printed them: start, end,
+permissions, offset, device, inode, name (with its leading blanks)."""
 
 
 class ScannedVmas(Sequence[Vma]):
     """The mappings found by :func:`scan_smaps`, built on demand.
 
-    A sequence of :class:`Vma` (``fields`` empty) that parses a mapping's
-    header only when that mapping is read: a sweep classifies a few sealed
-    mappings and their neighbours, not all of them. ``sealed_indices`` are
-    the positions of the sealed mappings, known without building any.
+    A sequence of :class:`Vma` (``fields`` empty) that turns a mapping's
+    header fields into a :class:`Vma` only when that mapping is read: a
+    sweep classifies a few sealed mappings and their neighbours, not all of
+    them; :meth:`columns` turns them all at once, in bulk.
+    ``sealed_indices`` are the positions of the sealed mappings, known
+    without building any. Mappings with the same ``VmFlags`` line share one
+    ``vmflags`` set.
     """
 
-    __slots__ = ("_built", "_flags", "_headers", "_source", "sealed_indices")
+    __slots__ = (
+        "_built", "_columns", "_flags", "_flagsets", "_rows", "_source", "sealed_indices",
+    )  # fmt: skip
 
     def __init__(
         self,
-        headers: Sequence[bytes],
+        rows: Sequence[Row],
         flags: Sequence[bytes],
         sealed_indices: tuple[int, ...],
         source: str | None = None,
     ) -> None:
-        self._headers = headers
+        self._rows = rows
         self._flags = flags
-        self._built: list[Vma | None] = [None] * len(headers)
+        self._built: list[Vma | None] = [None] * len(rows)
+        self._flagsets: dict[bytes, frozenset[str]] = {}
+        self._columns: VmaColumns | None = None
         self._source = source
         self.sealed_indices = sealed_indices
 
     def __len__(self) -> int:
-        return len(self._headers)
+        return len(self._rows)
 
     @overload
     def __getitem__(self, index: int) -> Vma: ...
@@ -421,45 +527,125 @@ class ScannedVmas(Sequence[Vma]):
             vma = self._built[index] = self._build(index)
         return vma
 
+    def __iter__(self) -> Iterator[Vma]:
+        built = self._built
+        for i, vma in enumerate(built):
+            yield vma if vma is not None else self[i]
+
+    def _flagset(self, raw: bytes) -> frozenset[str]:
+        vmflags = self._flagsets.get(raw)
+        if vmflags is None:
+            vmflags = self._flagsets[raw] = frozenset(raw.decode("ascii", "replace").split())
+        return vmflags
+
+    def _ends_before_it_starts(self, i: int) -> ParseError:
+        start, end, *_ = self._rows[i]
+        return ParseError(
+            f"mapping ends before it starts: {start.decode()}-{end.decode()}", None, self._source
+        )
+
+    def columns(self) -> VmaColumns:
+        """Every mapping as :class:`VmaColumns`, built once, in bulk."""
+        if self._columns is not None:
+            return self._columns
+        if self._rows and not self._rows[0][0]:  # built by _scan_slowly
+            self._columns = VmaColumns.of(list(self))
+            return self._columns
+        if not self._rows:
+            self._columns = VmaColumns.of([])
+            return self._columns
+        fields = list(zip(*self._rows, strict=True))
+        start = [int(x, 16) for x in fields[0]]
+        end = [int(x, 16) for x in fields[1]]
+        if any(map(operator.lt, end, start)):
+            raise self._ends_before_it_starts(next(i for i, lo in enumerate(start) if end[i] < lo))
+        # Permissions, devices, names and flag lines repeat: decode each once.
+        perms = {raw: raw.decode("ascii") for raw in set(fields[2])}
+        devs = {raw: raw.decode("ascii") for raw in set(fields[4])}
+        # the name as parse_smaps's split() leaves it: padding gone, the rest kept
+        paths = {raw: raw.decode("utf-8", "surrogateescape").lstrip() for raw in set(fields[6])}
+        flagsets = self._flagsets
+        for raw in set(self._flags):
+            if raw not in flagsets:
+                flagsets[raw] = frozenset(raw.decode("ascii", "replace").split())
+        self._columns = VmaColumns(
+            start,
+            end,
+            [perms[x] for x in fields[2]],
+            [int(x, 16) for x in fields[3]],
+            [devs[x] for x in fields[4]],
+            [int(x) for x in fields[5]],
+            [paths[x] for x in fields[6]],
+            [flagsets[x] for x in self._flags],
+        )
+        return self._columns
+
     def _build(self, index: int) -> Vma:
-        m = _HEADER.fullmatch(self._headers[index])
-        if m is None:  # pragma: no cover - scan_smaps only keeps well-formed headers
-            raise ParseError(
-                f"malformed mapping header {self._headers[index]!r}", None, self._source
-            )
-        start_s, end_s, perms, offset, dev, inode, path = m.groups()
+        if self._columns is not None:
+            return self._columns.vma(index)
+        start_s, end_s, perms, offset, dev, inode, path = self._rows[index]
         start, end = int(start_s, 16), int(end_s, 16)
         if end < start:
-            raise ParseError(
-                f"mapping ends before it starts: {self._headers[index]!r}", None, self._source
-            )
+            raise self._ends_before_it_starts(index)
         return Vma(
-            start, end, perms.decode(), int(offset, 16), dev.decode(), int(inode),
-            (path or b"").decode("utf-8", "surrogateescape").lstrip(),  # as split() does
-            frozenset(self._flags[index].decode("ascii", "replace").split()),
+            start, end, _ascii(perms), int(offset, 16), _ascii(dev), int(inode),
+            path.decode("utf-8", "surrogateescape").lstrip(), self._flagset(self._flags[index]),
         )  # fmt: skip
 
 
-def scan_smaps(data: bytes, source: str | None = None) -> tuple[int, ScannedVmas]:
+_ASCII: Final[dict[bytes, str]] = {}
+
+
+def _ascii(raw: bytes) -> str:
+    """Short ASCII fields (permissions, device), decoded once each."""
+    text = _ASCII.get(raw)
+    if text is None:
+        text = raw.decode("ascii")
+        if len(_ASCII) < 4096:
+            _ASCII[raw] = text
+    return text
+
+
+def scan_smaps(
+    data: bytes, source: str | None = None, *, every: bool = False
+) -> tuple[int, ScannedVmas]:
     """Fast scan of raw ``/proc/PID/smaps`` bytes: ``(mappings, vmas)``.
 
     ``mappings`` is the number of VMAs. ``vmas`` is empty when no mapping is
     sealed (the common case, decided with one pass over the buffer and no
-    object per mapping). When at least one is sealed it holds every VMA, in
-    order, built on demand (:class:`ScannedVmas`), with ``vmflags`` set and
-    ``fields`` empty: classifying a sealed mapping needs its neighbours, not
-    its counters. For the same text, the VMAs equal those of
-    :func:`parse_smaps` except for ``fields``. Raises :class:`ParseError` on
-    malformed text, as :func:`parse_smaps` does (a header whose end precedes
-    its start, when that mapping is read).
+    object per mapping) unless ``every`` is true. When at least one is
+    sealed (or ``every``) it holds every VMA, in order, built on demand
+    (:class:`ScannedVmas`), with ``vmflags`` set and ``fields`` empty:
+    classifying a sealed mapping needs its neighbours, not its counters.
+    For the same text, the VMAs equal those of :func:`parse_smaps` except
+    for ``fields``. Raises :class:`ParseError` on malformed text, as
+    :func:`parse_smaps` does (a header whose end precedes its start, when
+    that mapping is read).
     """
     if not isinstance(data, bytes | bytearray):
         raise ArgumentTypeError(f"data must be bytes, not {type(data).__name__}")
     if source is not None and not isinstance(source, str):
         raise ArgumentTypeError(f"source must be a str or None, not {type(source).__name__}")
     data = bytes(data)
-    lines = _FLAGS_LINES.findall(data)
-    if not lines:
+    if not every:
+        lines = _FLAGS_LINES.findall(data)
+        # Only VmFlags lines are searched, not paths. show_smap_vma_flags
+        # prints each mnemonic as "%c%c ", so a sealed mapping's line holds
+        # " sl "; the end-of-line spellings cover captures whose trailing
+        # blanks were trimmed.
+        joined = b"".join(lines)
+        if (
+            lines
+            and not data.startswith(b"VmFlags:")
+            and not (b" sl " in joined or b" sl\n" in joined or joined.endswith(b" sl"))
+        ):
+            return len(lines), ScannedVmas((), (), ())
+    # Some mapping is sealed (or every one is wanted): the headers come from
+    # the line after each VmFlags line (and the first line), in the same kind
+    # of pass. Anything unusual goes to the general parser, so the answers
+    # stay parse_smaps's.
+    pairs = _FLAGS_THEN_HEADER.findall(data)
+    if not pairs:
         if not data.strip():
             return 0, ScannedVmas((), (), ())
         # VmFlags exists since Linux 3.8; without it nothing can be said about
@@ -467,40 +653,34 @@ def scan_smaps(data: bytes, source: str | None = None) -> tuple[int, ScannedVmas
         parse_smaps(data.decode("utf-8", "surrogateescape"), source)  # names a bad line
         raise ParseError("smaps text has no VmFlags lines: seals cannot be read", None, source)
     if data.startswith(b"VmFlags:"):
-        return _scan_slowly(data, source)  # a field before any header: let it say so
-    # Only VmFlags lines are searched, not paths. show_smap_vma_flags prints
-    # each mnemonic as "%c%c ", so a sealed mapping's line holds " sl "; the
-    # end-of-line spellings cover captures whose trailing blanks were trimmed.
-    joined = b"".join(lines)
-    if not (b" sl " in joined or b" sl\n" in joined or joined.endswith(b" sl")):
-        return len(lines), ScannedVmas((), (), ())
-    # Some mapping is sealed: the headers come from the line after each
-    # VmFlags line (and the first line), in the same kind of pass. Anything
-    # unusual goes to the general parser, so the answers stay parse_smaps's.
-    pairs = _FLAGS_THEN_HEADER.findall(data)
-    first = data[: data.find(b"\n")]
-    headers = [first] + [nxt for _, nxt in pairs[:-1]]
-    flags = [f for f, _ in pairs]
-    tail = data[-len(lines[-1]) - 16 :].rstrip(b" \t\n")  # the end only, not a copy of all
+        return _scan_slowly(data, source, every)  # a field before any header: let it say so
+    first = _FIRST_HEADER.fullmatch(data, 0, max(data.find(b"\n"), 0))
+    flags = [p[0] for p in pairs]
+    last = b"\nVmFlags:" + flags[-1]
+    tail = data[-len(last) - 16 :].rstrip(b" \t\n")  # the end only, not a copy of all
+    starts = list(map(operator.itemgetter(1), pairs))
     if (
-        len(pairs) != len(lines)
-        or _HEADER.fullmatch(first) is None
-        or b"" in headers
-        or pairs[-1][1]
-        or not tail.endswith(b"VmFlags:" + flags[-1].rstrip(b" \t"))
+        first is None
+        or starts[-1]
+        or not tail.endswith(last.rstrip(b" \t"))
+        or b"" in starts[:-1]  # a VmFlags line not followed by a well-formed header
     ):
-        return _scan_slowly(data, source)
+        return _scan_slowly(data, source, every)
+    head = first.groups(b"")
+    rows: list[Row] = [head]  # type: ignore[list-item]
+    rows += map(operator.itemgetter(slice(1, 8)), pairs[:-1])
     sealed = tuple(i for i, f in enumerate(flags) if b" sl " in f or f.endswith(b" sl"))
-    return len(headers), ScannedVmas(headers, flags, sealed, source)
+    return len(rows), ScannedVmas(rows, flags, sealed, source)
 
 
-def _scan_slowly(data: bytes, source: str | None) -> tuple[int, ScannedVmas]:
+def _scan_slowly(data: bytes, source: str | None, every: bool) -> tuple[int, ScannedVmas]:
     """The general parser's answer in :func:`scan_smaps`'s shape (odd text only)."""
     parsed = parse_smaps(data.decode("utf-8", "surrogateescape"), source)
     sealed = tuple(i for i, v in enumerate(parsed) if v.sealed)
-    if not sealed:
+    if not sealed and not every:
         return len(parsed), ScannedVmas((), (), ())
-    vmas = ScannedVmas([b""] * len(parsed), [b""] * len(parsed), sealed, source)
+    empty: Row = (b"", b"", b"", b"", b"", b"", b"")
+    vmas = ScannedVmas([empty] * len(parsed), [b""] * len(parsed), sealed, source)
     vmas._built[:] = [
         Vma(v.start, v.end, v.perms, v.offset, v.dev, v.inode, v.path, v.vmflags) for v in parsed
     ]
@@ -568,7 +748,7 @@ class ProcessDir:
     :class:`AccessDeniedError` (the same boundary as :func:`read_smaps`).
     """
 
-    __slots__ = ("_fd", "pid", "task")
+    __slots__ = ("_fd", "pid", "restatus", "task")
 
     _fd: int | None
     pid: str
@@ -576,10 +756,14 @@ class ProcessDir:
     """Where the address space is read: ``""`` (``/proc/PID/`` itself) or,
     once :meth:`smaps` found the leader a zombie, ``"task/TID/"`` of a live
     thread (for ``map_files/`` and ``root/`` too)."""
+    restatus: TaskStatus | None
+    """The status :meth:`smaps` read again after the process changed its
+    program (or exited) during a read: who the bytes it returned belong to."""
 
     def __init__(self, pid: int | str, procfs: str = "/proc") -> None:
         self._fd = None
         self.task = ""
+        self.restatus = None
         procfs = _check_root(procfs)
         self.pid = resolve_pid(pid)
         path = os.path.join(procfs, self.pid)
@@ -620,7 +804,7 @@ class ProcessDir:
                 break
         return task_status(parse_status(text, source), source)
 
-    def smaps(self, state: str) -> bytes:
+    def smaps(self, state: str, limits: Limits = _NO_LIMITS, tries: int = 3) -> bytes:
         """The ``smaps`` bytes of the process, whose status says ``state``.
 
         A process whose main thread exited (``pthread_exit``) while others
@@ -628,9 +812,34 @@ class ProcessDir:
         address space lives on, visible through any live thread's
         ``task/TID/smaps``. For a zombie (``Z``) this reads those; ``b""``
         when no thread has an address space left (the process exited).
+
+        Each read is verified (:func:`_read_verified`): when the address
+        space was released before the end, the process either exited
+        (``b""``: its status now says ``Z``, or it has no address space left
+        when read again) or replaced its program with ``execve``, and is
+        read again (:attr:`restatus` says who it is now), up to ``tries``
+        times in all; then :class:`ProcessChangedError`. ``limits`` bound
+        each read (:class:`CutShortError`).
         """
+        for attempt in range(tries):
+            data, alive = self._smaps_once(state, limits)
+            if alive:
+                return data
+            self.restatus = self.status()  # ProcessGoneError once it is reaped
+            state = self.restatus.state
+            if state in ("Z", "X"):
+                data, alive = self._smaps_once(state, limits)
+                return data if alive else b""
+            if not data and attempt:
+                return b""  # no address space at all, twice: it is exiting
+        raise ProcessChangedError(self.pid)
+
+    def _smaps_once(self, state: str, limits: Limits) -> tuple[bytes, bool]:
+        if self._fd is None:
+            raise ProcessGoneError(self.pid, f"process {self.pid}: directory already closed")
         if state not in ("Z", "X"):
-            return self.read("smaps")
+            self.task = ""
+            return _read_verified("smaps", self.pid, self._fd, limits, verify=True)
         try:
             task = os.open("task", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
         except (FileNotFoundError, ProcessLookupError):
@@ -641,13 +850,15 @@ class ProcessDir:
             os.close(task)
         for tid in tids:
             try:
-                data = self.read(f"task/{tid}/smaps")
+                data, alive = _read_verified(
+                    f"task/{tid}/smaps", self.pid, self._fd, limits, verify=True
+                )
             except ProcessGoneError:
                 continue
-            if data:
+            if data and alive:
                 self.task = f"task/{tid}/"
-                return data
-        return b""
+                return data, True
+        return b"", True
 
     def readlink(self, name: str) -> str:
         """The target of the symlink ``/proc/PID/<name>`` (``exe``, ``map_files/...``)."""
@@ -671,3 +882,73 @@ class ProcessDir:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- What a sweep of /proc can see -------------------------------------------------
+#
+# A process the auditor may not see is not even listed: a PID namespace shows
+# only its own processes, and procfs mounted with hidepid=invisible (2) or
+# hidepid=ptraceable (4) leaves out the processes the reader may not ptrace
+# (fs/proc/base.c has_pid_permissions, proc_pid_readdir, proc_pid_lookup).
+# With hidepid=noaccess (1) they are listed but closed: denied.
+
+PROC_PID_INIT_INO: Final = 0xEFFFFFFC
+"""The inode of the initial PID namespace (include/linux/proc_ns.h)."""
+
+_HIDEPID_NAMES: Final = {"0": "off", "1": "noaccess", "2": "invisible", "4": "ptraceable"}
+_MOUNTINFO_ESCAPE: Final = re.compile(r"\\([0-7]{3})")
+
+
+def parse_mountinfo_line(line: str) -> tuple[str, str, dict[str, str]] | None:
+    """``(mount point, file system type, super options)`` of one line of
+    ``/proc/PID/mountinfo`` (proc(5)); ``None`` when it is malformed. The
+    mount point's octal escapes (``\\040`` for a space) are undone."""
+    _check_text(line, None)
+    head, sep, tail = line.partition(" - ")
+    fields = head.split()
+    rest = tail.split()
+    if not sep or len(fields) < 6 or len(rest) < 3:
+        return None
+    point = _MOUNTINFO_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
+    options = {}
+    for option in rest[2].split(","):
+        key, _, value = option.partition("=")
+        options[key] = value
+    return point, rest[0], options
+
+
+def proc_mount_options(procfs: str = "/proc", mountinfo: str = "/proc/self/mountinfo") -> (
+    dict[str, str] | None
+):  # fmt: skip
+    """The super options of the ``proc`` mount at ``procfs`` (the last one
+    mounted there, which hides the others), from ``mountinfo``: for example
+    ``{"rw": "", "hidepid": "invisible", "gid": "27"}``, with ``hidepid``
+    spelt as a name even where the kernel printed its number. ``None`` when
+    ``procfs`` is not a proc mount point or mountinfo cannot be read."""
+    procfs = os.path.realpath(_check_root(procfs))
+    mountinfo = _check_root(mountinfo)
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().split("\n")
+    except OSError:
+        return None
+    found = None
+    for line in lines:
+        parsed = parse_mountinfo_line(line)
+        if parsed is not None and parsed[0] == procfs and parsed[1] == "proc":
+            found = parsed[2]
+    if found is not None and "hidepid" in found:
+        found["hidepid"] = _HIDEPID_NAMES.get(found["hidepid"], found["hidepid"])
+    return found
+
+
+def pid_namespace_inode(procfs: str = "/proc") -> int | None:
+    """The inode of the PID namespace this process lives in (as seen
+    through ``procfs``, else ``/proc``); compare with
+    :data:`PROC_PID_INIT_INO`. ``None`` when neither can tell."""
+    for root in (_check_root(procfs), "/proc"):
+        try:
+            return os.stat(os.path.join(root, "self", "ns", "pid")).st_ino
+        except OSError:
+            continue
+    return None

@@ -166,7 +166,7 @@ def support(refresh: bool = False) -> Support:
     """Probe what sealing this process can do, without side effects.
 
     ``mseal(0, 0, 0)`` returns 0 on a kernel with mseal (length 0 is checked
-    before anything is looked up, spec kernel-behaviour rule 1) and fails
+    before anything is looked up, docs/reference/linux.md rule 1) and fails
     with ENOSYS (kernel < 6.10, 32-bit kernel) or EPERM (a seccomp filter)
     otherwise. When available, a forked child seals one page to check that
     ``/proc/PID/smaps`` reports seals as ``sl``. The result is cached;

@@ -17,13 +17,19 @@ crash the process much later. The safe API lives in :mod:`sealkit.sealing`.
 from __future__ import annotations
 
 import ctypes
+import functools
 import operator
 import os
 import struct
 from collections.abc import Callable, Sequence
-from typing import Final, NamedTuple, NoReturn, cast
+from typing import Any, Final, NamedTuple, NoReturn, cast
 
-from ..errors import ArgumentError, ArgumentTypeError, NotSupportedError, kernel_error
+from ..errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    NotSupportedError,
+    kernel_error,
+)
 
 __all__ = [
     "ARCH",
@@ -33,6 +39,7 @@ __all__ = [
     "LoadedObject",
     "Phdr",
     "brk",
+    "dynamic_has_textrel",
     "errno_call",
     "libc_has_symbol",
     "libc_version",
@@ -50,6 +57,7 @@ __all__ = [
     "munlock",
     "munmap",
     "pidfd_open",
+    "pin_loaded",
     "pkey_alloc",
     "pkey_free",
     "pkey_mprotect",
@@ -58,6 +66,7 @@ __all__ = [
     "process_vm_writev",
     "procmap_query",
     "procmap_vmas",
+    "ptrace_call",
     "seal_verified",
     "set_parent_death_signal",
     "set_process_name",
@@ -69,13 +78,15 @@ ARCH: Final = os.uname().machine
 
 # System call numbers: x86_64 (arch/x86/entry/syscalls/syscall_64.tbl) and the
 # generic table (include/uapi/asm-generic/unistd.h) used by aarch64, riscv64
-# and loongarch64. mseal is 462 on both (spec linux-mseal §1.1).
+# and loongarch64. mseal is 462 on both (include/uapi/asm-generic/unistd.h,
+# arch/x86/entry/syscalls/syscall_64.tbl).
 _X86_64: Final = {
     "mmap": 9, "mprotect": 10, "munmap": 11, "brk": 12, "ioctl": 16, "msync": 26,
     "mincore": 27, "madvise": 28, "mremap": 25, "getpid": 39, "mlock": 149,
     "munlock": 150, "process_vm_readv": 310, "process_vm_writev": 311,
     "mlock2": 325, "pkey_mprotect": 329, "pkey_alloc": 330, "pkey_free": 331,
     "pidfd_open": 434, "process_madvise": 440, "mseal": 462, "prctl": 157,
+    "ptrace": 101,
 }  # fmt: skip
 _GENERIC: Final = {
     "ioctl": 29, "brk": 214, "munmap": 215, "mremap": 216, "mmap": 222,
@@ -83,6 +94,7 @@ _GENERIC: Final = {
     "madvise": 233, "getpid": 172, "process_vm_readv": 270, "process_vm_writev": 271,
     "mlock2": 284, "pkey_mprotect": 288, "pkey_alloc": 289, "pkey_free": 290,
     "pidfd_open": 434, "process_madvise": 440, "mseal": 462, "prctl": 167,
+    "ptrace": 117,
 }  # fmt: skip
 _TABLES: Final = {
     "x86_64": _X86_64,
@@ -412,7 +424,7 @@ def process_madvise(
 ) -> int:
     """``process_madvise`` over ``ranges`` [(addr, length), ...]; returns the
     bytes advised. A refusal after some ranges were done returns the count
-    done so far with no error (spec kernel-behaviour 11.7).
+    done so far with no error (scenario probe/11.7).
     """
     ranges = _ranges(ranges, "ranges")
     vec = _iovecs(ranges)
@@ -455,7 +467,7 @@ def process_vm_writev(pid: int, remote: Sequence[tuple[int, int]], data: bytes) 
 
 
 def mlock(addr: int, length: int) -> None:
-    """``mlock``: not blocked by sealing (spec kernel-behaviour rule 16)."""
+    """``mlock``: not blocked by sealing (docs/reference/linux.md rule 16)."""
     _call("mlock", 2, addr, length, addr=addr, length=length)
 
 
@@ -492,6 +504,32 @@ def set_parent_death_signal(sig: int) -> None:
     none outlives the process that runs it. ``sig=0`` clears it.
     """
     _call("prctl", 5, 1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+
+
+def ptrace_call(request: int, pid: int, addr: int = 0, data: int = 0) -> int:
+    """Raw ``ptrace(request, pid, addr, data)`` in the kernel convention: the
+    result, or ``-errno``. Never raises for a kernel error: the ptrace layer
+    (:mod:`sealkit._os.ptrace`) names the request in its own exception, and
+    some answers (ENOENT past the last seccomp filter) are not errors there.
+
+    The raw call, not glibc's wrapper: for the ``PEEK`` requests the kernel
+    stores the word at ``data`` (the wrapper returns it); sealkit never peeks.
+    """
+    for name, value in (("request", request), ("pid", pid)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ArgumentTypeError(f"ptrace {name} must be an int, not {type(value).__name__}")
+    # Never truncated into another request or another process: the kernel
+    # reads both as C ints, so anything outside that range is refused here.
+    if not 0 <= request < 1 << 31:
+        raise ArgumentError(f"ptrace request {request} is not a ptrace request")
+    if not -(1 << 31) <= pid < 1 << 31:
+        raise ArgumentError(f"ptrace pid {pid} does not fit in a pid_t")
+    addr, data = _u64(addr, "ptrace addr"), _u64(data, "ptrace data")
+    nr = NR.get("ptrace")
+    if nr is None:
+        return -38  # ENOSYS: no system call table for this architecture
+    ret: int = _sys4(nr, request, pid & _MASK, addr, data)
+    return ret
 
 
 def set_process_name(name: bytes) -> None:
@@ -661,8 +699,8 @@ def libc_version() -> str | None:
 
 def libc_has_symbol(name: str) -> bool:
     """Whether the loaded libc exports ``name`` (``dlsym``), e.g. ``"mseal"``:
-    glibc 2.43+ has an ``mseal`` wrapper, older glibc has none (spec
-    linux-mseal §1.1). sealkit never calls the wrapper; it uses ``syscall``.
+    glibc 2.43+ has an ``mseal`` wrapper, older glibc has none (glibc
+    2.43 NEWS). sealkit never calls the wrapper; it uses ``syscall``.
     """
     if not isinstance(name, str):
         raise ArgumentTypeError(f"name must be a str, not {type(name).__name__}")
@@ -702,12 +740,16 @@ class LoadedObject(NamedTuple):
     ``addr`` is ``dlpi_addr``, the load bias: a segment lives at
     ``addr + phdr.vaddr``. ``name`` is ``dlpi_name`` as the loader has it
     (``""`` for the main program, the ``DT_NEEDED``/dlopen name otherwise,
-    ``"linux-vdso.so.1"`` for the vDSO).
+    ``"linux-vdso.so.1"`` for the vDSO). ``textrel``: see below.
     """
 
     addr: int
     name: str
     phdrs: tuple[Phdr, ...]
+    textrel: bool = False
+    """The object's dynamic section asks for text relocations (``DT_TEXTREL``,
+    or ``DF_TEXTREL`` in ``DT_FLAGS``): the loader makes its text writable to
+    relocate it, so it is never sealed (:mod:`sealkit.sealing.hardening.plan`)."""
 
 
 class _DlPhdrInfo(ctypes.Structure):
@@ -799,11 +841,107 @@ def loaded_objects() -> list[LoadedObject]:
     if ctypes.sizeof(ctypes.c_void_p) != 8:
         raise NotSupportedError(38, "dl_iterate_phdr", detail="sealkit reads 64-bit ELF only")
     if _fast_objects is not None:
-        return [_object(name, addr, phdrs) for name, addr, phdrs in _fast_objects()]
-    return [
-        _object(name, addr, [p[:4] + p[5:] for p in _PHDR64.iter_unpack(phdrs)])
-        for addr, name, phdrs in _walk_quietly()
-    ]
+        objects = [_object(name, addr, phdrs) for name, addr, phdrs in _fast_objects()]
+    else:
+        objects = [
+            _object(name, addr, [p[:4] + p[5:] for p in _PHDR64.iter_unpack(phdrs)])
+            for addr, name, phdrs in _walk_quietly()
+        ]
+    return _with_textrel(objects)
+
+
+# --- text relocations: read from each object's dynamic section -------------------
+
+PT_DYNAMIC: Final = 2
+DT_NULL: Final = 0
+DT_TEXTREL: Final = 22
+DT_FLAGS: Final = 30
+DF_TEXTREL: Final = 0x4
+_DYN: Final = struct.Struct("=qQ")  # Elf64_Dyn: d_tag, d_un
+_MAX_DYNAMIC: Final = 2048 * _DYN.size  # a bound on one object's dynamic section
+
+
+def dynamic_has_textrel(data: bytes) -> bool:
+    """Whether the dynamic section ``data`` (``Elf64_Dyn`` entries, native
+    byte order) asks for text relocations: ``DT_TEXTREL``, or ``DF_TEXTREL``
+    in a ``DT_FLAGS`` entry. Pure; entries after ``DT_NULL`` or past the end
+    of ``data`` do not count.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ArgumentTypeError(f"data must be bytes-like, not {type(data).__name__}")
+    data = bytes(data)
+    return _textrel_in(memoryview(data[: len(data) - len(data) % 16]).cast("q").tolist())
+
+
+def _textrel_in(words: list[int]) -> bool:
+    """:func:`dynamic_has_textrel` on the section's 64-bit words (tag, value,
+    tag, value...): list operations in C rather than a loop over entries,
+    since this runs for every object of every ``harden()``."""
+    tags = words[0::2]
+    if DT_NULL in tags:
+        tags = tags[: tags.index(DT_NULL)]
+    if DT_TEXTREL in tags:
+        return True
+    at = tags.index(DT_FLAGS) if DT_FLAGS in tags else -1
+    while at >= 0:
+        if words[2 * at + 1] & DF_TEXTREL:
+            return True
+        at = tags.index(DT_FLAGS, at + 1) if DT_FLAGS in tags[at + 1 :] else -1
+    return False
+
+
+def _read_own(spans: Sequence[tuple[int, int, int]]) -> bytes:
+    """The bytes of ``(_, addr, size)`` spans of this process, up to the first
+    that cannot be read (``process_vm_readv`` on itself, iovecs packed in one
+    go: this runs on every ``harden()`` and import-hook sweep)."""
+    total = sum(size for _, _, size in spans)
+    buf = ctypes.create_string_buffer(total)
+    local = _IOVEC_PAIR.pack(ctypes.addressof(buf), total)
+    remote = b"".join(_IOVEC_PAIR.pack(addr, size) for _, addr, size in spans)
+    lbuf = ctypes.create_string_buffer(local, len(local))
+    rbuf = ctypes.create_string_buffer(remote, len(remote))
+    ret = _sys6(
+        _nr("process_vm_readv"), os.getpid(), ctypes.addressof(lbuf), 1,
+        ctypes.addressof(rbuf), len(spans), 0,
+    )  # fmt: skip
+    return buf.raw[:ret] if ret > 0 else b""
+
+
+_IOVEC_PAIR: Final = struct.Struct("=QQ")
+
+
+def _with_textrel(objects: list[LoadedObject]) -> list[LoadedObject]:
+    """``objects`` with ``textrel`` read from each one's ``PT_DYNAMIC`` in this
+    process's memory, through ``process_vm_readv`` on itself: an object that
+    another thread unmapped meanwhile gives EFAULT, never a crash. All the
+    sections in one call (a few microseconds); ranges after one that fails
+    are read one by one. An unreadable section leaves ``textrel`` False: the
+    object is no longer mapped, and the planner skips it as not mapped.
+    """
+    spans: list[tuple[int, int, int]] = []  # (index, addr, size)
+    for i, obj in enumerate(objects):
+        for ph in obj.phdrs:
+            if ph.type == PT_DYNAMIC and ph.memsz >= _DYN.size:
+                size = min(ph.memsz - ph.memsz % _DYN.size, _MAX_DYNAMIC)
+                spans.append((i, obj.addr + ph.vaddr, size))
+                break
+    if not spans:
+        return objects
+    got = _read_own(spans[:_IOV_MAX])
+    words = memoryview(got[: len(got) - len(got) % 8]).cast("q").tolist()
+    out = list(objects)
+    at = 0  # in bytes; every size is a multiple of 16 (checked above)
+    for k, (i, addr, size) in enumerate(spans):
+        if at + size <= len(got):
+            found = _textrel_in(words[at // 8 : (at + size) // 8])
+            at += size
+        else:  # past the first range that failed: each one alone
+            at = len(got) + 1
+            one = _read_own([(k, addr, size)])
+            found = len(one) == size and dynamic_has_textrel(one)
+        if found:
+            out[i] = out[i]._replace(textrel=True)
+    return out
 
 
 SEAL_VERIFIED_REASONS: Final = {
@@ -860,3 +998,72 @@ def seal_verified(
     if _fast_seal is None:
         return None
     return _fast_seal(fd, checked)
+
+
+# <dlfcn.h>: dlopen modes, dlinfo request.
+_RTLD_LAZY: Final = 0x1
+_RTLD_NOLOAD: Final = 0x4
+_RTLD_NODELETE: Final = 0x1000
+_RTLD_DI_LINKMAP: Final = 2
+
+
+def pin_loaded(name: str, base: int) -> str:
+    """Make the loaded object ``name`` (its ``dlpi_name``) at load bias
+    ``base`` undeletable: ``dlclose`` no longer unloads it. Returns ``""``
+    when pinned, else why not (nothing else changed).
+
+    ``dlopen(name, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE)`` finds an object
+    that is already loaded (never loads one: no file is opened, no
+    constructor runs) and marks it NODELETE, as dlopen(3) documents for
+    promoting the flags of a loaded library; the reference it adds is
+    dropped again with ``dlclose``, which for a NODELETE object unloads
+    nothing. ``dlinfo(RTLD_DI_LINKMAP)`` checks that the object found is the
+    one at ``base``: if ``name`` was unloaded and loaded again elsewhere in
+    between, that newer copy stays pinned (harmless) and the answer says so.
+    An object of another link-map namespace (dlmopen) is not found.
+    """
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"name must be a str, not {type(name).__name__}")
+    base = _u64(base, "base")
+    try:
+        encoded = os.fsencode(name)
+    except UnicodeEncodeError:
+        raise ArgumentError(f"name {name!r} cannot be encoded as a file name") from None
+    if b"\0" in encoded:
+        raise ArgumentError(f"name cannot contain NUL: {name!r}")
+    if not name:
+        return "the main program has no name to pin it by (it is never unloaded anyway)"
+    dlopen, dlinfo, dlclose, dlerror = _dl_functions()
+    handle = dlopen(encoded, _RTLD_LAZY | _RTLD_NOLOAD | _RTLD_NODELETE)
+    if not handle:
+        err = dlerror()
+        return "not found by dlopen(RTLD_NOLOAD)" + (
+            f": {err.decode(errors='replace')}" if err else ""
+        )
+    try:
+        link_map = ctypes.c_void_p()
+        if dlinfo(handle, _RTLD_DI_LINKMAP, ctypes.byref(link_map)) != 0 or not link_map.value:
+            return "dlinfo(RTLD_DI_LINKMAP) failed"
+        l_addr = ctypes.c_uint64.from_address(link_map.value).value  # struct link_map's first field
+        if l_addr != base:
+            return f"the loader's {name} is now at {l_addr:#x}, not {base:#x} (reloaded since)"
+        return ""
+    finally:
+        dlclose(handle)
+
+
+@functools.cache
+def _dl_functions() -> tuple[Any, Any, Any, Any]:
+    """``dlopen``, ``dlinfo``, ``dlclose``, ``dlerror`` of libc (glibc 2.34+
+    has them in libc itself), with their prototypes. ctypes releases the GIL
+    around each call, so a thread loading a library with the GIL held (an
+    import) never waits for this one while it waits for the loader's lock."""
+    dlopen = _libc.dlopen
+    dlopen.argtypes, dlopen.restype = (ctypes.c_char_p, ctypes.c_int), ctypes.c_void_p
+    dlinfo = _libc.dlinfo
+    dlinfo.argtypes, dlinfo.restype = (ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p), ctypes.c_int
+    dlclose = _libc.dlclose
+    dlclose.argtypes, dlclose.restype = (ctypes.c_void_p,), ctypes.c_int
+    dlerror = _libc.dlerror
+    dlerror.argtypes, dlerror.restype = (), ctypes.c_char_p
+    return dlopen, dlinfo, dlclose, dlerror

@@ -28,7 +28,7 @@ come from the layout alone:
 ``fork`` is left out unless asked for: the properties are about the address
 space that sealed. After ``fork`` the rest of a trace acts on the child, a
 new address space the kernel builds by its ``dup_mmap`` rules (DONTFORK
-mappings are not copied, WIPEONFORK ones are zeroed: linux-mseal §2.2), not
+mappings are not copied, WIPEONFORK ones are zeroed: docs/reference/linux.md rule 14), not
 on the memory the victim sealed. ``include_fork=True`` adds it, and then the
 properties are judged in whatever process the trace ends in.
 

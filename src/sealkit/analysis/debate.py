@@ -8,12 +8,18 @@
 The document is hand-written prose with generated sections between
 ``<!-- BEGIN analyze:NAME -->`` and ``<!-- END analyze:NAME -->`` markers:
 
-* ``table``: the policy x property table at :data:`DOC_DEPTH`;
+* ``table``: the policy x property table at :data:`DOC_DEPTH`, rendered from
+  the results record (:func:`table_record`), which the command also writes
+  next to the document (``docs/debate-results.json``) so that a fast test can
+  check the committed table against it and a slow one the record against a
+  fresh analysis;
+* ``unsettled``: for each rule no source settles, both readings' rows;
 * ``scenario``: the starting scenario (setup trace and picture);
 * ``alphabet``: the attacker alphabet's size per call, for ``linux``;
 * ``trace:POLICY:PROPERTY``: each counterexample: the attack with the
   model's results, what broke, and the arena before and after;
-* ``fork:linux:mapping``: the same search with ``fork`` in the alphabet;
+* ``fork:POLICY:mapping``: the same search with ``fork`` in the alphabet
+  (:data:`FORK_POLICIES`);
 * ``replay``: the ``linux`` counterexamples replayed on the running kernel
   (written only when the kernel has mseal; not compared by the test, which
   may run elsewhere).
@@ -25,11 +31,12 @@ that the document still matches the analyzer.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from ..ops import format_trace
 from .analyzer import (
@@ -48,20 +55,29 @@ from .search import call_kind
 __all__ = [
     "COMMAND",
     "DOC_DEPTH",
+    "FORK_POLICIES",
+    "RECORD",
     "blocks_for",
     "extract",
     "fork_blocks",
     "main",
+    "render_record",
     "render_replays",
     "render_table",
     "render_trace",
+    "render_unsettled",
+    "row_record",
     "splice",
+    "table_record",
     "trace_block",
     "trace_depth",
+    "unsettled_pairs",
 ]
 
 DOC_DEPTH: Final = 3
 COMMAND: Final = "PYTHONPATH=src python -m sealkit.analysis.debate docs/debate.md"
+RECORD: Final = "debate-results.json"
+"""The results record's file name, next to the document."""
 
 _BLOCK_RE: Final = re.compile(
     r"(<!-- BEGIN analyze:(?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- END analyze:(?P=name) -->)",
@@ -69,33 +85,93 @@ _BLOCK_RE: Final = re.compile(
 )
 
 
-def _cell(verdict: Verdict) -> str:
+def _verdict_record(verdict: Verdict) -> dict[str, Any]:
     c = verdict.counterexample
     if c is None:
-        return f"holds to depth {verdict.holds_to} ({verdict.states:,} states)"
+        return {"holds_to": verdict.holds_to, "states": verdict.states}
+    return {
+        "length": c.length,
+        "kinds": sorted(c.violation.kinds),
+        "attack": [" ".join(line.split()) for line in c.attack_text().splitlines()],
+    }
+
+
+def row_record(pol: PolicyReport) -> dict[str, Any]:
+    """One table row as plain data: the policy, its promise, each verdict."""
+    return {
+        "policy": pol.spec.name,
+        "promise": pol.promise.value,
+        "verdicts": {p.value: _verdict_record(v) for p, v in pol.verdicts.items()},
+    }
+
+
+def table_record(report: Report) -> dict[str, Any]:
+    """The results behind the table (deterministic: no timings)."""
+    return {
+        "command": COMMAND,
+        "scenario": report.scenario.name,
+        "depth": report.depth,
+        "properties": [p.value for p in report.properties],
+        "rows": [row_record(pol) for pol in report.policies],
+    }
+
+
+def _cell(cell: dict[str, Any]) -> str:
+    if "holds_to" in cell:
+        return f"holds to depth {cell['holds_to']} ({cell['states']:,} states)"
     # A "|" inside a table cell must be escaped, even in a code span (GFM).
-    calls = "<br>".join(
-        f"`{' '.join(s.split())}`".replace("|", "\\|") for s in c.attack_text().splitlines()
-    )
-    kinds = ", ".join(sorted(c.violation.kinds))
-    n = c.length
+    calls = "<br>".join(f"`{line}`".replace("|", "\\|") for line in cell["attack"])
+    n = cell["length"]
+    kinds = ", ".join(cell["kinds"])
     return f"**broken** in {n} call{'s' if n != 1 else ''} ({kinds}):<br>{calls}"
+
+
+def render_record(record: dict[str, Any]) -> str:
+    """The policy x property table as Markdown, from :func:`table_record`."""
+    props = record["properties"]
+    head = "| policy | permission promise | " + " | ".join(f"{p} integrity" for p in props) + " |"
+    rule = "|---|---|" + "---|" * len(props)
+    rows = [head, rule]
+    for row in record["rows"]:
+        cells = [_cell(row["verdicts"][p]) for p in props]
+        rows.append(f"| `{row['policy']}` | {row['promise']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
 
 
 def render_table(report: Report) -> str:
     """The policy x property table as Markdown."""
-    props = report.properties
-    head = (
-        "| policy | permission promise | "
-        + " | ".join(f"{p.value} integrity" for p in props)
-        + " |"
-    )
-    rule = "|---|---|" + "---|" * len(props)
-    rows = [head, rule]
-    for pol in report.policies:
-        cells = [_cell(pol.verdicts[p]) for p in props]
-        rows.append(f"| `{pol.spec.name}` | {pol.promise.value} | " + " | ".join(cells) + " |")
-    return "\n".join(rows) + "\n"
+    return render_record(table_record(report))
+
+
+def unsettled_pairs(names: Sequence[str]) -> list[tuple[str, str, str]]:
+    """``(rule, default, other)`` for each rule no source settles whose two
+    readings (same seal types) are both among ``names``, from the default side."""
+    from ..model import POLICIES  # noqa: PLC0415
+
+    pairs = []
+    for name in names:
+        spec = parse_policy(name)
+        policy = POLICIES[spec.policy]
+        if policy.reading:
+            continue
+        for rule in policy.unsettled:
+            other = spec.reading_of(rule.other).name
+            if other in names:
+                pairs.append((rule.key, name, other))
+    return pairs
+
+
+def render_unsettled(record: dict[str, Any]) -> str:
+    """Each rule no source settles with both readings' rows, from the record."""
+    rows = {row["policy"]: row for row in record["rows"]}
+    props = record["properties"]
+    head = "| rule | reading | " + " | ".join(f"{p} integrity" for p in props) + " |"
+    lines = [head, "|---|---|" + "---|" * len(props)]
+    for key, chosen, other in unsettled_pairs(list(rows)):
+        for name, label in ((chosen, "default"), (other, "other reading")):
+            cells = " | ".join(_cell(rows[name]["verdicts"][p]) for p in props)
+            lines.append(f"| {key} | `{name}` ({label}) | {cells} |")
+    return "\n".join(lines) + "\n"
 
 
 def render_trace(policy: PolicyReport, verdict: Verdict) -> str:
@@ -147,8 +223,10 @@ def render_alphabet(report: Report) -> str:
 
 def blocks_for(report: Report, fork: Report | None = None) -> dict[str, str]:
     """Every generated section for ``report`` (and the ``fork`` aside)."""
+    record = table_record(report)
     out = {
-        "table": render_table(report),
+        "table": render_record(record),
+        "unsettled": render_unsettled(record),
         "scenario": render_scenario(report),
         "alphabet": render_alphabet(report),
     }
@@ -193,10 +271,16 @@ def render_replays(reports: Sequence[Report]) -> str:
     return "\n".join(lines) + "\n" if lines else "(nothing to replay)\n"
 
 
-def fork_report(depth: int = 2, workers: int | None = None) -> Report:
-    """The aside: ``linux`` mapping integrity with ``fork`` in the alphabet."""
+FORK_POLICIES: Final = ("mimmutable-7.3", "mimmutable", "linux")
+"""The aside's rows: mapping integrity with ``fork`` in the alphabet."""
+
+
+def fork_report(
+    depth: int = 2, workers: int | None = None, policies: Sequence[str] = FORK_POLICIES
+) -> Report:
+    """The aside: mapping integrity with ``fork`` in the alphabet."""
     return analyze(
-        [parse_policy("linux")], [Property.MAPPING], depth, DEFAULT_SCENARIO,
+        [parse_policy(name) for name in policies], [Property.MAPPING], depth, DEFAULT_SCENARIO,
         workers=workers, include_fork=True,
     )  # fmt: skip
 
@@ -276,14 +360,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         blocks = blocks_for(report, forked)
         if not args.check:
             blocks["replay"] = _replays(report, forked)
+    record_path = args.path.with_name(RECORD)
+    record_text = None if report is None else json.dumps(table_record(report), indent=1) + "\n"
     new, missing = splice(text, blocks)
     if missing:
         print(f"{args.path}: no marker for: {', '.join(missing)}", file=sys.stderr)
     if args.check:
-        stale = new != text
+        stale = new != text or (
+            record_text is not None
+            and (not record_path.exists() or record_path.read_text() != record_text)
+        )
         print(f"{args.path}: {'stale' if stale else 'up to date'}")
         return 1 if stale or missing else 0
     args.path.write_text(new)
+    if record_text is not None:
+        record_path.write_text(record_text)
     took = f" ({report.seconds:.0f}s of analysis)" if report is not None else ""
     print(f"{args.path}: rewritten{took}")
     return 1 if missing else 0

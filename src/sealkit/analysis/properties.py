@@ -1,10 +1,10 @@
 """Integrity properties of sealed memory, over a trace's before/after layouts.
 
-From the 2023 debate (design.md "Integrity properties"): the purpose of
+From the 2023 debate (docs/debate.md, "What sealing is for"): the purpose of
 sealing is to fix the mapping of an address range to its object; the
 secondary purpose is to lock its permissions; and the reason destructive
 ``madvise`` was added to what a seal blocks is that read-only data must not
-be thrown away behind the program's back (linux-mseal §2.4).
+be thrown away behind the program's back (docs/reference/linux.md rules 10-11).
 
 Every check compares two :class:`~sealkit.layout.Layout` s of the same
 window, page by page, *by address*: the question is what a program that

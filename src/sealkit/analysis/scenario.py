@@ -7,33 +7,40 @@ how one sealing design seals a region: which call, with which seal types
 setup trace and one seal call per sealed region, made with the policy's own
 call, so each design is judged on the same memory, sealed its own way.
 
-Seal variants (``POLICY[:TYPES]``, types joined with ``+``):
+Variants (``POLICY[:WORDS]``, words joined with ``+``): seal types, and for
+a rule no source settles, the other reading (a ``POLICIES`` entry named
+``DESIGN:READING``; the default reading is the bare design name):
 
-==================  =====================================  ====================
-policy              seal call                              variants
-==================  =====================================  ====================
+==================  =====================================  ======================
+policy              seal call                              words
+==================  =====================================  ======================
 ``linux``           ``mseal(addr, len, 0)``                 none
 ``linux-6.10``      ``mseal(addr, len, 0)``                 none
 ``linux-6.10.y``    ``mseal(addr, len, 0)``                 none
-``proposal-v1``     ``mseal_v1(addr, len, types)``          ``mseal``, ``mprotect``,
-                                                           ``munmap``, ``mmap``,
-                                                           ``mremap``; default all five
-``proposal-v3``     ``mseal_v3(addr, len, types)``, and     ``seal``, ``base``,
+``proposal-v1``     ``mseal_v1(addr, len, types)``          types ``mseal``,
+                                                           ``mprotect``, ``munmap``,
+                                                           ``mmap``, ``mremap``
+                                                           (default all five);
+                                                           reading ``merge-as-coded``
+``proposal-v3``     ``mseal_v3(addr, len, types)``, and     types ``seal``, ``base``,
                     ``MAP_SEALABLE`` on the setup mmaps     ``prot_pkey``,
-                                                           ``discard_ro_anon``;
-                                                           default all four
-``mimmutable``      ``mimmutable(addr, len)``               none
+                                                           ``discard_ro_anon``
+                                                           (default all four)
+``mimmutable``      ``mimmutable(addr, len)``               reading
+                                                           ``permissive-advice``
 ``mimmutable-7.3``  ``mimmutable(addr, len)``               none
-``chrome-split``    ``mseal_split(addr, len, seals)``       ``unmap``, ``prot``;
-                                                           default both
+``chrome-split``    ``mseal_split(addr, len, seals)``       seals ``unmap``, ``prot``
+                                                           (default both); reading
+                                                           ``unmap-refuses-discard``
 ``none``            ``mseal(addr, len, 0)``, which changes  none
                     nothing (the baseline)
-==================  =====================================  ====================
+==================  =====================================  ======================
 
 So ``proposal-v1:munmap`` is the Oct 2023 RFC with only ``MM_SEAL_MUNMAP``,
 ``proposal-v1`` the same RFC with all five types, ``chrome-split:unmap``
-Chrome's unmap seal alone. The seal call is the model policy's own
-(``Policy.seal_op``).
+Chrome's unmap seal alone and ``chrome-split:unmap+unmap-refuses-discard``
+the same seal under the other reading of its discard rule. The seal call is
+the model policy's own (``Policy.seal_op``).
 """
 
 from __future__ import annotations
@@ -71,6 +78,7 @@ __all__ = [
     "Region",
     "Scenario",
     "parse_policy",
+    "readings",
 ]
 
 # --------------------------------------------------------------- policies
@@ -94,12 +102,23 @@ def _kind(policy: str) -> type[SealV1] | type[SealV3] | type[SplitSeal] | None:
     return SEAL_TYPES.get(_seal_op(policy))
 
 
+def readings(design: str) -> dict[str, str]:
+    """The other readings of ``design``'s unsettled rules: word -> ``POLICIES`` name."""
+    return {
+        POLICIES[name].reading: name
+        for name in POLICIES
+        if POLICIES[name].design == design and POLICIES[name].reading
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class PolicySpec:
     """A model policy plus the seal variant its scenario seals with.
 
-    ``types`` is the seal-type value for designs that have types (``None``
-    otherwise); it defaults to every type the design has.
+    ``policy`` is a :data:`~sealkit.model.POLICIES` name, a design or one of
+    its readings (``mimmutable:permissive-advice``). ``types`` is the
+    seal-type value for designs that have types (``None`` otherwise); it
+    defaults to every type the design has.
     """
 
     policy: str
@@ -107,12 +126,16 @@ class PolicySpec:
 
     @property
     def name(self) -> str:
-        """``proposal-v1:munmap`` / ``linux``: the spelling :func:`parse_policy` reads."""
+        """``proposal-v1:munmap``, ``chrome-split:unmap+unmap-refuses-discard``,
+        ``linux``: the spelling :func:`parse_policy` reads (types, then the reading)."""
+        model = POLICIES[self.policy]
         kind = _kind(self.policy)
-        if kind is None or self.types is None or self.types == _all_types(kind):
-            return self.policy
-        words = [(m.name or "").lower() for m in kind if m.value and self.types & m.value]
-        return f"{self.policy}:{'+'.join(words)}"
+        words = []
+        if kind is not None and self.types is not None and self.types != _all_types(kind):
+            words = [(m.name or "").lower() for m in kind if m.value and self.types & m.value]
+        if model.reading:
+            words.append(model.reading)
+        return f"{model.design}:{'+'.join(words)}" if words else model.design
 
     @property
     def seal_call(self) -> str:
@@ -147,39 +170,35 @@ class PolicySpec:
                 out.append(op)
         return out
 
+    def reading_of(self, policy: str) -> PolicySpec:
+        """The same design and seal types under another reading (``policy``)."""
+        if POLICIES[policy].design != POLICIES[self.policy].design:
+            raise ArgumentError(f"{policy!r} is not a reading of {POLICIES[self.policy].design}")
+        return PolicySpec(policy, self.types)
+
     @property
     def map_flags(self) -> MapFlag:
         """Extra mmap flags a mapping needs to be sealable (v3's ``MAP_SEALABLE``)."""
-        return MapFlag.SEALABLE if self.policy == "proposal-v3" else MapFlag(0)
+        return MapFlag.SEALABLE if POLICIES[self.policy].map_sealable else MapFlag(0)
 
     @property
     def promise(self) -> PermissionPromise:
         """What this design promises about the protection of sealed pages.
 
-        * ``linux``, ``linux-6.10``, ``linux-6.10.y``: no change. mprotect is refused on a
-          sealed VMA whatever the new protection, even a same-protection
-          no-op (kernel-behaviour rule 7; ``mprotect_fixup`` tests the seal
-          before ``newflags == oldflags``, linux-mseal §2.2).
-        * ``mimmutable``: no change (mimmutable.2 rev 1.4, other-systems
-          §1.1: every mprotect on an immutable entry gives EPERM).
-        * ``mimmutable-7.3``: no gain only; the rev 1.3 CAVEATS let
-          ``PROT_READ|PROT_WRITE`` be downgraded to ``PROT_READ``.
-        * ``proposal-v1``: no change with ``MM_SEAL_MPROTECT``; otherwise the
-          design promises nothing about protections and the analyzer checks
-          the weakest reading, no gain.
-        * ``proposal-v3``: no change with ``MM_SEAL_PROT_PKEY``, else no gain.
-        * ``chrome-split``: no change with the protection seal, else no gain.
-        * ``none``: promises nothing; checked for no gain, as the baseline.
+        No change when the policy refuses every mprotect on a VMA sealed the
+        way the scenario seals (:meth:`sealkit.model.Policy.refuses_every_mprotect`,
+        downgrades and same-protection no-ops included), else no gain: Linux
+        (``mprotect_fixup()`` tests the seal before ``newflags == oldflags``,
+        docs/reference/linux.md rule 7), OpenBSD today (``uvm_map_protect()``,
+        uvm_map.c rev 1.346), v1 with ``MM_SEAL_MPROTECT``, v3 with
+        ``MM_SEAL_PROT_PKEY`` and Chrome's protection seal promise no change;
+        OpenBSD 7.3 (RW -> R allowed), the designs sealed without their
+        protection type and ``none`` are checked for no gain, the weakest
+        reading. It comes from the policy, never from its name.
         """
-        no_change = PermissionPromise.NO_CHANGE
-        if self.policy in ("linux", "linux-6.10", "linux-6.10.y", "mimmutable"):
-            return no_change
-        if self.policy == "proposal-v1" and (self.types or 0) & SealV1.MPROTECT:
-            return no_change
-        if self.policy == "proposal-v3" and (self.types or 0) & SealV3.PROT_PKEY:
-            return no_change
-        if self.policy == "chrome-split" and (self.types or 0) & SplitSeal.PROT:
-            return no_change
+        seal = self.types if self.types is not None else 1
+        if POLICIES[self.policy].refuses_every_mprotect(seal):
+            return PermissionPromise.NO_CHANGE
         return PermissionPromise.NO_GAIN
 
 
@@ -187,15 +206,19 @@ DEBATE_POLICIES: Final = (
     "none",
     "proposal-v1:munmap",
     "proposal-v1",
+    "proposal-v1:merge-as-coded",
     "proposal-v3",
     "chrome-split:unmap",
     "chrome-split",
+    "chrome-split:unmap-refuses-discard",
     "mimmutable-7.3",
     "mimmutable",
+    "mimmutable:permissive-advice",
     "linux-6.10",
     "linux",
 )
-"""The designs of the 2023 debate in the order it met them (the default table rows)."""
+"""The designs of the 2023 debate in the order it met them (the default table
+rows), each unsettled rule's other reading right after its default."""
 
 
 def _all_types(kind: type[SealV1] | type[SealV3] | type[SplitSeal]) -> int:
@@ -206,34 +229,46 @@ def _all_types(kind: type[SealV1] | type[SealV3] | type[SplitSeal]) -> int:
 
 
 def parse_policy(text: str) -> PolicySpec:
-    """``"proposal-v1:munmap"`` -> ``PolicySpec("proposal-v1", SealV1.MUNMAP)``.
+    """``"proposal-v1:munmap"`` -> ``PolicySpec("proposal-v1", SealV1.MUNMAP)``;
+    ``"chrome-split:unmap+unmap-refuses-discard"`` ->
+    ``PolicySpec("chrome-split:unmap-refuses-discard", SplitSeal.UNMAP)``.
 
-    The policy must be one of the model's (:data:`sealkit.model.POLICIES`).
+    The design must be one of the model's (:data:`sealkit.model.POLICIES`);
+    the words after ``:`` are its seal types and at most one of its readings.
     Raises :class:`~sealkit.errors.ArgumentError` with the accepted spellings.
     """
     if not isinstance(text, str):
         raise ArgumentError(f"a policy is a string such as 'linux', not {type(text).__name__}")
     name, colon, variant = text.strip().partition(":")
-    if name not in POLICIES:
-        raise ArgumentError(f"unknown policy {name!r} (known: {', '.join(POLICIES)})")
+    designs = [n for n in POLICIES if not POLICIES[n].reading]
+    if name not in designs:
+        raise ArgumentError(f"unknown policy {name!r} (known: {', '.join(designs)})")
+    others = readings(name)
     kind = _kind(name)
-    if kind is None:
-        if colon:
-            raise ArgumentError(f"policy {name!r} has no seal types (got ':{variant}')")
-        return PolicySpec(name)
-    if not colon or variant == "all":
-        return PolicySpec(name, _all_types(kind))
+    types = {(m.name or "").lower(): m.value for m in kind if m.value} if kind else {}
+    known = ", ".join([*types, *(["all"] if types else []), *others]) or "none"
+    if colon and not variant.strip():
+        raise ArgumentError(f"empty variant for {name} (known: {known})")
     value = 0
-    words = {(m.name or "").lower(): m.value for m in kind if m.value}
+    policy = name
     for word in filter(None, re.split(r"[+|,]", variant)):
-        if word not in words:
+        if word in others:
+            if policy != name:
+                raise ArgumentError(f"{name}: one reading at a time (got {policy} and {word})")
+            policy = others[word]
+        elif word == "all" and kind is not None:
+            value |= _all_types(kind)
+        elif word in types:
+            value |= types[word]
+        elif not types and not others:
+            raise ArgumentError(f"policy {name!r} has no seal types or readings (got ':{variant}')")
+        else:
             raise ArgumentError(
-                f"unknown seal type {word!r} for {name} (known: {', '.join(words)}, all)"
+                f"unknown seal type or reading {word!r} for {name} (known: {known})"
             )
-        value |= words[word]
-    if not value:
-        raise ArgumentError(f"empty seal variant for {name} (known: {', '.join(words)}, all)")
-    return PolicySpec(name, value)
+    if kind is None:
+        return PolicySpec(policy)
+    return PolicySpec(policy, value or _all_types(kind))
 
 
 # -------------------------------------------------------------- scenarios

@@ -15,11 +15,11 @@ What is compared, step by step
   and shmem page offsets, seal and one content token per page; a ``?`` token
   on the model side (content the kernel leaves undefined, e.g. after
   ``MADV_FREE``) matches anything;
-* the **exact VMA boundaries** where the spec defines them: after a refused
+* the **exact VMA boundaries** where the kernel's rules fix them: after a refused
   ``munmap`` or ``mmap(MAP_FIXED)``, whether there is a VMA boundary at the
   start and at the end of the range (the leading unsealed VMA is left split
-  at the start, the last one is never split: spec kernel-behaviour rule 5,
-  cases 3.5, 3.6, 4.3). Boundaries inside the range depend on how the kernel
+  at the start, the last one is never split: docs/reference/linux.md rule 5,
+  scenarios probe/3.5, probe/3.6, probe/4.3). Boundaries inside the range depend on how the kernel
   merges VMAs and are compared only with ``exact=True`` (every boundary,
   after every call);
 * the tracked **VmFlags** (``dc wf lo lf hg nh dd rr sr mg gd``) only at the
@@ -143,10 +143,10 @@ def diff_layouts(model: Layout, kernel: Layout, *, flags: bool, exact: bool = Fa
 
 
 def exact_check_range(op: Op, result: int) -> tuple[int, int] | None:
-    """The arena page range at whose ends the spec defines the VMA boundaries
+    """The arena page range at whose ends the kernel's rules fix the VMA boundaries
     after ``op`` returned ``result``, or ``None``: a refused munmap or
-    mmap(MAP_FIXED) (spec kernel-behaviour rule 5, cases 3.5, 3.6, 4.3; the
-    refused brk shrink of 8.1 is a conformance scenario)."""
+    mmap(MAP_FIXED) (docs/reference/linux.md rule 5, scenarios probe/3.5, probe/3.6,
+    probe/4.3; the refused brk shrink is scenario probe/8.1)."""
     if result != -_errno.EPERM:
         return None
     if isinstance(op, Munmap) or (isinstance(op, Mmap) and op.flags & MapFlag.FIXED):
@@ -259,7 +259,7 @@ def compare_runs(
                 return Divergence(i, kind, zone, m_line[2:], k_line[2:])
             span = exact_check_range(op, kres) if zone == "p" and not exact else None
             if span is not None:
-                # The spec defines the split at the ends of the refused range
+                # The kernel's rules fix the split at the ends of the refused range
                 # (rule 5: the leading VMA split at the start, the last never
                 # split); boundaries inside it depend on merging (--exact).
                 ends = [b for b in span if 0 <= b <= mlay.hi]

@@ -125,6 +125,20 @@ def prots(odd: bool = True) -> st.SearchStrategy[Prot]:
     return _odd(usual, weird)
 
 
+def _seal_call(policy: str) -> type[Op]:
+    """The sealing call of ``policy``'s world (``Policy.seal_op``)."""
+    from ..model import POLICIES  # noqa: PLC0415 (the model is loaded when used)
+
+    return POLICIES[policy].seal_op if policy in POLICIES else Mseal
+
+
+def _sealable(policy: str) -> bool:
+    """Whether ``policy``'s mappings need ``MAP_SEALABLE`` to be sealed."""
+    from ..model import POLICIES  # noqa: PLC0415
+
+    return policy in POLICIES and POLICIES[policy].map_sealable
+
+
 def _mmap_flags(policy: str, odd: bool) -> st.SearchStrategy[MapFlag]:
     kind = st.sampled_from(
         [
@@ -141,7 +155,7 @@ def _mmap_flags(policy: str, odd: bool) -> st.SearchStrategy[MapFlag]:
     extras += [MapFlag.STACK, MapFlag.GROWSDOWN]
     if odd:
         extras += [MapFlag.SHARED_VALIDATE, MapFlag.SYNC, MapFlag.HUGETLB]
-    if policy == "proposal-v3":
+    if _sealable(policy):
         extras += [MapFlag.SEALABLE] * 16
     extra = st.sampled_from(extras)
     return st.builds(lambda k, p, e: MapFlag(int(k) | int(p) | int(e)), kind, place, extra)
@@ -170,13 +184,14 @@ def _mmaps(policy: str, pages: int, odd: bool) -> st.SearchStrategy[Op]:
 def seal_ops(policy: str, pages: int = 16, odd: bool = True) -> st.SearchStrategy[Op]:
     """The sealing call of ``policy``'s world, over the window."""
     a, n = addresses(pages, odd=odd), lengths(pages, odd=odd)
-    if policy == "proposal-v1":
+    call = _seal_call(policy)
+    if call is MsealV1:
         return st.builds(MsealV1, a, n, st.builds(SealV1, st.integers(1 if not odd else 0, 0x1F)))
-    if policy == "proposal-v3":
+    if call is MsealV3:
         return st.builds(MsealV3, a, n, st.builds(SealV3, st.integers(1 if not odd else 0, 0xF)))
-    if policy.startswith("mimmutable"):
+    if call is Mimmutable:
         return st.builds(Mimmutable, a, n)
-    if policy == "chrome-split":
+    if call is MsealSplit:
         return st.builds(
             MsealSplit, a, n, st.builds(SplitSeal, st.integers(1 if not odd else 0, 3))
         )
@@ -241,7 +256,7 @@ def traces(
     stores into them) first, then any calls."""
     base = MODEL_BASES.arena
     flags = MapFlag.PRIVATE | MapFlag.ANONYMOUS | MapFlag.FIXED
-    if policy == "proposal-v3":
+    if _sealable(policy):
         flags |= MapFlag.SEALABLE
     first = st.builds(
         lambda n, prot, fill: (

@@ -42,10 +42,11 @@ after a writable file mapping is ``.bss`` data.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
-from .._os.procfs import ProcessDir, ScannedVmas, Vma
+from .._os.procfs import ProcessDir, ScannedVmas, Vma, VmaColumns
 from ..errors import ArgumentError, ArgumentTypeError, ParseError
 from ..flags import PAGE_SIZE
 
@@ -59,7 +60,9 @@ KINDS: Final = (
 SYSTEM_MAPPINGS: Final = frozenset(
     {"[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]", "[sigpage]", "[vectors]"}
 )
-"""Names of kernel-provided mappings (spec other-systems §7.2)."""
+"""Names of kernel-provided mappings (``_install_special_mapping()`` names:
+arch/x86/entry/vdso/vma.c, arch/x86/entry/vsyscall/vsyscall_64.c,
+kernel/events/uprobes.c, arch/arm/kernel/process.c)."""
 
 _PAGE_MASK: Final = PAGE_SIZE - 1
 # How shared memory names itself in /proc/PID/maps: POSIX shm, SysV shm
@@ -82,50 +85,391 @@ FileLayout = Any  # elf.LoadLayout | Literal["not-elf", "unknown"]; elf is impor
 LayoutOf = Callable[[Vma], FileLayout]
 
 
-def _is_file(vma: Vma) -> bool:
-    return vma.inode != 0 and not vma.path.startswith("[")
+MAX_LOADS: Final = 64
+"""Most ``PT_LOAD`` segments a layout may have to place an object (real
+objects have two to five): one with more is treated as unreadable, so that
+placing each mapping costs a bounded number of steps whatever a crafted
+file says."""
 
 
-def _object_bias(vmas: Sequence[Vma], i: int, layout: Any) -> int | None:
-    """The load bias of the ELF object that mapping ``i`` belongs to, or
-    ``None`` when it does not sit inside a placement of that object.
+class _Spans:
+    """What one ELF layout says, relative to the load bias, ready for
+    queries in O(log segments): where its ``PT_LOAD`` s lie, its ``.bss``
+    ranges, the other segments' (address, offset) pairs, and its top."""
 
-    The loader maps the first ``PT_LOAD`` first, at the object's lowest
-    address, from file offset ``p_offset`` rounded down; the nearest such
-    mapping of the same file at or below ``i`` fixes the bias, and mapping
-    ``i`` must fall inside the object's span (its ``PT_LOAD`` s) at that bias.
+    __slots__ = ("bss_hi", "bss_lo", "first_offset", "first_vaddr", "load_hi", "load_lo",
+                 "others", "relro", "top")  # fmt: skip
+
+    def __init__(self, layout: Any) -> None:
+        loads = layout.loads
+        first = loads[0]
+        self.first_offset = _down(first.offset)
+        self.first_vaddr = _down(first.vaddr)
+        self.top = _up(max(s.vaddr + s.memsz for s in loads))
+        self.others = {(_down(s.vaddr), _down(s.offset)) for s in loads[1:]}
+        self.load_lo, self.load_hi = _prefix_max(
+            (_down(s.vaddr), _up(s.vaddr + s.memsz)) for s in loads
+        )
+        self.bss_lo, self.bss_hi = _prefix_max(
+            (_up(s.vaddr + s.filesz), _up(s.vaddr + s.memsz))
+            for s in loads
+            if s.memsz > s.filesz and s.flags & 2  # PF_W
+        )
+        relro = layout.relro
+        self.relro = (
+            None if relro is None else (_down(relro.vaddr), _down(relro.vaddr + relro.memsz))
+        )
+
+    def in_load(self, rel: int) -> bool:
+        """Whether ``rel`` (an address minus the bias) lies in some ``PT_LOAD``."""
+        k = bisect_right(self.load_lo, rel)
+        return k > 0 and self.load_hi[k - 1] > rel
+
+    def in_bss(self, lo: int, hi: int) -> bool:
+        """Whether ``[lo, hi)`` (minus the bias) lies inside one ``.bss`` range."""
+        k = bisect_right(self.bss_lo, lo)
+        return k > 0 and self.bss_hi[k - 1] >= hi
+
+
+def _prefix_max(spans: Iterable[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Spans sorted by start, with the running maximum of their ends: the
+    spans that start at or below x are a prefix, and the prefix's maximum
+    end tells whether one of them reaches past x."""
+    los: list[int] = []
+    his: list[int] = []
+    top = -1
+    for lo, hi in sorted(spans):
+        top = max(top, hi)
+        los.append(lo)
+        his.append(top)
+    return los, his
+
+
+class _Process:
+    """One process's mappings (as columns) while they are classified, and
+    what has been learnt about them: each question that many mappings ask
+    (the file's program headers, where a run of anonymous pieces starts,
+    where an object was placed) is answered once, so classifying every
+    mapping of a process costs O(n log n) steps, however the mappings are
+    laid out.
     """
-    if not layout.loads:
-        return None
-    first = layout.loads[0]
-    key = (vmas[i].dev, vmas[i].inode)
-    for j in range(i, -1, -1):
-        v = vmas[j]
-        if (v.dev, v.inode) == key and v.offset == _down(first.offset):
-            bias = v.start - _down(first.vaddr)
-            hi = _up(bias + max(s.vaddr + s.memsz for s in layout.loads))
-            if _placed(vmas, j, key, bias, hi, layout):
-                return bias if vmas[i].start < hi else None
-    return None
 
+    __slots__ = (
+        "_after_head",
+        "_at",
+        "_bias",
+        "_exec_files",
+        "_files",
+        "_heads",
+        "_layout_of",
+        "_nearest",
+        "_placed",
+        "_spans",
+        "_where",
+        "dev",
+        "end",
+        "inode",
+        "offset",
+        "path",
+        "perms",
+        "start",
+        "vmas",
+        "vmflags",
+    )  # fmt: skip
 
-def _placed(
-    vmas: Sequence[Vma], j: int, key: tuple[str, int], bias: int, hi: int, layout: Any
-) -> bool:
-    """Whether mapping ``j`` starts a placement of the object by the loader:
-    another of its ``PT_LOAD`` s is mapped from the same file where the bias
-    puts it. The file mmapped as data (``mmap(fd, offset 0)``, a program
-    reading its own ``/proc/self/exe``) has no such neighbour."""
-    others = {(_down(bias + s.vaddr), _down(s.offset)) for s in layout.loads[1:]}
-    if not others:
-        return True  # a single PT_LOAD: nothing to tell them apart
-    k = j + 1
-    while k < len(vmas) and vmas[k].start < hi:
-        v = vmas[k]
-        if (v.dev, v.inode) == key and (v.start, v.offset) in others:
-            return True
-        k += 1
-    return False
+    def __init__(self, vmas: Sequence[Vma], layout_of: LayoutOf | None) -> None:
+        self.vmas = vmas
+        columns = VmaColumns.of(vmas)
+        self.start, self.end, self.perms, self.offset = columns[:4]
+        self.dev, self.inode, self.path, self.vmflags = columns[4:]
+        self._layout_of = layout_of
+        self._files: dict[tuple[str, int], FileLayout] = {}
+        self._spans: dict[int, tuple[Any, _Spans]] = {}
+        self._heads: dict[int, int] = {}
+        self._after_head: dict[int, str | tuple[int, _Spans]] = {}
+        self._bias: dict[int, int | None] = {}
+        self._exec_files: set[tuple[str, int]] | None = None
+        # (dev, inode, offset) -> indices of that file's mappings at that offset
+        self._where: dict[tuple[str, int, int], list[int]] | None = None
+        # (dev, inode, start, offset) of every file mapping: filled with _where
+        self._at: set[tuple[str, int, int, int]] = set()
+        self._placed: dict[int, bool] = {}
+        # (dev, inode, offset) -> for each candidate, the nearest placed one at or before it
+        self._nearest: dict[tuple[str, int, int], list[int]] = {}
+
+    def is_file(self, i: int) -> bool:
+        return self.inode[i] != 0 and not self.path[i].startswith("[")
+
+    # --- what is known about files -----------------------------------------------
+
+    def layout(self, j: int) -> FileLayout:
+        """The program headers of the file mapping ``j`` maps (once per file).
+
+        An ELF file that no mapping of this process places as the loader
+        would (mapped as data only, or without ``PT_LOAD``) reads as
+        ``"not-elf"``: every rule treats both alike, and it is decided once
+        per file instead of once per mapping."""
+        if self._layout_of is None or not self.is_file(j):
+            return "unknown"
+        key = (self.dev[j], self.inode[j])
+        found = self._files.get(key)
+        if found is None:
+            found = self._layout_of(self.vmas[j])
+            if not isinstance(found, str):
+                if len(found.loads) > MAX_LOADS:
+                    found = "unknown"
+                elif not found.loads or not self._placed_somewhere(key, found):
+                    found = "not-elf"
+            self._files[key] = found
+        return found
+
+    def _placed_somewhere(self, key: tuple[str, int], layout: Any) -> bool:
+        spans = self.spans(layout)
+        where = (*key, spans.first_offset)
+        candidates = self._index().get(where, ())
+        return any(self.placed(k, spans) for k in candidates)
+
+    def spans(self, layout: Any) -> _Spans:
+        entry = self._spans.get(id(layout))
+        if entry is None:
+            entry = self._spans[id(layout)] = (layout, _Spans(layout))  # keeps the id alive
+        return entry[1]
+
+    def executable_files(self) -> set[tuple[str, int]]:
+        if self._exec_files is None:
+            self._exec_files = {
+                (self.dev[k], self.inode[k])
+                for k, perms in enumerate(self.perms)
+                if perms[2] == "x" and self.is_file(k)
+            }
+        return self._exec_files
+
+    # --- where objects were placed -----------------------------------------------------
+
+    def _index(self) -> dict[tuple[str, int, int], list[int]]:
+        """Every file mapping by (device, inode, offset), in address order."""
+        if self._where is None:
+            where: dict[tuple[str, int, int], list[int]] = {}
+            at = self._at
+            dev, start, offset = self.dev, self.start, self.offset
+            for k, inode in enumerate(self.inode):
+                if inode != 0:
+                    where.setdefault((dev[k], inode, offset[k]), []).append(k)
+                    at.add((dev[k], inode, start[k], offset[k]))
+            self._where = where
+        return self._where
+
+    def placed(self, j: int, spans: _Spans) -> bool:
+        """Whether mapping ``j`` starts a placement of its object by the
+        loader: another of its ``PT_LOAD`` s is mapped from the same file
+        where the bias puts it. The file mmapped as data (``mmap(fd, offset
+        0)``, a program reading its own ``/proc/self/exe``) has no such
+        neighbour."""
+        known = self._placed.get(j)
+        if known is None:
+            self._index()
+            at = self._at
+            start, dev, inode = self.start[j], self.dev[j], self.inode[j]
+            bias = start - spans.first_vaddr
+            hi = bias + spans.top
+            # another PT_LOAD mapped above this one, inside the object's span
+            known = not spans.others or any(
+                start < bias + rel < hi and (dev, inode, bias + rel, off) in at
+                for rel, off in spans.others
+            )
+            self._placed[j] = known
+        return known
+
+    def object_bias(self, i: int, layout: Any) -> int | None:
+        """The load bias of the ELF object that mapping ``i`` belongs to, or
+        ``None`` when it does not sit inside a placement of that object.
+
+        The loader maps the first ``PT_LOAD`` first, at the object's lowest
+        address, from file offset ``p_offset`` rounded down; the nearest
+        such mapping of the same file at or below ``i`` that is a placement
+        fixes the bias, and mapping ``i`` must fall inside the object's span
+        (its ``PT_LOAD`` s) at that bias.
+        """
+        if i in self._bias:
+            return self._bias[i]
+        bias = self._object_bias(i, layout)
+        self._bias[i] = bias
+        return bias
+
+    def _object_bias(self, i: int, layout: Any) -> int | None:
+        if not layout.loads:
+            return None
+        spans = self.spans(layout)
+        key = (self.dev[i], self.inode[i], spans.first_offset)
+        candidates = self._index().get(key)
+        if not candidates:
+            return None
+        nearest = self._nearest.get(key)
+        if nearest is None:
+            # one pass: the nearest placement at or before each candidate
+            nearest = []
+            last = -1
+            for k in candidates:
+                if self.placed(k, spans):
+                    last = k
+                nearest.append(last)
+            self._nearest[key] = nearest
+        if nearest[-1] < 0:
+            return None  # the file is placed nowhere: mapped as data only
+        pos = bisect_right(candidates, i) - 1
+        if pos < 0 or nearest[pos] < 0:
+            return None
+        bias = self.start[nearest[pos]] - spans.first_vaddr
+        return bias if self.start[i] < bias + spans.top else None
+
+    # --- anonymous runs ---------------------------------------------------------------
+
+    def run_head(self, i: int) -> int:
+        """The index of the mapping before the run of contiguous anonymous
+        pieces that ends at ``i`` (mprotect or mseal may have split one
+        mapping into many), or -1. Each index is walked over once per
+        process: the answer is remembered for every piece of the run."""
+        start, end, path, perms, inode = self.start, self.end, self.path, self.perms, self.inode
+        heads = self._heads
+        walked = []
+        j = i - 1
+        head = None
+        while j >= 0:
+            if (
+                end[j] != start[j + 1]
+                or (inode[j] != 0 and not path[j].startswith("["))  # a file mapping
+                or path[j]
+                or perms[j][3] == "s"
+            ):
+                break
+            head = heads.get(j)
+            if head is not None:
+                break
+            walked.append(j)
+            j -= 1
+        if head is None:
+            head = j
+        heads[i] = head
+        for k in walked:
+            heads[k] = head
+        return head
+
+    # --- the rules --------------------------------------------------------------------
+
+    def kinds(self, wanted: Iterable[int]) -> list[str]:
+        """The kind of each mapping in ``wanted`` (the module docstring's
+        rules, in their order)."""
+        path, perms, inode, vmflags = self.path, self.perms, self.inode, self.vmflags
+        out = []
+        for i in wanted:
+            name = path[i]
+            if name.startswith("["):
+                if name in SYSTEM_MAPPINGS:
+                    out.append("system")
+                    continue
+                if name == "[heap]":
+                    out.append("heap")
+                    continue
+                if name.startswith("[stack"):
+                    out.append("stack")
+                    continue
+            flags = vmflags[i]
+            if flags is not None and "gd" in flags:
+                # gd (VM_GROWSDOWN) marks the main stack even where mprotect or
+                # mseal split off a piece that lost the [stack] name
+                out.append("stack")
+                continue
+            mode = perms[i]
+            is_file = inode[i] != 0 and not name.startswith("[")
+            if mode[3] == "s":
+                out.append("shm" if name.startswith(_SHM_PATHS) or not is_file else "file")
+            elif mode.startswith("---"):
+                out.append("guard")
+            elif is_file:
+                out.append(self.file_kind(i))
+            else:
+                out.append(self.anon_kind(i))
+        return out
+
+    def file_kind(self, i: int) -> str:
+        layout = self.layout(i)
+        if layout == "not-elf":
+            return "file"
+        mode = self.perms[i]
+        if not isinstance(layout, str):
+            bias = self.object_bias(i, layout)
+            if bias is None:
+                return "file"  # an ELF file, but not placed by the loader here: plain data
+            spans = self.spans(layout)
+            if not spans.in_load(self.start[i] - bias):
+                return "file"  # the file mapped outside its object: plain data
+            if mode[2] == "x":
+                return "text"
+            if mode[1] == "w":
+                return "data"
+            # ld.so's _dl_protect_relro: start and end both rounded down.
+            relro = spans.relro
+            if (
+                relro is not None
+                and relro[0] <= self.start[i] - bias
+                and self.end[i] - bias <= relro[1]
+            ):
+                return "relro"
+            return "rodata"
+        # Program headers unknown: the heuristic.
+        if mode[2] == "x":
+            return "text"
+        if mode[1] == "w":
+            return "data"
+        key = (self.dev[i], self.inode[i])
+        k = i + 1
+        if (
+            k < len(self.start)
+            and self.start[k] == self.end[i]
+            and (self.dev[k], self.inode[k]) == key
+            and self.perms[k][1] == "w"
+        ):
+            return "relro"
+        return "rodata" if key in self.executable_files() else "file"
+
+    def anon_kind(self, i: int) -> str:
+        """``"data"`` for an ELF object's ``.bss``, else ``"anon"``.
+
+        The loader maps ``.bss`` as anonymous memory right after the last
+        file page of the writable ``PT_LOAD`` (elf/dl-map-segments.h): walk
+        back over contiguous anonymous pieces (mprotect or mseal may have
+        split it) to the file mapping before them.
+        """
+        j = self.run_head(i)
+        # What the run's head says, once per head: a kind for every piece of
+        # the run, or the bias and spans to place each piece against .bss.
+        after = self._after_head.get(j)
+        if after is None:
+            after = self._after_head[j] = self._head_says(j)
+        if isinstance(after, str):
+            return after
+        bias, spans = after
+        return "data" if spans.in_bss(self.start[i] - bias, self.end[i] - bias) else "anon"
+
+    def _head_says(self, j: int) -> str | tuple[int, _Spans]:
+        if (
+            j < 0
+            or self.end[j] != self.start[j + 1]
+            or not self.is_file(j)
+            or self.perms[j][3] == "s"
+        ):
+            return "anon"
+        layout = self.layout(j)
+        if layout == "not-elf":
+            return "anon"
+        if isinstance(layout, str):
+            # Unknown program headers: .bss directly follows a writable file
+            # mapping, in one piece or split into several by mprotect or mseal.
+            return "data" if self.perms[j][1] == "w" else "anon"
+        bias = self.object_bias(j, layout)
+        if bias is None:
+            return "anon"
+        return bias, self.spans(layout)
 
 
 def classify(
@@ -137,10 +481,11 @@ def classify(
     docstring: of every mapping, or of those at ``indices`` (the others are
     context). ``layout_of(vma)`` returns the program headers of the file a
     mapping maps (:class:`sealkit._os.elf.LoadLayout`), ``"not-elf"`` or
-    ``"unknown"``; without it the heuristics apply. Files are looked up only
-    for the mappings being classified and the neighbours they need.
+    ``"unknown"``; without it the heuristics apply. Files are looked up
+    only for the mappings being classified and the neighbours they need,
+    once per file. O(n log n) in the number of mappings.
     """
-    # A ScannedVmas builds its VMAs on demand: checking each would build all.
+    # A ScannedVmas holds its mappings as raw text: checking each would build all.
     if not isinstance(vmas, ScannedVmas) and (
         not isinstance(vmas, Sequence) or not all(isinstance(v, Vma) for v in vmas)
     ):
@@ -150,141 +495,19 @@ def classify(
     wanted = range(len(vmas)) if indices is None else int_list(indices, "indices", 0)
     if any(i >= len(vmas) for i in wanted):
         raise ArgumentError("indices must point into vmas")
-    cache: dict[int, FileLayout] = {}
-
-    def layout(j: int) -> FileLayout:
-        if j not in cache:
-            v = vmas[j]
-            cache[j] = layout_of(v) if (layout_of is not None and _is_file(v)) else "unknown"
-        return cache[j]
-
-    exec_files: set[tuple[str, int]] | None = None
-
-    def executable_files() -> set[tuple[str, int]]:
-        nonlocal exec_files
-        if exec_files is None:
-            exec_files = {(v.dev, v.inode) for v in vmas if _is_file(v) and v.executable}
-        return exec_files
-
-    return [_kind(vmas, i, layout, executable_files) for i in wanted]
-
-
-def _kind(
-    vmas: Sequence[Vma],
-    i: int,
-    layout_at: Callable[[int], FileLayout],
-    executable_files: Callable[[], set[tuple[str, int]]],
-) -> str:
-    vma = vmas[i]
-    path = vma.path
-    if path in SYSTEM_MAPPINGS:
-        return "system"
-    if path == "[heap]":
-        return "heap"
-    if path.startswith("[stack") or (vma.vmflags is not None and "gd" in vma.vmflags):
-        # gd (VM_GROWSDOWN) marks the main stack even where mprotect or mseal
-        # split off a piece that lost the [stack] name
-        return "stack"
-    if vma.shared:
-        return "shm" if path.startswith(_SHM_PATHS) or not _is_file(vma) else "file"
-    if vma.perms.startswith("---"):
-        return "guard"
-    if _is_file(vma):
-        return _file_kind(vmas, i, layout_at(i), executable_files)
-    return _anon_kind(vmas, i, layout_at)
-
-
-def _file_kind(
-    vmas: Sequence[Vma],
-    i: int,
-    layout: FileLayout,
-    executable_files: Callable[[], set[tuple[str, int]]],
-) -> str:
-    vma = vmas[i]
-    if layout == "not-elf":
-        return "file"
-    bias = None if isinstance(layout, str) else _object_bias(vmas, i, layout)
-    if bias is None and not isinstance(layout, str):
-        return "file"  # an ELF file, but not placed by the loader here: plain data
-    if bias is not None:
-        if not any(
-            _down(bias + s.vaddr) <= vma.start < _up(bias + s.vaddr + s.memsz) for s in layout.loads
-        ):
-            return "file"  # the file mapped outside its object: plain data
-        if vma.executable:
-            return "text"
-        if vma.writable:
-            return "data"
-        relro = layout.relro
-        # ld.so's _dl_protect_relro: start and end both rounded down.
-        if (
-            relro is not None
-            and _down(bias + relro.vaddr) <= vma.start
-            and vma.end <= _down(bias + relro.vaddr + relro.memsz)
-        ):
-            return "relro"
-        return "rodata"
-    # Program headers unknown: the heuristic.
-    if vma.executable:
-        return "text"
-    if vma.writable:
-        return "data"
-    nxt = vmas[i + 1] if i + 1 < len(vmas) else None
-    if (
-        nxt is not None
-        and nxt.start == vma.end
-        and (nxt.dev, nxt.inode) == (vma.dev, vma.inode)
-        and nxt.writable
-    ):
-        return "relro"
-    return "rodata" if (vma.dev, vma.inode) in executable_files() else "file"
-
-
-def _anon_kind(vmas: Sequence[Vma], i: int, layout_at: Callable[[int], FileLayout]) -> str:
-    """``"data"`` for an ELF object's ``.bss``, else ``"anon"``.
-
-    The loader maps ``.bss`` as anonymous memory right after the last file
-    page of the writable ``PT_LOAD`` (elf/dl-map-segments.h): walk back over
-    contiguous anonymous pieces (mprotect or mseal may have split it) to the
-    file mapping before them.
-    """
-    vma = vmas[i]
-    j = i - 1
-    while (
-        j >= 0
-        and vmas[j].end == vmas[j + 1].start
-        and not _is_file(vmas[j])
-        and not vmas[j].path
-        and not vmas[j].shared
-    ):
-        j -= 1
-    if j < 0 or vmas[j].end != vmas[j + 1].start or not _is_file(vmas[j]) or vmas[j].shared:
-        return "anon"
-    layout = layout_at(j)
-    if layout == "not-elf":
-        return "anon"
-    if isinstance(layout, str):
-        # Unknown program headers: .bss directly follows a writable file
-        # mapping, in one piece or split into several by mprotect or mseal.
-        return "data" if vmas[j].writable else "anon"
-    bias = _object_bias(vmas, j, layout)
-    if bias is None:
-        return "anon"
-    for seg in layout.loads:
-        if seg.memsz > seg.filesz and seg.flags & 2:  # PF_W
-            lo = _up(bias + seg.vaddr + seg.filesz)
-            hi = _up(bias + seg.vaddr + seg.memsz)
-            if lo <= vma.start and vma.end <= hi:
-                return "data"
-    return "anon"
+    return _Process(vmas, layout_of).kinds(wanted)
 
 
 class FileLayouts:
     """Program headers by file, shared by the sweep's threads.
 
     Keyed by (device, inode): a library mapped by a hundred processes is
-    read once. Concurrent first reads of the same file may both read it;
-    the answers are equal, so the race is harmless.
+    read once, and so is a malformed one (what it holds is the file's, not
+    the reader's). What is read is bounded: the first 4 KiB and at most
+    :data:`sealkit._os.elf.MAX_PHDR_TABLE` bytes of program headers, whatever
+    the file claims (a sparse 4 GiB file costs what a small one does).
+    Concurrent first reads of the same file may both read it; the answers
+    are equal, so the race is harmless.
     """
 
     def __init__(self) -> None:
@@ -297,6 +520,7 @@ class FileLayouts:
         from .._os import elf
 
         result: FileLayout = "unknown"
+        settled = False
         candidates = [f"{proc.task}map_files/{vma.start:x}-{vma.end:x}"]
         path = vma.path.removesuffix(" (deleted)")
         if path.startswith("/"):
@@ -304,16 +528,23 @@ class FileLayouts:
         for name in candidates:
             try:
                 result = elf.load_layout(name, dir_fd=proc.fd, inode=vma.inode)
+                settled = True
                 break
             except ParseError as exc:
-                if exc.message in ("not an ELF file", elf.NOT_REGULAR):
-                    result = "not-elf"
-                    break
+                if exc.message.startswith("not inode"):
+                    continue  # another file at that path now: try the next way in
+                # not ELF, or malformed: the file says so, whoever reads it
+                result = "not-elf" if exc.message in ("not an ELF file", elf.NOT_REGULAR) else (
+                    "unknown"
+                )  # fmt: skip
+                settled = True
+                break
             except (OSError, ValueError, OverflowError):
-                # Unreadable, or malformed beyond what load_layout checks: a
-                # crafted file must not stop the host-wide sweep.
+                # Unreadable here (another way in may work), or malformed
+                # beyond what load_layout checks: a crafted file must not stop
+                # the host-wide sweep.
                 continue
-        if result != "unknown":
+        if settled:
             self._cache[key] = result
         return result
 

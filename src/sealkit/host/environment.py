@@ -7,8 +7,8 @@
 * whether ``mseal(2)`` is available, and why not (:func:`sealkit.support`);
 * whether ``/proc/PID/smaps`` reports seals (``sl``);
 * whether the system mappings ``[vdso]``, ``[vvar]``, ``[vvar_vclock]`` of
-  this process are sealed (``CONFIG_MSEAL_SYSTEM_MAPPINGS``, spec
-  other-systems §7.2);
+  this process are sealed (``CONFIG_MSEAL_SYSTEM_MAPPINGS``,
+  security/Kconfig, Linux 6.15+);
 * ``CONFIG_MSEAL_SYSTEM_MAPPINGS`` and ``CONFIG_CHECKPOINT_RESTORE`` (which
   excludes it: ``depends on !CHECKPOINT_RESTORE``) from ``/proc/config.gz``
   or ``/boot/config-RELEASE`` when readable;
@@ -16,7 +16,9 @@
 * this process's seccomp mode (``/proc/self/status``);
 * sealkit's optional components (:data:`COMPONENTS`): whether each is
   present, and what is lost without it. ``pip install -q`` hides a failed
-  build of the C fast path: this is where a user finds out.
+  build of the C fast path: this is where a user finds out. Among them
+  ``libsealexec.so``, the library of ``sealkit exec``, built at install time
+  when a C compiler is there (also in the report as ``exec_library``).
 
 :data:`REQUIREMENTS` names what ``--require`` can demand; :func:`unmet`
 says why a requirement does not hold, in one line.
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Final
 
-from .._os import procfs, syscalls
+from .._os import procfs, sealexec, syscalls
 from .._os.support import support
 from ..errors import ArgumentError, ArgumentTypeError, SealkitError
 
@@ -43,7 +45,7 @@ __all__ = [
 ]
 
 SYSTEM_MAPPINGS: Final = ("[vdso]", "[vvar]", "[vvar_vclock]")
-"""The mappings ``CONFIG_MSEAL_SYSTEM_MAPPINGS`` seals on x86-64 (other-systems §7.2)."""
+"""The mappings ``CONFIG_MSEAL_SYSTEM_MAPPINGS`` seals on x86-64 (arch/x86/entry/vdso/vma.c)."""
 
 _SECCOMP_MODES: Final = {0: "disabled", 1: "strict", 2: "filter"}
 
@@ -89,7 +91,26 @@ def _fast_path() -> Component:
     )
 
 
-COMPONENTS: Final[list[Callable[[], Component]]] = [_fast_path]
+def _exec_library() -> Component:
+    path = sealexec.library_path()
+    return Component(
+        key="exec",
+        title="sealkit exec library (libsealexec.so)",
+        present=path is not None,
+        detail=path
+        if path is not None
+        else (
+            "not built (no C compiler at install time); it is built at install time when a "
+            "C compiler is there (apt install gcc), then `pip install -e .` again"
+        ),
+        without=(
+            "`sealkit exec` cannot seal other programs: it says so in one line and exits 2 "
+            "(harden() and `sealkit run` do not need it)"
+        ),
+    )
+
+
+COMPONENTS: Final[list[Callable[[], Component]]] = [_fast_path, _exec_library]
 """One probe per optional component, in the order ``sealkit check`` shows
 them; a new component adds its probe here, and its ``--require`` entry to
 :data:`REQUIREMENTS` (``_need_component(KEY)``)."""
@@ -123,6 +144,8 @@ class EnvironmentReport:
     seccomp_mode: int | None
     seccomp_mode_name: str | None
     seccomp_filters: int | None
+    exec_library: str | None
+    exec_library_detail: str
     components: tuple[Component, ...] = field(default=())
 
     def to_json(self) -> dict[str, object]:
@@ -169,6 +192,7 @@ def check_environment(procfs_root: str = "/proc", boot: str = "/boot") -> Enviro
     mode_text = status.get("Seccomp", "")
     filters_text = status.get("Seccomp_filters", "")
     mode = int(mode_text) if mode_text.isdigit() else None
+    exec_library = sealexec.library_path()
     return EnvironmentReport(
         kernel_release=info.kernel,
         arch=info.arch,
@@ -188,8 +212,16 @@ def check_environment(procfs_root: str = "/proc", boot: str = "/boot") -> Enviro
         seccomp_mode=mode,
         seccomp_mode_name=_SECCOMP_MODES.get(mode, None) if mode is not None else None,
         seccomp_filters=int(filters_text) if filters_text.isdigit() else None,
+        exec_library=exec_library,
+        exec_library_detail=_exec_library_detail(exec_library),
         components=tuple(probe() for probe in COMPONENTS),
     )
+
+
+def _exec_library_detail(path: str | None) -> str:
+    if path is None:
+        return "not built (no C compiler at install time): sealkit exec is unavailable"
+    return f"{path}: sealkit exec can seal dynamically linked glibc programs"
 
 
 def _need_mseal(r: EnvironmentReport) -> str | None:
@@ -230,6 +262,12 @@ def _need_no_seccomp(r: EnvironmentReport) -> str | None:
     return f"this process runs under seccomp mode {r.seccomp_mode_name or r.seccomp_mode}"
 
 
+def _need_exec(r: EnvironmentReport) -> str | None:
+    if r.exec_library is None:
+        return f"libsealexec.so {r.exec_library_detail}"
+    return None if r.mseal_available else r.mseal_reason
+
+
 def _need_component(key: str) -> Callable[[EnvironmentReport], str | None]:
     def need(r: EnvironmentReport) -> str | None:
         for component in r.components:
@@ -248,6 +286,7 @@ REQUIREMENTS: Final[dict[str, tuple[str, Callable[[EnvironmentReport], str | Non
     "glibc-mseal": ("libc exports an mseal() wrapper", _need_glibc),
     "no-seccomp": ("no seccomp filter on this process", _need_no_seccomp),
     "fast-path": ("the C fast path is built and in use", _need_component("fast-path")),
+    "exec": ("sealkit exec can seal here (libsealexec.so built, mseal available)", _need_exec),
 }
 """``--require`` names: ``name -> (what it means, check returning why not or None)``."""
 

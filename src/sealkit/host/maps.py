@@ -1,13 +1,26 @@
-"""Every mapping of one process, classified (``sealkit maps``)."""
+"""Every mapping of one process, classified (``sealkit maps``).
+
+A process may have 65,000 mappings (``vm.max_map_count``). Everything here
+is O(n log n) in their number, and the mappings are kept as columns
+(:class:`sealkit._os.procfs.VmaColumns`) until someone asks for them one by
+one: ``sealkit maps --json`` (:func:`maps_json`) writes straight from the
+columns, so that it costs a small multiple of what the kernel spends
+generating the smaps text (``benchmarks/bench_audit.py``).
+"""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import json
+from collections.abc import Iterator, Sequence
+from json.encoder import encode_basestring_ascii
+from typing import Any, NamedTuple, overload
 
-from .._os.procfs import ProcessDir, Vma, parse_smaps
+from .._os.procfs import Limits, ProcessDir, Vma, VmaColumns, scan_smaps
+from ..text import label
+from . import sweep
 from .classify import FileLayouts, classify
 
-__all__ = ["MappedRegion", "ProcessMaps", "process_maps"]
+__all__ = ["MappedRegion", "MappedRegions", "ProcessMaps", "maps_json", "process_maps"]
 
 
 class MappedRegion(NamedTuple):
@@ -18,18 +31,58 @@ class MappedRegion(NamedTuple):
 
     def as_dict(self) -> dict[str, Any]:
         v = self.vma
+        flags = v.vmflags or frozenset()
         return {
             "start": f"{v.start:#x}",
             "end": f"{v.end:#x}",
-            "size": v.size,
+            "size": v.end - v.start,
             "perms": v.perms,
-            "sealed": v.sealed,
+            "sealed": "sl" in flags,
             "kind": self.kind,
-            "path": v.path,
+            "path": label(v.path),
             "offset": v.offset,
             "inode": v.inode,
-            "vmflags": sorted(v.vmflags or ()),
+            "vmflags": sorted(flags),
         }
+
+
+class MappedRegions(Sequence[MappedRegion]):
+    """The regions of a process, as :class:`MappedRegion` s built on demand
+    from ``columns`` and ``kinds`` (which stay readable as they are)."""
+
+    __slots__ = ("columns", "kinds")
+
+    def __init__(self, columns: VmaColumns, kinds: Sequence[str]) -> None:
+        self.columns = columns
+        self.kinds = kinds
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    @overload
+    def __getitem__(self, index: int) -> MappedRegion: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[MappedRegion]: ...
+
+    def __getitem__(self, index: int | slice) -> MappedRegion | list[MappedRegion]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return MappedRegion(self.columns.vma(index), self.kinds[index])
+
+    def __iter__(self) -> Iterator[MappedRegion]:
+        for i, kind in enumerate(self.kinds):
+            yield MappedRegion(self.columns.vma(i), kind)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def sealed_indices(self) -> list[int]:
+        return [i for i, flags in enumerate(self.columns.vmflags) if flags and "sl" in flags]
 
 
 class ProcessMaps(NamedTuple):
@@ -37,37 +90,104 @@ class ProcessMaps(NamedTuple):
 
     pid: int
     command: str
-    regions: tuple[MappedRegion, ...]
+    regions: Sequence[MappedRegion]
 
     @property
     def sealed(self) -> tuple[MappedRegion, ...]:
-        return tuple(r for r in self.regions if r.vma.sealed)
+        regions = self.regions
+        if isinstance(regions, MappedRegions):
+            return tuple(regions[i] for i in regions.sealed_indices())
+        return tuple(r for r in regions if r.vma.sealed)
 
     def as_dict(self) -> dict[str, Any]:
+        sealed = self.sealed
         return {
             "schema": "sealkit.maps/1",
             "pid": self.pid,
-            "command": self.command,
+            "command": label(self.command),
             "mappings": len(self.regions),
-            "sealed_mappings": len(self.sealed),
-            "sealed_bytes": sum(r.vma.size for r in self.sealed),
+            "sealed_mappings": len(sealed),
+            "sealed_bytes": sum(r.vma.size for r in sealed),
             "regions": [r.as_dict() for r in self.regions],
         }
 
 
+def _columns(regions: Sequence[MappedRegion]) -> tuple[VmaColumns, Sequence[str]]:
+    if isinstance(regions, MappedRegions):
+        return regions.columns, regions.kinds
+    return VmaColumns.of([r.vma for r in regions]), [r.kind for r in regions]
+
+
+def maps_json(maps: ProcessMaps, sealed_only: bool = False) -> str:
+    """``maps.as_dict()`` as JSON text (``sealkit maps --json``), one
+    region a line; with ``sealed_only`` only the sealed regions are listed
+    (the counts stay the process's).
+
+    Written row by row from the columns rather than through dicts and the
+    ``json`` module: a process may have 65,000 mappings, and this is what
+    ``sealkit maps --json`` adds to the kernel's own work of generating
+    smaps. Each distinct path, permission string and flag set is encoded
+    once (paths through :func:`sealkit.text.label` and the JSON module's C
+    string encoder); everything else is a number, an address or a fixed
+    word. (An f-string a row measured faster than ``str.format`` mapped
+    over the columns; ``zip`` without ``strict``, checked by VmaColumns.)
+    """
+    if not isinstance(maps, ProcessMaps):
+        raise TypeError(f"maps must be a ProcessMaps, not {type(maps).__name__}")
+    columns, kinds = _columns(maps.regions)
+    encode = encode_basestring_ascii
+    paths: dict[str, str] = {}
+    flag_lists: dict[frozenset[str] | None, str] = {}
+    lines = []
+    count = sealed_count = sealed_bytes = 0
+    for start, end, mode, offset, _, inode, path, flags, kind in zip(*columns, kinds):  # noqa: B905
+        count += 1
+        sealed = flags is not None and "sl" in flags
+        if sealed:
+            sealed_count += 1
+            sealed_bytes += end - start
+        elif sealed_only:
+            continue
+        text = paths.get(path)
+        if text is None:
+            text = paths[path] = encode(label(path))
+        flag_list = flag_lists.get(flags)
+        if flag_list is None:
+            flag_list = flag_lists[flags] = "[" + ", ".join(map(encode, sorted(flags or ()))) + "]"
+        lines.append(
+            f'{{"start": "{start:#x}", "end": "{end:#x}", "size": {end - start}, '
+            f'"perms": {encode(mode)}, "sealed": {"true" if sealed else "false"}, '
+            f'"kind": "{kind}", "path": {text}, "offset": {offset}, '
+            f'"inode": {inode}, "vmflags": {flag_list}}}'
+        )
+    head = json.dumps(
+        {
+            "schema": "sealkit.maps/1",
+            "pid": maps.pid,
+            "command": label(maps.command),
+            "mappings": count,
+            "sealed_mappings": sealed_count,
+            "sealed_bytes": sealed_bytes,
+        }
+    )
+    if not lines:
+        return head[:-1] + ', "regions": []}\n'
+    return head[:-1] + ',\n "regions": [\n  ' + ",\n  ".join(lines) + "\n ]}\n"
+
+
 def process_maps(pid: int | str = "self", procfs: str = "/proc") -> ProcessMaps:
     """Every mapping of process ``pid`` (``"self"``: the calling process),
-    with its kind. Raises :class:`ProcessGoneError` or
-    :class:`AccessDeniedError`.
+    with its kind. The VMAs carry ``vmflags`` (and so ``sealed``) but not
+    the smaps counters (``fields`` is empty): what a mapping is and whether
+    it is sealed, in O(n log n) for n mappings. Raises
+    :class:`ProcessGoneError`, :class:`AccessDeniedError`, or
+    :class:`CutShortError` past the sweep's bound on smaps text
+    (:data:`sealkit.host.sweep.SMAPS_LIMIT`).
     """
     with ProcessDir(pid, procfs) as proc:
         status = proc.status()
-        text = proc.smaps(status.state).decode("utf-8", "surrogateescape")
-        vmas = parse_smaps(text, f"{procfs}/{proc.pid}/smaps")
+        data = proc.smaps(status.state, Limits(None, "", sweep.SMAPS_LIMIT))
+        _, vmas = scan_smaps(data, f"{procfs}/{proc.pid}/smaps", every=True)
         layouts = FileLayouts()
         kinds = classify(vmas, lambda v: layouts.lookup(proc, v))
-    return ProcessMaps(
-        status.pid,
-        status.name,
-        tuple(MappedRegion(v, k) for v, k in zip(vmas, kinds, strict=True)),
-    )
+    return ProcessMaps(status.pid, status.name, MappedRegions(vmas.columns(), kinds))

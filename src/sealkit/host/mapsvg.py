@@ -23,7 +23,7 @@ from xml.sax.saxutils import escape as _xml_escape
 from xml.sax.saxutils import quoteattr as _xml_quoteattr
 
 from ..errors import ArgumentTypeError
-from ..text import human_size, printable
+from ..text import human_size, label
 from .classify import KINDS
 from .maps import MappedRegion, ProcessMaps
 
@@ -31,13 +31,14 @@ __all__ = ["KIND_COLOURS", "VmaGroup", "group_regions", "render_svg"]
 
 
 def escape(text: str) -> str:
-    """XML character data: names and paths printable first (XML 1.0 has no
-    way to write most control characters, nor undecodable bytes)."""
-    return _xml_escape(printable(text))
+    """XML character data: names and paths through :func:`sealkit.text.label`
+    first, as in every other output of the audit (XML 1.0 has no way to
+    write most control characters, nor undecodable bytes)."""
+    return _xml_escape(label(text))
 
 
 def quoteattr(text: str) -> str:
-    return _xml_quoteattr(printable(text))
+    return _xml_quoteattr(label(text))
 
 
 KIND_COLOURS: Final = {

@@ -1,7 +1,7 @@
 """fork (kernel/fork.c ``dup_mmap()``): the rest of the trace runs in the child.
 
 The child gets every VMA except VM_DONTCOPY ones, with VM_LOCKED and
-VM_LOCKONFAULT cleared and seals kept (spec rule 14). A VM_WIPEONFORK VMA
+VM_LOCKONFAULT cleared and seals kept (docs/reference/linux.md rule 14). A VM_WIPEONFORK VMA
 starts empty (no pages, no anon_vma); every other VMA keeps its pages (the
 copy-on-write copies are the child's own from now on) and gets a new anon_vma
 chained to its parent's (``anon_vma_fork()``), which then refuses to merge

@@ -6,7 +6,8 @@ an unaligned start or a wrapping length; 0 for an empty range) ->
 check) or ``madvise_walk_vmas()``, which calls ``madvise_vma_behavior()`` on
 each VMA: the seal check (``can_madvise_modify()``) comes first, then the
 advice's own checks. A hole does not stop the walk: ENOMEM comes back at the
-end, unless a VMA's error stops it first (spec 7.5: EPERM, not ENOMEM).
+end, unless a VMA's error stops it first (scenario probe/7.5: EPERM, not
+ENOMEM; docs/reference/linux.md rule 10).
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def madvise_vma_behavior(
     policy = mm.policy
     if mode == "walk" and policy.blocks_madvise(vma, behavior):
         return -policy.refusal, vma
-    if mode == "amap" and range_sealed and vma.anon is not None:
+    if mode == "amap" and range_sealed and _has_amap(vma):
         return -policy.refusal, vma  # OpenBSD uvm_map_clean(): an amap in an immutable range
     if behavior in _FLAG_ADVICE:
         return _update_flags(mm, vma, start, end, behavior)
@@ -198,6 +199,14 @@ def madvise_vma_behavior(
             return -errno.EINVAL, vma
         return 0, mm.set_priv(vma, content.drop(vma.priv, lo, hi, keep=_not_guard))
     return -errno.EINVAL, vma  # unreachable for valid advice
+
+
+def _has_amap(vma: Vma) -> bool:
+    """Whether OpenBSD would give this mapping an amap (anonymous memory): a
+    private VMA once it holds private pages, and shared anonymous memory from
+    the start (``uvm_mmapanon()``: MAP_SHARED -> ``UVM_FLAG_OVERLAY`` ->
+    ``amap_alloc()`` in ``uvm_mapanon()``)."""
+    return vma.anon is not None or (vma.file is not None and vma.file.startswith("s:"))
 
 
 def _is_guard(kind: Kind) -> bool:
@@ -279,8 +288,8 @@ def _update_flags(
 def sys_process_madvise(mm: AddressSpace, op: Op) -> int:
     """``process_madvise(pidfd_open(getpid()), iov, n, advice, 0)``: the
     iovecs in turn; the result is the bytes of the iovecs done before one
-    failed, or that failure when none was done (``vector_madvise()``; spec
-    11.7 returns 16384 after a sealed second iovec)."""
+    failed, or that failure when none was done (``vector_madvise()``; scenario
+    probe/11.7 returns 16384 after a sealed second iovec)."""
     assert isinstance(op, ProcessMadvise)
     behavior = _int32(int(op.advice))
     ranges = [(a & M64, n & M64) for a, n in op.ranges]

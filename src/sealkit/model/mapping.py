@@ -251,7 +251,7 @@ def mmap_region(
 ) -> int:
     """``mmap_region()`` / ``__mmap_region()``: unmap what MAP_FIXED replaces
     (the munmap gather: a sealed VMA refuses with the leading split left in
-    place, spec rule 5/6), charge, then map and merge with the neighbours."""
+    place, docs/reference/linux.md rules 5, 6), charge, then map and merge with the neighbours."""
     end = addr + length
     policy = mm.policy
     if "mmap" in policy.precheck:
@@ -307,7 +307,7 @@ def sys_munmap(mm: AddressSpace, op: Op) -> int:
 
 def sys_brk(mm: AddressSpace, op: Op) -> int:
     """``brk(2)`` (mm/mmap.c): returns the new break, or the old one when the
-    request fails (spec 8.1: a shrink over a sealed heap page leaves the
+    request fails (scenario probe/8.1: a shrink over a sealed heap page leaves the
     break unchanged and the unsealed heap VMA split at the requested break)."""
     assert isinstance(op, Brk)
     brk = op.addr & M64
@@ -349,7 +349,7 @@ def sys_brk(mm: AddressSpace, op: Op) -> int:
 
 def do_brk_flags(mm: AddressSpace, prev: Vma | None, addr: int, length: int) -> int:
     """``do_brk_flags()``: expand the heap VMA ending at ``addr`` if its flags
-    match (a sealed one does not: spec 8.1 "grow" gets a new VMA), else map a
+    match (a sealed one does not: scenario probe/8.1, "grow" gets a new VMA), else map a
     new anonymous VMA."""
     vm_flags = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
     if not mm.enough_memory(length >> PAGE_SHIFT):
@@ -367,8 +367,8 @@ def do_brk_flags(mm: AddressSpace, prev: Vma | None, addr: int, length: int) -> 
 
 def expand_stack(mm: AddressSpace, addr: int) -> int:
     """``expand_stack()`` -> ``expand_downwards()`` (mm/mmap.c): grow the
-    grows-down VMA above ``addr`` down to it. Seals do not stop it (spec 2.1b,
-    rule 17: a sealed [stack] grows and stays sealed)."""
+    grows-down VMA above ``addr`` down to it. Seals do not stop it: a sealed
+    [stack] grows and stays sealed (docs/reference/linux.md rule 17)."""
     addr &= ~(PAGE - 1)
     v = mm.find_vma(addr)
     if v is not None and v.start <= addr:

@@ -1,6 +1,6 @@
 """mlock, mlock2 and munlock (mm/mlock.c).
 
-Sealing does not stop them (spec rule 16): a partial mlock splits a sealed
+Sealing does not stop them (docs/reference/linux.md rule 16): a partial mlock splits a sealed
 VMA into sealed pieces and munlock merges them back. Holes are found while
 walking, so the VMAs before a hole are already locked when ENOMEM comes back
 (``apply_vma_lock_flags()``).

@@ -3,8 +3,8 @@
 ``do_mprotect_pkey()`` walks the VMAs of the range and calls
 ``mprotect_fixup()`` on each; since 6.12 the seal is checked there, first
 thing, before the same-flags shortcut. So a same-prot no-op on a sealed VMA
-is refused (spec 5.1), and VMAs before the first sealed one are already
-changed when EPERM comes back (spec 5.4-5.8: "partial").
+is refused (scenario probe/5.1), and VMAs before the first sealed one are already
+changed when EPERM comes back (probe/5.4 to probe/5.8: "partial"; docs/reference/linux.md rule 7).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 * 6.17+ (``do_mremap()``): ``check_mremap_params()``, then either
   ``remap_move()`` (a same-size MREMAP_FIXED move, which may span VMAs and
   checks each source VMA in turn) or ``vma_lookup()`` + ``check_prep_vma()``,
-  which refuses a sealed source right after the lookup (spec rule 8), before
+  which refuses a sealed source right after the lookup (docs/reference/linux.md rule 8), before
   anything is unmapped. The destination is unmapped through the munmap
   gather, so a sealed destination is refused too.
 * 6.10 (``sys_mremap_610()``), for the pre-check policies: the old syscall
@@ -11,7 +11,7 @@
   for moves, before the resize otherwise) and on the destination.
 
 Growing a VMA in place into a sealed neighbour is ENOMEM ("no room"), not
-EPERM: ``vma_expandable()`` just sees an occupied range (spec 6.12).
+EPERM: ``vma_expandable()`` just sees an occupied range (scenario probe/6.12).
 """
 
 from __future__ import annotations
@@ -257,6 +257,8 @@ def expand_vma(mm: AddressSpace, vrm: Remap) -> int:
             vma.end, vma.end + vrm.delta, vma.flags, vma.pgoff + vma.pages, vma.file, vma.anon,
             vma.seal, (),
         )  # fmt: skip
+        if mm.merged(vma, ext, vma) is None:
+            return -errno.ENOMEM  # vma_merge_extend() found no merge (RFC v1: a sealed vma)
         mm.merge_new(ext)  # vma_merge_extend(): joins vma, and next if compatible
         return vrm.addr
     if not vrm.flags & MREMAP_MAYMOVE:

@@ -406,27 +406,33 @@ class AddressSpace:
         self.vmas.replace(v.start, v.end, [a, b])
         return a, b
 
-    def vma_modify(self, v: Vma, start: int, end: int, flags: int, seal: int) -> Vma:
+    def vma_modify(
+        self, v: Vma, start: int, end: int, flags: int, seal: int, *, merge: bool = True
+    ) -> Vma:
         """``vma_modify_flags()``: give ``[start, end)`` of ``v`` new flags and seal,
         splitting at ``start``/``end`` and merging with the neighbours when the
-        modified part starts or ends where ``v`` does (``vma_merge_existing_range()``).
-        Returns the VMA now covering ``[start, end)``."""
+        modified part starts or ends where ``v`` does (``vma_merge_existing_range()``;
+        ``merge=False`` only splits). Returns the VMA now covering ``[start, end)``."""
         mid = v.cut(start, end).with_flags(flags, seal)
         pieces = []
         lo, hi = v.start, v.end
         if start > v.start:
             pieces.append(v.cut(v.start, start))
-        else:
+        elif merge:
             prev = self.vmas.before(start)
-            if prev is not None and prev.end == start and can_merge(prev, mid):
-                mid = merge(prev, mid)
-                lo = prev.start
+            if prev is not None and prev.end == start:
+                joined = self.merged(prev, mid, prev)
+                if joined is not None:
+                    mid = joined
+                    lo = prev.start
         right = v.cut(end, v.end) if end < v.end else None
-        if right is None:
+        if right is None and merge:
             nxt = self.vmas.lookup(end)
-            if nxt is not None and nxt.start == end and can_merge(mid, nxt):
-                mid = merge(mid, nxt)
-                hi = nxt.end
+            if nxt is not None and nxt.start == end:
+                joined = self.merged(mid, nxt, nxt)
+                if joined is not None:
+                    mid = joined
+                    hi = nxt.end
         pieces.append(mid)
         if right is not None:
             pieces.append(right)
@@ -441,16 +447,36 @@ class AddressSpace:
         merged = new
         if not new.flags & VM_SPECIAL:
             prev = self.vmas.before(new.start)
-            if prev is not None and prev.end == new.start and can_merge(prev, merged):
-                merged = merge(prev, merged)
-                lo = prev.start
+            if prev is not None and prev.end == new.start:
+                joined = self.merged(prev, merged, prev)
+                if joined is not None:
+                    merged = joined
+                    lo = prev.start
             if not prev_only:
                 nxt = self.vmas.lookup(new.end)
-                if nxt is not None and nxt.start == new.end and can_merge(merged, nxt):
-                    merged = merge(merged, nxt)
-                    hi = nxt.end
+                if nxt is not None and nxt.start == new.end:
+                    joined = self.merged(merged, nxt, nxt)
+                    if joined is not None:
+                        merged = joined
+                        hi = nxt.end
         self.vmas.replace(lo, hi, [merged])
         return merged
+
+    def merged(self, a: Vma, b: Vma, neighbour: Vma) -> Vma | None:
+        """``a`` and ``b`` (adjacent) as one VMA, or ``None`` when the kernel
+        keeps them apart. ``neighbour`` (``a`` or ``b``) is the VMA already in
+        place that the merge code asks ``is_mergeable_vma()`` about; the
+        policy's ``merge_rule`` says what seals do (see :class:`Policy`)."""
+        rule = self.policy.merge_rule
+        if rule == "equal":
+            return merge(a, b) if can_merge(a, b) else None
+        other = b if neighbour is a else a
+        if neighbour.seal or (rule == "never-sealed" and other.seal):
+            return None
+        # "kept-neighbour": the changed side's seals are not asked about, and
+        # the merged VMA is the neighbour's, with its (absent) seals.
+        a, b = a.with_flags(a.flags, neighbour.seal), b.with_flags(b.flags, neighbour.seal)
+        return merge(a, b) if can_merge(a, b) else None
 
     def anon_vma_prepare(self, v: Vma) -> Vma:
         """Give ``v`` an anon_vma (``anon_vma_prepare()``), reusing a neighbour's
@@ -463,7 +489,7 @@ class AddressSpace:
             nxt is not None
             and nxt.anon is not None
             and not nxt.anon.forked
-            and anon_reusable(v, nxt)
+            and anon_reusable(v, nxt, seals=self.policy.seal_in_flags)
         ):
             anon = nxt.anon
         if anon is None:
@@ -472,7 +498,7 @@ class AddressSpace:
                 prev is not None
                 and prev.anon is not None
                 and not prev.anon.forked
-                and anon_reusable(prev, v)
+                and anon_reusable(prev, v, seals=self.policy.seal_in_flags)
             ):
                 anon = prev.anon
         if anon is None:
@@ -495,7 +521,7 @@ class AddressSpace:
         VMA at ``start`` (unless it is sealed: "don't bother splitting the VMA
         if we can't unmap it anyway"), then check every VMA in range and
         split the last at ``end``. A refusal leaves the leading split in
-        place (spec kernel-behaviour rule 5). The caller removes the range
+        place (docs/reference/linux.md rule 5). The caller removes the range
         with :meth:`unmap` once nothing else can fail."""
         first = self.intersect(start, end)
         if first is None:

@@ -7,9 +7,10 @@ Flag values are the kernel's own ``VM_*`` bits on x86_64 where they exist;
 ``VM_SEALABLE`` is the Dec 2023 proposal's opt-in bit (model only). Seals are
 not flags here: each VMA carries a ``seal`` integer whose bits mean what the
 policy says (``1`` for Linux's ``VM_SEALED``, ``SealV1``/``SealV3`` bits for
-the 2023 proposals, ...). Sealed and unsealed VMAs never merge because
-:func:`can_merge` requires equal seals, exactly as ``is_mergeable_vma()``
-requires equal ``vm_flags`` (which hold ``VM_SEALED``).
+the 2023 proposals, ...). Under Linux sealed and unsealed VMAs never merge
+because :func:`can_merge` requires equal seals, exactly as
+``is_mergeable_vma()`` requires equal ``vm_flags`` (which hold ``VM_SEALED``);
+a policy may say otherwise (``Policy.merge_rule``, ``AddressSpace.merged``).
 """
 
 from __future__ import annotations
@@ -206,14 +207,16 @@ def merge(a: Vma, b: Vma) -> Vma:
     )
 
 
-def anon_reusable(a: Vma, b: Vma) -> bool:
+def anon_reusable(a: Vma, b: Vma, *, seals: bool = True) -> bool:
     """``anon_vma_compatible()``: adjacent, same object and policy, contiguous
     offsets, flags equal except access bits (mm/rmap.c), so a new anon_vma can
-    be shared instead of allocated (``find_mergeable_anon_vma()``)."""
+    be shared instead of allocated (``find_mergeable_anon_vma()``). ``seals``:
+    whether the seal is one of the flags compared (not for RFC v1's
+    ``vm_seals``)."""
     return (
         a.end == b.start
         and a.file == b.file
-        and a.seal == b.seal
+        and (a.seal == b.seal or not seals)
         and not (a.flags ^ b.flags) & ~VM_ACCESS_FLAGS
         and b.pgoff == a.pgoff + a.pages
     )

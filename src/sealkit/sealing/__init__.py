@@ -1,8 +1,8 @@
-"""The sealing faces: seal memory this process owns, and harden its loaded code.
+"""The sealing faces: seal memory this process owns, harden its loaded code, seal a running process.
 
 The safe sealing API seals memory without surprises. Sealing is
 irreversible: a sealed mapping cannot be unmapped, moved, or have its
-protection changed until the process exits (spec kernel-behaviour rules
+protection changed until the process exits (docs/reference/linux.md rules
 5-8). Sealing memory that someone else manages (the heap behind a
 ``bytes``, an allocator's arena, a numpy buffer) therefore breaks that
 someone later, often with a crash far from the cause. The API only seals
@@ -12,7 +12,10 @@ whole pages that it can prove are exclusively owned:
   view, :meth:`Pages.protect`, :meth:`Pages.seal`. States move one way:
   ``open -> sealed`` or ``open -> closed``.
 * :func:`freeze`: copy bytes into fresh pages, make them read-only, seal,
-  and return a read-only ``memoryview`` (secrets, configuration).
+  and return a read-only ``memoryview`` (secrets, configuration);
+  ``secret=True`` also locks them (``mlock``) and leaves them out of core
+  dumps. Root or a ptrace-capable process can still overwrite them through
+  ``/proc/PID/mem`` (docs/memory.md, "What sealing promises").
 * :func:`seal_mmap`: seal an *anonymous* ``mmap.mmap`` the caller created,
   after checking in ``/proc/self/smaps`` that it is a whole, page-aligned
   anonymous mapping. File-backed mmaps are refused: CPython's ``resize()``
@@ -46,6 +49,10 @@ Where each piece lives:
 :mod:`._checks`           argument checks and refusals shared by the above
 :mod:`._buffers`          views over raw memory and buffer addresses (C API)
 :mod:`.hardening`         :func:`harden`: seal this interpreter's loaded code
+:mod:`.exec`              ``sealkit exec``: any glibc program's loaded code,
+                          sealed by a loader-side library (C, in ``_os``)
+:mod:`.live`              :func:`seal_process`: seal another, running process
+                          (``sealkit seal --pid``), with harden()'s planner
 ========================  =====================================================
 
 :func:`support` (what sealing this process can do) is an OS probe, in

@@ -120,18 +120,30 @@ def uninitialised(obj: object, name: str, slots: tuple[str, ...]) -> NoReturn:
 
 
 def refuse(target: object) -> UnsafeTargetError:
+    """Why ``target`` is refused, and, for data, the call that gives a sealed
+    read-only copy instead (written for the object as ``x``; each one is
+    executed by ``tests/kernel/test_memory_robust.py``)."""
     kind = type(target).__name__
     module = type(target).__module__
+    copy = "sealkit.freeze(x)"
     if isinstance(target, int):
         why = "an integer address: sealkit cannot know who owns that memory (use sealkit._os.syscalls.mseal at your own risk)"
-    elif isinstance(target, bytes | bytearray | str):
+        copy = ""
+    elif isinstance(target, str):
+        why = "a str is not bytes, and its buffer lives on the heap"
+        copy = "sealkit.freeze(x.encode())"
+    elif isinstance(target, bytes | bytearray):
         why = "its buffer lives on the heap, shared with other objects the allocator will free or move"
     elif isinstance(target, memoryview):
         why = "a memoryview does not own its memory; seal the Pages or mmap it came from"
     elif module == "array":
         why = "its buffer lives on the heap and moves when the array grows"
+        copy = "sealkit.freeze(x).cast(x.typecode)"
     elif module.startswith("numpy"):
         why = "numpy buffers come from the heap allocator, shared with other objects"
+        contiguous = getattr(getattr(target, "flags", None), "c_contiguous", True)
+        data = "x" if contiguous else "numpy.ascontiguousarray(x)"
+        copy = f"numpy.frombuffer(sealkit.freeze({data}), dtype=x.dtype).reshape(x.shape)"
     elif module == "ctypes" or module.startswith("_ctypes"):
         why = "ctypes buffers come from the heap allocator"
     else:
@@ -139,7 +151,9 @@ def refuse(target: object) -> UnsafeTargetError:
             "only Pages, CodePages and anonymous mmap.mmap objects are known to own "
             "whole pages (for files use sealkit.map_file)"
         )
-    return UnsafeTargetError(f"refusing to seal this {kind}: {why}; nothing was sealed")
+        copy = ""
+    advice = f". Instead, a sealed read-only copy of it (x): {copy}" if copy else ""
+    return UnsafeTargetError(f"refusing to seal this {kind}: {why}; nothing was sealed{advice}")
 
 
 # smaps names a MAP_SHARED|MAP_ANONYMOUS mapping "/dev/zero (deleted)":

@@ -125,8 +125,8 @@ def map_file(
     process can truncate or write the file through sealkit, the mapping can
     never become writable (an ``O_RDONLY`` shared mapping lacks
     ``VM_MAYWRITE``), and ``MADV_REMOVE`` cannot punch holes in it (EACCES;
-    with an ``O_RDWR`` descriptor it would zero the file's data, spec
-    kernel-behaviour rule 11). ``offset`` must be page-aligned; ``length``
+    with an ``O_RDWR`` descriptor it would zero the file's data,
+    docs/reference/linux.md rule 11). ``offset`` must be page-aligned; ``length``
     defaults to the rest of the file.
 
     Errors: the OS's own ``OSError`` (``FileNotFoundError``,

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import enum
 import functools
+import os
 import threading
 from typing import Any, Final, NoReturn
 
 from .._os import syscalls
-from ..errors import ArgumentError, StateError
-from ..flags import MapFlag
+from ..errors import ArgumentError, ArgumentTypeError, StateError
+from ..flags import Madv, MapFlag
 from ._buffers import ViewBase
 from ._checks import (
     MAX_LENGTH,
@@ -69,7 +70,30 @@ _mseal_call: Final = syscalls.mseal
 # one shared lock costs nothing per object (benchmarks/bench_mseal.py).
 # Reentrant because __del__ takes it too, and the garbage collector can run
 # a finaliser in a thread that already holds it (as fast as a plain Lock).
-_LOCK: Final = threading.RLock()
+_LOCK = threading.RLock()
+
+
+def _lock_before_fork() -> None:
+    # Fork only between two Pages operations: a child forked while another
+    # thread is inside one (say, between munmap and marking the pages closed)
+    # would inherit a half-done state, and a lock held by a thread it does
+    # not have, so its first Pages/freeze would hang. Operations take
+    # microseconds, so fork waits at most that long. (logging does the same.)
+    _LOCK.acquire()
+
+
+def _unlock_in_parent() -> None:
+    _LOCK.release()
+
+
+def _new_lock_in_child() -> None:
+    global _LOCK
+    _LOCK = threading.RLock()
+
+
+os.register_at_fork(
+    before=_lock_before_fork, after_in_parent=_unlock_in_parent, after_in_child=_new_lock_in_child
+)
 
 
 class Pages:
@@ -243,7 +267,7 @@ class Pages:
         """Change the protection to ``"rw"``, ``"r"``, ``"rx"`` or ``"none"``.
 
         Refused (:class:`StateError`) once sealed (mprotect on sealed memory
-        is EPERM, spec kernel-behaviour rule 7), once closed, and while live
+        is EPERM, docs/reference/linux.md rule 7), once closed, and while live
         views would fault under the new protection (writable views and a
         protection without write; any view and ``"none"``).
         """
@@ -290,8 +314,8 @@ class Pages:
     def close(self) -> None:
         """Unmap open pages; do nothing for sealed or closed ones.
 
-        Sealed pages cannot be unmapped (munmap is EPERM, spec
-        kernel-behaviour rule 5): they stay mapped, readable per their
+        Sealed pages cannot be unmapped (munmap is EPERM,
+        docs/reference/linux.md rule 5): they stay mapped, readable per their
         protection, until the process exits, and :attr:`state` stays
         ``SEALED``. Open pages with live views are not unmapped: that raises
         :class:`StateError` (a view into unmapped memory crashes on access).
@@ -365,23 +389,59 @@ class Pages:
 # --- freeze -------------------------------------------------------------------
 
 
-def freeze(data: bytes | bytearray | memoryview) -> memoryview:
+def freeze(data: bytes | bytearray | memoryview, *, secret: bool = False) -> memoryview:
     """Copy ``data`` into fresh pages, make them read-only, seal them, and
     return a read-only memoryview of exactly ``len(data)`` bytes.
 
-    The memory can never be written, unmapped or discarded again by this
-    process (``/proc/self/mem`` writes and ptrace are the exceptions the
-    kernel allows, spec kernel-behaviour rule 18); it is freed at exit. Empty
-    data still gets one sealed page. If sealing is not available the pages
-    are unmapped and the kernel's error is raised.
+    The memory can never be written, unmapped or discarded again through the
+    mm system calls; it is freed at exit. Empty data still gets one sealed
+    page. If sealing is not available the pages are unmapped and the kernel's
+    error is raised. What sealing does not stop (docs/memory.md, "What
+    sealing promises"): root or a ptrace-capable process writing through
+    ``/proc/PID/mem`` or ``ptrace(POKEDATA)``, which overrides read-only
+    protection and seals alike (docs/reference/linux.md rule 18).
+
+    ``secret=True``, for key material: the pages are also locked in memory
+    (``mlock``: never written to swap) and left out of core dumps
+    (``MADV_DONTDUMP``), both before the data is copied in; sealing is
+    probed first, so the data is copied nowhere when it cannot be sealed;
+    and if any step fails after the copy the pages are zeroed before they
+    are unmapped. The copy goes straight from ``data`` into the locked pages
+    (no intermediate buffer); ``data`` itself is the caller's to wipe (pass
+    a ``bytearray`` and zero it). ``mlock`` counts against
+    ``RLIMIT_MEMLOCK`` for unprivileged processes: past it the kernel's
+    error is raised and nothing is kept.
     """
+    if not isinstance(secret, bool):
+        raise ArgumentTypeError(f"secret must be a bool, not {type(secret).__name__}")
     src = bytes_like(data)
+    if secret:
+        _mseal_call(0, 0)  # no side effect; fails exactly when sealing cannot work
     pages = Pages(max(src.nbytes, 1))
     try:
+        if secret:
+            syscalls.mlock(pages.address, pages.size)
+            syscalls.madvise(pages.address, pages.size, int(Madv.DONTDUMP))
         pages.write(src)
         pages.protect("r")
         pages.seal()
     except BaseException:
+        if secret:
+            _wipe(pages)
         pages.close()
         raise
     return pages.view()[: src.nbytes]
+
+
+def _wipe(pages: Pages) -> None:
+    """Zero open pages (made writable again if need be) before they are
+    unmapped; best effort, never raises (it runs while an error propagates)."""
+    try:
+        with _LOCK:
+            if pages.state is not _OPEN:
+                return
+            if pages.protection != "rw":
+                pages.protect("rw")
+            pages.write(bytes(pages.size))
+    except Exception:
+        pass

@@ -53,7 +53,7 @@ def is_sealed(
     an unaligned range covers the pages it touches. If any of those pages is
     unmapped the question has no answer and
     :class:`~sealkit.errors.UnmappedError` (ENOMEM, the same answer mseal
-    gives for a hole, spec kernel-behaviour rule 2) is raised.
+    gives for a hole, docs/reference/linux.md rule 2) is raised.
     """
     addr, size = _target_span(target, length)
     lo = addr // PAGE * PAGE

@@ -3,6 +3,8 @@
 A table policy x property: the shortest call sequence that breaks the
 property (with before/after pictures of the arena) or the depth it holds
 to. ``--replay`` runs every ``linux`` counterexample on the running kernel.
+``--explain POLICY`` lists the policy's choices and, for each rule no source
+settles, both readings with what the analyzer finds for each.
 """
 
 from __future__ import annotations
@@ -42,11 +44,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="P",
         help=(
-            "policy to analyze, with an optional seal variant: linux, linux-6.10, linux-6.10.y, "
-            "proposal-v1[:mseal+mprotect+munmap+mmap+mremap], "
-            "proposal-v3[:seal+base+prot_pkey+discard_ro_anon], mimmutable, mimmutable-7.3, "
-            "chrome-split[:unmap|prot], none (repeatable; default: the designs of the 2023 "
-            f"debate: {', '.join(DEBATE_POLICIES)})"
+            "policy to analyze, with an optional variant (seal types and a reading, joined "
+            "with +): linux, linux-6.10, linux-6.10.y, "
+            "proposal-v1[:mseal+mprotect+munmap+mmap+mremap+merge-as-coded], "
+            "proposal-v3[:seal+base+prot_pkey+discard_ro_anon], "
+            "mimmutable[:permissive-advice], mimmutable-7.3, "
+            "chrome-split[:unmap|prot+unmap-refuses-discard], none (repeatable; default: the "
+            f"designs of the 2023 debate: {', '.join(DEBATE_POLICIES)})"
+        ),
+    )
+    parser.add_argument(
+        "--explain",
+        metavar="P",
+        help=(
+            "list policy P's choices and every rule no source settles for it, with the reading "
+            "taken and both readings' results (computed at --depth)"
         ),
     )
     parser.add_argument(
@@ -81,7 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="put fork() in the alphabet (properties then judged in the process the trace ends in)",
     )
     parser.add_argument(
-        "--json", action="store_true", help="JSON (schema: sealkit/data/analyze.schema.json)"
+        "--json",
+        action="store_true",
+        help="JSON (schema: sealkit/data/analyze.schema.json; with --explain, analyze-explain.schema.json)",
     )
     parser.add_argument(
         "--replay",
@@ -111,11 +125,15 @@ def run(args: argparse.Namespace) -> int:
         return _usage(f"--workers must be at least 1, got {args.workers}")
     if args.scenario not in SCENARIOS:
         return _usage(f"unknown scenario {args.scenario!r} (known: {', '.join(SCENARIOS)})")
+    if args.explain is not None and (args.policy or args.replay or args.fork or args.exact):
+        return _usage("--explain takes one policy and no --policy, --replay, --fork or --exact")
     try:
-        specs = _specs(args)
+        specs = [parse_policy(args.explain)] if args.explain is not None else _specs(args)
     except ArgumentError as exc:
         return _usage(str(exc))
     props = [Property(p) for p in dict.fromkeys(args.property or [p.value for p in Property])]
+    if args.explain is not None:
+        return _explain(args, specs[0], props)
     err = PipeConsole(stderr=True)
     show = err.is_terminal and not args.json
     with err.status("analyzing", spinner="dots") if show else _Null() as status:
@@ -144,6 +162,52 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(report)
     return 1 if refuted else 0
+
+
+def _explain(args: argparse.Namespace, spec: PolicySpec, props: list[Property]) -> int:
+    from ...analysis.explain import explain  # noqa: PLC0415
+
+    err = PipeConsole(stderr=True)
+    show = err.is_terminal and not args.json
+    with err.status("analyzing both readings", spinner="dots") if show else _Null():
+        found = explain(spec, props, args.depth, SCENARIOS[args.scenario], workers=args.workers)
+    if args.json:
+        print_json("analyze-explain", found.to_json())
+        return 0
+    out = PipeConsole()
+    policy = found.policy
+    out.print(f"[bold]{spec.name}[/]: {policy.summary}")
+    out.print(f"source: {policy.source}")
+    out.print(f"\n[bold]Rules no source settles[/] ({len(found.choices) or 'none'})")
+    for choice in found.choices:
+        rule = choice.rule
+        out.print(f"\n[bold]{rule.key}[/] {rule.question}")
+        out.print(f"  taken ({choice.chosen.spec.name}): {rule.reading}")
+        out.print(f"  other ({choice.other.spec.name}): {rule.other_reading}")
+        out.print(f"  why the default is the default: {rule.why}")
+        table = Table(
+            title=f"{found.report.scenario.name} scenario, depth {found.report.depth}",
+            show_lines=True,
+        )
+        table.add_column("reading", style="bold")
+        for prop in found.report.properties:
+            table.add_column(f"{prop.value} integrity")
+        for row in (choice.chosen, choice.other):
+            cells = []
+            for prop in found.report.properties:
+                verdict = row.verdicts[prop]
+                text = Text(verdict.cell(), style="bold red" if verdict.broken else "green")
+                if verdict.counterexample is not None:
+                    for step in verdict.counterexample.attack:
+                        text.append("\n" + _short(step), style="red")
+                cells.append(text)
+            label = ("taken: " if row is choice.chosen else "other: ") + row.spec.name
+            table.add_row(label, *cells)
+        out.print(table)
+    out.print("\n[bold]Choices[/] (how the design is put on a Linux address space, with sources)")
+    for choice_text in policy.choices:
+        out.print(f"  - {choice_text}")
+    return 0
 
 
 class _Null:

@@ -20,14 +20,20 @@ ORDER = 20
 
 EPILOG = """\
 requirements (--require, repeatable; exit code 1 and one line on stderr per unmet one):
-  complete                  no process was denied (a partial view proves nothing)
+  complete                  every process was read: none denied, cut short, unreached or
+                            changing program while read, and /proc listed them all (no PID
+                            namespace, no hidepid limit): a partial view proves nothing
   system                    every process has its [vdso] sealed (CONFIG_MSEAL_SYSTEM_MAPPINGS)
   sealed:PATTERN            every process whose command matches PATTERN has a sealed
                             mapping, and at least one such process was audited
   sealed:PATTERN:KIND,...   ... with sealed mappings of each KIND
 kinds: text rodata relro data file heap stack anon shm system guard
-exit codes: 0 ok, 1 a requirement is not met, 2 bad usage, 3 internal error,
-  4 the output could not be written (-o FILE); the table is in docs/cli.md
+what could not be known is said, never "not sealed": DENIED, CUT SHORT (a time budget or
+the kernel not answering), CHANGED (it ran another program while read); zombies,
+processes --timeout left unreached and processes that exit during the sweep are counted
+in the summary line
+exit codes: 0 ok, 1 a requirement is not met or a --pid has no process, 2 bad usage,
+  3 internal error, 4 the output could not be written (-o FILE); the table is in docs/cli.md
 """
 
 
@@ -79,6 +85,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-j", "--jobs", type=_positive, metavar="N",
         help="reader threads (default: one per idle CPU, at most 4)",
     )  # fmt: skip
+    parser.add_argument(
+        "--timeout", type=_seconds, metavar="SECONDS",
+        help="stop the sweep after SECONDS: a process being read is cut short, the rest are "
+        "counted as unreached",
+    )  # fmt: skip
+    parser.add_argument(
+        "--process-timeout", type=_seconds, metavar="SECONDS", default=None,
+        help="time one process may take to read (default: 30); past it, it is cut short",
+    )  # fmt: skip
+    parser.add_argument(
+        "--progress", choices=("auto", "always", "never"), default="auto",
+        help="progress on stderr: auto (a bar on a terminal after half a second; elsewhere a "
+        "line every 10 s once the sweep has run 10 s), always, or never",
+    )  # fmt: skip
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 1e9:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"seconds must be between 0 and 1e9, not {text!r}")
+    return value
 
 
 def _users(names: list[str] | None) -> list[int] | None:
@@ -101,20 +131,33 @@ def _users(names: list[str] | None) -> list[int] | None:
 
 
 class _Progress:
-    """A rich progress bar on stderr, shown only on a terminal and only
-    once the sweep has taken half a second."""
+    """Progress on stderr: on a terminal a rich bar (after half a second, or
+    at once with ``always``); elsewhere a plain line every 10 s once the
+    sweep has run 10 s (every second, and at the end, with ``always``), so a
+    long sweep whose output goes to a file or a pipe says where it is."""
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str) -> None:
         import time
 
         self._clock = time.monotonic
         self._started = time.monotonic()
+        self._always = mode == "always"
+        self._tty = sys.stderr.isatty()
         self._bar: Any = None
         self._task: Any = None
+        self._next_line = self._started + (1.0 if self._always else 10.0)
+        self._done = (0, 0)
 
     def __call__(self, done: int, total: int) -> None:
+        self._done = (done, total)
+        now = self._clock()
+        if not self._tty:
+            if now >= self._next_line:
+                self._line(done, total, now)
+                self._next_line = now + (1.0 if self._always else 10.0)
+            return
         if self._bar is None:
-            if self._clock() - self._started < 0.5:
+            if not self._always and now - self._started < 0.5:
                 return
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -128,9 +171,19 @@ class _Progress:
             self._task = self._bar.add_task("audit", total=total)
         self._bar.update(self._task, completed=done, total=total)
 
+    def _line(self, done: int, total: int, now: float) -> None:
+        print(
+            f"sealkit audit: {done} of {total} processes audited, {now - self._started:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+        elif not self._tty and (self._always or self._next_line > self._started + 10.0):
+            # lines were printed (or always): say how it ended
+            self._line(*self._done, self._clock())
 
 
 def _write(text: str, output: str | None) -> None:
@@ -147,9 +200,9 @@ def _write(text: str, output: str | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ...errors import ArgumentError
-    from ...host.outputs import to_json, to_prometheus
+    from ...host.outputs import audit_json_text, to_prometheus
     from ...host.requirements import check_requirements, parse_requirement
-    from ...host.sweep import scan_host
+    from ...host.sweep import DEFAULT_PROCESS_TIMEOUT, scan_host
 
     fmt = args.format or "table"
     try:
@@ -161,32 +214,35 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None and os.path.isdir(args.output):
         print(f"sealkit audit: --output {args.output!r} is a directory", file=sys.stderr)
         return 2
-    progress = _Progress() if sys.stderr.isatty() else None
+    progress = None if args.progress == "never" else _Progress(args.progress)
+    process_timeout = (
+        DEFAULT_PROCESS_TIMEOUT if args.process_timeout is None else args.process_timeout
+    )
     try:
         report = scan_host(
-            pids=args.pid, users=users, comm=args.comm, jobs=args.jobs, progress=progress
-        )
+            pids=args.pid, users=users, comm=args.comm, jobs=args.jobs, progress=progress,
+            timeout=args.timeout, process_timeout=process_timeout,
+        )  # fmt: skip
     finally:
         if progress is not None:
             progress.close()
     results = check_requirements(report, requirements)
     text: str | None
     if fmt == "json":
-        import json
-
-        doc = to_json(report, sealed_only=args.sealed_only, requirements=results)
-        text = json.dumps(doc, indent=1) + "\n"
+        text = audit_json_text(report, sealed_only=args.sealed_only, requirements=results)
     elif fmt == "prometheus":
         text = to_prometheus(report, results, host=args.host)
     else:
         text = _table(report, args.sealed_only, to_file=args.output is not None)
     if text is not None:
         _write(text, args.output)
+    for pid in report.not_found:
+        print(f"sealkit audit: no process {pid}", file=sys.stderr)
     failed = [r for r in results if not r.met]
     for result in failed:
         print(f"sealkit audit: requirement {result.requirement} not met: {result.reason}",
               file=sys.stderr)  # fmt: skip
-    return 1 if failed else 0
+    return 1 if failed or report.not_found else 0
 
 
 def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
@@ -198,9 +254,12 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
     from rich.text import Text
 
     from ...host.classify import KINDS
-    from ...text import human_size, printable
+    from ...text import human_size, label
     from ..output import file_width
     from ..output import table_console as stdout_console
+
+    _UNREAD = {"denied": "DENIED", "cut_short": "CUT SHORT", "changed": "CHANGED"}
+    _SMAPS_DENIED = "its memory map may not be read"
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     # Root can still be refused (ptrace scope, an LSM, a sandbox's init):
@@ -220,14 +279,16 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
             no_wrap=header != "WHAT IS SEALED",
         )
     for proc in report.processes:
-        if sealed_only and not proc.any_sealed and proc.status != "denied":
+        if sealed_only and not proc.any_sealed and proc.status == "ok":
             continue
-        if proc.status == "denied":
+        command = Text("?", style="yellow") if proc.command is None else Text(label(proc.command))
+        if proc.status != "ok":
+            why = _DENIED_WHY if proc.reason == _SMAPS_DENIED else proc.reason
             table.add_row(
-                str(proc.pid), Text(printable(proc.user)), Text(printable(proc.command)),
+                str(proc.pid), Text(label(proc.user)), command,
                 Text("?", style="yellow"),
-                Text("DENIED", style="bold yellow"), Text("?", style="yellow"),
-                Text(_DENIED_WHY, style="yellow"),
+                Text(_UNREAD[proc.status], style="bold yellow"), Text("?", style="yellow"),
+                Text(why, style="yellow"),
             )  # fmt: skip
             continue
         kinds = proc.by_kind()
@@ -241,22 +302,21 @@ def _table(report: Any, sealed_only: bool, to_file: bool) -> str | None:
             count = Text("0", style="red")
             size = Text("-", style="dim")
         table.add_row(
-            str(proc.pid),
-            Text(printable(proc.user)),
-            Text(printable(proc.command)),
-            str(proc.mappings),
-            count,
-            size,
-            what,
-        )
+            str(proc.pid), Text(label(proc.user)), command, str(proc.mappings), count, size, what,
+        )  # fmt: skip
     sink = io.StringIO() if to_file else None
     console = stdout_console(sink, file_width()) if sink is not None else stdout_console()
     if table.row_count:
         console.print(table)
     elif sealed_only:
         console.print("no audited process has sealed memory")
-    console.print(Text(report.summary(), style="bold"))
-    if sink is None and report.sealed == 0 and sys.stdout.isatty():
+    console.print(Text(label(report.summary()), style="bold"))
+    for note in report.scope.notes:
+        if not note.startswith("filters "):
+            console.print(Text(f"scope limited: {note}", style="yellow"))
+    # nothing sealed among the processes read (all of them denied says nothing)
+    read = any(p.status == "ok" for p in report.processes)
+    if sink is None and report.sealed == 0 and read and sys.stdout.isatty():
         console.print(Text(NOTHING_SEALED, style="dim"))
     return sink.getvalue() if sink is not None else None
 

@@ -85,7 +85,7 @@ def _comparison(
 ) -> Table:
     table = Table(
         title="What each design does at the key call (red: refused, green: allowed; "
-        "✓/✗: matches the spec's expectation for that design)",
+        "✓/✗: matches the scenario's expectation for that design)",
         box=box.SIMPLE_HEAD, padding=(0, 1),
     )  # fmt: skip
     table.add_column("scenario", no_wrap=True)

@@ -37,7 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...errors import AccessDeniedError, ArgumentError, ArgumentTypeError, ProcessGoneError
+    from ...errors import (
+        AccessDeniedError,
+        ArgumentError,
+        ArgumentTypeError,
+        CutShortError,
+        ProcessChangedError,
+        ProcessGoneError,
+    )
     from ...host.maps import process_maps
 
     try:
@@ -45,8 +52,18 @@ def run(args: argparse.Namespace) -> int:
     except (ArgumentError, ArgumentTypeError) as exc:
         print(f"sealkit maps: {exc}", file=sys.stderr)
         return 2
+    except ProcessChangedError:
+        print(
+            f"sealkit maps: process {args.pid} replaced its program (exec) each time it was "
+            "read; try again",
+            file=sys.stderr,
+        )
+        return 1
     except ProcessGoneError:
         print(f"sealkit maps: no process {args.pid}", file=sys.stderr)
+        return 1
+    except CutShortError as exc:
+        print(f"sealkit maps: process {args.pid}: {exc.reason}", file=sys.stderr)
         return 1
     except AccessDeniedError:
         print(
@@ -64,12 +81,9 @@ def run(args: argparse.Namespace) -> int:
             return 2
         write_output(render_svg(maps), args.svg)  # OutputError: exit code 4
     if args.json:
-        import json
+        from ...host.maps import maps_json
 
-        doc = maps.as_dict()
-        if args.sealed_only:
-            doc["regions"] = [r for r in doc["regions"] if r["sealed"]]
-        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+        sys.stdout.write(maps_json(maps, sealed_only=args.sealed_only))
         return 0
     _table(maps, args.sealed_only)
     return 0
@@ -80,7 +94,7 @@ def _table(maps: ProcessMaps, sealed_only: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from ...text import human_size, printable
+    from ...text import human_size, label
     from ..output import table_console as stdout_console
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
@@ -102,14 +116,14 @@ def _table(maps: ProcessMaps, sealed_only: bool) -> None:
         table.add_row(
             f"{v.start:012x}-{v.end:012x}", human_size(v.size), v.perms,
             Text("sealed", style="bold green") if v.sealed else Text("-", style="dim"),
-            region.kind, Text(printable(v.path)), style=style,
+            region.kind, Text(label(v.path)), style=style,
         )  # fmt: skip
     console = stdout_console()
     console.print(table)
     sealed = maps.sealed
     console.print(
         Text(
-            f"pid {maps.pid} ({printable(maps.command)}): {len(maps.regions)} mappings, {len(sealed)} sealed "
+            f"pid {maps.pid} ({label(maps.command)}): {len(maps.regions)} mappings, {len(sealed)} sealed "
             f"({human_size(sum(r.vma.size for r in sealed))})"
             + ("" if maps.regions else "; a kernel thread or an exited (zombie) process has none"),
             style="bold",

@@ -4,8 +4,8 @@ and layouts, run against the real kernel and against the model's policies.
 Scenarios
 ---------
 Scenarios live in ``scenarios/*.toml`` (package data) and in
-:mod:`sealkit.fidelity.conformance.matrix` (the madvise matrix of spec
-kernel-behaviour 7.1, generated from its table). Each names its source::
+:mod:`sealkit.fidelity.conformance.matrix` (the measured madvise matrix, probe
+case 7.1, generated from its table). Each names its source::
 
     [[scenario]]
     name = "selftest/seal_mprotect/sealed"
@@ -134,29 +134,30 @@ class Scenario:
 
 
 NOT_EXPRESSIBLE: Final[tuple[tuple[str, str], ...]] = (
-    ("kernel-behaviour 2.1, 2.1b", "sealing the main thread's [stack] and its growth: the "
+    ("case 2.1, 2.1b", "sealing the main thread's [stack] and its growth: the "
      "stack is not in the executor's arena"),
-    ("kernel-behaviour 2.2, 2.3", "sealing / unmapping the vDSO, vvar and vvar_vclock: "
+    ("case 2.2, 2.3", "sealing / unmapping the vDSO, vvar and vvar_vclock: "
      "system mappings outside the arena"),
-    ("kernel-behaviour 4.9", "shmat(SHM_REMAP): System V shared memory is not in the op language"),
-    ("kernel-behaviour 4.10", "remap_file_pages: not in the op language"),
-    ("kernel-behaviour 5.10 (pkey_alloc part)", "pkey_alloc: the CPU has no PKU; the "
+    ("case 4.9", "shmat(SHM_REMAP): System V shared memory is not in the op language"),
+    ("case 4.10", "remap_file_pages: not in the op language"),
+    ("case 5.10 (pkey_alloc part)", "pkey_alloc: the CPU has no PKU; the "
      "pkey_mprotect calls of 5.10 are covered"),
-    ("kernel-behaviour 8.2, 8.3 (glibc sbrk part)", "glibc's sbrk() reporting success on a "
+    ("case 8.2, 8.3 (glibc sbrk part)", "glibc's sbrk() reporting success on a "
      "refused shrink is libc behaviour; the raw brk calls underneath are covered"),
-    ("kernel-behaviour 9.1c", "the parent's view after the forked child exits: the op "
+    ("case 9.1c", "the parent's view after the forked child exits: the op "
      "language's fork continues the trace in the child (9.1a and 9.1b are covered)"),
-    ("kernel-behaviour 11.5", "msync: not in the op language"),
-    ("kernel-behaviour 11.6", "mincore: not in the op language"),
-    ("kernel-behaviour 11.8", "mlockall/munlockall: would lock the whole worker, not the arena"),
-    ("kernel-behaviour 11.9, 11.10", "writes through /proc/self/mem (FOLL_FORCE): the op "
+    ("case 11.5", "msync: not in the op language"),
+    ("case 11.6", "mincore: not in the op language"),
+    ("case 11.8", "mlockall/munlockall: would lock the whole worker, not the arena"),
+    ("case 11.9, 11.10", "writes through /proc/self/mem (FOLL_FORCE): the op "
      "language's write is a user-space store by design"),
     ("mseal_test.c test_seal_discard_ro_anon_on_pkey", "needs an allocated pkey and PKRU "
      "writes: no PKU on this CPU (the selftest skips too); covered with pkey -1"),
     ("mseal_test.c test_seal_zero_address", "maps at address 0, outside the arena: run at p0 "
      "instead (what it asserts, seal then mprotect refused, does not depend on the address)"),
 )  # fmt: skip
-"""Cases from the sources that the op language cannot express (or only in part), and why."""
+"""Cases of the probe run (numbered as the ``probe/`` scenarios, docs/reference/linux.md)
+and of the kernel selftest that the op language cannot express (or only in part), and why."""
 
 
 # ------------------------------------------------------------------ parsing
@@ -318,22 +319,29 @@ def load_scenarios(pattern: str | None = None) -> list[Scenario]:
 
 def translate(ops: Sequence[Op], policy: str) -> list[Op]:
     """The trace with Linux's ``mseal`` replaced by ``policy``'s own sealing
-    call (the strongest seal it offers), so one scenario can be asked of every
-    design. Other calls are unchanged, except that ``proposal-v3`` needs
-    ``MAP_SEALABLE`` on every mapping (its opt-in, spec linux-mseal §3.1 v3)."""
+    call (the strongest seal it offers: every type), so one scenario can be
+    asked of every design. Other calls are unchanged, except that a policy
+    whose mappings must opt in (``proposal-v3``'s ``MAP_SEALABLE``, RFC v3
+    09/11) gets the flag on every mapping. The call comes from the policy
+    (``Policy.seal_op``), so every reading of a design is asked the same."""
+    from ...model import POLICIES  # noqa: PLC0415 (the model is loaded when used)
+
+    model = POLICIES.get(policy)
+    call = model.seal_op if model is not None else Mseal
+    sealable = model is not None and model.map_sealable
     out: list[Op] = []
     for op in ops:
         new: Op = op
         if isinstance(op, Mseal):
-            if policy == "proposal-v1":
+            if call is MsealV1:
                 new = MsealV1(op.addr, op.length, SealV1(0x1F), op.flags)
-            elif policy == "proposal-v3":
+            elif call is MsealV3:
                 new = MsealV3(op.addr, op.length, SealV3(0xF), op.flags)
-            elif policy.startswith("mimmutable"):
+            elif call is Mimmutable:
                 new = Mimmutable(op.addr, op.length)
-            elif policy == "chrome-split":
+            elif call is MsealSplit:
                 new = MsealSplit(op.addr, op.length, SplitSeal.UNMAP | SplitSeal.PROT)
-        elif isinstance(op, Mmap) and policy == "proposal-v3":
+        elif isinstance(op, Mmap) and sealable:
             new = Mmap(op.addr, op.length, op.prot, op.flags | MapFlag.SEALABLE, op.file,
                        op.offset, op.file_ro)  # fmt: skip
         out.append(new)

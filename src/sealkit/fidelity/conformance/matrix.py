@@ -1,4 +1,4 @@
-"""The madvise matrix of spec kernel-behaviour 7.1 as conformance scenarios.
+"""The measured madvise matrix (probe case 7.1) as conformance scenarios.
 
 25 advices x 10 mapping types. As in the probe, each scenario builds an
 unsealed control copy of the mapping type at pages [0,4) and an identical copy
@@ -11,9 +11,9 @@ DONTFORK get a second scenario that forks and checks the child's view (the
 probe's "fork child sees" column). GUARD_REMOVE rows pre-install a guard on
 the second page of each copy before sealing, as the probe did.
 
-The table below is transcribed from the "Condensed madvise matrix" and the
-per-type tables of kernel-behaviour.md; only the 14 cells listed there
-differ between the control and the sealed copy.
+The table below is transcribed from the probe run's condensed madvise
+matrix and its per-type tables (docs/reference/linux.md rules 10-14); only
+the 14 cells listed there differ between the control and the sealed copy.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ _SEALED: Final[dict[str, tuple[str, ...]]] = {
     "populate_write": ("0", "EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL", "0", "0", "EINVAL", "EINVAL"),
     "collapse": ("EINVAL",) * 10,
 }  # fmt: skip
-# The 14 cells where the unsealed control differs (kernel-behaviour rule 10).
+# The 14 cells where the unsealed control differs (docs/reference/linux.md rule 10).
 _CONTROL_DIFF: Final[dict[str, str]] = {
     "dontneed": "0", "free": "0", "dontneed_locked": "0", "remove": "EINVAL",
     "wipeonfork": "0", "dontfork": "0", "guard_install": "0",
@@ -190,7 +190,7 @@ def _scenario(advice: str, kind: str, fork: bool) -> Scenario:
     layout = Layout.parse("\n".join(runs) or "(nothing mapped)", "p", 0, 16)
     suffix = "/fork-child" if fork else ""
     source = (
-        f"kernel-behaviour 7.1 ({kind}) {TYPES[kind][0]}: MADV_{advice.upper()}"
+        f"measured case 7.1 ({kind}) {TYPES[kind][0]}: MADV_{advice.upper()}"
         + (" (fork child sees)" if fork else "")
         + (" (after follow-up MADV_PAGEOUT)" if reclaimed else "")
     )

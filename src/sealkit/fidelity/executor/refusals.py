@@ -13,7 +13,7 @@ its own addresses before running, since "wraps" depends on the base.
 "Below ``vm.mmap_min_addr``" is widened to the first MiB, which every runner
 verifies is empty at start. ``mseal`` and ``munmap`` ranges that start in the
 window and run past ``TASK_SIZE`` are allowed too: both refuse such a range
-before changing anything (spec kernel-behaviour 1.5).
+before changing anything (scenario probe/1.5).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _span_refusal(
     """Why touching ``[addr, addr+length)`` (page-rounded outwards) is refused, or None.
 
     ``prechecked``: the call refuses, before changing anything, any range that
-    runs past ``TASK_SIZE`` (mseal: range_contains_unmapped, spec rule 2;
+    runs past ``TASK_SIZE`` (mseal: range_contains_unmapped, docs/reference/linux.md rule 2;
     munmap: ``len > TASK_SIZE - start`` in do_vmi_munmap)."""
     addr &= MASK64
     length &= MASK64

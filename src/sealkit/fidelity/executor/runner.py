@@ -32,7 +32,7 @@ process), so per-call snapshots use cheaper measurements:
   ``PROCMAP_QUERY`` ioctl on ``/proc/self/maps`` (Linux 6.11+): no page walk;
 * the sealed bit from ``mprotect(vma, len, <its own prot>)``: EPERM iff
   sealed, a no-op otherwise (``mprotect_fixup`` tests the seal before its
-  ``newflags == oldflags`` early return; spec linux-mseal §5 "Probing",
+  ``newflags == oldflags`` early return, docs/reference/linux.md rule 7;
   verified by ``tests/kernel/test_executor.py``), asked once per stretch of
   adjacent VMAs with the same protection (no VMA of it changes, and
   ``mprotect_fixup`` answers EPERM at the first sealed one), and VMA by VMA
@@ -205,7 +205,7 @@ class Runner:
 
     def _open_self(self) -> None:
         """Open this process's /proc files and pidfd (again after a fork:
-        they are tied to the process that opened them, spec README pitfalls)."""
+        they are tied to the process that opened them)."""
         self.pid = os.getpid()
         self.maps_fd = os.open("/proc/self/maps", os.O_RDONLY | os.O_CLOEXEC)
         self.mem_fd = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC)

@@ -1,6 +1,6 @@
 """The worker process: a fresh interpreter that forks the runners.
 
-Seals last until the process exits (spec linux-mseal §1.3 "No unseal"), so
+Seals last until the process exits (nothing unseals: docs/reference/linux.md rule 3), so
 traces never run in the caller. A worker is a fresh interpreter
 (``python -c 'from sealkit.fidelity.executor.zygote import worker_main; worker_main()'``)
 talking pickled frames over two pipes, in its own session (the terminal's
@@ -18,7 +18,7 @@ guard pages, as one ``PROT_NONE|MAP_SHARED|MAP_ANONYMOUS|MAP_NORESERVE``
 mapping far below the kernel's top-down mmap area (so no placement the
 kernel chooses, "elsewhere", can ever land in it). The guards are shmem,
 a backing object no trace can create, so a trace's mapping never merges
-with them (spec kernel-behaviour rule 15).
+with them (docs/reference/linux.md rule 15).
 
 The zygote never runs a trace itself, so every runner starts from the same
 pristine state and a runner's seals vanish with it.

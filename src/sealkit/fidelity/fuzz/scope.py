@@ -31,11 +31,12 @@ UNDEFINED: Final[tuple[tuple[str, str], ...]] = (
         "generated; results, VMAs and content are compared, residency is not observed",
     ),
     (
-        "VMA boundaries that only depend on when the kernel merges (anon_vma history, rule 15 "
-        "case 10.3)",
-        "compared in the merged form; exact boundaries are compared where the spec defines "
-        "them (the leftover split at the ends of a munmap/MAP_FIXED range refused with EPERM; "
-        "the refused brk shrink is conformance scenario 8.1), or everywhere with --exact",
+        "VMA boundaries that only depend on when the kernel merges (anon_vma history, "
+        "docs/reference/linux.md rule 15, scenario probe/10.3)",
+        "compared in the merged form; exact boundaries are compared where the kernel's rules "
+        "fix them (the leftover split at the ends of a munmap/MAP_FIXED range refused with "
+        "EPERM; the refused brk shrink is conformance scenario probe/8.1), or everywhere with "
+        "--exact",
     ),
     (
         "tracked VmFlags (dc wf lo lf hg nh dd rr sr mg gd) between checkpoints",
@@ -66,7 +67,8 @@ VERIFIED: Final[dict[str, str]] = {
     "with protection, shared, backing, file/shmem page offset, seal, and one content token "
     "per page (model `?` matches anything)",
     "after a munmap or mmap(MAP_FIXED) refused with EPERM": "the exact VMA boundaries at the "
-    "ends of the call's range (the leftover split, spec rule 5); every boundary with --exact",
+    "ends of the call's range (the leftover split, docs/reference/linux.md rule 5); every "
+    "boundary with --exact",
     "at flag checkpoints": "the tracked VmFlags from /proc/self/smaps, and the seal probe "
     "against smaps `sl`",
 }

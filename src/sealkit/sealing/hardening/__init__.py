@@ -1,7 +1,8 @@
 """Harden the running interpreter: seal the loaded code of this process.
 
 :func:`harden` does for a Python process what glibc's unmerged loader
-sealing (``-z memory-seal``, spec other-systems §4.2) would do for a marked
+sealing (``-z memory-seal``, Adhemerval Zanella's "elf: Add support to memory
+sealing" series, libc-alpha, 2024) would do for a marked
 program: it walks every ELF object the dynamic loader has mapped (the python
 executable, libpython, libc, ld.so, extension modules, ctypes-loaded
 libraries), from ``dl_iterate_phdr(3)``, and ``mseal(2)``\\ s their segments.
@@ -11,7 +12,9 @@ libraries), from ``dl_iterate_phdr(3)``, and ``mseal(2)``\\ s their segments.
   has relocated it).
 * ``level="all"`` seals each object's whole range, as glibc's proposal does:
   also writable data, the zero-fill ``.bss`` pages beyond the file, and the
-  ``PROT_NONE`` gaps between segments (so nothing can be mapped into them).
+  ``PROT_NONE`` gaps between segments that the loader filled from the
+  object's file (so nothing can be mapped into them; a hole the kernel left
+  unmapped, and whatever someone else mapped there, is not the object's).
   Writable pages stay writable: a seal fixes the mapping and its protection,
   not the contents.
 
@@ -26,12 +29,13 @@ built), so a library another thread replaced in the meantime is skipped as
 "changed since planned" rather than sealed (``docs/hardening.md``, Threads).
 
 Sealing is irreversible until the process exits. What breaks afterwards is
-listed in ``docs/hardening.md``: dlclose of a sealed library leaks its
-mapping instead of unmapping it, a later dlopen of a library that needs an
+listed in ``docs/hardening.md``: a sealed library is pinned (RTLD_NODELETE,
+:mod:`.pinning`), so dlclose no longer unloads it, a later dlopen of a library that needs an
 executable stack fails (glibc must mprotect ld.so's RELRO for it), and
 checkpoint/restore (CRIU) and rr cannot remap a sealed process.
 
-Where each part lives: :mod:`.plan` (what to seal, pure), :mod:`.apply`
+Where each part lives: :mod:`.plan` (what to seal, pure), :mod:`.pinning`
+(each object made undeletable before it is sealed), :mod:`.apply`
 (sealing, each range checked again first), :mod:`.hooks` (sealing later
 imports, and the state harden() shares with them), :mod:`.report` (what
 harden() returns). :func:`harden` itself is here.
@@ -49,6 +53,7 @@ from ..._os.syscalls import raise_exit_status_at_exit, set_process_name
 from ...errors import ArgumentError, ArgumentTypeError
 from .apply import apply_plans
 from .hooks import STATE, hook_reports, install_hooks, object_key, page_size
+from .pinning import pin_plans, pinned_objects
 from .plan import LEVELS, SYSTEM_MAPPINGS, build_plans, build_report, plan
 from .report import KINDS, HardenReport, ObjectReport, SealedRange, SkippedRange
 
@@ -62,6 +67,7 @@ __all__ = [
     "SkippedRange",
     "harden",
     "hook_reports",
+    "pinned_objects",
     "plan",
     "raise_exit_status_at_exit",
     "set_process_name",
@@ -109,6 +115,7 @@ def harden(
         objects = syscalls.loaded_objects()
         plans = build_plans(objects, procfs.read_smaps(counters=False), level, system, page)
         if not dry_run:
+            pin_plans(plans)
             apply_plans(plans)
             STATE.seen.update(object_key(o) for o in objects)
         return build_report(plans, level, system, imports, dry_run, "harden()", page, started)

@@ -16,6 +16,7 @@ from typing import Any, Final
 from ..._os import procfs, syscalls
 from ..._os.syscalls import LoadedObject
 from .apply import apply_plans
+from .pinning import pin_plans
 from .plan import build_plans, build_report
 from .report import HardenReport
 
@@ -88,6 +89,7 @@ def _after_load(trigger: str) -> None:
                 # perms, files and offsets. What only smaps has, the seal bit,
                 # a just-loaded object cannot have; re-sealing would be a no-op.
                 plans = build_plans(new, procfs.read_maps(), level, None, page)
+                pin_plans(plans)
                 apply_plans(plans)
                 STATE.seen.update(object_key(o) for o in new)
                 report = build_report(plans, level, False, True, False, trigger, page, started)

@@ -35,7 +35,8 @@ CODE_KINDS: Final = frozenset({"text", "rodata", "relro"})
 
 SYSTEM_MAPPINGS: Final = ("[vdso]", "[vvar]", "[vvar_vclock]")
 """Kernel-provided mappings sealed only with ``system=True`` (what
-``CONFIG_MSEAL_SYSTEM_MAPPINGS`` seals on x86-64, spec linux-mseal §2.6)."""
+``CONFIG_MSEAL_SYSTEM_MAPPINGS`` seals on x86-64: security/Kconfig and
+arch/x86/entry/vdso/vma.c, Linux 6.15+)."""
 
 _SYSTEM_CAVEAT: Final = (
     "system mapping: sealed only with system=True (breaks CRIU, rr, gVisor and "
@@ -49,7 +50,8 @@ class _Piece(NamedTuple):
     ``perms``: the expected ``rwx`` letters (``None``: any, but never w+x);
     ``offset``: the expected file offset at ``start`` (``None``: not checked);
     ``backing``: ``file`` (this object's file), ``anon`` (zero-fill),
-    ``any`` (this object's file or anonymous: gaps, shared pages),
+    ``any`` (this object's file or anonymous: pages two segments share),
+    ``hole`` (a hole between segments: only this object's file fills it),
     ``system`` (a kernel mapping named ``kind``).
     ``shared``: the kind of another segment that maps the same page.
     """
@@ -156,12 +158,17 @@ def _object_pieces(obj: LoadedObject, page: int) -> tuple[list[_Piece], list[Ski
         if current is not None:
             resolved.append(current)
 
-    # Holes between segments: glibc fills them with PROT_NONE (a mapping of the
-    # file, or anonymous), so that nothing else lands inside the object.
+    # Holes between segments. glibc's _dl_map_segments maps a library's whole
+    # span from its file and mprotects the holes PROT_NONE, so its holes are
+    # its file ("hole" backing: that file only). The kernel maps the main
+    # program segment by segment (binfmt_elf elf_map() unmaps the rest of the
+    # total mapping), so the main program's holes are free address space:
+    # whatever is mapped there (an anonymous PROT_NONE reservation, say)
+    # belongs to someone else and is never sealed as the object's.
     with_gaps: list[_Piece] = []
     for piece in resolved:
         if with_gaps and piece.start > with_gaps[-1].end:
-            with_gaps.append(_Piece(with_gaps[-1].end, piece.start, "gap", "---", None, "any"))
+            with_gaps.append(_Piece(with_gaps[-1].end, piece.start, "gap", "---", None, "hole"))
         with_gaps.append(piece)
 
     notes: list[SkippedRange] = []
@@ -221,6 +228,11 @@ def _mismatch(piece: _Piece, vma: Vma, addr: int, ident: Vma | None) -> str:
             return f"file offset {actual:#x} where the segment calls for {expected:#x}"
     elif piece.backing == "anon" and not anonymous:
         return f"mapped from {vma.path}, where the segment's zero-fill should be anonymous"
+    elif piece.backing == "hole" and not same_file:
+        return (
+            f"a hole between the object's segments, mapped from {vma.path or 'anonymous memory'}:"
+            " the loader fills holes from the object's own file, so this belongs to someone else"
+        )
     elif piece.backing == "any" and not (same_file or anonymous):
         return f"mapped from {vma.path}, which is neither the object's file nor zero-fill"
     return ""
@@ -368,6 +380,13 @@ def _plan_object(
         why = f"first segment maps file offset {actual:#x}, expected {first.offset:#x}"
     path = ident.path if ident is not None and ident.inode else (obj.name or "(main program)")
     entry = Plan(path, obj.name, obj.addr)
+    if not why and obj.textrel:
+        why = (
+            "text relocations (DT_TEXTREL): the loader makes this object's text "
+            "writable to relocate it; never sealed"
+        )
+        entry.skip.append(SkippedRange(pieces[0].start, pieces[-1].end, first.kind, why))
+        return entry, [], None
     if why:
         reason = f"{why}: object ambiguous"
         entry.skip.append(SkippedRange(pieces[0].start, pieces[-1].end, first.kind, reason))
