@@ -380,22 +380,18 @@ def _profile_first(
 
 
 def default_workers() -> int:
-    """Two processes unless both cores are already busy.
+    """One worker process per core this process may run on
+    (``os.sched_getaffinity``; ``os.cpu_count`` where that is missing).
 
-    Measured (bench_analyze, linux depth 3): 56.9 s with one process and
-    32.3 s with two at load average 1.1; 57 s and 60 s at load average 2,
-    when a second search process only adds forking and a second cold cache.
+    The search's results do not depend on the number of workers (the same
+    states, counts and findings for any number: tested), so this choice is
+    only about speed; a busy machine is the user's to account for with
+    ``--workers``.
     """
-    cores = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-    if cores < 2:
-        return 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return 2
-    return 2 if load < cores else 1
+    getaffinity = getattr(os, "sched_getaffinity", None)
+    if getaffinity is not None:
+        return max(1, len(getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def analyze(

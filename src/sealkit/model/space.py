@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable, Hashable
-from typing import Final
+from typing import Final, TypeAlias
 
 from .. import ops as _ops
 from ..errors import ArgumentError, ArgumentTypeError
@@ -55,7 +55,20 @@ from .vma import (
     merge,
 )
 
-__all__ = ["AddressSpace"]
+__all__ = ["AddressSpace", "VmaView"]
+
+VmaView: TypeAlias = tuple[
+    int,
+    int,
+    tuple[int, int, str | None, int, bool],
+    str | None,
+    Hashable,
+    str | None,
+    tuple[str | None, ...],
+]
+"""One VMA of :meth:`AddressSpace.vma_view`: start and end page, attributes
+(flags, seal, open file, page offset, forked), object, anon_vma, layout name,
+data."""
 
 DEFAULT_RAM_PAGES: Final = 1 << 21
 """RAM + swap in pages (8 GiB) for the overcommit heuristic: a private
@@ -266,6 +279,74 @@ class AddressSpace:
             zone, lo, hi, tuple(items), self.brk - self.start_brk, shm, files, self.def_flags,
             self.proc_mem_force,
         )  # fmt: skip
+
+    def vma_view(self, zone: str, lo: int, hi: int) -> tuple[VmaView, ...]:
+        """Everything a call can read of pages ``[lo, hi)`` of ``zone``, one
+        entry per VMA that meets the window: ``(start page, end page,
+        attributes, object, anon_vma, name, data)``.
+
+        ``start``/``end`` are the VMA's own bounds (zone page indices, not
+        clipped). ``attributes`` is every field of the VMA but its objects and
+        pages: ``vm_flags`` (all of them, ``VM_ACCOUNT``, ``VM_SEALABLE``...
+        that no layout shows), the seal, the open file (``"f:NAME"`` /
+        ``"F:NAME"`` for read-write / read-only, ``"s"`` for shmem, ``None`` for
+        anonymous memory), the page offset of ``start`` and whether the
+        anon_vma comes from ``fork()``. ``object`` is the backing object's
+        content key (``"f:NAME"``, ``"s:N"``; ``None`` for anonymous memory);
+        ``anon_vma`` is the anon_vma itself (compared by identity, as the
+        kernel compares the pointer; a private file mapping has one once a
+        page was copied) or ``None``; ``name`` is what layouts call the
+        object (``Run.obj``). ``data`` has one entry per page of the window
+        the VMA covers: the page's own content token (lazily freed content as
+        ``?`` followed by the letter a write fault would bring back), or
+        ``None`` where the page shows its object (or zeroes).
+
+        With :meth:`backing_view` this is the whole state a call can read or
+        change in the window: the analyzer's search keys its caches on it.
+        """
+        base = _zone_base(zone, lo, hi)
+        start, end = base + lo * PAGE, base + hi * PAGE
+        out: list[VmaView] = []
+        names: dict[object, str] = {}
+        for v in self.vmas.range(start, end):
+            s, e = max(v.start, start), min(v.end, end)
+            off, n = (s - v.start) >> PAGE_SHIFT, (e - s) >> PAGE_SHIFT
+            if v.file is None:
+                opened: str | None = None
+                obj: str | None = None
+            else:
+                opened = "s" if v.file.startswith("s:") else v.file
+                obj = self.object_key(v.file)
+            data: list[str | None] = [None] * n
+            for a, b, k in v.priv:
+                if b <= off or a >= off + n:
+                    continue
+                lazy = content.is_lazy(k)
+                kind = content.unlazy(k) if lazy else k
+                for o in range(max(a, off), min(b, off + n)):
+                    token = content.token(kind, o)
+                    data[o - off] = content.LAZY + token if lazy else token
+            anon = v.anon
+            out.append(
+                (
+                    (v.start - base) >> PAGE_SHIFT,
+                    (v.end - base) >> PAGE_SHIFT,
+                    (v.flags, int(v.seal), opened, v.pgoff, anon is not None and anon.forked),
+                    obj,
+                    anon,
+                    self._obj_name(v, names),
+                    tuple(data),
+                )
+            )
+        return tuple(out)
+
+    def backing_view(self) -> tuple[int, tuple[tuple[str, int, Runs], ...]]:
+        """What calls can read outside the VMAs: the break (pages above its
+        start) and every backing object's contents ``(key, size in pages,
+        runs)``, sorted by key. A file no call has touched yet is not listed
+        (it holds ``ops.FILE_PAGES`` pages of ``F``); once listed it stays."""
+        objects = tuple(sorted((k, size, runs) for k, (size, runs) in self.objects.items()))
+        return ((self.brk - self.start_brk) >> PAGE_SHIFT, objects)
 
     # ------------------------------------------------------- layout helpers
 

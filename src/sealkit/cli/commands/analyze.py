@@ -79,7 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scenario", default="default", help=f"starting scenario ({', '.join(SCENARIOS)})"
     )
     parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: both cores)"
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: one per available core)",
     )
     parser.add_argument(
         "--attacker",
