@@ -341,6 +341,10 @@ class _Chunk:
         return state
 
 
+def _guard_install(op: Op) -> bool:
+    return isinstance(op, Madvise) and op.advice == Madv.GUARD_INSTALL
+
+
 def _mask(indices: Iterable[int]) -> int:
     out = 0
     for i in indices:
@@ -457,6 +461,13 @@ class _Engine:
             plain = tuple(i for i in members if i not in set(creating))
             self.parts.append((plain, creating))
         self.named_bits = [_bits(m & ((1 << self.brk_slot) - 1)) for m in self.named]
+        # Groups with a call that changes an attribute of every VMA it meets,
+        # whole, without splitting it: MADV_GUARD_INSTALL sets VM_MAYBE_GUARD
+        # (the ``gu`` VmFlag) on the VMA (mm/madvise.c
+        # ``madvise_guard_install()``). Their footprint holds those VMAs.
+        self.vma_wide = [
+            any(_guard_install(self.ops[i]) for i in members) for members in self.groups
+        ]
         self.op_files = [
             1 << self.file_slots["f:" + op.file]
             if isinstance(op, Mmap) and op.file is not None and "f:" + op.file in self.file_slots
@@ -774,6 +785,7 @@ class _View:
         # on each side; else nothing.
         span = [0] * n
         span_w = [0] * n
+        vma = [0] * n  # vma[i]: the whole VMA page i is in (its pages in the window)
         for _, lo, hi, base in engine.zones:
             j = base
             end = base + hi - lo
@@ -785,6 +797,9 @@ class _View:
                 k = j + 1
                 while k < end and vec[k] is not None and not vec[k][_START]:
                     k += 1
+                whole = ((1 << (k - j)) - 1) << j
+                for q in range(j, k):
+                    vma[q] = whole
                 if e[_ANON] is None and not e[_FLAGS] & _VM_MAYSHARE:
                     inner = ((1 << (k - j)) - 1) << j
                     m = inner | (1 << (j - 1) if j > base else 0) | (1 << k if k < end else 0)
@@ -818,6 +833,7 @@ class _View:
                 page_alias[j] = 0 if slot is None else 1 << slot
         self.span = span
         self.span_w = span_w
+        self.vma = vma
         self.page_alias_w = page_alias_w
         self.alias = alias
         self.page_alias = page_alias
@@ -854,6 +870,10 @@ class _View:
         span_w = self.span_w
         for j in engine.wide_bits[g]:
             m |= span_w[j]
+        if engine.vma_wide[g]:
+            vma = self.vma
+            for j in engine.named_bits[g]:
+                m |= vma[j]
         page_alias_w = self.page_alias_w
         for j in engine.named_bits[g]:
             m |= page_alias_w[j]
@@ -872,6 +892,10 @@ class _View:
         span = self.span
         for j in engine.wide_bits[g]:
             m |= span[j]
+        if engine.vma_wide[g]:
+            vma = self.vma
+            for j in engine.named_bits[g]:
+                m |= vma[j]
         page_alias = self.page_alias
         for j in engine.named_bits[g]:
             m |= page_alias[j]
@@ -892,6 +916,10 @@ class _View:
         span = self.span
         for j in engine.wide_bits[g]:
             m |= span[j]
+        if engine.vma_wide[g]:
+            vma = self.vma
+            for j in engine.named_bits[g]:
+                m |= vma[j]
         page_alias = self.page_alias
         for j in engine.named_bits[g]:
             m |= page_alias[j]
