@@ -129,6 +129,7 @@ from typing import Any, Final, TypeAlias
 
 from ..flags import Madv, MapFlag, Prot
 from ..layout import Layout
+from ..model.vma import VM_STICKY
 from ..ops import Brk, Madvise, Mmap, Mremap, Op, ProcessMadvise
 from .alphabet import EFFECTS, Alphabet
 from .properties import Page, PageFact, PermissionPromise, Property, check, page_facts
@@ -263,6 +264,15 @@ _FIELDS: Final = 11
 _BLIND: Final = 9
 """Page entry fields a call that does not read page data looks at (all but data)."""
 _VM_MAYSHARE: Final = 0x80
+_SEEN_FLAGS: Final = ~VM_STICKY
+"""The vm_flags a state is told apart by: all but the sticky ones
+(``VM_MAYBE_GUARD``, the ``gu`` VmFlag). The model only ever writes those:
+``MADV_GUARD_INSTALL`` sets the flag on a whole VMA, a merge ORs it into the
+merged VMA, and no call, merge check or property reads it (merges ignore it,
+``fork`` copies guard markers whether or not it is set). Two states that
+differ only in it have the same future, call for call, so it is left out:
+kept, it made every call that merges beside a guarded VMA change pages
+outside its footprint (``tests/unit/test_analysis_footprints.py``)."""
 """The kernel's ``VM_MAYSHARE`` bit of ``vm_flags``: a shared mapping."""
 _RIGHTS: Final = int(Prot.READ | Prot.WRITE | Prot.EXEC)
 
@@ -339,10 +349,6 @@ class _Chunk:
         state = dict(self.__dict__)
         state["local"] = set()
         return state
-
-
-def _guard_install(op: Op) -> bool:
-    return isinstance(op, Madvise) and op.advice == Madv.GUARD_INSTALL
 
 
 def _mask(indices: Iterable[int]) -> int:
@@ -461,13 +467,6 @@ class _Engine:
             plain = tuple(i for i in members if i not in set(creating))
             self.parts.append((plain, creating))
         self.named_bits = [_bits(m & ((1 << self.brk_slot) - 1)) for m in self.named]
-        # Groups with a call that changes an attribute of every VMA it meets,
-        # whole, without splitting it: MADV_GUARD_INSTALL sets VM_MAYBE_GUARD
-        # (the ``gu`` VmFlag) on the VMA (mm/madvise.c
-        # ``madvise_guard_install()``). Their footprint holds those VMAs.
-        self.vma_wide = [
-            any(_guard_install(self.ops[i]) for i in members) for members in self.groups
-        ]
         self.op_files = [
             1 << self.file_slots["f:" + op.file]
             if isinstance(op, Mmap) and op.file is not None and "f:" + op.file in self.file_slots
@@ -583,6 +582,7 @@ class _Engine:
                 lo, hi = zlo + inside[0], zlo + inside[-1] + 1
             for start, end, attrs, obj, anon, lname, data in space.vma_view(zone, lo, hi):
                 flags, seal, opened, pgoff, forked = attrs
+                flags &= _SEEN_FLAGS
                 name, aname = name_of(obj), name_of(anon)
                 lroot = lname if lname is None or lname in root_lnames else "+"
                 body = contents.get(obj) if obj is not None else None
@@ -785,7 +785,6 @@ class _View:
         # on each side; else nothing.
         span = [0] * n
         span_w = [0] * n
-        vma = [0] * n  # vma[i]: the whole VMA page i is in (its pages in the window)
         for _, lo, hi, base in engine.zones:
             j = base
             end = base + hi - lo
@@ -797,9 +796,6 @@ class _View:
                 k = j + 1
                 while k < end and vec[k] is not None and not vec[k][_START]:
                     k += 1
-                whole = ((1 << (k - j)) - 1) << j
-                for q in range(j, k):
-                    vma[q] = whole
                 if e[_ANON] is None and not e[_FLAGS] & _VM_MAYSHARE:
                     inner = ((1 << (k - j)) - 1) << j
                     m = inner | (1 << (j - 1) if j > base else 0) | (1 << k if k < end else 0)
@@ -833,7 +829,6 @@ class _View:
                 page_alias[j] = 0 if slot is None else 1 << slot
         self.span = span
         self.span_w = span_w
-        self.vma = vma
         self.page_alias_w = page_alias_w
         self.alias = alias
         self.page_alias = page_alias
@@ -870,10 +865,6 @@ class _View:
         span_w = self.span_w
         for j in engine.wide_bits[g]:
             m |= span_w[j]
-        if engine.vma_wide[g]:
-            vma = self.vma
-            for j in engine.named_bits[g]:
-                m |= vma[j]
         page_alias_w = self.page_alias_w
         for j in engine.named_bits[g]:
             m |= page_alias_w[j]
@@ -892,10 +883,6 @@ class _View:
         span = self.span
         for j in engine.wide_bits[g]:
             m |= span[j]
-        if engine.vma_wide[g]:
-            vma = self.vma
-            for j in engine.named_bits[g]:
-                m |= vma[j]
         page_alias = self.page_alias
         for j in engine.named_bits[g]:
             m |= page_alias[j]
@@ -916,10 +903,6 @@ class _View:
         span = self.span
         for j in engine.wide_bits[g]:
             m |= span[j]
-        if engine.vma_wide[g]:
-            vma = self.vma
-            for j in engine.named_bits[g]:
-                m |= vma[j]
         page_alias = self.page_alias
         for j in engine.named_bits[g]:
             m |= page_alias[j]
