@@ -224,10 +224,11 @@ def op_pages(op: Op, heap_pages: int = 2) -> frozenset[Page] | None:
     """
     if isinstance(op, Brk):
         return frozenset(("h", p) for p in range(heap_pages))
-    if not op.ADDRESS_FIELDS:
+    ranges = list(iter_ranges(op))
+    if not ranges:
         return None  # fork, the file calls, mlockall: not confined to pages
     pages: set[Page] = set()
-    for addr, length in iter_ranges(op):
+    for addr, length in ranges:
         zoned = MODEL_BASES.zone_of(addr)
         if zoned is None:
             continue
