@@ -28,7 +28,9 @@ __all__ = [
     "PAGE_SIZE",
     "Madv",
     "MapFlag",
+    "MclFlag",
     "MremapFlag",
+    "MsFlag",
     "Prot",
     "SealV1",
     "SealV3",
@@ -114,6 +116,24 @@ class MremapFlag(_ReprFlag):
     MAYMOVE = 0x1
     FIXED = 0x2
     DONTUNMAP = 0x4
+
+
+class MsFlag(_ReprFlag):
+    """``MS_*`` for msync."""
+
+    NONE = 0
+    ASYNC = 0x1
+    INVALIDATE = 0x2
+    SYNC = 0x4
+
+
+class MclFlag(_ReprFlag):
+    """``MCL_*`` for mlockall."""
+
+    NONE = 0
+    CURRENT = 0x1
+    FUTURE = 0x2
+    ONFAULT = 0x4
 
 
 class Madv(enum.IntEnum):

@@ -12,7 +12,10 @@ Content tokens (one character per page):
 ``0``      zero page (never written, or discarded)
 ``F``      the backing file's original content
 ``a``-``z``  data written by a ``write`` op (see :class:`sealkit.ops.Write`)
-``#``      mapped but unreadable (a guard region)
+``#``      mapped but unreadable: a guard region (``MADV_GUARD_INSTALL``)
+``!``      a file or shmem page past the end of its object (after a
+           truncation, or a mapping longer than its file): any access
+           raises SIGBUS
 ``?``      unknown or mixed content
 =========  ==============================================================
 
@@ -44,6 +47,7 @@ from .flags import Prot, prot_to_str
 __all__ = [
     "TOKEN_FILE",
     "TOKEN_GUARD",
+    "TOKEN_SIGBUS",
     "TOKEN_UNKNOWN",
     "TOKEN_ZERO",
     "TRACKED_FLAGS",
@@ -54,12 +58,17 @@ __all__ = [
 TOKEN_ZERO: Final = "0"
 TOKEN_FILE: Final = "F"
 TOKEN_GUARD: Final = "#"
+TOKEN_SIGBUS: Final = "!"
 TOKEN_UNKNOWN: Final = "?"
 
-TRACKED_FLAGS: Final = frozenset({"dc", "wf", "lo", "lf", "hg", "nh", "dd", "rr", "sr", "mg", "gd"})
+TRACKED_FLAGS: Final = frozenset(
+    {"dc", "wf", "lo", "lf", "hg", "nh", "dd", "rr", "sr", "mg", "gd", "gu"}
+)
 """VmFlags mnemonics a layout carries (besides rwx, shared and ``sl``):
 DONTCOPY, WIPEONFORK, locked, lock-on-fault, (no)hugepage, dontdump,
-random/sequential read, mergeable, grows-down."""
+random/sequential read, mergeable, grows-down, and ``gu``
+(``VM_MAYBE_GUARD``: a guard region was installed in the VMA at some time;
+sticky, it never goes away)."""
 
 
 @dataclass(frozen=True, slots=True)

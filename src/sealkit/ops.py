@@ -33,6 +33,13 @@ One call per line, ``#`` comments, blank lines ignored::
     mremap      p0 4p 8p maymove|fixed p12          = EPERM
     madvise     p0 4p dontneed                      = EPERM
     brk         h4                                  = h4
+    pwrite_mem  p1 1p x                             = 1p
+    ftruncate   f1 1p                               = 0
+
+The calls sealing does not cover (writes from outside the process, changes
+to a mapping's file, msync, mincore, mlockall) are ops too; each names in
+``ATTACKER`` the capability an attacker needs to make it (:data:`ATTACKERS`,
+:func:`attacker_of`). Byte counts are results written as lengths (``1p``).
 
 ``format_trace(parse_trace(text)) == format_trace(...)`` exactly, and
 ``parse_trace(format_trace(steps)) == steps`` (tested with Hypothesis).
@@ -51,7 +58,9 @@ from .flags import (
     PAGE_SIZE,
     Madv,
     MapFlag,
+    MclFlag,
     MremapFlag,
+    MsFlag,
     Prot,
     SealV1,
     SealV3,
@@ -60,15 +69,20 @@ from .flags import (
 )
 
 __all__ = [
+    "ATTACKERS",
     "ELSEWHERE",
     "FILE_PAGES",
     "MODEL_BASES",
     "Bases",
     "Brk",
+    "FilePwrite",
     "Fork",
+    "Ftruncate",
     "Madvise",
     "Mimmutable",
+    "Mincore",
     "Mlock",
+    "Mlockall",
     "Mmap",
     "Mprotect",
     "Mremap",
@@ -76,13 +90,20 @@ __all__ = [
     "MsealSplit",
     "MsealV1",
     "MsealV3",
+    "Msync",
     "Munlock",
+    "Munlockall",
     "Munmap",
     "Op",
     "PkeyMprotect",
+    "Poke",
     "ProcessMadvise",
+    "Punch",
+    "PwriteMem",
     "Step",
+    "VmWritev",
     "Write",
+    "attacker_of",
     "errno_name",
     "format_result",
     "format_step",
@@ -156,7 +177,13 @@ class Op:
 
     NAME: ClassVar[str] = ""
     RETURNS_ADDRESS: ClassVar[bool] = False
+    RETURNS_BYTES: ClassVar[bool] = False
+    """The result is a byte count, written as a length (``= 1p``)."""
     ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ("addr",)
+    ATTACKER: ClassVar[str] = "syscalls"
+    """What an attacker needs to make this call (one of :data:`ATTACKERS`):
+    ``syscalls`` are the process's own memory-management calls; the others
+    reach the process from outside (see :data:`ATTACKERS`)."""
 
     def __repr__(self) -> str:
         parts = []
@@ -249,6 +276,7 @@ class ProcessMadvise(Op):
     """``process_madvise(pidfd(self), iovecs, advice, 0)``: ``ranges`` are (addr, length)."""
 
     NAME: ClassVar[str] = "process_madvise"
+    RETURNS_BYTES: ClassVar[bool] = True
     ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ()
     advice: int
     ranges: tuple[tuple[int, int], ...]
@@ -358,9 +386,161 @@ class Fork(Op):
     ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ()
 
 
+# ----------------------------------------------- what sealing does not cover
+#
+# Writers from outside the process, changes to a mapping's backing file, and
+# calls sealing leaves alone (issue 14). Each says in ``ATTACKER`` what an
+# attacker needs to make it (one place: the analyzer's attacker profiles read
+# it through attacker_of()).
+
+ATTACKERS: Final[tuple[str, ...]] = ("syscalls", "procmem", "ptrace", "file-write")
+"""Attacker capabilities, from weakest: ``syscalls`` (the process's own
+memory-management calls), ``procmem`` (write ``/proc/PID/mem`` and
+``process_vm_writev`` into the process: same user or CAP_SYS_PTRACE, subject
+to ``PTRACE_MODE_ATTACH`` and yama), ``ptrace`` (attach with ``ptrace`` and
+``PTRACE_POKEDATA``), ``file-write`` (write, truncate or punch the file
+behind a mapping)."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class PwriteMem(Op):
+    """``pwrite`` on ``/proc/self/mem`` at ``addr``: ``length`` bytes of ``tag``
+    (or, without a tag, each page the letter of its zone page, as ``write``).
+
+    Forced (``FOLL_FORCE``) when the kernel's ``proc_mem.force_override`` is
+    ``always``: it then writes private pages without write permission (and
+    sealed ones) by copy-on-write. Returns the bytes written, ``-EIO`` when
+    none could be, ``-EINVAL`` for an address at or above 2**63 (a negative
+    file offset). Pages written only in part hold mixed bytes.
+    """
+
+    NAME: ClassVar[str] = "pwrite_mem"
+    RETURNS_BYTES: ClassVar[bool] = True
+    ATTACKER: ClassVar[str] = "procmem"
+    addr: int
+    length: int
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class VmWritev(Op):
+    """``process_vm_writev`` into the process itself: an unforced store of
+    ``length`` bytes (honours write permission). Returns the bytes written,
+    or ``-EFAULT`` when none could be."""
+
+    NAME: ClassVar[str] = "vm_writev"
+    RETURNS_BYTES: ClassVar[bool] = True
+    ATTACKER: ClassVar[str] = "procmem"
+    addr: int
+    length: int
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Poke(Op):
+    """``PTRACE_POKEDATA`` word by word over ``[addr, addr+length)`` from a
+    tracer (always ``FOLL_FORCE``, whatever ``proc_mem.force_override`` says).
+    Returns 0, or ``-EIO`` at the first word that could not be written (the
+    words before it stay written)."""
+
+    NAME: ClassVar[str] = "poke"
+    ATTACKER: ClassVar[str] = "ptrace"
+    addr: int
+    length: int
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class FilePwrite(Op):
+    """``pwrite`` of ``length`` bytes of ``tag`` at ``offset`` of the trace's
+    file ``file`` (its read-write descriptor; ``file_ro``: the read-only one).
+    Without a tag each file page gets the letter of its page index. Returns
+    the bytes written."""
+
+    NAME: ClassVar[str] = "file_pwrite"
+    RETURNS_BYTES: ClassVar[bool] = True
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ()
+    ATTACKER: ClassVar[str] = "file-write"
+    file: str
+    offset: int
+    length: int
+    tag: str | None = None
+    file_ro: bool = False
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Ftruncate(Op):
+    """``ftruncate`` of the trace's file ``file`` to ``length`` bytes."""
+
+    NAME: ClassVar[str] = "ftruncate"
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ()
+    ATTACKER: ClassVar[str] = "file-write"
+    file: str
+    length: int
+    file_ro: bool = False
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Punch(Op):
+    """``fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)``
+    on the trace's file ``file``: the range reads as zeroes, the size stays."""
+
+    NAME: ClassVar[str] = "punch"
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ()
+    ATTACKER: ClassVar[str] = "file-write"
+    file: str
+    offset: int
+    length: int
+    file_ro: bool = False
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Msync(Op):
+    """``msync(addr, length, flags)``; ``flags`` is an ``MsFlag`` or any int."""
+
+    NAME: ClassVar[str] = "msync"
+    addr: int
+    length: int
+    flags: int = MsFlag.SYNC
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Mincore(Op):
+    """``mincore(addr, length, vec)``: only the result is an answer (the
+    vector says which pages are resident, which no layout shows)."""
+
+    NAME: ClassVar[str] = "mincore"
+    addr: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Mlockall(Op):
+    """``mlockall(flags)``; ``flags`` is an ``MclFlag`` or any int."""
+
+    NAME: ClassVar[str] = "mlockall"
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ()
+    flags: int = MclFlag.CURRENT
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Munlockall(Op):
+    """``munlockall()``."""
+
+    NAME: ClassVar[str] = "munlockall"
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+
+def attacker_of(op: Op | type[Op]) -> str:
+    """The capability (one of :data:`ATTACKERS`) an attacker needs to make ``op``."""
+    return op.ATTACKER
+
+
 OP_TYPES: Final[tuple[type[Op], ...]] = (
     Mmap, Munmap, Mprotect, PkeyMprotect, Mremap, Madvise, ProcessMadvise, Mseal,
     MsealV1, MsealV3, Mimmutable, MsealSplit, Brk, Mlock, Munlock, Write, Fork,
+    PwriteMem, VmWritev, Poke, FilePwrite, Ftruncate, Punch, Msync, Mincore, Mlockall,
+    Munlockall,
 )  # fmt: skip
 _BY_NAME: Final = {t.NAME: t for t in OP_TYPES}
 
@@ -442,6 +622,10 @@ _FLAG_WORDS: Final[dict[type, dict[str, int]]] = {
         "discard_ro_anon": SealV3.DISCARD_RO_ANON,
     },
     SplitSeal: {"unmap": SplitSeal.UNMAP, "prot": SplitSeal.PROT},
+    MsFlag: {"async": MsFlag.ASYNC, "sync": MsFlag.SYNC, "invalidate": MsFlag.INVALIDATE},
+    MclFlag: {
+        "current": MclFlag.CURRENT, "future": MclFlag.FUTURE, "onfault": MclFlag.ONFAULT,
+    },
 }  # fmt: skip
 
 
@@ -482,7 +666,7 @@ def format_result(op: Op, result: int, bases: Bases = MODEL_BASES) -> str:
         return errno_name(-result)
     if op.RETURNS_ADDRESS:
         return _fmt_addr(result, bases)
-    if isinstance(op, ProcessMadvise):
+    if op.RETURNS_BYTES:
         return _fmt_len(result)
     return str(result)
 
@@ -515,8 +699,17 @@ def format_op(op: Op, bases: Bases = MODEL_BASES) -> str:
         words += [f"{a(addr)}:{_fmt_len(length)}" for addr, length in op.ranges]
     elif isinstance(op, Brk):
         words.append(a(op.addr))
-    elif isinstance(op, Fork):
+    elif isinstance(op, Fork | Munlockall):
         pass
+    elif isinstance(op, Mlockall):
+        words.append(_fmt_flags(op.flags, MclFlag))
+    elif isinstance(op, FilePwrite | Ftruncate | Punch):
+        words.append(op.file + (":ro" if op.file_ro else ""))
+        if isinstance(op, FilePwrite | Punch):
+            words.append(_fmt_len(op.offset))
+        words.append(_fmt_len(op.length))
+        if isinstance(op, FilePwrite) and op.tag is not None:
+            words.append(op.tag)
     else:
         words += [a(op.addr), _fmt_len(op.length)]  # type: ignore[attr-defined]
         if isinstance(op, Mprotect | PkeyMprotect):
@@ -533,8 +726,10 @@ def format_op(op: Op, bases: Bases = MODEL_BASES) -> str:
             words.append(_fmt_flags(op.seals, SplitSeal))
         elif isinstance(op, Mlock) and op.onfault:
             words.append("onfault")
-        elif isinstance(op, Write) and op.tag is not None:
+        elif isinstance(op, Write | PwriteMem | VmWritev | Poke) and op.tag is not None:
             words.append(op.tag)
+        elif isinstance(op, Msync):
+            words.append(_fmt_flags(op.flags, MsFlag))
         if isinstance(op, Mseal | MsealV1 | MsealV3) and op.flags:
             words.append(f"flags={op.flags & MASK64:#x}")
     return " ".join(words).rstrip()
@@ -707,7 +902,7 @@ def _parse_op_words(name: str, args: list[str], bases: Bases) -> Op:
         ro = False
         if file is not None:
             file, colon, mode = file.partition(":")
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", file) or (colon and mode != "ro"):
+            if not _FILE_RE.fullmatch(file) or (colon and mode != "ro"):
                 raise _Bad(f"bad file= value {_quote(opts['file'])} (use file=f1 or file=f1:ro)")
             ro = bool(colon)
         offset = _parse_len(opts["off"]) if "off" in opts else 0
@@ -782,7 +977,56 @@ def _parse_op_words(name: str, args: list[str], bases: Bases) -> Op:
                 raise _Bad(f"a write tag is one lowercase letter, got {_quote(args[2])}")
             tag = args[2]
         return Write(A(args[0]), _parse_len(args[1]), tag)
+    if name in ("pwrite_mem", "vm_writev", "poke"):
+        _arity(args, 2, 3, f"{name} ADDR LEN [TAG]")
+        tag = _parse_tag(args[2]) if len(args) == 3 else None
+        kind: type[PwriteMem | VmWritev | Poke] = (
+            PwriteMem if name == "pwrite_mem" else VmWritev if name == "vm_writev" else Poke
+        )
+        return kind(A(args[0]), _parse_len(args[1]), tag)
+    if name == "file_pwrite":
+        _arity(args, 3, 4, "file_pwrite FILE[:ro] OFF LEN [TAG]")
+        file, ro = _parse_file(args[0])
+        tag = _parse_tag(args[3]) if len(args) == 4 else None
+        return FilePwrite(file, _parse_len(args[1]), _parse_len(args[2]), tag, ro)
+    if name == "ftruncate":
+        _arity(args, 2, 2, "ftruncate FILE[:ro] LEN")
+        file, ro = _parse_file(args[0])
+        return Ftruncate(file, _parse_len(args[1]), ro)
+    if name == "punch":
+        _arity(args, 3, 3, "punch FILE[:ro] OFF LEN")
+        file, ro = _parse_file(args[0])
+        return Punch(file, _parse_len(args[1]), _parse_len(args[2]), ro)
+    if name == "msync":
+        _arity(args, 3, 3, "msync ADDR LEN async|sync|invalidate")
+        return Msync(A(args[0]), _parse_len(args[1]), MsFlag(_parse_flags(args[2], MsFlag)))
+    if name == "mincore":
+        _arity(args, 2, 2, "mincore ADDR LEN")
+        return Mincore(A(args[0]), _parse_len(args[1]))
+    if name == "mlockall":
+        _arity(args, 1, 1, "mlockall current|future|onfault")
+        return Mlockall(MclFlag(_parse_flags(args[0], MclFlag)))
+    if name == "munlockall":
+        _arity(args, 0, 0, "munlockall")
+        return Munlockall()
     raise _Bad(f"unknown call {_quote(name)} (known: {', '.join(_BY_NAME)})")
+
+
+_FILE_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _parse_file(text: str) -> tuple[str, bool]:
+    """``f1`` (the read-write descriptor) or ``f1:ro`` (the read-only one)."""
+    file, colon, mode = text.partition(":")
+    if not _FILE_RE.fullmatch(file) or (colon and mode != "ro"):
+        raise _Bad(f"bad file {_quote(text)} (use a name such as f1, or f1:ro)")
+    return file, bool(colon)
+
+
+def _parse_tag(text: str) -> str:
+    if not _TAG_RE.match(text):
+        raise _Bad(f"a write tag is one lowercase letter, got {_quote(text)}")
+    return text
 
 
 def parse_op(text: str, bases: Bases = MODEL_BASES) -> Op:
@@ -823,7 +1067,7 @@ def parse_result(op: Op, text: str, bases: Bases = MODEL_BASES) -> int:
     try:
         if op.RETURNS_ADDRESS:
             return _parse_addr(text, bases)
-        if isinstance(op, ProcessMadvise):
+        if op.RETURNS_BYTES:
             return _parse_len(text)
         return _int(text)
     except _Bad as exc:
@@ -910,7 +1154,7 @@ def iter_ranges(op: Op) -> Iterator[tuple[int, int]]:
             yield op.addr, op.new_length
     elif isinstance(op, Brk):
         yield op.addr, 0
-    elif isinstance(op, Fork):
-        return
+    elif not op.ADDRESS_FIELDS:
+        return  # fork, the file calls, mlockall: no memory range
     else:
         yield op.addr, op.length  # type: ignore[attr-defined]

@@ -26,6 +26,7 @@ from sealkit.fidelity.executor.zygote import Zygote
 from sealkit.fidelity.target import Window, observed_steps
 from sealkit.flags import PAGE_SIZE as PS
 from sealkit.flags import Madv, MapFlag, Prot
+from sealkit.layout import TRACKED_FLAGS
 from sealkit.ops import MODEL_BASES, parse_trace
 
 pytestmark = pytest.mark.kernel
@@ -148,8 +149,9 @@ def test_a_trace_gives_results_and_exact_layouts(kx: KernelExecutor) -> None:
     )
     # mprotect applied before the sealed VMA (rule 7, partial).
     assert run.layout(4).text() == "[0,4) r--p anon abcd\n[4,8) rw-p,sl anon efgh"
+    # A guard marker leaves VM_MAYBE_GUARD (smaps gu) on its VMA (6.18).
     assert run.final_layout().text() == (
-        "[0,4) r--p anon 0#cd\n"
+        "[0,4) r--p,gu anon 0#cd\n"
         "[4,8) rw-p,sl anon efgh\n"
         "[10,14) r--p file:f1@2 FFFF\n"
         "[14,16) rw-s shmem@0 q0"
@@ -376,8 +378,7 @@ def test_snapshot_agrees_with_smaps_on_the_same_state(in_child: Any) -> None:
         assert (run.start, run.end) == ((start - base) // PS, (end - base) // PS)
         assert run.perms == perms
         assert run.sealed == ("sl" in vmflags)
-        tracked = vmflags & {"dc", "wf", "lo", "lf", "hg", "nh", "dd", "rr", "sr", "mg", "gd"}
-        assert run.flags == tracked
+        assert run.flags == vmflags & TRACKED_FLAGS
         if inode:
             assert run.backing.startswith(("file:", "shmem"))
             assert run.pgoff == offset // PS
@@ -387,7 +388,7 @@ def test_snapshot_agrees_with_smaps_on_the_same_state(in_child: Any) -> None:
         "[0,1) rw-p anon a\n"
         "[1,2) r--p,sl anon b\n"
         "[2,3) rw-p,sl anon c\n"
-        "[4,6) ---p anon #0\n"
+        "[4,6) ---p,gu anon #0\n"
         "[6,7) rw-p,lo file:f1@1 F\n"
         "[7,9) rw-p file:f1@2 xF\n"
         "[9,11) r--s,sl file:f2@0 FF\n"

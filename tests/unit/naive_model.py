@@ -35,6 +35,7 @@ from sealkit.model.vma import (
     VM_LOCKED,
     VM_LOCKED_MASK,
     VM_LOCKONFAULT,
+    VM_MAYBE_GUARD,
     VM_MAYEXEC,
     VM_MAYREAD,
     VM_MAYSHARE,
@@ -53,6 +54,7 @@ from sealkit.model.vma import (
 )
 
 LIMIT = 2048
+GU = VM_MAYBE_GUARD
 VM_STACK_GAP_PAGES = 256
 TASK = 0x7FFF_FFFF_F000 >> 12  # TASK_SIZE in pages
 M64 = (1 << 64) - 1
@@ -93,6 +95,7 @@ class Naive:
         self.anons = 0
         self.forked: set[int] = set()
         self.ram = ram_pages
+        self.def_flags = 0
 
     # ------------------------------------------------------------ structure
 
@@ -101,7 +104,9 @@ class Naive:
         a, b = self.pages.get(p - 1), self.pages.get(p)
         if a is None or b is None or p in self.forced:
             return False
-        if (a.flags, a.seal, a.file) != (b.flags, b.seal, b.file) or b.pgoff != a.pgoff + 1:
+        if (a.flags & ~GU, a.seal, a.file) != (b.flags & ~GU, b.seal, b.file):
+            return False
+        if b.pgoff != a.pgoff + 1:
             return False
         if a.anon is None:
             return b.anon is None or b.anon not in self.forked
@@ -237,7 +242,7 @@ class Naive:
         if pg.file is None:
             return "0"
         if pg.pgoff >= self.size(pg.file):
-            return "#"
+            return "!"
         return self.obj(pg.file).get(pg.pgoff, "0")
 
     def token(self, pg: Page) -> str:
@@ -262,7 +267,7 @@ class Naive:
             if (
                 a.file == b.file
                 and (a.seal == b.seal or not self.policy.seal_in_flags)
-                and not (a.flags ^ b.flags) & ~7
+                and not (a.flags ^ b.flags) & ~(7 | GU)
                 and b.pgoff == a.pgoff + 1
             ):
                 chosen = o.anon
@@ -314,6 +319,19 @@ class Naive:
     # ----------------------------------------------------------- dispatch
 
     def apply(self, op: O.Op) -> int:
+        result = self._apply(op)
+        self.sticky()
+        return result
+
+    def sticky(self) -> None:
+        """A VMA is one VMA: if any of its pages has ``gu``, all have (a merge
+        keeps the sticky flags of every VMA it joins)."""
+        for vlo, vhi in self.vmas(0, 1 << 52):
+            if any(self.pages[q].flags & GU for q in range(vlo, vhi)):
+                for q in range(vlo, vhi):
+                    self.pages[q].flags |= GU
+
+    def _apply(self, op: O.Op) -> int:
         policy = self.policy
         if isinstance(op, policy.seal_op):
             return self.seal(op)
@@ -323,6 +341,10 @@ class Naive:
             (O.Madvise, self.madvise), (O.ProcessMadvise, self.process_madvise),
             (O.Brk, self.sbrk), (O.Mlock, self.mlock), (O.Munlock, self.mlock),
             (O.Write, self.write), (O.Fork, self.fork),
+            (O.PwriteMem, self.pwrite_mem), (O.VmWritev, self.vm_writev), (O.Poke, self.poke),
+            (O.FilePwrite, self.file_pwrite), (O.Ftruncate, self.ftruncate),
+            (O.Punch, self.punch), (O.Msync, self.msync), (O.Mincore, self.mincore),
+            (O.Mlockall, self.mlockall), (O.Munlockall, self.mlockall),
         ):  # fmt: skip
             if isinstance(op, kind):
                 return fn(op)  # type: ignore[operator]
@@ -517,7 +539,7 @@ class Naive:
             return -errno.ENOMEM
         if pgoff + length // PG > M64:
             return -errno.EOVERFLOW
-        vmf = (prot & 7) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+        vmf = (prot & 7) | self.def_flags | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
         vmf |= VM_GROWSDOWN if flags & 0x100 else 0
         vmf |= VM_LOCKED if flags & 0x2000 else 0
         vmf |= VM_SYNC if flags & 0x80000 else 0
@@ -728,6 +750,7 @@ class Naive:
         below = self.pages.get(old // PG - 1)
         usable = below is not None and (old // PG) * PG > self.start_brk
         flags = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
+        flags |= self.def_flags
         self.add(old // PG, new // PG, lambda i: Page(flags, 0, None, old // PG + i))
         if usable:
             self.changed(old // PG, new // PG)
@@ -735,6 +758,8 @@ class Naive:
         else:
             self.forced.add(old // PG)
         self.brk = brk
+        if self.def_flags & VM_LOCKED:
+            self.populate(old // PG, new // PG, True)
         return brk
 
     # -------------------------------------------------------------- mlock
@@ -807,6 +832,7 @@ class Naive:
     # --------------------------------------------------------------- fork
 
     def fork(self, op: O.Fork) -> int:
+        self.def_flags = 0  # not inherited
         vmas = self.vmas(0, 1 << 52)
         for vlo, vhi in vmas:
             self.forced.add(vlo)
@@ -960,6 +986,9 @@ class Naive:
         if adv == Madv.GUARD_INSTALL:
             if locked:
                 return -errno.EINVAL
+            lo_v, hi_v = self.vma(vlo)
+            for q in range(lo_v, hi_v):  # gu on the whole VMA, before the markers
+                self.pages[q].flags |= GU
             if self.pages[vlo].file is None:  # 6.18.44: anonymous VMAs only
                 self.anon_prepare(vlo)
             for q in pages:
@@ -1286,11 +1315,14 @@ class Naive:
         if p < MIN_PAGE:
             return -errno.EPERM
         below = [q for q in self.pages if q < v[0]]
-        if below:
+        heap = self.start_brk // PG  # an accessible heap VMA ends at the initial break
+        if below and max(below) + 1 > heap:
             pv = self.pages[max(below)]
             prev_end = max(below) + 1
             if not pv.flags & VM_GROWSDOWN and pv.flags & 7 and p - prev_end < VM_STACK_GAP_PAGES:
                 return -errno.ENOMEM
+        elif heap <= p < heap + VM_STACK_GAP_PAGES:
+            return -errno.ENOMEM
         top = self.pages[v[0]]
         grow = v[0] - p
         if grow > top.pgoff or v[1] - p > (8 << 20) // PG:
@@ -1301,6 +1333,210 @@ class Naive:
             p, v[0], lambda i: Page(top.flags, top.seal, top.file, top.pgoff - grow + i, top.anon)
         )
         self.forced.add(p)
+        return 0
+
+    # -------------------------------------------- writes from outside (issue 14)
+
+    def remote(self, addr: int, length: int, tag: str | None, force: bool, grow: bool) -> int:
+        """Bytes written page by page until a page refuses (``check_vma_flags``
+        then the fault); a page written in part holds mixed bytes (``?``).
+        ``grow``: /proc/PID/mem and ptrace grow a stack to reach a page below it."""
+        end, cur = addr + length, addr
+        while cur < end:
+            p = cur // PG
+            pg = self.pages.get(p) if p < TASK else None
+            if pg is None and grow and p < TASK and self.expand_stack(p * PG) == 0:
+                pg = self.pages.get(p)
+            if pg is None:
+                break
+            cow = (pg.flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE
+            if not (pg.flags & VM_WRITE or (force and cow)):
+                break
+            if not self.fault_ok(pg):
+                if not pg.flags & VM_SHARED and not pg.guard:
+                    self.anon_prepare(p)
+                break
+            stop = min(end, (p + 1) * PG)
+            if cur == p * PG and stop == (p + 1) * PG:
+                z = O.MODEL_BASES.zone_of(p * PG)
+                tok = O.write_token(tag, z[1] // PG if z else p)
+            else:
+                tok = "?"
+            if pg.flags & VM_SHARED:
+                assert pg.file is not None
+                self.obj(pg.file)[pg.pgoff] = tok
+            else:
+                self.anon_prepare(p)
+                pg.tok, pg.lazy = tok, False
+            cur = stop
+        return cur - addr
+
+    def pwrite_mem(self, op: O.PwriteMem) -> int:
+        addr, length = op.addr & M64, op.length & M64
+        if addr >= 1 << 63:
+            return -errno.EINVAL
+        if length > TASK * PG:
+            return -errno.EFAULT
+        length = min(length, 0x7FFF_F000)
+        if not length:
+            return 0
+        return self.remote(addr, length, op.tag, True, True) or -errno.EIO
+
+    def vm_writev(self, op: O.VmWritev) -> int:
+        addr, length = op.addr & M64, op.length & M64
+        if length >= 1 << 63:
+            return -errno.EINVAL
+        length = min(length, 0x7FFF_F000)
+        if not length:
+            return 0
+        return self.remote(addr, length, op.tag, False, False) or -errno.EFAULT
+
+    def poke(self, op: O.Poke) -> int:
+        addr, length = op.addr & M64, op.length & M64
+        if not length:
+            return 0
+        return 0 if self.remote(addr, length, op.tag, True, True) == length else -errno.EIO
+
+    # ------------------------------------------------------ the trace's files
+
+    FILE_MAX = 0xFFF_FFFF_F000
+
+    def file_bytes(self, key: str, start: int, end: int, whole: object) -> None:
+        o = self.obj(key)
+        for p in range(start // PG, -(-end // PG)):
+            if p * PG >= start and (p + 1) * PG <= end:
+                o[p] = whole(p) if callable(whole) else str(whole)
+            elif not (whole == "0" and o.get(p, "0") == "0"):
+                o[p] = "?"
+
+    def file_pwrite(self, op: O.FilePwrite) -> int:
+        pos, count = op.offset & M64, op.length & M64
+        if pos >= 1 << 63:
+            return -errno.EINVAL
+        if op.file_ro:
+            return -errno.EBADF
+        if count > TASK * PG:
+            return -errno.EFAULT
+        if pos + count >= 1 << 63:
+            return -errno.EINVAL
+        count = min(count, 0x7FFF_F000)
+        if not count:
+            return 0
+        if pos >= self.FILE_MAX:
+            return -errno.EFBIG
+        count = min(count, self.FILE_MAX - pos)
+        if count > LIMIT * PG:
+            raise TooBig
+        key = "f:" + op.file
+        self.obj(key)
+        tag = op.tag
+        self.file_bytes(key, pos, pos + count, tag if tag else (lambda p: O.write_token(None, p)))
+        self.sizes[key] = max(self.sizes[key], -(-(pos + count) // PG))
+        return count
+
+    def ftruncate(self, op: O.Ftruncate) -> int:
+        length = op.length & M64
+        if length >= 1 << 63 or op.file_ro:
+            return -errno.EINVAL
+        if length > self.FILE_MAX:
+            return -errno.EFBIG
+        key = "f:" + op.file
+        o = self.obj(key)
+        pages = -(-length // PG)
+        for p in [p for p in o if p >= pages]:
+            del o[p]
+        if pages < self.sizes[key]:
+            for pg in self.pages.values():
+                if (
+                    pg.file is not None
+                    and self.okey(pg.file) == key
+                    and not pg.flags & VM_SHARED
+                    and pg.pgoff >= pages
+                ):
+                    pg.tok, pg.lazy = None, False  # even_cows; guard markers stay
+        self.sizes[key] = pages
+        if length % PG and o.get(length // PG, "0") != "0":
+            o[length // PG] = "?"
+        return 0
+
+    def punch(self, op: O.Punch) -> int:
+        offset, length = op.offset & M64, op.length & M64
+        if offset >= 1 << 63 or length >= 1 << 63 or not length:
+            return -errno.EINVAL
+        if op.file_ro:
+            return -errno.EBADF
+        if offset + length >= 1 << 63 or offset + length > self.FILE_MAX:
+            return -errno.EFBIG
+        key = "f:" + op.file
+        self.obj(key)
+        end = min(offset + length, self.sizes[key] * PG)
+        if offset < end:
+            self.file_bytes(key, offset, end, "0")
+        return 0
+
+    # ---------------------------------------------- msync, mincore, mlockall
+
+    def msync(self, op: O.Msync) -> int:
+        start, length = op.addr & M64, op.length & M64
+        flags = int(op.flags) & 0xFFFFFFFF
+        if flags & ~7 or start % PG or (flags & 1 and flags & 4):
+            return -errno.EINVAL
+        length = _align_up(length)
+        if start + length > M64:
+            return -errno.ENOMEM
+        if not length:
+            return 0
+        lo, hi = start // PG, (start + length) // PG
+        if hi - lo > LIMIT and not self.mapped(lo, hi):
+            return -errno.ENOMEM
+        sealed = self.policy.msync_amap and any(self.pages[p].seal for p in self.mapped(lo, hi))
+        hole = False
+        p = lo
+        while p < hi:
+            if p not in self.pages:
+                later = self.mapped(p, hi)
+                if flags == 1 or not later:
+                    return -errno.ENOMEM
+                hole, p = True, later[0]
+                continue
+            vlo, vhi = self.vma(p)
+            if flags & 2 and sealed and self.pages[vlo].anon is not None:
+                return -self.policy.refusal
+            if flags & 2 and self.pages[vlo].flags & VM_LOCKED:
+                return -errno.EBUSY
+            p = vhi
+        return -errno.ENOMEM if hole else 0
+
+    def mincore(self, op: O.Mincore) -> int:
+        start, length = op.addr & M64, op.length & M64
+        if start % PG:
+            return -errno.EINVAL
+        if start + length > TASK * PG:
+            return -errno.ENOMEM
+        lo, hi = start // PG, -(-(start + length) // PG)
+        if hi - lo > LIMIT:
+            return 0 if len(self.mapped(lo, hi)) == hi - lo else -errno.ENOMEM
+        return 0 if all(p in self.pages for p in range(lo, hi)) else -errno.ENOMEM
+
+    def mlockall(self, op: O.Mlockall | O.Munlockall) -> int:
+        flags = int(op.flags) & 0xFFFFFFFF if isinstance(op, O.Mlockall) else 0
+        if isinstance(op, O.Mlockall) and (not flags or flags & ~7 or flags == 4):
+            return -errno.EINVAL
+        self.def_flags = 0
+        if flags & 2:
+            self.def_flags = VM_LOCKED | (VM_LOCKONFAULT if flags & 4 else 0)
+        if flags & 2 and not flags & 1:
+            return 0
+        add = VM_LOCKED | (VM_LOCKONFAULT if flags & 4 else 0) if flags & 1 else 0
+        for vlo, vhi in self.vmas(0, 1 << 52):
+            pg = self.pages[vlo]
+            nf = (pg.flags & ~VM_LOCKED_MASK) | add
+            if nf != pg.flags and not pg.flags & VM_DROPPABLE:
+                for q in range(vlo, vhi):
+                    self.pages[q].flags = nf | (self.pages[q].flags & GU)
+                self.changed(vlo, vhi)
+        if flags & 1:
+            self.populate(0, 1 << 52, True)
         return 0
 
     # -------------------------------------------------------------- layout

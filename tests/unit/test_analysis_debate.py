@@ -126,3 +126,39 @@ def test_scenario_and_alphabet_sections_match() -> None:
     assert debate.render_scenario(report) == BLOCKS["scenario"]
     assert debate.render_alphabet(report) == BLOCKS["alphabet"]
     assert report.scenario is DEFAULT_SCENARIO
+
+
+def test_table_broken_cells_match_the_traces() -> None:
+    def cells(line: str) -> list[str]:
+        return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)]
+
+    rows = {
+        cells(line)[1].strip("`"): cells(line)[3:-1] for line in BLOCKS["table"].splitlines()[2:]
+    }
+    props = [p.value for p in Property]
+    for name in TRACES:
+        policy, _, prop = name.removeprefix("trace:").rpartition(":")
+        cell = rows[policy][props.index(prop)]
+        attack = re.search(r"```\n(.*?)```", BLOCKS[name], re.S)
+        assert attack is not None
+        calls = [" ".join(line.split()) for line in attack.group(1).splitlines()]
+        assert cell.startswith("**broken**"), (name, cell)
+        assert all(f"`{c}`" in cell for c in calls), (name, cell)
+    # A cell without a trace section holds.
+    for policy, cells in rows.items():
+        for prop, cell in zip(props, cells, strict=True):
+            if f"trace:{policy}:{prop}" not in BLOCKS:
+                assert cell.startswith(f"holds to depth {debate.DOC_DEPTH} ("), (policy, prop, cell)
+
+
+def test_what_no_seal_covers_matches_the_analyzer() -> None:
+    # The "What no seal covers" section: every design, every attacker
+    # capability, content integrity at depth 1; and the command it names.
+    assert "nocover" in BLOCKS
+    fresh = debate.render_nocover(debate.nocover_report(workers=1))
+    assert fresh == BLOCKS["nocover"]
+    assert debate.NOCOVER_COMMAND in DOC.read_text()
+    rows = [line for line in BLOCKS["nocover"].splitlines() if line.startswith("| `")]
+    assert len(rows) == len(DEBATE_POLICIES)
+    for row in rows:
+        assert "`pwrite_mem " in row and "`poke " in row and "`file_pwrite f2 " in row, row

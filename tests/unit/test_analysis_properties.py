@@ -169,7 +169,8 @@ def test_permission_replacement_with_more_rights_counts_by_address() -> None:
 @pytest.mark.parametrize(
     ("tokens", "kind"),
     [("F", "reverted to file"), ("0", "zeroed"), ("#", "discarded (guard)"),
-     ("?", "discarded (undefined until reclaim)"), ("z", "overwritten")],
+     ("?", "discarded (undefined until reclaim)"), ("z", "overwritten"),
+     ("!", "discarded (past the end of the file: SIGBUS)")],
 )  # fmt: skip
 def test_content_changes_are_classified(tokens: str, kind: str) -> None:
     changed = after(

@@ -68,20 +68,22 @@ CONTRACTS: dict[str, list[str]] = {
         "UnsafeTargetError", "kernel_error",
     ],
     "sealkit.flags": [
-        "MADV_DISCARD", "Madv", "MapFlag", "MremapFlag", "PAGE_SIZE", "Prot", "SealV1", "SealV3",
-        "SplitSeal", "prot_from_str", "prot_to_str",
+        "MADV_DISCARD", "Madv", "MapFlag", "MclFlag", "MremapFlag", "MsFlag", "PAGE_SIZE", "Prot",
+        "SealV1", "SealV3", "SplitSeal", "prot_from_str", "prot_to_str",
     ],
     "sealkit.layout": [
-        "Layout", "Run", "TOKEN_FILE", "TOKEN_GUARD", "TOKEN_UNKNOWN", "TOKEN_ZERO",
+        "Layout", "Run", "TOKEN_FILE", "TOKEN_GUARD", "TOKEN_SIGBUS", "TOKEN_UNKNOWN", "TOKEN_ZERO",
         "TRACKED_FLAGS",
     ],
     "sealkit.model": ["AddressSpace", "POLICIES", "Policy"],
     "sealkit.ops": [
-        "Bases", "Brk", "ELSEWHERE", "FILE_PAGES", "Fork", "MODEL_BASES", "Madvise",
-        "Mimmutable", "Mlock", "Mmap", "Mprotect", "Mremap", "Mseal", "MsealSplit", "MsealV1",
-        "MsealV3", "Munlock", "Munmap", "Op", "PkeyMprotect", "ProcessMadvise", "Step", "Write",
-        "errno_name", "format_result", "format_step", "format_trace", "op_names", "parse_op",
-        "parse_result", "parse_step", "parse_trace", "rebase", "token_page", "write_token",
+        "ATTACKERS", "Bases", "Brk", "ELSEWHERE", "FILE_PAGES", "FilePwrite", "Fork", "Ftruncate",
+        "MODEL_BASES", "Madvise", "Mimmutable", "Mincore", "Mlock", "Mlockall", "Mmap",
+        "Mprotect", "Mremap", "Mseal", "MsealSplit", "MsealV1", "MsealV3", "Msync", "Munlock",
+        "Munlockall", "Munmap", "Op", "PkeyMprotect", "Poke", "ProcessMadvise", "Punch",
+        "PwriteMem", "Step", "VmWritev", "Write", "attacker_of", "errno_name", "format_result",
+        "format_step", "format_trace", "op_names", "parse_op", "parse_result", "parse_step",
+        "parse_trace", "rebase", "token_page", "write_token",
     ],
 }  # fmt: skip
 

@@ -171,6 +171,8 @@ def test_7_1_madvise_matrix(advice: Madv, kind: str) -> None:
         flag = FLAG.get(advice) if res == "0" else None
         if advice == Madv.MERGEABLE and kind in SHARED_TYPES:
             flag = None
+        if (advice == Madv.GUARD_INSTALL and res == "0") or advice == Madv.GUARD_REMOVE:
+            flag = "gu"  # VM_MAYBE_GUARD: set by a guard install, never cleared (limits/G1)
         marks = perms + (",sl" if lo == 8 else "") + (f",{flag}" if flag else "")
         where = backing.replace("F", file)
         expect(s, f"[{lo},{lo + 4}) {marks} {where} {_expand(code, intact)}", lo, lo + 4)
@@ -216,7 +218,7 @@ UNSEALED_R_SEALED_R = """
         ("dontneed_locked", "", "0000efgh"),
         ("wipeonfork", ",wf", "abcdefgh"),
         ("dontfork", ",dc", "abcdefgh"),
-        ("guard_install", "", "####efgh"),
+        ("guard_install", ",gu", "####efgh"),  # the first VMA was guarded (limits/G8)
     ],
 )
 def test_7_2_earlier_vmas_are_processed_before_eperm(advice: str, flags: str, content: str) -> None:
@@ -366,7 +368,7 @@ def test_guard_pages_refuse_writes_and_populate_and_survive_dontneed() -> None:
     """)  # fmt: skip
     # The store stopped at the guard: page 0 written, the rest not.
     assert data(s, 0, 4) == "0#00"
-    expect(s, "[0,4) rw-p,lo anon 0#00", 0, 4)  # mlock set the flags before failing
+    expect(s, "[0,4) rw-p,gu,lo anon 0#00", 0, 4)  # mlock set the flags before failing
     view(s)
 
 

@@ -167,9 +167,39 @@ def test_example_from_design() -> None:
         ("write p0 1p VV", "one lowercase letter"),
         ("mmap p0 4p rw- private|anon|bogus", "unknown MapFlag flag"),
         ("mmap p0 4p rw- private file=../x", "bad file= value"),
+        ("pwrite_mem p0", "expected: pwrite_mem ADDR LEN"),
+        ("poke p0 1p XY", "one lowercase letter"),
+        ("file_pwrite ../etc/passwd 0 1p", "bad file"),
+        ("ftruncate f1:rw 1p", "bad file"),
+        ("punch f1 0", "expected: punch FILE"),
+        ("msync p0 4p sometimes", "unknown MsFlag flag"),
+        ("mlockall everything", "unknown MclFlag flag"),
+        ("munlockall now", "expected: munlockall"),
+        ("mincore p0", "expected: mincore ADDR LEN"),
     ],
 )
 def test_bad_lines_name_the_problem_and_line(line: str, message: str) -> None:
     with pytest.raises(ParseError, match=message) as info:
         parse_trace(f"# header\n{line}\n")
     assert info.value.line == 2
+
+
+def test_the_calls_sealing_does_not_cover_round_trip() -> None:
+    text = (
+        "pwrite_mem p1 1p x                               = 1p\n"
+        "vm_writev p1+100 100                             = 100\n"
+        "poke     p3 8 z                                  = EIO\n"
+        "file_pwrite f1:ro 62p 4p w                       = EBADF\n"
+        "ftruncate f2 1p+2048                             = 0\n"
+        "punch    f1 1p 0x7ffffffffffff000                = EFBIG\n"
+        "msync    p0 4p async|invalidate                  = 0\n"
+        "mincore  p0 0xfffffffffffff000                   = ENOMEM\n"
+        "mlockall current|future|onfault                  = 0\n"
+        "munlockall                                       = 0\n"
+    )
+    steps = parse_trace(text)
+    assert format_trace(steps) == text
+    assert steps[3].op == ops.FilePwrite("f1", 62 * 4096, 4 * 4096, "w", True)
+    assert list(ops.iter_ranges(steps[3].op)) == []  # no memory range
+    assert list(ops.iter_ranges(steps[0].op)) == [(ops.MODEL_BASES.arena + 4096, 4096)]
+    assert steps[1].result == 100 and steps[0].result == 4096

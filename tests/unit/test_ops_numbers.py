@@ -43,6 +43,18 @@ POSITIONS = [
     ("address result", "mmap p0 4p rw- private|anon = {N}"),
     ("address result zone page", "mmap p0 4p rw- private|anon = p{N}"),
     ("length result", "process_madvise dontneed p0:4p = {N}p"),
+    ("pwrite_mem address", "pwrite_mem {N} 1p"),
+    ("vm_writev length", "vm_writev p0 {N}"),
+    ("poke length", "poke p0 {N}"),
+    ("file_pwrite offset", "file_pwrite f1 {N} 1p"),
+    ("file_pwrite length", "file_pwrite f1 0 {N}"),
+    ("ftruncate length", "ftruncate f1 {N}"),
+    ("punch offset", "punch f1 {N} 1p"),
+    ("punch length", "punch f1 0 {N}"),
+    ("msync flags", "msync p0 4p sync|{N}"),
+    ("mincore length", "mincore p0 {N}"),
+    ("mlockall flags", "mlockall current|{N}"),
+    ("byte-count result", "pwrite_mem p0 1p = {N}"),
 ]
 IDS = [name for name, _ in POSITIONS]
 LINES = [line for _, line in POSITIONS]

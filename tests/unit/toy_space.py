@@ -3,8 +3,8 @@
 Not a model of Linux: one VMA per page, a handful of calls (anonymous
 MAP_FIXED / MAP_FIXED_NOREPLACE mmap, munmap, mprotect, madvise DONTNEED,
 write, mseal) and a seal that blocks a configurable set of calls. Everything
-else answers -ENOSYS, like a call the policy's world lacks. It has the four
-methods the search needs: apply, copy, state_key, layout.
+else answers -ENOSYS, like a call the policy's world lacks. It has the
+methods the search needs: apply, copy, state_key, layout, vma_view, backing_view.
 """
 
 from __future__ import annotations
@@ -150,6 +150,22 @@ class ToySpace:
                 )
             )
         return Layout(zone, lo, hi, tuple(runs))
+
+    def vma_view(self, zone: str, lo: int, hi: int) -> tuple[tuple[object, ...], ...]:
+        # One VMA per page; every attribute is in the Page (nothing hidden).
+        if zone != "p":
+            return ()
+        out = []
+        for p in range(lo, hi):
+            page = self.pages.get(p)
+            if page is None:
+                continue
+            attrs = (int(page.prot), int(page.sealed), None, page.pgoff, False)
+            out.append((p, p + 1, attrs, None, page.obj, page.obj, (page.token,)))
+        return tuple(out)
+
+    def backing_view(self) -> tuple[int, tuple[object, ...]]:
+        return (0, ())
 
     def state_key(self, zone: str, lo: int, hi: int) -> object:
         if zone != "p":

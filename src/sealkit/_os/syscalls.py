@@ -96,6 +96,17 @@ _GENERIC: Final = {
     "pidfd_open": 434, "process_madvise": 440, "mseal": 462, "prctl": 167,
     "ptrace": 117,
 }  # fmt: skip
+# The kernel executor's calls for what sealing does not cover (issue 14):
+# writes through /proc/self/mem (pwrite64), ptrace POKEDATA, the trace
+# files' ftruncate and fallocate(PUNCH_HOLE), mlockall/munlockall.
+_X86_64.update(
+    {"pwrite64": 18, "ptrace": 101, "ftruncate": 77, "mlockall": 151, "munlockall": 152,
+     "fallocate": 285}
+)  # fmt: skip
+_GENERIC.update(
+    {"pwrite64": 68, "ptrace": 117, "ftruncate": 46, "mlockall": 230, "munlockall": 231,
+     "fallocate": 47}
+)  # fmt: skip
 _TABLES: Final = {
     "x86_64": _X86_64,
     "aarch64": _GENERIC,
@@ -282,6 +293,8 @@ def errno_call(call: str, *args: int) -> int:
         if type(value) is not int or not 0 <= value <= _MASK:
             args = tuple(_u64(v, f"{call} argument {i + 1}") for i, v in enumerate(args))
             break
+    if not args:
+        args = (0,)  # a call without arguments (munlockall) ignores the register
     ret: int = _BY_ARITY[len(args)](nr, *args)  # type: ignore[misc]
     return ret if ret < 0 else ret & _MASK  # the helpers return -errno on failure
 

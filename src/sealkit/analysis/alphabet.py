@@ -25,6 +25,18 @@ come from the layout alone:
   attacker's store is told apart from the scenario's data), **brk** to each
   page of the heap window.
 
+**Attacker profiles** (:func:`parse_attacker`) add the calls sealing does
+not cover, each only for an attacker with the capability it names
+(:func:`sealkit.ops.attacker_of`): ``procmem`` adds ``pwrite_mem`` (a forced
+write through ``/proc/PID/mem``) and ``vm_writev`` (``process_vm_writev``) on
+every range, ``ptrace`` adds ``poke`` (``PTRACE_POKEDATA``) on every range,
+``file-write`` adds, for each file the scenario maps, ``file_pwrite`` and
+``punch`` of each page it maps and ``ftruncate`` to each page boundary up to
+its end (the attacker's own descriptor: write access to the file, not the
+victim's descriptor). The default, ``syscalls``, is the alphabet above and
+nothing more. ``msync``, ``mincore`` and ``mlockall``/``munlockall`` are in
+no profile: none of them changes a mapping, a protection or page data.
+
 ``fork`` is left out unless asked for: the properties are about the address
 space that sealed. After ``fork`` the rest of a trace acts on the child, a
 new address space the kernel builds by its ``dup_mmap`` rules (DONTFORK
@@ -44,12 +56,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from ..errors import ArgumentError
 from ..flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
 from ..layout import Layout
 from ..ops import (
+    ATTACKERS,
     MODEL_BASES,
     Brk,
+    FilePwrite,
     Fork,
+    Ftruncate,
     Madvise,
     Mlock,
     Mmap,
@@ -59,7 +75,11 @@ from ..ops import (
     Munmap,
     Op,
     PkeyMprotect,
+    Poke,
     ProcessMadvise,
+    Punch,
+    PwriteMem,
+    VmWritev,
     Write,
     iter_ranges,
 )
@@ -67,12 +87,14 @@ from .properties import Page, Property
 from .scenario import PolicySpec
 
 __all__ = [
+    "DEFAULT_ATTACKER",
     "EFFECTS",
     "PROTS",
     "Alphabet",
     "alphabet_of",
     "build_alphabet",
     "op_pages",
+    "parse_attacker",
     "points_of",
     "ranges_of",
 ]
@@ -107,6 +129,14 @@ EFFECTS: Final[dict[str, frozenset[Property]]] = {
     "mseal_v3": frozenset(),
     "mimmutable": frozenset(),
     "mseal_split": frozenset(),
+    # The calls sealing does not cover: they store data (or make the file
+    # shorter, or zero it), never change a VMA or its protection.
+    "pwrite_mem": frozenset({Property.CONTENT}),
+    "vm_writev": frozenset({Property.CONTENT}),
+    "poke": frozenset({Property.CONTENT}),
+    "file_pwrite": frozenset({Property.CONTENT}),
+    "ftruncate": frozenset({Property.CONTENT}),  # pages past the end raise SIGBUS
+    "punch": frozenset({Property.CONTENT}),
 }
 """The call frames: which properties a call can break at all (tested against
 the model in tests/unit/test_analysis_frames.py). The search uses them only
@@ -119,6 +149,36 @@ data either: what they do to mappings and protections is the same whatever
 the pages hold (also tested), so when only mapping and permission integrity
 are still open the last level judges them on the pages they name, without
 content tokens."""
+
+DEFAULT_ATTACKER: Final = frozenset({"syscalls"})
+"""The attacker of the debate: the process's own memory-management calls."""
+
+
+def parse_attacker(values: Sequence[str] | None) -> frozenset[str]:
+    """The capabilities named by ``--attacker`` values (:data:`DEFAULT_ATTACKER`
+    for none).
+
+    Each value is a comma-separated list of ``syscalls`` and ``+CAPABILITY``
+    (``+procmem``, ``+ptrace``, ``+file-write``); values add up, and
+    ``syscalls`` is always included (every profile keeps the process's own
+    calls). Anything else raises :class:`~sealkit.errors.ArgumentError` with
+    a one-line message.
+    """
+    extra = [a for a in ATTACKERS if a != "syscalls"]
+    known = ", ".join(["syscalls", *(f"+{a}" for a in extra)])
+    out = set(DEFAULT_ATTACKER)
+    for value in values or ():
+        for raw in value.split(","):
+            item = raw.strip()
+            if item == "syscalls":
+                continue
+            if item.startswith("+") and item[1:] in extra:
+                out.add(item[1:])
+                continue
+            hint = f" (did you mean +{item}?)" if item in extra else ""
+            raise ArgumentError(f"unknown attacker {item!r}{hint}; known: {known}")
+    return frozenset(out)
+
 
 _ARENA: Final = MODEL_BASES.arena
 _HEAP: Final = MODEL_BASES.heap
@@ -162,12 +222,13 @@ def op_pages(op: Op, heap_pages: int = 2) -> frozenset[Page] | None:
     ``brk`` names the whole heap window ``[0, heap_pages)``, whatever its
     argument: what it changes depends on where the break is.
     """
-    if isinstance(op, Fork):
-        return None
     if isinstance(op, Brk):
         return frozenset(("h", p) for p in range(heap_pages))
+    ranges = list(iter_ranges(op))
+    if not ranges:
+        return None  # fork, the file calls, mlockall: not confined to pages
     pages: set[Page] = set()
-    for addr, length in iter_ranges(op):
+    for addr, length in ranges:
         zoned = MODEL_BASES.zone_of(addr)
         if zoned is None:
             continue
@@ -219,6 +280,7 @@ def candidate_ops(
     file_offsets: dict[str, list[int]],
     heap_pages: int,
     include_fork: bool = False,
+    attacker: frozenset[str] = DEFAULT_ATTACKER,
 ) -> list[Op]:
     """Every call the alphabet may hold, before dropping the policy's missing calls."""
     points = points_of(start)
@@ -301,15 +363,35 @@ def candidate_ops(
     ]
     ops += [Munlock(_addr(a), (b - a) * PAGE_SIZE) for a, b in ranges]
     ops += [Write(_addr(a), (b - a) * PAGE_SIZE, ATTACK_TAG) for a, b in ranges]
+    if "procmem" in attacker:
+        ops += [PwriteMem(_addr(a), (b - a) * PAGE_SIZE, ATTACK_TAG) for a, b in ranges]
+        ops += [VmWritev(_addr(a), (b - a) * PAGE_SIZE, ATTACK_TAG) for a, b in ranges]
+    if "ptrace" in attacker:
+        ops += [Poke(_addr(a), (b - a) * PAGE_SIZE, ATTACK_TAG) for a, b in ranges]
+    if "file-write" in attacker:
+        for name in files:
+            end = _file_end(start, name)
+            ops += [FilePwrite(name, p * PAGE_SIZE, PAGE_SIZE, ATTACK_TAG) for p in range(end)]
+            ops += [Punch(name, p * PAGE_SIZE, PAGE_SIZE) for p in range(end)]
+            ops += [Ftruncate(name, p * PAGE_SIZE) for p in range(end + 1)]
     if include_fork:
         ops.append(Fork())
     return _order(ops)
 
 
+def _file_end(layout: Layout, name: str) -> int:
+    """One past the last page of file ``name`` that ``layout`` maps (at least 1)."""
+    end = 1
+    for run in layout.runs:
+        if run.backing == f"file:{name}" and run.pgoff is not None:
+            end = max(end, run.pgoff + run.pages)
+    return end
+
+
 _ORDER: Final = (
     "mmap", "munmap", "mprotect", "pkey_mprotect", "mremap", "madvise", "process_madvise",
     "mseal", "mseal_v1", "mseal_v3", "mimmutable", "mseal_split", "brk", "mlock", "munlock",
-    "write", "fork",
+    "write", "pwrite_mem", "vm_writev", "poke", "file_pwrite", "punch", "ftruncate", "fork",
 )  # fmt: skip
 
 
@@ -332,12 +414,14 @@ def build_alphabet(
     heap_pages: int = 2,
     include_fork: bool = False,
     probe: Callable[[Op], int] | None = None,
+    attacker: frozenset[str] = DEFAULT_ATTACKER,
 ) -> Alphabet:
     """The alphabet for a search from ``start`` under ``spec``.
 
     ``probe(op)`` runs ``op`` on a scratch copy of the start state; a call
     type whose first candidate answers ``-ENOSYS`` is not in the policy's
-    world and is dropped (listed in ``Alphabet.dropped``).
+    world and is dropped (listed in ``Alphabet.dropped``). ``attacker`` is
+    the set of capabilities (:func:`parse_attacker`) whose calls it holds.
     """
     if file_offsets is None:
         file_offsets = {}
@@ -345,7 +429,7 @@ def build_alphabet(
             if run.backing.startswith("file:") and run.pgoff is not None:
                 file_offsets.setdefault(run.backing[5:], []).append(run.pgoff)
         file_offsets = {k: sorted(set(v)) for k, v in file_offsets.items()}
-    ops = candidate_ops(start, spec, files, file_offsets, heap_pages, include_fork)
+    ops = candidate_ops(start, spec, files, file_offsets, heap_pages, include_fork, attacker)
     dropped: list[str] = []
     if probe is not None:
         first: dict[str, Op] = {}

@@ -17,8 +17,9 @@ from typing import Any
 
 from ..flags import PAGE_SIZE
 from ..layout import Layout
-from ..ops import MODEL_BASES, Op, Step, format_trace
-from .alphabet import Alphabet, build_alphabet
+from ..ops import MODEL_BASES, Op, Step, attacker_of, format_trace
+from .alphabet import DEFAULT_ATTACKER, Alphabet, build_alphabet
+from .attackers import attacker_text, needed_seal
 from .properties import PROPERTIES, PermissionPromise, Property, Violation, check
 from .scenario import DEFAULT_SCENARIO, PolicySpec, Scenario
 from .search import Found, Holds, Problem, SearchStats, search
@@ -66,6 +67,10 @@ class Counterexample:
         """Before and after, side by side: page ruler, VMAs (UPPERCASE sealed),
         content tokens, in the style of the kernel's VMA test harness."""
         return side_by_side(self.before, self.after)
+
+    def needed(self) -> str:
+        """Which seal would have to exist to stop this attack (or that none can)."""
+        return needed_seal(tuple(step.op for step in self.attack))
 
     def trace_text(self) -> str:
         """Setup, seals and attack, replayable with ``sealkit replay``."""
@@ -143,6 +148,7 @@ class PolicyReport:
     before: Layout
     setup: tuple[Step, ...]
     depth: int
+    attacker: frozenset[str] = DEFAULT_ATTACKER
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,7 @@ class Report:
     policies: tuple[PolicyReport, ...]
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    attacker: frozenset[str] = DEFAULT_ATTACKER
 
     def to_json(self) -> dict[str, Any]:
         """Everything the table shows, as JSON-ready data."""
@@ -176,6 +183,7 @@ class Report:
             },
             "depth": self.depth,
             "properties": [p.value for p in self.properties],
+            "attacker": attacker_text(self.attacker),
             "seconds": round(self.seconds, 3),
             "policies": [_policy_json(r) for r in self.policies],
             **self.extra,
@@ -221,6 +229,7 @@ def _verdict_json(v: Verdict) -> dict[str, Any]:
             attack=c.attack_text(),
             trace=c.trace_text(),
             violation=c.violation.summary(),
+            needed=c.needed(),
             details=list(c.violation.details),
             before=runs_text(c.before),
             after=runs_text(c.after),
@@ -246,6 +255,7 @@ def make_problem(
     spec: PolicySpec,
     properties: Sequence[Property] = PROPERTIES,
     include_fork: bool = False,
+    attacker: frozenset[str] = DEFAULT_ATTACKER,
 ) -> tuple[Problem, list[Step]]:
     """Build the start state for ``spec`` and the search problem over it."""
     space, setup = scenario.build(spec)
@@ -261,6 +271,7 @@ def make_problem(
         heap_pages=scenario.heap_pages,
         include_fork=include_fork,
         probe=probe,
+        attacker=attacker,
     )
     problem = Problem(
         start=space,
@@ -322,18 +333,19 @@ def analyze_policy(
     cache: bool = True,
     include_fork: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
+    attacker: frozenset[str] = DEFAULT_ATTACKER,
 ) -> PolicyReport:
-    """Search one policy; returns its report."""
-    problem, setup = make_problem(scenario, spec, properties, include_fork)
+    """Search one policy; returns its report. ``attacker``: the capabilities
+    whose calls the alphabet holds (:func:`~sealkit.analysis.alphabet.parse_attacker`)."""
+    problem, setup = make_problem(scenario, spec, properties, include_fork, attacker)
     result = search(problem, depth, workers=workers, cache=cache, progress=progress)
     verdicts: dict[Property, Verdict] = {}
     for prop, outcome in result.outcomes.items():
         if isinstance(outcome, Found):
-            verdicts[prop] = Verdict(
-                prop,
-                rerun(scenario, spec, problem, outcome),
-                others=tuple(rerun(scenario, spec, problem, outcome, p) for p in outcome.others),
-            )
+            first = rerun(scenario, spec, problem, outcome)
+            others = [rerun(scenario, spec, problem, outcome, p) for p in outcome.others]
+            first, others = _profile_first(first, others, attacker)
+            verdicts[prop] = Verdict(prop, first, others=tuple(others))
         else:
             assert isinstance(outcome, Holds)
             verdicts[prop] = Verdict(prop, holds_to=outcome.depth, states=outcome.states)
@@ -347,26 +359,39 @@ def analyze_policy(
         before=scenario.start_layout(problem.start),
         setup=tuple(setup),
         depth=depth,
+        attacker=attacker,
     )
+
+
+def _profile_first(
+    first: Counterexample, others: list[Counterexample], attacker: frozenset[str]
+) -> tuple[Counterexample, list[Counterexample]]:
+    """With an attacker profile beyond ``syscalls``, the counterexample shown
+    (and replayed) first is the first of the shortest ones that uses one of
+    the profile's own calls, when there is one: the question a profile asks is
+    what its capability adds. The others keep their order."""
+    if attacker <= DEFAULT_ATTACKER:
+        return first, others
+    candidates = [first, *others]
+    for i, c in enumerate(candidates):
+        if any(attacker_of(step.op) in attacker - DEFAULT_ATTACKER for step in c.attack):
+            return c, candidates[:i] + candidates[i + 1 :]
+    return first, others
 
 
 def default_workers() -> int:
-    """Two processes unless both cores are already busy.
+    """One worker process per core this process may run on
+    (``os.sched_getaffinity``; ``os.cpu_count`` where that is missing).
 
-    Measured (bench_analyze, linux depth 3): 56.9 s with one process and
-    32.3 s with two at load average 1.1; 57 s and 60 s at load average 2,
-    when a second search process only adds forking and a second cold cache.
+    The search's results do not depend on the number of workers (the same
+    states, counts and findings for any number: tested), so this choice is
+    only about speed; a busy machine is the user's to account for with
+    ``--workers``.
     """
-    cores = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-    if cores < 2:
-        return 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return 2
-    return 2 if load < cores else 1
+    getaffinity = getattr(os, "sched_getaffinity", None)
+    if getaffinity is not None:
+        return max(1, len(getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def analyze(
@@ -379,6 +404,7 @@ def analyze(
     cache: bool = True,
     include_fork: bool = False,
     progress: Callable[[str, int, int, int], None] | None = None,
+    attacker: frozenset[str] = DEFAULT_ATTACKER,
 ) -> Report:
     """Analyze each policy in ``specs``; returns the whole report."""
     started = time.perf_counter()
@@ -403,6 +429,14 @@ def analyze(
                 cache=cache,
                 include_fork=include_fork,
                 progress=hook,
+                attacker=attacker,
             )
         )
-    return Report(scenario, depth, tuple(properties), tuple(reports), time.perf_counter() - started)
+    return Report(
+        scenario,
+        depth,
+        tuple(properties),
+        tuple(reports),
+        time.perf_counter() - started,
+        attacker=attacker,
+    )

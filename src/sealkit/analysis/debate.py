@@ -20,6 +20,10 @@ The document is hand-written prose with generated sections between
   model's results, what broke, and the arena before and after;
 * ``fork:POLICY:mapping``: the same search with ``fork`` in the alphabet
   (:data:`FORK_POLICIES`);
+* ``nocover``: content integrity for every design with the attacker
+  profiles ``+procmem``, ``+ptrace`` and ``+file-write`` (depth
+  :data:`NOCOVER_DEPTH`): the shortest attack each capability adds, and what
+  would stop it instead of a seal;
 * ``replay``: the ``linux`` counterexamples replayed on the running kernel
   (written only when the kernel has mseal; not compared by the test, which
   may run elsewhere).
@@ -38,7 +42,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from ..ops import format_trace
+from ..ops import ATTACKERS, attacker_of, format_trace
+from .alphabet import parse_attacker
 from .analyzer import (
     PolicyReport,
     Report,
@@ -48,6 +53,7 @@ from .analyzer import (
     default_workers,
     picture,
 )
+from .attackers import needed_seal
 from .properties import Property
 from .scenario import DEBATE_POLICIES, DEFAULT_SCENARIO, parse_policy
 from .search import call_kind
@@ -61,6 +67,8 @@ __all__ = [
     "extract",
     "fork_blocks",
     "main",
+    "nocover_report",
+    "render_nocover",
     "render_record",
     "render_replays",
     "render_table",
@@ -75,6 +83,12 @@ __all__ = [
 ]
 
 DOC_DEPTH: Final = 3
+NOCOVER_DEPTH: Final = 1
+"""The "What no seal covers" section's depth: every capability breaks
+content integrity of every design in one call."""
+NOCOVER_COMMAND: Final = (
+    "sealkit analyze --attacker +procmem,+ptrace,+file-write --property content --depth 1"
+)
 COMMAND: Final = "PYTHONPATH=src python -m sealkit.analysis.debate docs/debate.md"
 RECORD: Final = "debate-results.json"
 """The results record's file name, next to the document."""
@@ -285,6 +299,46 @@ def fork_report(
     )  # fmt: skip
 
 
+def nocover_report(workers: int | None = None) -> Report:
+    """Content integrity for every debate design, with every attacker capability."""
+    specs = [parse_policy(name) for name in DEBATE_POLICIES]
+    return analyze(
+        specs, [Property.CONTENT], NOCOVER_DEPTH, DEFAULT_SCENARIO, workers=workers,
+        attacker=parse_attacker([",".join(f"+{a}" for a in ATTACKERS[1:])]),
+    )  # fmt: skip
+
+
+def render_nocover(report: Report) -> str:
+    """Per design and capability, the shortest content attack that uses the
+    capability (among the shortest counterexamples, one per final call), then
+    what would stop each kind of attack."""
+    extra = [a for a in ATTACKERS if a != "syscalls"]
+    head = "| policy | " + " | ".join(f"`+{a}`" for a in extra) + " |"
+    rows = [head, "|---|" + "---|" * len(extra)]
+    stoppers: dict[str, str] = {}
+    for pol in report.policies:
+        verdict = pol.verdicts[Property.CONTENT]
+        found = [c for c in (verdict.counterexample, *verdict.others) if c is not None]
+        cells = []
+        for capability in extra:
+            mine = [c for c in found if any(attacker_of(s.op) == capability for s in c.attack)]
+            if not mine:
+                cells.append(f"not by depth {report.depth}")
+                continue
+            cells.append(
+                "; ".join(
+                    f"`{' '.join(c.attack_text().split())}` ({', '.join(sorted(c.violation.kinds))}"
+                    f" at {c.violation.summary().rsplit(' at ', 1)[1]})".replace("|", "\\|")
+                    for c in mine
+                )
+            )
+            for c in mine:
+                stoppers.setdefault(c.attack[-1].op.NAME, needed_seal([s.op for s in c.attack]))
+        rows.append(f"| `{pol.spec.name}` | " + " | ".join(cells) + " |")
+    stop = "".join(f"- `{name}`: {text}.\n" for name, text in stoppers.items())
+    return "\n".join(rows) + "\n\nWhat would stop each one instead of a seal:\n\n" + stop
+
+
 def extract(text: str) -> dict[str, str]:
     """The generated sections present in a document."""
     return {m.group("name"): m.group("body") for m in _BLOCK_RE.finditer(text)}
@@ -353,11 +407,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         blocks["scenario"] = render_scenario(cheap)
         blocks["alphabet"] = render_alphabet(cheap)
         blocks.update(fork_blocks(fork_report(2, workers)))
+        blocks["nocover"] = render_nocover(nocover_report(workers))
         report = None
     else:
         report = doc_report(args.depth, workers)
         forked = fork_report(2, workers)
         blocks = blocks_for(report, forked)
+        blocks["nocover"] = render_nocover(nocover_report(workers))
         if not args.check:
             blocks["replay"] = _replays(report, forked)
     record_path = args.path.with_name(RECORD)

@@ -35,7 +35,15 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..flags import PAGE_SIZE, Prot, prot_to_str
-from ..layout import TOKEN_FILE, TOKEN_GUARD, TOKEN_UNKNOWN, TOKEN_ZERO, Layout, Run
+from ..layout import (
+    TOKEN_FILE,
+    TOKEN_GUARD,
+    TOKEN_SIGBUS,
+    TOKEN_UNKNOWN,
+    TOKEN_ZERO,
+    Layout,
+    Run,
+)
 from ..ops import MODEL_BASES
 
 __all__ = [
@@ -234,6 +242,8 @@ def _content_kind(was: str, now: str | None) -> str:
         return "discarded (unmapped)"
     if now == TOKEN_GUARD:
         return "discarded (guard)"
+    if now == TOKEN_SIGBUS:
+        return "discarded (past the end of the file: SIGBUS)"
     if now == TOKEN_UNKNOWN:
         return "discarded (undefined until reclaim)"
     if now == TOKEN_ZERO:

@@ -1,57 +1,124 @@
 """Breadth-first search for the shortest call sequence that breaks a property.
 
-The search needs four things of a state (the model's interface,
-CONTRIBUTING "The model's interface"): ``apply(op)``, ``copy()``,
-``state_key(zone, lo, hi)`` and ``layout(zone, lo, hi)``. It explores every
-sequence of alphabet calls level by level, keeps one state per
-``state_key`` (so a state reached twice is expanded once), and for each
-property returns the first violating sequence in (state order, call order),
-which is a shortest one; or the depth it holds to and the number of states
-whose every successor was checked.
+The search needs six things of a state (the model's interface, CONTRIBUTING
+"The model's interface"): ``apply(op)``, ``copy()``, ``layout(zone, lo,
+hi)``, ``vma_view(zone, lo, hi)``, ``backing_view()`` and, for the exact
+search's cross-check, ``state_key(zone, lo, hi)``. It explores call sequences
+level by level and, for each property, returns a shortest violating sequence,
+or the depth it holds to and the number of states it kept.
+
+States
+------
+A state is observed as a *page vector*: one entry per page of each zone
+window (widened by one page on each side) and one per resource outside the
+VMAs (the break, each file's contents). A page's entry holds everything a
+call can read of it (``AddressSpace.vma_view``): whether it starts a VMA, all
+of the VMA's ``vm_flags`` (also those no layout shows, such as
+``VM_SEALABLE`` or ``VM_ACCOUNT``), the seal, the open file, the page's
+offset, the object it maps, its own data and, for a file or shmem page, the
+object's whole contents. Two states with equal vectors behave the same under
+every call sequence of the alphabet (the alphabet names no page outside the
+windows).
+
+**Symmetry.** Objects the start state has (anon_vmas, shmem objects) keep
+their names; objects created later are named by first appearance in page
+order, so states equal up to renaming of new objects are one state. The
+properties compare a page only with the same page at the start, where no new
+object exists, so the renaming never changes a verdict; and the model only
+ever compares objects for equality (merging, aliasing), which a renaming
+keeps.
+
+Footprints
+----------
+The reductions rest on the *footprint* ``F(c, s)`` of a call ``c`` in state
+``s``, computed from the vector: the pages ``c`` names, one page either side,
+every VMA meeting those pages (with one page either side of it), every page
+mapping the same file or shmem object as a page ``c`` names, and the
+resources ``c`` reads (the files it maps, the break for ``brk``). ``fork``
+has every slot. Three facts about calls, checked against the model for every
+design (tests/unit/test_analysis_frames.py) and asserted by the search
+itself every time it runs the model:
+
+* **L1**: ``c`` changes only slots of ``F(c, s)``;
+* **L2**: if two states agree on ``F(c, s) | F(c, s')``, then ``c`` changes
+  them the same way and ``F(c, s) = F(c, s')``;
+* **L3**: a call changes the object a page maps only on pages it names,
+  and merges only with the VMAs next to them.
+
+From these, for calls ``a`` and ``b``:
+
+* **swap**: if ``F(a, t) & F(b, t·a)`` is empty then ``t·a·b = t·b·a`` and both
+  calls keep their footprints and effects in either order (``a`` changes
+  nothing ``b`` reads, so by L2 ``b`` acts alike; symmetrically for ``a``;
+  the changes are disjoint). Likewise ``F(a, t) & F(b, t)`` empty implies
+  ``F(b, t·a) = F(b, t)``.
+* **growth**: ``F(b, t·a) <= F(b, t) | F(a, t)`` (a VMA or alias set can only
+  grow into what ``a`` changed, L1 and L3).
 
 Reductions
 ----------
-Depth 3 over a few thousand calls is tens of billions of sequences. The
-search cuts the work with facts about the calls that are checked against
-the model for every design (tests/unit/test_analysis_frames.py) and never
-changes an answer (an exact search, ``cache=False``, applies every call to
-every state; tests/slow/test_analysis_depth.py checks both agree):
+Depth 3 over a few thousand calls is tens of billions of sequences. None of
+the reductions changes a finding (which properties break, at which depth,
+the number of breaking (state, call) pairs at that depth); ``cache=False``
+turns them all off (every call applied to every state) and
+tests/slow/test_analysis_depth.py checks both agree.
 
-* **locality**: a call changes only the pages it names and the pages mapping
-  the same file or shared object (a store through a shared mapping shows
-  through every mapping of that page), and what it does depends only on
-  those pages. Its *window* is that set. A call whose window is as in the
-  start state does what it did there; a call whose window looks like one
-  already seen does what it did then: outcomes are cached per (group of
-  calls naming the same pages, state of the window) and a call is applied
-  to the model only for a window never seen;
-* **frames** (:data:`~sealkit.analysis.alphabet.EFFECTS`): which properties
-  a call can break at all. On the last level (no successor is kept) only
-  calls that can still break an open property are applied, and they are
-  judged on the protected pages of their window only; calls that change
-  mappings or protections do not read page data, so when content integrity
-  is no longer open they are judged without content tokens;
-* **commuting calls**: on depth 1, two calls whose (widened) windows do not
-  meet reach the same state in either order; it is collected once.
+1. **Effects from views** (locality). By L2 what a call does is a function
+   of the vector restricted to its footprint (its *view*, objects renamed
+   locally). The change it makes (a patch of the view) and the properties
+   it breaks are cached per (group of calls naming the same pages, view);
+   a successor's vector is the parent's with the patch applied, so the
+   model runs only for views never seen (then the search checks that the
+   model's state equals the vector, and that the call changed nothing
+   outside its footprint: L1). A view untouched since the start state is
+   answered by the start state's outcome.
+2. **Frames** (:data:`~sealkit.analysis.alphabet.EFFECTS`): on the last
+   level only calls that can still break an open property are applied;
+   once content integrity is no longer open, calls are judged on views
+   without page data (mapping and protection calls do not read it).
+3. **Causality** (partial-order reduction). Record with each state the
+   footprints of the *maximal* calls of the sequence that reached it (calls
+   no later call depends on). In a shortest violating sequence ``w·c``
+   the last call depends on every maximal call ``m`` of ``w``: otherwise
+   ``m`` could be swapped to the very end, and ``w`` without ``m`` followed
+   by ``c`` would leave the violated page as it is (``c`` changed it and
+   ``F(m) & F(c)`` is empty), a shorter violation. So:
+
+   * on the last level a call is judged only if its footprint meets every
+     recorded footprint (the others cannot break an open property);
+   * a state on the last level is kept only if some call could meet all of
+     them; by *growth* this is decided from the parent's footprints before
+     the call is applied (``N states`` counts the states kept);
+   * two calls ``a``, ``i`` with ``i < a`` independent after ``s·a``: the
+     successor ``s·a·i`` is not generated when ``s·i`` is itself a kept
+     state of the same level (it generates ``s·i·a``, the same state, with
+     the same recorded footprints, by *swap*).
+
+   The argument holds for every shortest sequence reaching a state, so it
+   does not matter which one a state keeps; and every state of a shortest
+   violating sequence is kept (its recorded footprints are joined by the
+   rest of that sequence), so the search finds it at the same depth.
 
 A property broken at depth ``d`` and not before is broken on a page the
-last call changed, which is what makes the last level's judging local.
-Every counterexample is re-run from scratch before it is reported
-(:func:`sealkit.analysis.analyzer.rerun`).
+last call changed, so judging a call only looks at the protected pages in
+its footprint. Every counterexample is re-run from scratch before it is
+reported (:func:`sealkit.analysis.analyzer.rerun`).
 
 Parallelism
 -----------
-With ``workers > 1`` each level's states are split into chunks run in
+With ``workers > 1`` each level's states are split into chunks expanded in
 forked worker processes (``fork`` start method: the workers inherit the
-start state, the alphabet and the caches without pickling); results are
-merged in chunk order, so the outcome does not depend on the worker count.
-The start state is always expanded in the parent (its outcomes answer every
-later untouched window).
+start state, the alphabet and the caches without pickling). Every cache
+answer equals what the model would answer (L2), and every decision depends
+only on the state and on the level before it, so the successors, findings
+and state counts do not depend on the worker count; results are merged in
+chunk order. Only the work counters (calls applied, cache answers) do.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import multiprocessing
 import time
 from collections import Counter
@@ -60,9 +127,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
-from ..flags import Madv
+from ..flags import Madv, MapFlag, Prot
 from ..layout import Layout
-from ..ops import Madvise, Op, ProcessMadvise
+from ..model.vma import VM_STICKY
+from ..ops import Brk, Madvise, Mmap, Mremap, Op, ProcessMadvise
 from .alphabet import EFFECTS, Alphabet
 from .properties import Page, PageFact, PermissionPromise, Property, check, page_facts
 from .space import Space
@@ -82,7 +150,8 @@ class Problem:
     protected: frozenset[Page]
     promise: PermissionPromise = PermissionPromise.NO_GAIN
     key_windows: tuple[tuple[str, int, int], ...] | None = None
-    """Zone windows whose ``state_key`` identifies a state (default: ``windows``)."""
+    """Zone windows whose ``state_key`` identifies a state in the exact search
+    with ``model_key=True`` (default: ``windows``)."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +174,7 @@ class Found:
 @dataclass(frozen=True)
 class Holds:
     """The property holds for every sequence of up to ``depth`` calls;
-    ``states`` distinct states (depth below ``depth``) were fully expanded."""
+    ``states`` distinct states (depth below ``depth``) were kept and expanded."""
 
     property: Property
     depth: int
@@ -114,28 +183,37 @@ class Holds:
 
 @dataclass
 class SearchStats:
-    """What the search did."""
+    """What the search did. ``levels`` is a result (the same for any worker
+    count); the other counters measure work and depend on how the levels
+    were split between processes (each has its own caches)."""
 
     levels: list[int] = field(default_factory=list)
-    """Distinct new states at each depth (index 0: the start state)."""
+    """Distinct states kept at each depth (index 0: the start state)."""
     expanded: int = 0
-    """States whose every successor was checked."""
+    """States whose successors were all accounted for."""
     pairs: int = 0
     """(state, call) pairs covered."""
     applied: int = 0
     """Calls actually applied to the model."""
     untouched: int = 0
-    """(state, call) pairs answered because the call's window is as at the start."""
+    """(state, call) pairs answered because the call's view is as at the start."""
     cached: int = 0
-    """(state, call) pairs answered from the window cache."""
+    """(state, call) pairs answered from the view caches."""
     commuted: int = 0
-    """Successors not generated because the same state is reached in the other order."""
+    """Successors not generated because the same state comes from the other order."""
+    pruned: int = 0
+    """Successors not kept: no call could join their independent changes."""
+    independent: int = 0
+    """Last-level (state, call) pairs not judged: the call is independent of a change."""
     seconds: float = 0.0
     workers: int = 1
+    digest: str = ""
+    """With ``search(..., digest=True)``: a hash of every kept state, level by
+    level, in order (equal digests: the same states were kept)."""
 
     @property
     def states(self) -> int:
-        """Distinct states reached."""
+        """Distinct states kept."""
         return sum(self.levels)
 
     def add(self, other: SearchStats) -> None:
@@ -146,6 +224,8 @@ class SearchStats:
         self.untouched += other.untouched
         self.cached += other.cached
         self.commuted += other.commuted
+        self.pruned += other.pruned
+        self.independent += other.independent
 
 
 @dataclass(frozen=True)
@@ -159,42 +239,111 @@ class SearchResult:
 
 # ------------------------------------------------------------------ internals
 
-Entry: TypeAlias = tuple[Any, ...] | None
-Vector: TypeAlias = tuple[Entry, ...]
-Outcome: TypeAlias = tuple[tuple[bool, frozenset[Property]], ...]
-"""Per call of a group: (changed the state, properties broken)."""
+Entry: TypeAlias = Any
+"""A slot of a page vector: ``None`` (nothing mapped), a page tuple (see
+``_Engine.observe``) or a resource value."""
+Vec: TypeAlias = tuple[Entry, ...]
+Patch: TypeAlias = tuple[tuple[int, Entry], ...]
+"""Changed slots of a view, objects named as in the view (``~k``) or fresh (``+k``)."""
+Effect: TypeAlias = tuple[tuple[Patch | None, frozenset[Property]], ...]
+"""Per call of a group: the change it makes (``None``: nothing) and the properties it breaks."""
 Verdicts: TypeAlias = tuple[frozenset[Property], ...]
 """Per call of a group: the properties it breaks."""
+ViewKey: TypeAlias = tuple[int, int, tuple[Entry, ...]]
+VerdictKey: TypeAlias = tuple[int, int, bool, int, tuple[Entry, ...]]
+"""(group, part, without page data, window, view)."""
 
 _NOTHING: Final[frozenset[Property]] = frozenset()
 _DATA: Final = frozenset({Property.CONTENT})
 _MIN_PARALLEL: Final = 48
 """Fewer states than this in a level are expanded in-process (forking costs more)."""
 
+# Page entry fields (``_Engine.observe``).
+_START, _FLAGS, _SEAL, _OPENED, _PGOFF, _FORKED, _NAME, _ANON, _LNAME, _OWN, _BODY = range(11)
+_FIELDS: Final = 11
+_BLIND: Final = 9
+"""Page entry fields a call that does not read page data looks at (all but data)."""
+_VM_MAYSHARE: Final = 0x80
+_SEEN_FLAGS: Final = ~VM_STICKY
+"""The vm_flags a state is told apart by: all but the sticky ones
+(``VM_MAYBE_GUARD``, the ``gu`` VmFlag). The model only ever writes those:
+``MADV_GUARD_INSTALL`` sets the flag on a whole VMA, a merge ORs it into the
+merged VMA, and no call, merge check or property reads it (merges ignore it,
+``fork`` copies guard markers whether or not it is set). Two states that
+differ only in it have the same future, call for call, so it is left out:
+kept, it made every call that merges beside a guarded VMA change pages
+outside its footprint (``tests/unit/test_analysis_footprints.py``)."""
+"""The kernel's ``VM_MAYSHARE`` bit of ``vm_flags``: a shared mapping."""
+_RIGHTS: Final = int(Prot.READ | Prot.WRITE | Prot.EXEC)
 
-@dataclass
+
+def _renamed(e: Entry, rename: Callable[[str], str]) -> Entry:
+    """Page entry ``e`` with its new objects (names not of the start state,
+    ``~k``/``+k``) renamed by ``rename``."""
+    name, anon = e[_NAME], e[_ANON]
+    new_name = rename(name) if name is not None and name[0] in "~+" else name
+    new_anon = rename(anon) if anon is not None and anon[0] in "~+" else anon
+    if new_name is name and new_anon is anon:
+        return e
+    return (*e[:_NAME], new_name, new_anon, *e[_LNAME:])
+
+
 class _Node:
-    parent: int
-    op: int
-    key: Hashable
-    vec: Vector
-    delta: int
-    """Bit ``i`` set: page ``i`` differs from the start state."""
+    """One kept state: how it was reached and what the search knows of it."""
+
+    __slots__ = ("cand", "delta", "frontier", "op", "parent", "reads", "vec", "writes")
+
+    def __init__(
+        self,
+        parent: int,
+        op: int,
+        vec: Vec,
+        delta: int,
+        reads: int,
+        writes: int,
+        frontier: Frontier,
+        cand: int,
+    ) -> None:
+        self.parent = parent
+        self.op = op
+        self.vec = vec
+        self.delta = delta
+        """Slots that differ from the start state."""
+        self.reads = reads
+        self.writes = writes
+        """What the calls that reached it read and wrote (unions of footprints)."""
+        self.frontier = frontier
+        """Footprints of the maximal calls of that sequence (the last call's is last)."""
+        self.cand = cand
+        """On the last level: the groups that may break a property here (bit per group)."""
+
+
+Footprint: TypeAlias = tuple[int, int]
+"""What a call reads and what it may write (slot masks; writes within reads)."""
+Frontier: TypeAlias = tuple[Footprint, ...]
+_Successor: TypeAlias = tuple[int, int, Hashable, Vec, int, int, int, Frontier, int]
+"""(parent, call, key, vector, delta, reads, writes, frontier, candidate groups)."""
+
+
+def _depends(a: Footprint, b: Footprint) -> bool:
+    """Whether two calls may not commute: one writes what the other reads."""
+    return bool(a[0] & b[1] or a[1] & b[0])
 
 
 @dataclass
 class _Chunk:
     """What expanding a run of states produced (sent back from a worker)."""
 
-    successors: list[tuple[int, int, Hashable, Vector, int]] = field(default_factory=list)
+    successors: list[_Successor] = field(default_factory=list)
     hits: dict[tuple[Property, str], tuple[int, int]] = field(default_factory=dict)
     """First (state, call) breaking a property, per property and final call name."""
     counts: dict[Property, Counter[str]] = field(default_factory=dict)
-    cache: dict[tuple[int, int, tuple[Entry, ...]], Outcome] = field(default_factory=dict)
-    verdicts: dict[tuple[int, int, tuple[Entry, ...]], Verdicts] = field(default_factory=dict)
+    effects: dict[ViewKey, Effect] = field(default_factory=dict)
+    verdicts: dict[VerdictKey, Verdicts] = field(default_factory=dict)
+    refusals: dict[ViewKey, dict[int, bool]] = field(default_factory=dict)
     stats: SearchStats = field(default_factory=SearchStats)
     local: set[Hashable] = field(default_factory=set)
-    """Keys of the successors already collected (not sent back)."""
+    """Successors already collected (not sent back)."""
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -202,238 +351,390 @@ class _Chunk:
         return state
 
 
+def _mask(indices: Iterable[int]) -> int:
+    out = 0
+    for i in indices:
+        out |= 1 << i
+    return out
+
+
+_BITS: dict[int, tuple[int, ...]] = {}
+
+
+def _bits(mask: int) -> tuple[int, ...]:
+    found = _BITS.get(mask)
+    if found is not None:
+        return found
+    out = []
+    m = mask
+    while m:
+        low = m & -m
+        out.append(low.bit_length() - 1)
+        m ^= low
+    found = tuple(out)
+    if len(_BITS) < 1 << 18:
+        _BITS[mask] = found
+    return found
+
+
 class _Engine:
-    def __init__(self, problem: Problem, cache: bool) -> None:
+    def __init__(self, problem: Problem, cache: bool, model_key: bool = False) -> None:
         self.problem = problem
         self.use_cache = cache
+        self.model_key = model_key
         alphabet = problem.alphabet
         self.ops = alphabet.ops
-        root_layouts = self._layouts(problem.start)
-        self.start_objects = frozenset(
-            run.obj for layout in root_layouts for run in layout.runs if run.obj is not None
-        )
-        # The page order every vector follows: each zone window, one page wider on
-        # each side (the alphabet's windows are widened by one page).
-        self.pages: list[Page] = [
-            (zone, p) for zone, lo, hi in problem.windows for p in range(lo - 1, hi + 1)
-        ]
+        self.groups = alphabet.groups
+        self.group_of = alphabet.group_of
+        self.effects_of = [EFFECTS.get(op.NAME, frozenset(Property)) for op in self.ops]
+        self.kinds = [call_kind(op) for op in self.ops]
+        self.kind_rank: dict[str, int] = {}
+        for kind in self.kinds:
+            self.kind_rank.setdefault(kind, len(self.kind_rank))
+        self.global_ops = tuple(i for i, g in enumerate(alphabet.group_of) if g < 0)
+        start = problem.start
+
+        # Slots: each zone window one page wider on each side, then the break
+        # and one slot per file the start state has.
+        self.pages: list[Page] = []
+        self.zones: list[tuple[str, int, int, int]] = []
+        for zone, lo, hi in problem.windows:
+            self.zones.append((zone, lo - 1, hi + 1, len(self.pages)))
+            self.pages += [(zone, p) for p in range(lo - 1, hi + 1)]
         self.index = {page: i for i, page in enumerate(self.pages)}
+        _, objects = start.backing_view()
+        self.brk_slot = len(self.pages)
+        self.file_slots = {
+            key: self.brk_slot + 1 + n
+            for n, key in enumerate(k for k, _, _ in objects if k.startswith("f:"))
+        }
+        self.nslots = self.brk_slot + 1 + len(self.file_slots)
+        self.all_slots = (1 << self.nslots) - 1
+        self.resources = self.all_slots & ~((1 << self.brk_slot) - 1)
+        self.zone_of_slot = [z for z, _ in self.pages]
+
+        # Names of the start state's objects (kept by every renaming).
+        self.root_names: dict[Hashable, str] = {}
+        self.root_lnames: set[str] = set()
+        for zone, lo, hi, _ in self.zones:
+            for _, _, _, obj, anon, lname, _ in start.vma_view(zone, lo, hi):
+                if lname is not None:
+                    self.root_lnames.add(lname)
+                if obj is not None and obj not in self.root_names:
+                    self.root_names[obj] = (
+                        obj if obj.startswith("f:") else f"S{len(self.root_names)}"
+                    )
+                if anon is not None and anon not in self.root_names:
+                    self.root_names[anon] = f"A{len(self.root_names)}"
+        for key in self.file_slots:
+            self.root_names.setdefault(key, key)
+        self.intern: dict[Entry, Entry] = {}
+
+        # Static masks per group: the slots its calls name (pages, and the
+        # resources they read) and the same pages one wider on each side.
+        self.named: list[int] = []
+        self.widened: list[int] = []
+        self.group_files: list[tuple[str, ...]] = []
+        for g, pages in enumerate(alphabet.group_named):
+            named = _mask(self.index[p] for p in pages if p in self.index)
+            wide = 0
+            for zone, p in pages:
+                for q in (p - 1, p, p + 1):
+                    j = self.index.get((zone, q))
+                    if j is not None:
+                        wide |= 1 << j
+            files = sorted(
+                {
+                    "f:" + op.file
+                    for op in (self.ops[i] for i in self.groups[g])
+                    if isinstance(op, Mmap) and op.file is not None
+                }
+            )
+            res = _mask(self.file_slots[f] for f in files if f in self.file_slots)
+            if any(isinstance(self.ops[i], Brk) for i in self.groups[g]):
+                res |= 1 << self.brk_slot
+            self.named.append(named | res)
+            self.widened.append(wide | res)
+            self.group_files.append(tuple(f for f in files if f in self.file_slots))
+        # Calls that may leave a private anonymous VMA without an anon_vma on
+        # the pages they name take a neighbour's anon_vma when they merge: what
+        # they do to those pages depends on the neighbours (their whole
+        # footprint). Every other call's effect on page facts depends only on
+        # its narrow window (``_View.narrow``).
+        self.parts: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        for members in self.groups:
+            creating = tuple(i for i in members if _creates_anonymous(self.ops[i]))
+            plain = tuple(i for i in members if i not in set(creating))
+            self.parts.append((plain, creating))
+        self.named_bits = [_bits(m & ((1 << self.brk_slot) - 1)) for m in self.named]
+        self.op_files = [
+            1 << self.file_slots["f:" + op.file]
+            if isinstance(op, Mmap) and op.file is not None and "f:" + op.file in self.file_slots
+            else 0
+            for op in self.ops
+        ]
+        self.group_file_mask = [
+            _mask(self.file_slots[f] for f in files) for files in self.group_files
+        ]
+        # What a call may write for sure: the pages it names, the page after
+        # each named run (a split or merge there moves a VMA start), the break.
+        page_mask = (1 << self.brk_slot) - 1
+        self.writes_static: list[int] = []
+        for g, pages in enumerate(alphabet.group_named):
+            m = self.named[g] & page_mask
+            for zone, p in pages:
+                if (zone, p + 1) not in pages:
+                    j = self.index.get((zone, p + 1))
+                    if j is not None:
+                        m |= 1 << j
+            if any(isinstance(self.ops[i], Brk) for i in self.groups[g]):
+                m |= 1 << self.brk_slot
+            self.writes_static.append(m)
+        self.wide_bits = [_bits(m & ((1 << self.brk_slot) - 1)) for m in self.widened]
+        self.protected_mask = _mask(self.index[p] for p in problem.protected if p in self.index)
+        self.judged = (
+            tuple(w for w in problem.windows if w[0] in {z for z, _ in problem.protected})
+            or problem.windows
+        )
+        self.key_windows = problem.key_windows or problem.windows
+        self._wanted: dict[tuple[int, int, frozenset[Property]], tuple[int, ...]] = {}
+        self.effects: dict[ViewKey, Effect] = {}
+        self.verdicts: dict[VerdictKey, Verdicts] = {}
+        self.refusals: dict[ViewKey, dict[int, bool]] = {}
+        """Per (group, view of the pages it names): which calls fail without
+        changing anything (known so far)."""
+        self.levels: list[list[_Node]] = []
+        self.reps: list[set[tuple[int, int]]] = []
+        """Per level: the (parent, call) pairs its states were kept from."""
+        self.seen: set[Hashable] = set()
+        self.root = start
+        self.root_vec, self.root_names_map = self.observe(start)
+        root_layouts = self._layouts(start)
         self.before = page_facts(root_layouts)
         self.same = {
             page: (f.backing, f.obj, f.pgoff, f.shared, f.prot, f.token)
             for page, f in self.before.items()
         }
-        self._wanted: dict[tuple[int, frozenset[Property]], tuple[int, ...]] = {}
-        self.group_windows: list[tuple[int, ...]] = [
-            tuple(sorted(self.index[p] for p in w if p in self.index))
-            for w in alphabet.group_windows
-        ]
-        # Widened windows (one page either side): only for deciding that two
-        # calls commute, where erring wide is safe.
-        self.group_masks: list[int] = [_mask(w) for w in self.group_windows]
-        self.named_masks: list[int] = [
-            _mask(self.index[p] for p in w if p in self.index) for w in alphabet.group_named
-        ]
-        # The window every level keys its cache on: the pages a call names. A
-        # call that changes nothing returns before any merge (mprotect_fixup(),
-        # madvise_update_vma(), mlock_fixup() compare the flags first), and a
-        # split shows in the VMA-start bit of the first named page.
-        self.expand_masks = self.named_masks
-        self.protected_mask = _mask(self.index[p] for p in problem.protected if p in self.index)
-        self.key_windows = problem.key_windows or problem.windows
-        # Zone windows holding protected pages: all a verdict needs to look at.
-        zones = {zone for zone, _ in problem.protected}
-        self.judged = tuple(w for w in problem.windows if w[0] in zones) or problem.windows
-        self.verdicts: dict[tuple[int, int, tuple[Entry, ...]], Verdicts] = {}
-        self.use_commute = cache
-        self.effects = [EFFECTS.get(op.NAME, frozenset(Property)) for op in self.ops]
-        self.kinds = [call_kind(op) for op in self.ops]
-        self._spans: dict[int, tuple[list[tuple[str, int, int]], frozenset[Page]]] = {}
-        root_aliases = self.aliases(self.vector_of(root_layouts))
-        # Pages a call of each group changes from the start state (named + aliases).
-        self.root_effect = [self.window(m, root_aliases) for m in self.named_masks]
-        self.seen: set[Hashable] = set()
-        """Keys of every state of the levels already complete."""
-        # Vector positions of each zone window, and the zones each call names.
-        self.zone_slots: list[tuple[int, int]] = []
-        first = 0
-        for _, lo, hi in problem.windows:
-            self.zone_slots.append((first, first + hi - lo + 2))
-            first += hi - lo + 2
-        self.op_zones: list[frozenset[str] | None] = [
-            None if w is None else frozenset(z for z, _ in w) for w in alphabet.windows
-        ]
-        self.global_ops = [i for i, g in enumerate(alphabet.group_of) if g < 0]
-        self.cache: dict[tuple[int, int, tuple[Entry, ...]], Outcome] = {}
-        self.root_outcomes: list[Outcome | None] = [None] * len(alphabet.groups)
-        self.levels: list[list[_Node]] = []
-        self.root = problem.start
+        # Entries show everything layouts do but "[heap]" (a heap page's name
+        # depends on the break): pages can be judged from entries outside it.
+        self.entry_judging = all(z != "h" for z, _ in problem.protected)
+        self._spans: dict[int, tuple[tuple[tuple[str, int, int], ...], bool]] = {}
+        self.before_blind = {
+            self.pages[j]: self.fact_of(j, self.root_vec[j])
+            for j in _bits(self.protected_mask)
+            if self.root_vec[j] is not None
+        }
+        self.root_view = _View(self, self.root_vec)
+        self.root_fp = [self.root_view.footprint(g) for g in range(len(self.groups))]
+        self.root_writes = [self.root_view.writes(g) for g in range(len(self.groups))]
+        self.root_narrow = [self.root_view.narrow(g) for g in range(len(self.groups))]
+        self.root_effects: list[Effect | None] = [None] * len(self.groups)
+        self.root_refusals: list[dict[int, bool]] = [{} for _ in self.groups]
 
     # ------------------------------------------------------------ observing
 
     def _layouts(self, space: Space) -> list[Layout]:
         return [space.layout(zone, lo, hi) for zone, lo, hi in self.problem.windows]
 
-    def key_of(self, space: Space) -> Hashable:
-        return tuple(space.state_key(zone, lo, hi) for zone, lo, hi in self.key_windows)
+    def observe(
+        self, space: Space, known: dict[Hashable, str] | None = None, mask: int | None = None
+    ) -> tuple[Vec, dict[Hashable, str]]:
+        """The page vector of ``space``, canonical when ``known`` is ``None``
+        (new objects named ``~k`` by first appearance); with ``known``
+        (a parent's names) objects it lacks are named ``+k``. Returns the
+        vector and the names given to objects the start state lacks. With
+        ``mask`` only those slots are observed (the others are ``None``).
 
-    def vector_of(self, layouts: Sequence[Layout | None]) -> Vector:
-        """One entry per page: the VMA start bit and the page's attributes,
-        with objects the start state did not have renamed by first appearance."""
-        entries: list[Entry] = [None] * len(self.pages)
-        names: dict[str, str] = {}
-        for layout in layouts:
-            if layout is None:
-                continue
-            for run in layout.runs:
-                obj = run.obj
-                if obj is not None and obj not in self.start_objects:
-                    obj = names.setdefault(obj, f"~{layout.zone}{len(names)}")
-                for p in range(run.start, run.end):
-                    i = self.index.get((layout.zone, p))
-                    if i is None:
-                        continue
-                    off = None if run.pgoff is None else run.pgoff + (p - run.start)
-                    token = run.content[p - run.start] if run.content else ""
-                    entries[i] = (
-                        p == run.start, run.prot, run.shared, run.backing, obj, off, run.seal,
-                        run.flags, token,
+        A page entry: (starts a VMA, vm_flags, seal, open file, page offset,
+        forked, object name, anon_vma name, layout name if the start state
+        has it (else ``"+"``, or ``None`` when unnamed), own data, object
+        contents).
+        """
+        brk, objects = space.backing_view()
+        contents = {key: (size, runs) for key, size, runs in objects}
+        entries: list[Entry] = [None] * self.nslots
+        names: dict[Hashable, str] = {}
+        root_names, root_lnames, intern = self.root_names, self.root_lnames, self.intern
+        fresh = "~" if known is None else "+"
+        counter = [0]
+
+        def name_of(obj: Hashable) -> str | None:
+            if obj is None:
+                return None
+            found = root_names.get(obj)
+            if found is None:
+                found = names.get(obj)
+                if found is None:
+                    if known is not None and obj in known:
+                        found = known[obj]
+                    else:
+                        found = f"{fresh}{counter[0]}"
+                        counter[0] += 1
+                    names[obj] = found
+            return found
+
+        for zone, zlo, zhi, base in self.zones:
+            lo, hi = zlo, zhi
+            if mask is not None:
+                inside = _bits((mask >> base) & ((1 << (zhi - zlo)) - 1))
+                if not inside:
+                    continue
+                lo, hi = zlo + inside[0], zlo + inside[-1] + 1
+            for start, end, attrs, obj, anon, lname, data in space.vma_view(zone, lo, hi):
+                flags, seal, opened, pgoff, forked = attrs
+                flags &= _SEEN_FLAGS
+                name, aname = name_of(obj), name_of(anon)
+                lroot = lname if lname is None or lname in root_lnames else "+"
+                body = contents.get(obj) if obj is not None else None
+                first = max(start, lo)
+                for p in range(first, min(end, hi)):
+                    e = (
+                        p == start, flags, seal, opened, pgoff + p - start, forked, name, aname,
+                        lroot, data[p - first], body,
                     )  # fmt: skip
-        return tuple(entries)
+                    entries[base + p - zlo] = intern.setdefault(e, e)
+        entries[self.brk_slot] = brk
+        for key, slot in self.file_slots.items():
+            entries[slot] = contents.get(key)
+        return tuple(entries), names
 
-    def spans(self, win: int) -> tuple[list[tuple[str, int, int]], frozenset[Page]]:
-        """The protected pages of window ``win`` and the zone spans covering them."""
-        found = self._spans.get(win)
+    def key_of(self, space: Space, vec: Vec) -> Hashable:
+        """What deduplicates states: the vector, or the model's own key."""
+        if self.model_key:
+            return tuple(space.state_key(zone, lo, hi) for zone, lo, hi in self.key_windows)
+        return vec
+
+    def delta_of(self, vec: Vec) -> int:
+        root = self.root_vec
+        return _mask(j for j in range(self.nslots) if vec[j] != root[j])
+
+    def wanted(self, g: int, part: int, props: frozenset[Property]) -> tuple[int, ...]:
+        """The calls of part ``part`` of group ``g`` whose frame reaches one of ``props``."""
+        found = self._wanted.get((g, part, props))
         if found is None:
-            pages = frozenset(self.pages[j] for j in _bits(win & self.protected_mask))
-            spans = []
-            for zone in sorted({z for z, _ in pages}):
-                idx = [p for z, p in pages if z == zone]
-                spans.append((zone, min(idx), max(idx) + 1))
-            found = self._spans[win] = (spans, pages)
+            found = tuple(i for i in self.parts[g][part] if self.effects_of[i] & props)
+            self._wanted[(g, part, props)] = found
         return found
 
-    def wanted(self, g: int, props: frozenset[Property]) -> tuple[int, ...]:
-        """The calls of group ``g`` whose frame reaches one of ``props``."""
-        found = self._wanted.get((g, props))
+    # ------------------------------------------------------------ judging
+
+    def fact_of(self, slot: int, e: Entry) -> PageFact:
+        """What a layout says of a page, but its data (for judging mapping and
+        permission integrity straight from page entries)."""
+        flags, opened = e[_FLAGS], e[_OPENED]
+        if opened is None:
+            backing = "anon"
+        elif opened == "s":
+            backing = "shmem"
+        else:
+            backing = "file:" + opened[2:]
+        return PageFact(
+            Prot(flags & _RIGHTS), bool(flags & _VM_MAYSHARE), backing, e[_LNAME], e[_PGOFF], "", ""
+        )
+
+    def spans_of(self, mask: int) -> tuple[tuple[tuple[str, int, int], ...], bool]:
+        """The zone page ranges covering the page slots of ``mask``, and
+        whether it has resource slots."""
+        found = self._spans.get(mask)
         if found is None:
-            members = self.problem.alphabet.groups[g]
-            found = tuple(i for i in members if self.effects[i] & props)
-            self._wanted[(g, props)] = found
+            out = []
+            for zone, zlo, zhi, base in self.zones:
+                inside = _bits((mask >> base) & ((1 << (zhi - zlo)) - 1))
+                if inside:
+                    out.append((zone, zlo + inside[0], zlo + inside[-1] + 1))
+            found = self._spans[mask] = (tuple(out), bool(mask >> self.brk_slot))
         return found
 
-    def independent(self, a: int, i: int) -> bool:
-        """Calls ``a`` and ``i`` commute from the start state: neither can see
-        what the other changes (widened windows against changed pages)."""
-        ga, gi = self.problem.alphabet.group_of[a], self.problem.alphabet.group_of[i]
-        if ga < 0 or gi < 0:
-            return False
-        return not (
-            self.group_masks[ga] & self.root_effect[gi]
-            or self.group_masks[gi] & self.root_effect[ga]
-        )
+    def raw(self, space: Space, mask: int) -> tuple[Any, ...]:
+        """What the model shows of the slots of ``mask`` (compared, not read:
+        a VMA no call touched is the same object in a copy)."""
+        spans, res = self.spans_of(mask)
+        views = tuple(space.vma_view(zone, lo, hi) for zone, lo, hi in spans)
+        return (views, space.backing_view()) if res else views
 
-    def successor_vector(self, parent: Vector, i: int, twin: Space) -> Vector:
-        """The vector of ``twin`` (``parent`` after call ``i``): zones the call
-        does not name keep the parent's entries (a call changes only what it names)."""
-        zones = self.op_zones[i]
-        windows = self.problem.windows
-        if zones is None or not self.use_cache:
-            return self.vector_of(self._layouts(twin))
-        entries = list(parent)
-        fresh = self.vector_of(
-            [twin.layout(z, lo, hi) if z in zones else None for z, lo, hi in windows]
-        )
-        for (z, _, _), (a, b) in zip(windows, self.zone_slots, strict=True):
-            if z in zones:
-                entries[a:b] = fresh[a:b]
-        return tuple(entries)
-
-    def violated(self, layouts: Sequence[Layout]) -> frozenset[Property]:
-        after = page_facts(layouts)
-        return self._violated(after)
-
-    def judge_layouts(
-        self, layouts: Sequence[Layout], pages: frozenset[Page], props: frozenset[Property]
+    def judge_blind(
+        self, views: tuple[Any, ...], slots: int, props: frozenset[Property]
     ) -> frozenset[Property]:
-        """The properties of ``props`` broken on ``pages``, given layouts that
-        cover them. Fast path: every judged page as at the start breaks nothing."""
-        same = self.same
-        seen = 0
-        for layout in layouts:
-            zone = layout.zone
-            for run in layout.runs:
-                for p in range(run.start, run.end):
-                    page = (zone, p)
-                    if page not in pages:
-                        continue
-                    seen += 1
-                    off = None if run.pgoff is None else run.pgoff + (p - run.start)
-                    token = run.content[p - run.start] if run.content else "?"
-                    fact = (run.backing, run.obj, off, run.shared, run.prot, token)
-                    if same.get(page) != fact:
-                        return self.violated_at(page_facts(layouts), pages, props)
-        if seen != len(pages):
-            return self.violated_at(page_facts(layouts), pages, props)
-        return _NOTHING
-
-    def violated_at(
-        self,
-        after: dict[Page, PageFact],
-        pages: frozenset[Page],
-        props: frozenset[Property] | None = None,
-    ) -> frozenset[Property]:
-        """The properties (of ``props``, default all) broken on ``pages``
-        (``after`` describes at least those)."""
+        """Mapping and permission integrity on the protected pages among
+        ``slots``, from the model's VMA views of them (:meth:`raw`: what a
+        layout shows but data)."""
         p = self.problem
+        wanted = slots & self.protected_mask
+        pages = frozenset(self.pages[j] for j in _bits(wanted))
+        after: dict[Page, PageFact] = {}
+        spans, _ = self.spans_of(wanted)
+        roots = self.root_lnames
+        for (zone, lo, hi), view in zip(spans, views, strict=True):
+            for start, end, attrs, _, _, lname, _ in view:
+                flags, _, opened, pgoff, _ = attrs
+                if opened is None:
+                    backing = "anon"
+                elif opened == "s":
+                    backing = "shmem"
+                else:
+                    backing = "file:" + opened[2:]
+                name = lname if lname is None or lname in roots else "+"
+                prot, shared = Prot(flags & _RIGHTS), bool(flags & _VM_MAYSHARE)
+                for q in range(max(start, lo), min(end, hi)):
+                    page = (zone, q)
+                    if page in pages:
+                        after[page] = PageFact(
+                            prot, shared, backing, name, pgoff + q - start, "", ""
+                        )
         return frozenset(
             prop
-            for prop in (p.properties if props is None else props)
-            if check(prop, self.before, after, pages, p.promise) is not None
+            for prop in props
+            if check(prop, self.before_blind, after, pages, p.promise) is not None
         )
 
-    def _violated(self, after: dict[Page, PageFact]) -> frozenset[Property]:
+    def violated(self, layouts: Sequence[Layout]) -> frozenset[Property]:
         p = self.problem
+        after = page_facts(layouts)
         return frozenset(
             prop
             for prop in p.properties
             if check(prop, self.before, after, p.protected, p.promise) is not None
         )
 
-    # ------------------------------------------------------------ windows
+    def judge_pages(
+        self, space: Space, slots: int, props: frozenset[Property]
+    ) -> frozenset[Property]:
+        """The properties of ``props`` broken on the protected pages among
+        ``slots`` of ``space`` (the pages a call changed)."""
+        pages = [self.pages[j] for j in _bits(slots & self.protected_mask)]
+        if not pages or not props:
+            return _NOTHING
+        layouts = []
+        for zone in sorted({z for z, _ in pages}):
+            idx = [p for z, p in pages if z == zone]
+            layouts.append(space.layout(zone, min(idx), max(idx) + 1))
+        same = self.same
+        wanted = set(pages)
+        for layout in layouts:
+            for run in layout.runs:
+                for p in range(run.start, run.end):
+                    page = (layout.zone, p)
+                    if page not in wanted:
+                        continue
+                    wanted.discard(page)
+                    off = None if run.pgoff is None else run.pgoff + (p - run.start)
+                    token = run.content[p - run.start] if run.content else "?"
+                    if same.get(page) != (run.backing, run.obj, off, run.shared, run.prot, token):
+                        return self._violated_at(layouts, frozenset(pages), props)
+        if wanted:
+            return self._violated_at(layouts, frozenset(pages), props)
+        return _NOTHING
 
-    @staticmethod
-    def aliases(vec: Vector) -> list[int]:
-        """Page masks of the files and shared objects ``vec`` maps (one mask
-        per object: every page that maps it)."""
-        masks: dict[tuple[Any, Any], int] = {}
-        for i, e in enumerate(vec):
-            if e is not None and (e[2] or e[3] != "anon"):
-                key = (e[3], e[4])
-                masks[key] = masks.get(key, 0) | (1 << i)
-        return list(masks.values())
+    def _violated_at(
+        self, layouts: list[Layout], pages: frozenset[Page], props: frozenset[Property]
+    ) -> frozenset[Property]:
+        p = self.problem
+        after = page_facts(layouts)
+        return frozenset(
+            prop for prop in props if check(prop, self.before, after, pages, p.promise) is not None
+        )
 
-    @staticmethod
-    def window(base: int, aliases: list[int]) -> int:
-        """Page mask ``base`` plus every page mapping the same file or shared
-        object as a page in it."""
-        mask = base
-        for alias in aliases:
-            if alias & base:
-                mask |= alias
-        return mask
-
-    @staticmethod
-    def tainted(delta: int, aliases: list[int]) -> int:
-        """``delta`` plus every page aliasing a page in ``delta``: a window
-        touching this mask may not behave as it did from the start state."""
-        out = delta
-        for alias in aliases:
-            if alias & delta:
-                out |= alias
-        return out
-
-    # ------------------------------------------------------------ materializing
+    # ------------------------------------------------------------ states
 
     def path(self, level: int, idx: int) -> list[int]:
         ops: list[int] = []
@@ -451,91 +752,209 @@ class _Engine:
             stats.applied += 1
         return space
 
-    # ------------------------------------------------------------ expanding
-
-    def evaluate(
-        self,
-        space: Space,
-        node: _Node,
-        group_ops: Sequence[int],
-        stats: SearchStats,
-        judge: tuple[frozenset[Property], list[int]] | None = None,
-    ) -> tuple[Outcome, list[tuple[int, Space]]]:
-        """Apply each call to a copy of ``space``: did it change the state,
-        which properties does the result break. Returns the changed copies too.
-
-        Without ``judge`` the whole state is judged on every property. With
-        ``judge=(open properties, aliases)`` only calls whose frame reaches an
-        open property are judged, on the protected pages they name (or alias).
-        """
-        outcome: list[tuple[bool, frozenset[Property]]] = []
-        changed: list[tuple[int, Space]] = []
-        for i in group_ops:
-            twin = space.copy()
-            twin.apply(self.ops[i])
-            stats.applied += 1
-            if self.key_of(twin) == node.key:
-                outcome.append((False, _NOTHING))
-                continue
-            if judge is None:
-                broken = self.violated(self._judged(twin))
-            else:
-                props, aliases = judge
-                g = self.problem.alphabet.group_of[i]
-                if g < 0:
-                    broken = self.violated(self._judged(twin)) & props
-                elif self.effects[i] & props:
-                    spans, pages = self.spans(self.window(self.named_masks[g], aliases))
-                    layouts = [twin.layout(z, lo, hi) for z, lo, hi in spans]
-                    broken = self.judge_layouts(layouts, pages, props)
-                else:
-                    broken = _NOTHING
-            outcome.append((True, broken))
-            changed.append((i, twin))
-        return tuple(outcome), changed
-
-    def _judged(self, space: Space) -> list[Layout]:
-        return [space.layout(zone, lo, hi) for zone, lo, hi in self.judged]
-
-    def verdict_key(
-        self, g: int, node: _Node, aliases: list[int]
-    ) -> tuple[int, int, tuple[Entry, ...]]:
-        """What a call of group ``g`` can see of ``node``: the pages it names
-        and the pages aliasing them."""
-        win = self.window(self.named_masks[g], aliases)
-        return (g, win, tuple(node.vec[j] for j in _bits(win)))
-
     def expand(
-        self, level: int, lo: int, hi: int, last: bool, open_props: frozenset[Property]
+        self, level: int, lo: int, hi: int, last: bool, prune: bool, open_props: frozenset[Property]
     ) -> _Chunk:
-        """Expand states ``[lo, hi)`` of ``level``: on the last level only judge
-        the calls (no successor is kept), before it also collect successors."""
+        """Expand states ``[lo, hi)`` of ``level``. On the last level only
+        judge the calls; before it also collect successors (``prune``: the
+        successors are on the last level)."""
         out = _Chunk()
-        stats = out.stats
-        groups = self.problem.alphabet.groups
         for idx in range(lo, hi):
             node = self.levels[level][idx]
-            stats.expanded += 1
-            stats.pairs += len(self.ops)
-            state = _Expansion(self, out, level, idx, node, open_props)
-            for g, members in enumerate(groups):
-                if not self.use_cache:
-                    state.exact(g, members, last)
-                elif last:
-                    state.judge(g, members)
-                else:
-                    state.expand(g, members)
-            # Calls that act on the whole address space (fork): always applied.
-            if self.global_ops:
-                outcome, changed = self.evaluate(state.space(), node, self.global_ops, stats)
-                for i, (_, broken) in zip(self.global_ops, outcome, strict=True):
-                    state.record(i, broken)
-                if not last:
-                    for i, twin in changed:
-                        state.successor(i, twin)
+            out.stats.expanded += 1
+            out.stats.pairs += len(self.ops)
+            exp = _Expansion(self, out, level, idx, node, open_props)
+            if not self.use_cache:
+                exp.exact(last)
+            elif last:
+                exp.judge()
+            else:
+                exp.expand(prune)
         return out
 
-    root_vec: Vector = ()
+
+class _View:
+    """Footprints in one state (computed from its vector)."""
+
+    def __init__(self, engine: _Engine, vec: Vec) -> None:
+        self.engine = engine
+        self.vec = vec
+        n = engine.brk_slot
+        # span[i]: when page i is in a private VMA without an anon_vma (a call
+        # may give it one, or one of its neighbour's), that VMA one page wider
+        # on each side; else nothing.
+        span = [0] * n
+        span_w = [0] * n
+        for _, lo, hi, base in engine.zones:
+            j = base
+            end = base + hi - lo
+            while j < end:
+                e = vec[j]
+                if e is None:
+                    j += 1
+                    continue
+                k = j + 1
+                while k < end and vec[k] is not None and not vec[k][_START]:
+                    k += 1
+                if e[_ANON] is None and not e[_FLAGS] & _VM_MAYSHARE:
+                    inner = ((1 << (k - j)) - 1) << j
+                    m = inner | (1 << (j - 1) if j > base else 0) | (1 << k if k < end else 0)
+                    for q in range(j, k):
+                        span[q] = m
+                        span_w[q] = inner
+                j = k
+        # alias[name]: the pages mapping a file or shmem object, and the file's slot.
+        alias: dict[str, int] = {}
+        for j in range(n):
+            e = vec[j]
+            if e is not None and e[_NAME] is not None:
+                alias[e[_NAME]] = alias.get(e[_NAME], 0) | (1 << j)
+        for name in alias:
+            slot = engine.file_slots.get(name)
+            if slot is not None:
+                alias[name] |= 1 << slot
+        # page_alias[i]: what a call naming page i reaches through its object:
+        # every page mapping it for a shared mapping (a store shows through all
+        # of them), the file's contents for a private one (read on a fault).
+        page_alias = [0] * n
+        page_alias_w = [0] * n
+        for j in range(n):
+            e = vec[j]
+            if e is None or e[_NAME] is None:
+                continue
+            if e[_FLAGS] & _VM_MAYSHARE:
+                page_alias[j] = page_alias_w[j] = alias[e[_NAME]]
+            else:
+                slot = engine.file_slots.get(e[_NAME])
+                page_alias[j] = 0 if slot is None else 1 << slot
+        self.span = span
+        self.span_w = span_w
+        self.page_alias_w = page_alias_w
+        self.alias = alias
+        self.page_alias = page_alias
+        self._fp: dict[int, int] = {}
+        self._writes: dict[int, int] = {}
+        self._narrow: dict[int, int] = {}
+        self._tables: tuple[list[int], list[int]] | None = None
+        self._deps: dict[Footprint, int] = {}
+
+    def footprint(self, g: int) -> int:
+        """``F(c, s)`` for the calls of group ``g`` (``g < 0``: everything):
+        the union of its calls' footprints (:meth:`call_footprint`)."""
+        if g < 0:
+            return self.engine.all_slots
+        return self.base(g) | self.engine.group_file_mask[g]
+
+    def call_footprint(self, i: int) -> Footprint:
+        """What call ``i`` reads and may write here."""
+        g = self.engine.group_of[i]
+        if g < 0:
+            return (self.engine.all_slots, self.engine.all_slots)
+        return (self.base(g) | self.engine.op_files[i], self.writes(g))
+
+    def writes(self, g: int) -> int:
+        """What group ``g``'s calls may write: the pages they name and the
+        page after each named run, private VMAs without an anon_vma beside
+        them (a merge or fault gives them one), the pages of a shared object
+        they name and its file (a store shows through all of them), the break."""
+        found = self._writes.get(g)
+        if found is not None:
+            return found
+        engine = self.engine
+        m = engine.writes_static[g]
+        span_w = self.span_w
+        for j in engine.wide_bits[g]:
+            m |= span_w[j]
+        page_alias_w = self.page_alias_w
+        for j in engine.named_bits[g]:
+            m |= page_alias_w[j]
+        self._writes[g] = m
+        return m
+
+    def base(self, g: int) -> int:
+        """The footprint of group ``g``'s calls but the files they map: the
+        slots they name, one page either side, private VMAs without an
+        anon_vma among those, what they reach through their objects."""
+        found = self._fp.get(g)
+        if found is not None:
+            return found
+        engine = self.engine
+        m = engine.widened[g] & ~engine.group_file_mask[g]
+        span = self.span
+        for j in engine.wide_bits[g]:
+            m |= span[j]
+        page_alias = self.page_alias
+        for j in engine.named_bits[g]:
+            m |= page_alias[j]
+        self._fp[g] = m
+        return m
+
+    def narrow(self, g: int) -> int:
+        """The window of group ``g``'s calls that cannot leave an anonymous
+        VMA without anon_vma: the slots they name, private VMAs without an
+        anon_vma next to them, what they reach through their objects. What
+        such a call does to the facts of pages (mapping, protection, data)
+        is a function of this window."""
+        found = self._narrow.get(g)
+        if found is not None:
+            return found
+        engine = self.engine
+        m = engine.named[g]  # with the files its calls map and the break
+        span = self.span
+        for j in engine.wide_bits[g]:
+            m |= span[j]
+        page_alias = self.page_alias
+        for j in engine.named_bits[g]:
+            m |= page_alias[j]
+        self._narrow[g] = m
+        return m
+
+    def depending(self, fp: Footprint) -> int:
+        """The groups (bit per group) whose calls may not commute with a call
+        of footprint ``fp`` here."""
+        found = self._deps.get(fp)
+        if found is not None:
+            return found
+        if self._tables is None:
+            n = self.engine.nslots
+            readers, writers = [0] * n, [0] * n
+            for g in range(len(self.engine.groups)):
+                bit = 1 << g
+                for j in _bits(self.footprint(g)):
+                    readers[j] |= bit
+                for j in _bits(self.writes(g)):
+                    writers[j] |= bit
+            self._tables = (readers, writers)
+        readers, writers = self._tables
+        out = 0
+        for j in _bits(fp[1]):
+            out |= readers[j]
+        for j in _bits(fp[0]):
+            out |= writers[j]
+        self._deps[fp] = out
+        return out
+
+    def view(self, mask: int, blind: bool = False) -> tuple[tuple[Entry, ...], dict[str, str]]:
+        """The entries of ``mask`` with new objects renamed by first appearance
+        (``~0``, ``~1``...); returns the view and the renaming (global -> local)."""
+        vec = self.vec
+        out: list[Entry] = []
+        local: dict[str, str] = {}
+
+        def rename(name: str) -> str:
+            new = local.get(name)
+            if new is None:
+                new = local[name] = f"~{len(local)}"
+            return new
+
+        for j in _bits(mask):
+            e = vec[j]
+            if type(e) is tuple and len(e) == _FIELDS:
+                e = _renamed(e, rename)
+                if blind:
+                    e = e[:_BLIND]
+            out.append(e)
+        return tuple(out), local
 
 
 class _Expansion:
@@ -557,21 +976,38 @@ class _Expansion:
         self.idx = idx
         self.node = node
         self.open = open_props
-        self.aliases = engine.aliases(node.vec)
-        self.tainted = engine.tainted(node.delta, self.aliases)
+        self.fp = engine.root_view if level == 0 else _View(engine, node.vec)
         self._space: Space | None = None
-        self._blind: Vector | None = None
-
-    def blind_vec(self) -> Vector:
-        """The node's vector without content tokens."""
-        if self._blind is None:
-            self._blind = tuple(None if e is None else e[:8] for e in self.node.vec)
-        return self._blind
+        self._known: dict[Hashable, str] = {}
+        self._raw: dict[int, tuple[Any, ...]] = {}
 
     def space(self) -> Space:
+        """The node's state on the model (replayed from the start), checked
+        against its vector."""
         if self._space is None:
-            self._space = self.engine.materialize(self.level, self.idx, self.stats)
+            engine = self.engine
+            space = engine.materialize(self.level, self.idx, self.stats)
+            vec, names = engine.observe(space)
+            if vec != self.node.vec:
+                raise RuntimeError(
+                    "analyzer: a state built from cached effects differs from the model's "
+                    f"(locality assumption broken) after {self._path_text()}"
+                )
+            self._space, self._known = space, names
         return self._space
+
+    def raw_here(self, mask: int) -> tuple[Any, ...]:
+        """:meth:`_Engine.raw` of this state (remembered)."""
+        found = self._raw.get(mask)
+        if found is None:
+            found = self._raw[mask] = self.engine.raw(self.space(), mask)
+        return found
+
+    def _path_text(self) -> str:
+        from ..ops import format_op  # noqa: PLC0415
+
+        ops = self.engine.path(self.level, self.idx)
+        return "; ".join(format_op(self.engine.ops[i]).strip() for i in ops) or "(start)"
 
     def record(self, i: int, broken: frozenset[Property]) -> None:
         out, name = self.out, self.engine.kinds[i]
@@ -582,132 +1018,429 @@ class _Expansion:
                 out.hits[slot] = (self.idx, i)
             out.counts.setdefault(prop, Counter())[name] += 1
 
-    def successor(self, i: int, twin: Space) -> None:
-        engine = self.engine
-        key = engine.key_of(twin)
-        if key == self.node.key or key in engine.seen or key in self.out.local:
-            return
-        self.out.local.add(key)
-        vec = engine.successor_vector(self.node.vec, i, twin)
-        delta = _mask(j for j, e in enumerate(vec) if e != engine.root_vec[j])
-        self.out.successors.append((self.idx, i, key, vec, delta))
+    # ------------------------------------------------------------ exact
 
-    def exact(self, g: int, members: Sequence[int], last: bool) -> None:
-        """No cache: apply every call."""
-        outcome, changed = self.engine.evaluate(self.space(), self.node, members, self.stats)
-        for i, (_, broken) in zip(members, outcome, strict=True):
-            self.record(i, broken)
-        if not last:
-            for i, twin in changed:
-                self.successor(i, twin)
-
-    def judge(self, g: int, members: Sequence[int]) -> None:
-        """Last level: which calls of group ``g`` break an open property."""
+    def exact(self, last: bool) -> None:
+        """No reductions: apply every call, judge the whole protected set."""
         engine, stats = self.engine, self.stats
-        blind = not self.open & _DATA
-        # Calls that can break mapping or permission integrity neither read nor
-        # write page data (READ_FRAMES): when content is no longer open, their
-        # verdict depends on the pages they name, without tokens or aliases.
-        win = engine.named_masks[g] if blind else engine.window(engine.named_masks[g], self.aliases)
-        if not win & engine.protected_mask:
-            # A call changes only the pages it names (and their aliases): none
-            # is protected, so it breaks nothing.
-            stats.untouched += len(members)
-            return
-        if self.level > 0 and not win & self.tainted:
-            # Everything it can see is as at the start, where it broke nothing open.
-            stats.untouched += len(members)
-            return
-        wanted = engine.wanted(g, self.open)
-        if not wanted:
-            # No call here can change what an open property looks at (call frames).
-            stats.untouched += len(members)
-            return
-        vec = self.blind_vec() if blind else self.node.vec
-        key = (g if not blind else -1 - g, win, tuple(vec[j] for j in _bits(win)))
-        verdicts = engine.verdicts.get(key)
-        if verdicts is None:
-            verdicts = self.verdicts_of(members, wanted, win)
-            engine.verdicts[key] = verdicts
-        else:
-            stats.cached += len(members)
-        for i, broken in zip(members, verdicts, strict=True):
-            if broken:
-                self.record(i, broken)
-
-    def verdicts_of(self, members: Sequence[int], wanted: Sequence[int], win: int) -> Verdicts:
-        """Apply the ``wanted`` calls and judge the protected pages of the
-        window (the only pages they can change); the others break nothing
-        still open."""
-        engine, stats = self.engine, self.stats
-        spans, pages = engine.spans(win)
-        space = self.space()
-        todo = set(wanted)
-        found: list[frozenset[Property]] = []
-        for i in members:
-            if i not in todo:
-                found.append(_NOTHING)
+        space = engine.materialize(self.level, self.idx, stats)
+        key = engine.key_of(space, self.node.vec)
+        for i, op in enumerate(engine.ops):
+            twin = space.copy()
+            twin.apply(op)
+            stats.applied += 1
+            vec, _ = engine.observe(twin)
+            if vec == self.node.vec:
                 continue
+            layouts = [twin.layout(z, lo, hi) for z, lo, hi in engine.judged]
+            after = page_facts(layouts)
+            p = engine.problem
+            broken = frozenset(
+                prop
+                for prop in self.open
+                if check(prop, engine.before, after, p.protected, p.promise) is not None
+            )
+            self.record(i, broken)
+            if not last:
+                twin_key = engine.key_of(twin, vec)
+                if twin_key == key:
+                    continue
+                self.collect(i, twin_key, vec, (0, 0), (), 0)
+
+    def collect(
+        self, i: int, key: Hashable, vec: Vec, footprint: Footprint, frontier: Frontier, cand: int
+    ) -> None:
+        engine, out, node = self.engine, self.out, self.node
+        if key in engine.seen or key in out.local:
+            return
+        out.local.add(key)
+        out.successors.append(
+            (
+                self.idx, i, key, vec, engine.delta_of(vec), node.reads | footprint[0],
+                node.writes | footprint[1], frontier, cand,
+            )
+        )  # fmt: skip
+
+    # ------------------------------------------------------------ effects
+
+    def effect(self, g: int, fp: int) -> Effect:
+        """What each call of group ``g`` does here: from the start state's
+        answer when its view is untouched, else from the view cache, else
+        from the model."""
+        engine, node, stats = self.engine, self.node, self.stats
+        members = engine.groups[g]
+        if self.level > 0 and not (fp | engine.root_fp[g]) & node.delta:
+            found = engine.root_effects[g]
+            assert found is not None
+            stats.untouched += len(members)
+            return found
+        view, local = self.fp.view(fp)
+        key = (g, fp, view)
+        found = engine.effects.get(key)
+        if found is not None:
+            stats.cached += len(members)
+            return found
+        found = self.run(g, members, fp, local, judge=self.open)
+        engine.effects[key] = found
+        self.out.effects[key] = found
+        if self.level == 0:
+            engine.root_effects[g] = found
+        self.remember_verdicts(g, found)
+        return found
+
+    def refusals(self, g: int) -> tuple[ViewKey | None, dict[int, bool]]:
+        """Which calls of group ``g`` are known to fail here without changing
+        anything. A call's checks read only the pages it names (errors are
+        decided before any merge with a neighbour), so this is cached per
+        view of those pages; the start state's answers hold while they are
+        untouched."""
+        engine = self.engine
+        named = engine.named[g]
+        if not named & self.node.delta:
+            return None, engine.root_refusals[g]
+        view, _ = self.fp.view(named)
+        key = (g, named, view)
+        return key, engine.refusals.get(key, {})
+
+    def learn(self, g: int, key: ViewKey | None, found: dict[int, bool]) -> None:
+        """Remember which calls failed without changing anything."""
+        engine = self.engine
+        if key is None:
+            engine.root_refusals[g].update(found)
+            return
+        known = engine.refusals.setdefault(key, {})
+        known.update(found)
+        self.out.refusals.setdefault(key, {}).update(found)
+
+    def run(
+        self,
+        g: int,
+        members: Sequence[int],
+        fp: int,
+        local: dict[str, str],
+        judge: frozenset[Property],
+    ) -> Effect:
+        """Apply the calls of group ``g`` to copies of the state: their
+        patches and the properties of ``judge`` they break (calls known to
+        fail without a change are not applied)."""
+        engine, stats = self.engine, self.stats
+        space = self.space()
+        parent = self.node.vec
+        rkey, refused = self.refusals(g)
+        learned: dict[int, bool] = {}
+        out: list[tuple[Patch | None, frozenset[Property]]] = []
+        for i in members:
+            if refused.get(i):
+                out.append((None, _NOTHING))
+                continue
+            twin = space.copy()
+            result = twin.apply(engine.ops[i])
+            stats.applied += 1
+            vec, _ = engine.observe(twin, self._known)
+            changed = _mask(j for j in range(engine.nslots) if vec[j] != parent[j])
+            if i not in refused:
+                learned[i] = result < 0 and not changed
+            if not changed:
+                out.append((None, _NOTHING))
+                continue
+            if changed & ~fp:
+                raise RuntimeError(
+                    f"analyzer: {self._call_text(i)} changed slots outside its footprint "
+                    f"after {self._path_text()} (locality assumption broken)"
+                )
+            patch = tuple((j, self._localize(vec[j], local)) for j in _bits(changed))
+            broken = (
+                engine.judge_pages(twin, changed, judge)
+                if engine.effects_of[i] & judge
+                else _NOTHING
+            )
+            out.append((patch, broken))
+        if learned:
+            self.learn(g, rkey, learned)
+        return tuple(out)
+
+    def _call_text(self, i: int) -> str:
+        from ..ops import format_op  # noqa: PLC0415
+
+        return format_op(self.engine.ops[i]).strip()
+
+    @staticmethod
+    def _localize(e: Entry, local: dict[str, str]) -> Entry:
+        if type(e) is not tuple or len(e) != _FIELDS:
+            return e
+
+        def rename(name: str) -> str:
+            if name[0] == "+":
+                return name
+            new = local.get(name)
+            if new is None:
+                raise RuntimeError(
+                    "analyzer: a call reached an object outside its footprint "
+                    "(locality assumption broken)"
+                )
+            return new
+
+        return _renamed(e, rename)
+
+    def patched(self, patch: Patch, local: dict[str, str]) -> Vec:
+        """The node's vector with ``patch`` applied (view names mapped back),
+        new objects renamed canonically."""
+        engine = self.engine
+        back = {v: k for k, v in local.items()}
+        entries = list(self.node.vec)
+
+        def unlocal(name: str) -> str:
+            # view names back to the state's; fresh objects get a mark the
+            # renaming below cannot confuse with the state's own
+            return back[name] if name[0] == "~" else "+" + name
+
+        for j, change in patch:
+            entries[j] = (
+                _renamed(change, unlocal)
+                if type(change) is tuple and len(change) == _FIELDS
+                else change
+            )
+        names: dict[str, str] = {}
+
+        def canonical(name: str) -> str:
+            new = names.get(name)
+            if new is None:
+                new = names[name] = f"~{len(names)}"
+            return new
+
+        intern = engine.intern
+        for j in range(engine.brk_slot):
+            e = entries[j]
+            if e is None:
+                continue
+            new_e = _renamed(e, canonical)
+            entries[j] = intern.setdefault(new_e, new_e)
+        return tuple(entries)
+
+    # ------------------------------------------------------------ levels
+
+    def expand(self, prune: bool) -> None:
+        """Before the last level: the calls' verdicts, and successors."""
+        engine, node, stats, fpv = self.engine, self.node, self.stats, self.fp
+        level = self.level
+        por = level > 0
+        last: Footprint = node.frontier[-1] if node.frontier else (0, 0)
+        reps = engine.reps[level] if por else set()
+        joins: dict[Footprint, tuple[Frontier, int]] = {}
+
+        def join(fp: Footprint) -> tuple[Frontier, int]:
+            # The successor's maximal calls, and (when it is on the last
+            # level) the groups that could depend on all of them (growth).
+            found = joins.get(fp)
+            if found is None:
+                frontier = (*(m for m in node.frontier if not _depends(m, fp)), fp)
+                cand = -1
+                if prune:
+                    cand = fpv.depending(fp)
+                    for m in frontier[:-1]:
+                        cand &= fpv.depending(m)
+                found = joins[fp] = (frontier, cand)
+            return found
+
+        for g, members in enumerate(engine.groups):
+            effect: Effect | None = None
+            view = fpv
+            if level > 0 and not (
+                engine.root_fp[g] & node.writes or engine.root_writes[g] & node.reads
+            ):
+                # Every call that reached this state commutes with group g's:
+                # its footprint and effects are the start state's (swap).
+                effect = engine.root_effects[g]
+                stats.untouched += len(members)
+                view = engine.root_view
+            base, writes = view.base(g), view.writes(g)
+            if (
+                effect is None
+                and prune
+                and not any(join((base | engine.op_files[i], writes))[1] for i in members)
+            ):
+                # No successor could be kept: only the verdicts are needed.
+                stats.pruned += len(members)
+                self.judge_group(g)
+                continue
+            if effect is None:
+                effect = self.effect(g, base | engine.group_file_mask[g])
+            local: dict[str, str] | None = None
+            for i, (patch, broken) in zip(members, effect, strict=True):
+                if broken:
+                    self.record(i, broken)
+                if patch is None:
+                    continue
+                fp = (base | engine.op_files[i], writes)
+                if por and i < node.op and not _depends(fp, last) and (node.parent, i) in reps:
+                    # s·a·i = s·i·a, generated by the kept state s·i (swap).
+                    stats.commuted += 1
+                    continue
+                frontier, cand = join(fp)
+                if not cand:
+                    stats.pruned += 1
+                    continue
+                if local is None:
+                    local = fpv.view(base | engine.group_file_mask[g])[1]
+                vec = self.patched(patch, local)
+                if vec == node.vec:
+                    continue
+                self.collect(i, vec, vec, fp, frontier, cand if prune else 0)
+        if engine.global_ops:
+            self.apply_global(last=False)
+
+    def apply_global(self, last: bool) -> None:
+        """Calls on the whole address space (fork): always applied."""
+        engine, stats = self.engine, self.stats
+        space = self.space()
+        for i in engine.global_ops:
             twin = space.copy()
             twin.apply(engine.ops[i])
             stats.applied += 1
-            layouts = [twin.layout(z, lo, hi) for z, lo, hi in spans]
-            found.append(engine.judge_layouts(layouts, pages, self.open))
-        return tuple(found)
+            vec, _ = engine.observe(twin)
+            if vec == self.node.vec:
+                continue
+            self.record(i, engine.violated([twin.layout(z, lo, hi) for z, lo, hi in engine.judged]))
+            if not last:
+                every = (engine.all_slots, engine.all_slots)
+                self.collect(i, vec, vec, every, (every,), -1)
 
-    def expand(self, g: int, members: Sequence[int]) -> None:
-        """Before the last level: outcomes and successors of group ``g``."""
+    def judge(self) -> None:
+        """Last level: which calls break an open property."""
+        engine, node = self.engine, self.node
+        groups = range(len(engine.groups)) if node.cand == -1 else _bits(node.cand)
+        skipped = len(engine.ops) - len(engine.global_ops)
+        for g in groups:
+            skipped -= len(engine.groups[g])
+            self.judge_group(g)
+        self.stats.independent += skipped
+        if engine.global_ops:
+            self.apply_global(last=True)
+
+    def judge_group(self, g: int) -> None:
+        """Record the open properties the calls of group ``g`` break here.
+
+        Only calls whose window meets the footprint of every maximal call
+        of the sequence that reached this state are judged (causality); a
+        window as at the start breaks nothing still open."""
+        engine, node, stats, fpv = self.engine, self.node, self.stats, self.fp
+        blind = not self.open & _DATA
+        if node.frontier:
+            mine = (fpv.footprint(g), fpv.writes(g))
+            if not all(_depends(mine, m) for m in node.frontier):
+                stats.independent += len(engine.groups[g])
+                return
+        for part in (0, 1):
+            members = engine.parts[g][part]
+            if not members:
+                continue
+            wanted = engine.wanted(g, part, self.open)
+            if not wanted:
+                stats.untouched += len(members)
+                continue
+            narrow = fpv.narrow(g)
+            if not narrow & engine.protected_mask:
+                # The facts of a page change only in the narrow window (named
+                # pages, VMAs without anon_vma beside them, shared aliases):
+                # no protected page there.
+                stats.untouched += len(members)
+                continue
+            win = narrow if part == 0 else fpv.footprint(g)
+            root_win = engine.root_narrow[g] if part == 0 else engine.root_fp[g]
+            if self.level > 0 and not (win | root_win) & node.delta:
+                # As at the start, where it broke nothing still open.
+                stats.untouched += len(members)
+                continue
+            verdicts = self.verdicts(g, part, members, wanted, win, blind)
+            for i, broken in zip(members, verdicts, strict=True):
+                if broken:
+                    self.record(i, broken)
+
+    def verdicts(
+        self,
+        g: int,
+        part: int,
+        members: Sequence[int],
+        wanted: tuple[int, ...],
+        win: int,
+        blind: bool,
+    ) -> Verdicts:
         engine, stats = self.engine, self.stats
-        known: Outcome | None
-        fresh: list[tuple[int, Space]] | None = None
-        if self.level > 0 and not engine.expand_masks[g] & self.tainted:
-            known = engine.root_outcomes[g]
-            stats.untouched += len(members)
-        else:
-            window = engine.window(engine.expand_masks[g], self.aliases)
-            cache_key = (g, window, tuple(self.node.vec[j] for j in _bits(window)))
-            known = engine.cache.get(cache_key)
-            if known is not None:
-                stats.cached += len(members)
-            else:
-                known, fresh = engine.evaluate(
-                    self.space(), self.node, members, stats, (self.open, self.aliases)
-                )
-                engine.cache[cache_key] = known
-                self.out.cache[cache_key] = known
-                if self.level == 0:
-                    engine.root_outcomes[g] = known
-                # What the last level will ask about this window, answered now.
-                verdicts = tuple(broken for _, broken in known)
-                named = engine.named_masks[g]
-                blind = tuple(self.blind_vec()[j] for j in _bits(named))
-                for vkey in (
-                    engine.verdict_key(g, self.node, self.aliases),
-                    (-1 - g, named, blind),
-                ):
-                    engine.verdicts.setdefault(vkey, verdicts)
-                    self.out.verdicts.setdefault(vkey, verdicts)
-        assert known is not None
-        for i, (_, broken) in zip(members, known, strict=True):
-            if broken:
-                self.record(i, broken)
-        if fresh is not None:
-            for i, twin in fresh:
-                self.successor(i, twin)
-            return
-        commute = self.level == 1 and fresh is None and engine.use_commute
-        for i, (did, _) in zip(members, known, strict=True):
-            if did:
-                if commute and i < self.node.op and engine.independent(self.node.op, i):
-                    # s(a, i) = s(i, a): the state reached by the smaller call
-                    # first collects it (and i breaks nothing here: it acts as
-                    # from the start state).
-                    stats.commuted += 1
+        rkey, refused = self.refusals(g)
+        if all(refused.get(i) for i in wanted):
+            stats.cached += len(members)
+            return tuple(_NOTHING for _ in members)
+        view, _ = self.fp.view(win, blind)
+        key = (g, part, blind, win, view)
+        found = engine.verdicts.get(key)
+        if found is not None:
+            stats.cached += len(members)
+            return found
+        learned: dict[int, bool] = {}
+        # A call changes the facts of protected pages only in its window,
+        # where the state breaks nothing still open: judge those pages after
+        # each call. Calls known to fail without a change break nothing.
+        space = self.space()
+        todo = set(wanted)
+        fp = self.fp.footprint(g)
+        guarded = win & engine.protected_mask
+        compared = guarded if blind else guarded | engine.resources
+        from_entries = blind and engine.entry_judging
+        results: list[frozenset[Property]] = []
+        for i in members:
+            if i not in todo or refused.get(i):
+                results.append(_NOTHING)
+                continue
+            twin = space.copy()
+            result = twin.apply(engine.ops[i])
+            stats.applied += 1
+            if i not in refused:
+                # Failed without changing its footprint (the only slots it
+                # changes, L1): nothing changed at all.
+                learned[i] = result < 0 and engine.raw(twin, fp) == self.raw_here(fp)
+                if learned[i]:
+                    results.append(_NOTHING)
                     continue
-                twin = self.space().copy()
-                twin.apply(engine.ops[i])
-                stats.applied += 1
-                self.successor(i, twin)
+            # Protected pages of the window as they were (with the objects
+            # they may show, when data is judged): nothing broken.
+            views = engine.raw(twin, compared)
+            if views == self.raw_here(compared):
+                results.append(_NOTHING)
+            elif from_entries:
+                results.append(engine.judge_blind(views, guarded, self.open))
+            else:
+                results.append(engine.judge_pages(twin, guarded, self.open))
+        if learned:
+            self.learn(g, rkey, learned)
+        found = tuple(results)
+        engine.verdicts[key] = found
+        self.out.verdicts[key] = found
+        return found
+
+    def remember_verdicts(self, g: int, effect: Effect) -> None:
+        """Store what an effect computed here says about verdicts, for both
+        windows, with and without page data."""
+        engine = self.engine
+        broken = dict(zip(engine.groups[g], (b for _, b in effect), strict=True))
+        for part in (0, 1):
+            members = engine.parts[g][part]
+            if not members:
+                continue
+            win = self.fp.narrow(g) if part == 0 else self.fp.footprint(g)
+            for blind in (False, True):
+                view, _ = self.fp.view(win, blind)
+                key = (g, part, blind, win, view)
+                found = tuple(broken[i] - _DATA if blind else broken[i] for i in members)
+                if engine.verdicts.setdefault(key, found) is found:
+                    self.out.verdicts[key] = found
+
+
+def _creates_anonymous(op: Op) -> bool:
+    """Whether ``op`` may leave a private anonymous VMA without anon_vma on
+    the pages it names (then merging with a neighbour decides its object)."""
+    if isinstance(op, Mmap):
+        return bool(op.flags & MapFlag.ANONYMOUS) and not op.flags & MapFlag.SHARED
+    return isinstance(op, Mremap | Brk)
 
 
 def call_kind(op: Op) -> str:
@@ -720,33 +1453,6 @@ def call_kind(op: Op) -> str:
     return op.NAME
 
 
-def _mask(indices: Iterable[int]) -> int:
-    out = 0
-    for i in indices:
-        out |= 1 << i
-    return out
-
-
-_BITS: dict[int, list[int]] = {}
-
-
-def _bits(mask: int) -> list[int]:
-    found = _BITS.get(mask)
-    if found is not None:
-        return found
-    mask_in = mask
-    out = []
-    i = 0
-    while mask:
-        if mask & 1:
-            out.append(i)
-        mask >>= 1
-        i += 1
-    if len(_BITS) < 1 << 16:
-        _BITS[mask_in] = out
-    return out
-
-
 _ENGINE: _Engine | None = None
 
 
@@ -757,9 +1463,14 @@ def _worker_init() -> None:
     gc.disable()
 
 
-def _run_chunk(level: int, lo: int, hi: int, last: bool, open_props: frozenset[Property]) -> _Chunk:
+def _run_chunk(
+    level: int, lo: int, hi: int, last: bool, prune: bool, open_props: frozenset[Property]
+) -> _Chunk:
     assert _ENGINE is not None
-    return _ENGINE.expand(level, lo, hi, last, open_props)
+    chunk = _ENGINE.expand(level, lo, hi, last, prune, open_props)
+    if last:  # nothing comes after: do not send the caches back
+        chunk.effects, chunk.verdicts, chunk.refusals = {}, {}, {}
+    return chunk
 
 
 def _chunks(total: int, parts: int) -> list[tuple[int, int]]:
@@ -773,29 +1484,37 @@ def search(
     *,
     workers: int = 1,
     cache: bool = True,
+    model_key: bool = False,
+    digest: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> SearchResult:
     """Search sequences of up to ``depth`` calls, breadth-first.
 
-    ``workers`` > 1 expands each level in that many forked processes.
-    ``cache=False`` turns the locality cache off (every call applied to every
-    state). ``progress(level, states_done, states_total)`` is called as
-    levels advance.
+    ``workers`` > 1 expands each level in that many forked processes (the
+    result is the same). ``cache=False`` is the exact search: no reduction,
+    every call applied to every state and judged on every protected page.
+    ``model_key=True`` (exact search only) deduplicates states by the model's
+    ``state_key`` instead of the page vector, to cross-check the symmetry
+    reduction. ``digest=True`` fills ``stats.digest``.
+    ``progress(level, states_done, states_total)`` is called as levels
+    advance.
     """
     global _ENGINE
+    if model_key and cache:
+        raise ValueError("model_key is for the exact search (cache=False)")
     started = time.perf_counter()
-    engine = _Engine(problem, cache)
-    root_layouts = engine._layouts(problem.start)
-    engine.root_vec = engine.vector_of(root_layouts)
-    root = _Node(-1, -1, engine.key_of(problem.start), engine.root_vec, 0)
+    engine = _Engine(problem, cache, model_key)
+    root_vec = engine.root_vec
+    root = _Node(-1, -1, root_vec, 0, 0, 0, (), -1)
     engine.levels.append([root])
-    seen: set[Hashable] = engine.seen
-    seen.add(root.key)
+    engine.reps.append(set())
+    seen = engine.seen
+    seen.add(engine.key_of(problem.start, root_vec))
     stats = SearchStats(levels=[1], workers=workers)
     outcomes: dict[Property, Found | Holds] = {}
     open_props = frozenset(problem.properties)
     # A property broken before any call (a scenario that starts broken) is found at depth 0.
-    for prop in engine.violated(root_layouts) & open_props:
+    for prop in engine.violated(engine._layouts(problem.start)) & open_props:
         outcomes[prop] = Found(prop, 0, (), {})
     open_props -= frozenset(outcomes)
     context = multiprocessing.get_context("fork")
@@ -803,11 +1522,12 @@ def search(
     while level < depth and open_props:
         frontier = engine.levels[level]
         last = level + 1 == depth
+        prune = level + 2 == depth
         if progress is not None:
             progress(level + 1, 0, len(frontier))
         chunks: list[_Chunk]
         # The start state is always expanded here: its outcomes answer every
-        # later call whose window is untouched.
+        # later call whose view is untouched.
         if workers > 1 and level > 0 and len(frontier) >= _MIN_PARALLEL:
             _ENGINE = engine
             gc.freeze()  # keep the collector off the pages the workers share
@@ -816,7 +1536,7 @@ def search(
                     max_workers=workers, mp_context=context, initializer=_worker_init
                 ) as pool:
                     futures = [
-                        pool.submit(_run_chunk, level, lo, hi, last, open_props)
+                        pool.submit(_run_chunk, level, lo, hi, last, prune, open_props)
                         for lo, hi in _chunks(len(frontier), workers * 16)
                     ]
                     chunks = []
@@ -832,19 +1552,22 @@ def search(
                 _ENGINE = None
                 gc.unfreeze()
             for chunk in chunks:
-                engine.cache.update(chunk.cache)
-                for vkey, verdicts in chunk.verdicts.items():
-                    engine.verdicts.setdefault(vkey, verdicts)
+                engine.effects.update(chunk.effects)
+                engine.verdicts.update(chunk.verdicts)
+                for rkey, known in chunk.refusals.items():
+                    engine.refusals.setdefault(rkey, {}).update(known)
         else:
             chunks = []
             step = max(1, len(frontier) // 20)
             for lo, hi in _chunks(len(frontier), max(1, len(frontier) // step)):
-                chunks.append(engine.expand(level, lo, hi, last, open_props))
+                chunks.append(engine.expand(level, lo, hi, last, prune, open_props))
                 if progress is not None:
                     progress(level + 1, hi, len(frontier))
         nxt: list[_Node] = []
+        reps: set[tuple[int, int]] = set()
         hits: dict[tuple[Property, str], tuple[int, int]] = {}
         counts: dict[Property, Counter[str]] = {}
+        intern = engine.intern
         for chunk in chunks:
             stats.add(chunk.stats)
             for slot, where in chunk.hits.items():
@@ -852,24 +1575,36 @@ def search(
                     hits[slot] = where
             for prop, counter in chunk.counts.items():
                 counts.setdefault(prop, Counter()).update(counter)
-            for parent, op, key, vec, delta in chunk.successors:
+            for parent, op, key, vec, delta, reads, writes, front, cand in chunk.successors:
                 if key not in seen:
                     seen.add(key)
-                    nxt.append(_Node(parent, op, key, vec, delta))
+                    kept = tuple(intern.setdefault(e, e) for e in vec)
+                    nxt.append(_Node(parent, op, kept, delta, reads, writes, front, cand))
+                    reps.add((parent, op))
         broken = {prop for prop, _ in hits}
         for prop in broken:
             # One example per final call, in (state, call) order; the first is the answer.
             mine = sorted(where for (p, _), where in hits.items() if p is prop)
             paths = [(*engine.path(level, idx), op) for idx, op in mine]
-            outcomes[prop] = Found(prop, level + 1, paths[0], dict(counts[prop]), tuple(paths[1:]))
+            # Kinds in alphabet order, whatever order the chunks met them in.
+            ways = dict(sorted(counts[prop].items(), key=lambda kv: engine.kind_rank[kv[0]]))
+            outcomes[prop] = Found(prop, level + 1, paths[0], ways, tuple(paths[1:]))
         open_props -= frozenset(broken)
         level += 1
         if not last:
             engine.levels.append(nxt)
+            engine.reps.append(reps)
             stats.levels.append(len(nxt))
     expanded_states = sum(len(engine.levels[d]) for d in range(min(level, len(engine.levels))))
     for prop in open_props:
         outcomes[prop] = Holds(prop, level, expanded_states)
+    if digest:
+        h = hashlib.sha256()
+        for nodes in engine.levels:
+            for node in nodes:
+                h.update(repr((node.parent, node.op, node.vec)).encode())
+            h.update(b"|")
+        stats.digest = h.hexdigest()
     stats.seconds = time.perf_counter() - started
     ordered = {p: outcomes[p] for p in problem.properties}
     return SearchResult(ordered, stats, depth)

@@ -1,10 +1,10 @@
 """What the analyzer needs of an address space (the model's interface,
-CONTRIBUTING "The model's interface"): four methods, nothing else."""
+CONTRIBUTING "The model's interface"): six methods, nothing else."""
 
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..layout import Layout
 from ..ops import Op
@@ -29,4 +29,15 @@ class Space(Protocol):
 
     def layout(self, zone: str, lo: int, hi: int) -> Layout:
         """The exact-VMA layout of pages ``[lo, hi)`` of ``zone``."""
+        ...
+
+    def vma_view(self, zone: str, lo: int, hi: int) -> tuple[tuple[Any, ...], ...]:
+        """Every VMA meeting pages ``[lo, hi)`` of ``zone`` with everything a
+        call can read of it: ``(start page, end page, (flags, seal, open file,
+        page offset, forked), object, anon_vma, layout name, per-page data)``
+        (``AddressSpace.vma_view``)."""
+        ...
+
+    def backing_view(self) -> tuple[int, tuple[Any, ...]]:
+        """The break and the backing objects' contents (``AddressSpace.backing_view``)."""
         ...

@@ -22,7 +22,7 @@ What is compared, step by step
   scenarios probe/3.5, probe/3.6, probe/4.3). Boundaries inside the range depend on how the kernel
   merges VMAs and are compared only with ``exact=True`` (every boundary,
   after every call);
-* the tracked **VmFlags** (``dc wf lo lf hg nh dd rr sr mg gd``) only at the
+* the tracked **VmFlags** (``dc wf lo lf hg nh dd rr sr mg gd gu``) only at the
   steps where the kernel executor read smaps (:attr:`TraceRun.flags_checked`).
 
 Everything else (object identities, anonymous page offsets, VMA boundaries

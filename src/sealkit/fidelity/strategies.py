@@ -30,14 +30,29 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the install
         name=_exc.name,
     ) from None
 
-from ..flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot, SealV1, SealV3, SplitSeal
+from ..flags import (
+    PAGE_SIZE,
+    Madv,
+    MapFlag,
+    MclFlag,
+    MremapFlag,
+    MsFlag,
+    Prot,
+    SealV1,
+    SealV3,
+    SplitSeal,
+)
 from ..ops import (
     MODEL_BASES,
     Brk,
+    FilePwrite,
     Fork,
+    Ftruncate,
     Madvise,
     Mimmutable,
+    Mincore,
     Mlock,
+    Mlockall,
     Mmap,
     Mprotect,
     Mremap,
@@ -45,15 +60,21 @@ from ..ops import (
     MsealSplit,
     MsealV1,
     MsealV3,
+    Msync,
     Munlock,
+    Munlockall,
     Munmap,
     Op,
     PkeyMprotect,
+    Poke,
     ProcessMadvise,
+    Punch,
+    PwriteMem,
+    VmWritev,
     Write,
 )
 
-__all__ = ["addresses", "lengths", "ops", "prots", "seal_ops", "traces"]
+__all__ = ["addresses", "lengths", "ops", "outside_ops", "prots", "seal_ops", "traces"]
 
 T = TypeVar("T")
 U64: Final = (1 << 64) - 1
@@ -245,6 +266,41 @@ def ops(policy: str = "linux", pages: int = 16, odd: bool = True) -> st.SearchSt
         st.builds(Mlock, a, n, st.booleans()),
         st.builds(Munlock, a, n),
         st.just(Fork()),
+        outside_ops(pages, odd),
+        outside_ops(pages, odd),
+    )
+
+
+def outside_ops(pages: int = 16, odd: bool = True) -> st.SearchStrategy[Op]:
+    """The calls sealing does not cover (issue 14): writers from outside
+    (``pwrite_mem``, ``vm_writev``, ``poke``) over the window, changes to the
+    trace's files (offsets and sizes around the file's 64 pages, now and then
+    a page cut in part or a negative value), ``msync``, ``mincore``,
+    ``mlockall``/``munlockall``."""
+    a, n = addresses(pages, odd=odd), lengths(pages, odd=odd)
+    tag = st.none() | st.sampled_from("xyz")
+    file = st.sampled_from(FILES)
+    ro = _dice(1, 8) if odd else st.just(False)
+    pages_at = st.integers(0, 70).map(lambda p: p * PAGE_SIZE)
+    ragged = st.builds(
+        lambda p, d: p * PAGE_SIZE + d, st.integers(0, 70), st.sampled_from([1, 2048])
+    )
+    negative = st.sampled_from([U64, U64 - 4095, (1 << 63) - 4096])
+    size = _odd(pages_at, st.one_of(ragged, negative)) if odd else pages_at
+    span = st.integers(0, 8).map(lambda p: p * PAGE_SIZE)
+    ms = st.sampled_from([1, 4, 2, 3, 6, 0] + ([5, 8, -1] if odd else []))
+    mcl = st.sampled_from([1, 1, 2, 3, 5, 7, 6] + ([0, 4, 8] if odd else []))
+    return st.one_of(
+        st.builds(PwriteMem, a, n, tag),
+        st.builds(VmWritev, a, n, tag),
+        st.builds(Poke, a, n, tag),
+        st.builds(FilePwrite, file, size, span, tag, ro),
+        st.builds(Ftruncate, file, size, ro),
+        st.builds(Punch, file, size, _odd(span, st.one_of(span, negative)), ro),
+        st.builds(Msync, a, n, st.builds(MsFlag, ms)),
+        st.builds(Mincore, a, n),
+        st.builds(Mlockall, st.builds(MclFlag, mcl)),
+        st.just(Munlockall()),
     )
 
 

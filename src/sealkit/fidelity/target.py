@@ -38,9 +38,11 @@ from ..ops import (
     Fork,
     Madvise,
     Mlock,
+    Mlockall,
     Mmap,
     Mremap,
     Munlock,
+    Munlockall,
     Op,
     ProcessMadvise,
     Step,
@@ -83,13 +85,16 @@ FLAG_OPS: Final[tuple[type[Op], ...]] = (
     ProcessMadvise,
     Mlock,
     Munlock,
+    Mlockall,
+    Munlockall,
     Mmap,
     Mremap,
     Fork,
 )
 """Calls after which ``flags="flag-ops"`` reads smaps: the ones that can set,
-clear or move a tracked VmFlag (madvise advice, mlock, MAP_LOCKED/GROWSDOWN/
-STACK, a moved VMA, a fork that drops DONTCOPY VMAs and VM_LOCKED)."""
+clear or move a tracked VmFlag (madvise advice incl. a guard's ``gu``,
+mlock, mlockall, MAP_LOCKED/GROWSDOWN/STACK, a moved VMA, a fork that drops
+DONTCOPY VMAs and VM_LOCKED)."""
 
 
 # ------------------------------------------------------------------- traces

@@ -32,6 +32,9 @@ Runs: TypeAlias = tuple[Run, ...]
 
 LETTERS: Final = "abcdefghijklmnopqrstuvwxyz"
 GUARD: Final = "#"
+SIGBUS: Final = "!"
+"""A file or shmem page past the end of its object (no run holds it: the
+object's size decides)."""
 LAZY: Final = "?"
 EMPTY: Final[Runs] = ()
 

@@ -1,7 +1,10 @@
 """fork (kernel/fork.c ``dup_mmap()``): the rest of the trace runs in the child.
 
 The child gets every VMA except VM_DONTCOPY ones, with VM_LOCKED and
-VM_LOCKONFAULT cleared and seals kept (docs/reference/linux.md rule 14). A VM_WIPEONFORK VMA
+VM_LOCKONFAULT cleared and seals kept (docs/reference/linux.md rule 14), and no
+``mlockall(MCL_FUTURE)``. Guard markers are copied in every kept VMA, file
+mappings included (6.18.37+: ``VM_MAYBE_GUARD`` is ``VM_COPY_ON_FORK``,
+mm/memory.c ``vma_needs_copy()``). A VM_WIPEONFORK VMA
 starts empty (no pages, no anon_vma); every other VMA keeps its pages (the
 copy-on-write copies are the child's own from now on) and gets a new anon_vma
 chained to its parent's (``anon_vma_fork()``), which then refuses to merge
@@ -37,4 +40,8 @@ def sys_fork(mm: AddressSpace, op: Op) -> int:
             priv = v.priv
         child.append(Vma(v.start, v.end, flags, v.pgoff, v.file, anon, v.seal, priv))
     mm.vmas = VmaStore(child)
+    # kernel/fork.c mm_init(): the child's def_flags keep only VM_INIT_DEF_MASK
+    # (VM_NOHUGEPAGE, which the model never sets): mlockall(MCL_FUTURE) is not
+    # inherited.
+    mm.def_flags = 0
     return 0

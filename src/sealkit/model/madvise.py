@@ -33,6 +33,7 @@ from .vma import (
     VM_HUGETLB,
     VM_IO,
     VM_LOCKED,
+    VM_MAYBE_GUARD,
     VM_MAYSHARE,
     VM_MAYWRITE,
     VM_MERGEABLE,
@@ -187,10 +188,13 @@ def madvise_vma_behavior(
     if behavior == Madv.GUARD_INSTALL:
         if vma.flags & (VM_SPECIAL | VM_HUGETLB | VM_LOCKED):
             return -errno.EINVAL, vma
-        # 6.18.44 sets VM_MAYBE_GUARD (smaps "gu", sticky: not a merge
-        # barrier) and takes an anon_vma only for anonymous VMAs, so guarded
-        # shmem and file VMAs still merge (regression/sealed-shmem-merges-
-        # across-guard-markers). "gu" itself is not a tracked layout flag.
+        # madvise_guard_install() (6.18.37+): once is_valid_guard_vma() passed,
+        # VM_MAYBE_GUARD is set on the whole VMA (vma_flag_set_atomic(): no
+        # split, no merge; smaps "gu", sticky, not a merge barrier), then an
+        # anon_vma is taken for anonymous VMAs only, so guarded shmem and file
+        # VMAs still merge (regression/sealed-shmem-merges-across-guard-markers).
+        if not vma.flags & VM_MAYBE_GUARD:
+            vma = mm.set_flags(vma, vma.flags | VM_MAYBE_GUARD)
         if is_anonymous(vma):
             vma = mm.anon_vma_prepare(vma)
         return 0, mm.set_priv(vma, content.put(vma.priv, lo, hi, GUARD))

@@ -176,7 +176,8 @@ def do_mmap(
         return -errno.ENOMEM
     if pgoff + (length >> PAGE_SHIFT) > M64:
         return -errno.EOVERFLOW
-    vm_flags = calc_vm_prot_bits(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+    # mm->def_flags: VM_LOCKED (and VM_LOCKONFAULT) after mlockall(MCL_FUTURE).
+    vm_flags = calc_vm_prot_bits(prot) | mm.def_flags | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
     if flags & MAP_GROWSDOWN:
         vm_flags |= VM_GROWSDOWN
     if flags & MAP_LOCKED:
@@ -344,6 +345,9 @@ def sys_brk(mm: AddressSpace, op: Op) -> int:
     if do_brk_flags(mm, prev, oldbrk, grow):
         return origbrk
     mm.brk = brk
+    if mm.def_flags & VM_LOCKED:
+        # sys_brk(): after mlockall(MCL_FUTURE) the new heap is faulted in.
+        gup.mm_populate(mm, oldbrk, grow, ignore_errors=True)
     return brk
 
 
@@ -351,7 +355,9 @@ def do_brk_flags(mm: AddressSpace, prev: Vma | None, addr: int, length: int) -> 
     """``do_brk_flags()``: expand the heap VMA ending at ``addr`` if its flags
     match (a sealed one does not: scenario probe/8.1, "grow" gets a new VMA), else map a
     new anonymous VMA."""
-    vm_flags = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
+    vm_flags = (
+        VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT | mm.def_flags
+    )
     if not mm.enough_memory(length >> PAGE_SHIFT):
         return -errno.ENOMEM
     new = Vma(addr, addr + length, vm_flags, addr >> PAGE_SHIFT, None, None, 0, ())
@@ -385,6 +391,14 @@ def expand_stack(mm: AddressSpace, addr: int) -> int:
         and addr - prev.end < STACK_GUARD_GAP
     ):
         return -errno.ENOMEM  # the stack guard gap
+    if (prev is None or prev.end <= mm.start_brk) and mm.start_brk <= addr < (
+        mm.start_brk + STACK_GUARD_GAP
+    ):
+        # The heap zone starts at the break of a process whose heap is in use
+        # (as the kernel executor's runner's is): an accessible heap VMA ends
+        # at the initial break, and the guard gap is kept from it too. Found
+        # by the differential fuzzer (regression/stack-guard-gap-above-the-heap).
+        return -errno.ENOMEM
     grow = (v.start - addr) >> PAGE_SHIFT
     if grow > v.pgoff or v.end - addr > RLIMIT_STACK:
         return -errno.ENOMEM  # acct_stack_growth()

@@ -130,6 +130,10 @@ class Policy:
     mremap_multi: bool = True
     """6.17+ ``remap_move()``: a same-size MREMAP_FIXED move may span VMAs."""
     valid_advice: frozenset[int] = VALID_ADVICE
+    msync_amap: bool = False
+    """``msync(MS_INVALIDATE)`` is refused (``refusal``) when the range holds a
+    sealed VMA and the walk meets a VMA with anonymous memory (OpenBSD
+    ``uvm_map_clean()``, mimmutable.2 rev 1.5); Linux never refuses msync."""
     merge_rule: str = "equal"
     """Which adjacent VMAs merge, as far as seals go (``is_mergeable_vma()``):
     ``"equal"`` (the seal is compared like a vm_flag: Linux's ``VM_SEALED``,
@@ -232,8 +236,30 @@ def _madvise_610y(vma: Vma, advice: int) -> bool:
     return bool(vma.seal) and advice in DISCARD_610Y and _ro_anon(vma)
 
 
+_UNSEALED_CALLS: Final = MappingProxyType(
+    {
+        # Issue 14: what no design of the 2023 debate restricts. Writes from
+        # outside the process (FOLL_FORCE through /proc/PID/mem, ptrace; the
+        # unforced process_vm_writev), changes to the backing file through its
+        # descriptor, msync, mincore, mlockall: none of the designs' sources
+        # names them, so every design answers them as Linux does (Linux's own
+        # Documentation/userspace-api/mseal.rst, "mseal doesn't block", lists the
+        # /proc/self/mem and ptrace writes).
+        "pwrite_mem": ("nothing (forced under proc_mem.force_override=always)", "-"),
+        "vm_writev": ("nothing (honours write permission, not the seal)", "-"),
+        "poke": ("nothing (always forced)", "-"),
+        "file_pwrite": ("nothing (no file operation looks at a VMA)", "-"),
+        "ftruncate": ("nothing (pages past the new end raise SIGBUS, private copies too)", "-"),
+        "punch": ("nothing", "-"),
+        "msync": ("nothing", "-"),
+        "mincore": ("nothing", "-"),
+        "mlockall": ("nothing; sealed VMAs are locked like any other", "-"),
+    }
+)
+
 _LINUX_REFUSALS: Final = MappingProxyType(
     {
+        **_UNSEALED_CALLS,
         "mseal": ("ENOMEM on any unmapped page, nothing sealed", "atomic"),
         "munmap": ("any sealed VMA in range (EPERM)", "atomic (leading split remains)"),
         "mmap MAP_FIXED": ("any sealed VMA in range (EPERM)", "atomic (leading split remains)"),
@@ -288,6 +314,11 @@ LINUX: Final = Policy(
         "files are regular files on a disk filesystem (as the probe's O_TMPFILE on ext4): "
         "MAP_SYNC is EOPNOTSUPP, MADV_REMOVE punches holes.",
         "vm.max_map_count and RLIMIT_AS/RLIMIT_DATA are not modelled (unlimited).",
+        "proc_mem.force_override is a parameter of the address space (AddressSpace("
+        "proc_mem_force=...), default 'always', this kernel's setting); a trace's pwrite_mem is "
+        "the process writing its own /proc/self/mem, so 'ptrace' and 'never' answer alike.",
+        "the trace's files are on ext4 (s_maxbytes 16 TiB - 4 KiB); file sizes are kept in "
+        "pages, a page the end of the file cuts reads '?'.",
     ),
 )
 
@@ -379,6 +410,7 @@ _V1_WHY: Final = (
 
 _V1_REFUSALS: Final = MappingProxyType(
     {
+        **_UNSEALED_CALLS,
         "mseal_v1": (
             "one walk in address order: a hole (ENOMEM) or a new type on an MSEAL VMA "
             "(EACCES), whichever comes first",
@@ -496,6 +528,7 @@ PROPOSAL_V3: Final = Policy(
     mremap_multi=False,
     refusals=MappingProxyType(
         {
+            **_UNSEALED_CALLS,
             "mseal_v3": (
                 "one walk in address order: a hole (ENOMEM), a VMA mapped without "
                 "MAP_SEALABLE or a new type on a SEAL VMA (EACCES), whichever comes first",
@@ -575,6 +608,12 @@ def _imm_mprotect_73(vma: Vma, newflags: int) -> bool:
 
 _IMM_REFUSALS: Final = MappingProxyType(
     {
+        **_UNSEALED_CALLS,
+        "msync": (
+            "MS_INVALIDATE when the range holds an immutable VMA: the first VMA with "
+            "anonymous memory refuses (EPERM)",
+            "partial (msync changes nothing anyway)",
+        ),
         "mimmutable": ("EPERM if a VMA in range has WIPEONFORK (MAP_INHERIT_ZERO)", "atomic"),
         "munmap": ("any immutable VMA in range (EPERM)", "atomic"),
         "mmap MAP_FIXED": ("any immutable VMA in range (EPERM)", "atomic"),
@@ -612,6 +651,12 @@ _IMM_CHOICES: Final = (
     "DONTNEED discards data as on Linux (OpenBSD's own DONTNEED only deactivates pages): the "
     "design is judged on a Linux address space.",
     "mprotect's first pass refuses before any change; holes still give Linux's ENOMEM.",
+    "msync(MS_INVALIDATE) is OpenBSD's PGO_FREE (uvm_map_clean()): refused like "
+    "MADV_FREE where an immutable VMA and anonymous memory meet, checked in Linux's msync "
+    "walk before its EBUSY for locked VMAs; MS_SYNC and MS_ASYNC are not restricted.",
+    "writes through /proc/PID/mem, process_vm_writev, ptrace POKEDATA and the backing file "
+    "keep their Linux meaning: OpenBSD has neither /proc/PID/mem nor process_vm_writev, and "
+    "no source says immutability restricts a debugger's writes or the file's contents.",
 )
 
 _IMM_ADVICE_QUESTION: Final = (
@@ -650,6 +695,7 @@ MIMMUTABLE: Final = Policy(
     madvise_mode=_imm_mode,
     precheck=_ALL,
     mremap_multi=False,
+    msync_amap=True,
     refusals=_IMM_REFUSALS,
     choices=_IMM_CHOICES,
     unsettled=(
@@ -696,6 +742,7 @@ MIMMUTABLE_73: Final = replace(
     "#mimmutable-73",
     seal_call=mseal.mimmutable_73,
     blocks_mprotect=_imm_mprotect_73,
+    msync_amap=False,
     blocks_madvise=_never,
     madvise_mode=_free,
     refusals=MappingProxyType(
@@ -705,6 +752,7 @@ MIMMUTABLE_73: Final = replace(
             "mprotect": ("any change except exactly RW -> R on an immutable VMA", "atomic"),
             "madvise": ("nothing (uvm_map_clean() and minherit checked only holes)", "-"),
             "process_madvise": ("nothing", "-"),
+            "msync": ("nothing (uvm_map_clean() checked only holes)", "-"),
         }
     ),
     choices=(

@@ -13,14 +13,27 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable, Hashable
-from typing import Final
+from typing import Final, TypeAlias
 
 from .. import ops as _ops
 from ..errors import ArgumentError, ArgumentTypeError
 from ..flags import Prot
 from ..layout import Layout, Run
 from ..ops import FILE_PAGES, MODEL_BASES, Op
-from . import content, fork, gup, madvise, mapping, mlock, mprotect, mremap
+from . import (
+    content,
+    files,
+    fork,
+    gup,
+    madvise,
+    mapping,
+    mincore,
+    mlock,
+    mprotect,
+    mremap,
+    msync,
+    remote,
+)
 from .content import Runs
 from .policies import POLICIES, Policy
 from .store import VmaStore
@@ -42,7 +55,20 @@ from .vma import (
     merge,
 )
 
-__all__ = ["AddressSpace"]
+__all__ = ["AddressSpace", "VmaView"]
+
+VmaView: TypeAlias = tuple[
+    int,
+    int,
+    tuple[int, int, str | None, int, bool],
+    str | None,
+    Hashable,
+    str | None,
+    tuple[str | None, ...],
+]
+"""One VMA of :meth:`AddressSpace.vma_view`: start and end page, attributes
+(flags, seal, open file, page offset, forked), object, anon_vma, layout name,
+data."""
 
 DEFAULT_RAM_PAGES: Final = 1 << 21
 """RAM + swap in pages (8 GiB) for the overcommit heuristic: a private
@@ -70,8 +96,23 @@ def _register() -> None:
             o.Munlock: mlock.sys_munlock,
             o.Write: gup.sys_write,
             o.Fork: fork.sys_fork,
+            o.PwriteMem: remote.sys_pwrite_mem,
+            o.VmWritev: remote.sys_vm_writev,
+            o.Poke: remote.sys_poke,
+            o.FilePwrite: files.sys_file_pwrite,
+            o.Ftruncate: files.sys_ftruncate,
+            o.Punch: files.sys_punch,
+            o.Msync: msync.sys_msync,
+            o.Mincore: mincore.sys_mincore,
+            o.Mlockall: mlock.sys_mlockall,
+            o.Munlockall: mlock.sys_munlockall,
         }
     )
+
+
+PROC_MEM_FORCE: Final = ("always", "ptrace", "never")
+"""The values of the kernel's ``proc_mem.force_override=`` (fs/proc/base.c
+``proc_mem_force_override``, Linux 6.12+; earlier kernels always force)."""
 
 
 class AddressSpace:
@@ -86,9 +127,11 @@ class AddressSpace:
 
     __slots__ = (
         "brk",
+        "def_flags",
         "elsewhere",
         "objects",
         "policy",
+        "proc_mem_force",
         "ram_pages",
         "serial",
         "start_brk",
@@ -96,7 +139,11 @@ class AddressSpace:
     )
 
     def __init__(
-        self, policy: str | Policy = "linux", *, ram_pages: int = DEFAULT_RAM_PAGES
+        self,
+        policy: str | Policy = "linux",
+        *,
+        ram_pages: int = DEFAULT_RAM_PAGES,
+        proc_mem_force: str = "always",
     ) -> None:
         if isinstance(policy, str):
             try:
@@ -109,7 +156,19 @@ class AddressSpace:
             raise ArgumentTypeError(
                 f"policy must be a name or a Policy, not {type(policy).__name__}"
             )
+        if proc_mem_force not in PROC_MEM_FORCE:
+            raise ArgumentError(
+                f"proc_mem_force must be one of {', '.join(PROC_MEM_FORCE)}, not {proc_mem_force!r}"
+            )
         self.policy: Policy = policy
+        self.proc_mem_force = proc_mem_force
+        """The kernel's ``proc_mem.force_override``: whether a write to
+        ``/proc/self/mem`` is forced (``always``) or not (``ptrace``: only
+        for the process's active tracer, never the process itself;
+        ``never``). Only the running kernel's setting can be held to it."""
+        self.def_flags = 0
+        """``mm->def_flags``: ``VM_LOCKED`` (and ``VM_LOCKONFAULT``) after
+        ``mlockall(MCL_FUTURE)``; every new mapping takes them."""
         self.vmas: VmaStore[Vma] = VmaStore()
         self.objects: dict[str, tuple[int, Runs]] = {}
         """Backing object contents: ``"f:NAME"`` files and ``"s:N"`` shmem, as
@@ -147,6 +206,8 @@ class AddressSpace:
         twin.elsewhere = self.elsewhere
         twin.serial = self.serial
         twin.ram_pages = self.ram_pages
+        twin.def_flags = self.def_flags
+        twin.proc_mem_force = self.proc_mem_force
         return twin
 
     def expand_stack(self, addr: int) -> int:
@@ -214,7 +275,78 @@ class AddressSpace:
             )
         shm = tuple((names[key], self.objects[key]) for key in names if isinstance(key, str))
         files = tuple(sorted((k, v) for k, v in self.objects.items() if k.startswith("f:")))
-        return (zone, lo, hi, tuple(items), self.brk - self.start_brk, shm, files)
+        return (
+            zone, lo, hi, tuple(items), self.brk - self.start_brk, shm, files, self.def_flags,
+            self.proc_mem_force,
+        )  # fmt: skip
+
+    def vma_view(self, zone: str, lo: int, hi: int) -> tuple[VmaView, ...]:
+        """Everything a call can read of pages ``[lo, hi)`` of ``zone``, one
+        entry per VMA that meets the window: ``(start page, end page,
+        attributes, object, anon_vma, name, data)``.
+
+        ``start``/``end`` are the VMA's own bounds (zone page indices, not
+        clipped). ``attributes`` is every field of the VMA but its objects and
+        pages: ``vm_flags`` (all of them, ``VM_ACCOUNT``, ``VM_SEALABLE``...
+        that no layout shows), the seal, the open file (``"f:NAME"`` /
+        ``"F:NAME"`` for read-write / read-only, ``"s"`` for shmem, ``None`` for
+        anonymous memory), the page offset of ``start`` and whether the
+        anon_vma comes from ``fork()``. ``object`` is the backing object's
+        content key (``"f:NAME"``, ``"s:N"``; ``None`` for anonymous memory);
+        ``anon_vma`` is the anon_vma itself (compared by identity, as the
+        kernel compares the pointer; a private file mapping has one once a
+        page was copied) or ``None``; ``name`` is what layouts call the
+        object (``Run.obj``). ``data`` has one entry per page of the window
+        the VMA covers: the page's own content token (lazily freed content as
+        ``?`` followed by the letter a write fault would bring back), or
+        ``None`` where the page shows its object (or zeroes).
+
+        With :meth:`backing_view` this is the whole state a call can read or
+        change in the window: the analyzer's search keys its caches on it.
+        """
+        base = _zone_base(zone, lo, hi)
+        start, end = base + lo * PAGE, base + hi * PAGE
+        out: list[VmaView] = []
+        names: dict[object, str] = {}
+        for v in self.vmas.range(start, end):
+            s, e = max(v.start, start), min(v.end, end)
+            off, n = (s - v.start) >> PAGE_SHIFT, (e - s) >> PAGE_SHIFT
+            if v.file is None:
+                opened: str | None = None
+                obj: str | None = None
+            else:
+                opened = "s" if v.file.startswith("s:") else v.file
+                obj = self.object_key(v.file)
+            data: list[str | None] = [None] * n
+            for a, b, k in v.priv:
+                if b <= off or a >= off + n:
+                    continue
+                lazy = content.is_lazy(k)
+                kind = content.unlazy(k) if lazy else k
+                for o in range(max(a, off), min(b, off + n)):
+                    token = content.token(kind, o)
+                    data[o - off] = content.LAZY + token if lazy else token
+            anon = v.anon
+            out.append(
+                (
+                    (v.start - base) >> PAGE_SHIFT,
+                    (v.end - base) >> PAGE_SHIFT,
+                    (v.flags, int(v.seal), opened, v.pgoff, anon is not None and anon.forked),
+                    obj,
+                    anon,
+                    self._obj_name(v, names),
+                    tuple(data),
+                )
+            )
+        return tuple(out)
+
+    def backing_view(self) -> tuple[int, tuple[tuple[str, int, Runs], ...]]:
+        """What calls can read outside the VMAs: the break (pages above its
+        start) and every backing object's contents ``(key, size in pages,
+        runs)``, sorted by key. A file no call has touched yet is not listed
+        (it holds ``ops.FILE_PAGES`` pages of ``F``); once listed it stays."""
+        objects = tuple(sorted((k, size, runs) for k, (size, runs) in self.objects.items()))
+        return ((self.brk - self.start_brk) >> PAGE_SHIFT, objects)
 
     # ------------------------------------------------------- layout helpers
 
@@ -267,17 +399,18 @@ class AddressSpace:
         return found
 
     def object_tokens(self, file: str, lo: int, hi: int) -> list[str]:
-        """Tokens of object pages ``[lo, hi)``: ``#`` beyond the end (SIGBUS)."""
+        """Tokens of object pages ``[lo, hi)``: ``!`` beyond the end
+        (``filemap_fault()``/``shmem_fault()`` answer SIGBUS there)."""
         size, runs = self.object(file)
         inside = max(0, min(hi, size) - lo)
         toks = content.render(runs, lo, lo + inside, ["0"] * inside) if inside else []
-        return toks + ["#"] * (hi - lo - inside)
+        return toks + [content.SIGBUS] * (hi - lo - inside)
 
-    def set_object(self, file: str, runs: Runs) -> None:
-        """Replace a backing object's contents."""
+    def set_object(self, file: str, runs: Runs, size: int | None = None) -> None:
+        """Replace a backing object's contents (and, when given, its size in pages)."""
         key = self.object_key(file)
-        size, _ = self.object(file)
-        self.objects[key] = (size, runs)
+        old, _ = self.object(file)
+        self.objects[key] = (old if size is None else size, runs)
 
     def new_shmem(self, pages: int) -> str:
         """A fresh shmem object (``shmem_zero_setup()``) of ``pages`` pages."""
@@ -424,6 +557,13 @@ class AddressSpace:
             self.serial += 1
             anon = AnonVma(serial=self.serial)
         new = v.with_priv(v.priv, anon)
+        self.put(v, [new])
+        return new
+
+    def set_flags(self, v: Vma, flags: int) -> Vma:
+        """``v`` with other flags, in place (no split or merge: the kernel's
+        atomic flag updates, ``vma_flag_set_atomic()``)."""
+        new = v.with_flags(flags, v.seal)
         self.put(v, [new])
         return new
 

@@ -32,6 +32,13 @@ VM_MAYWRITE: Final = 0x20
 VM_MAYEXEC: Final = 0x40
 VM_MAYSHARE: Final = 0x80
 VM_GROWSDOWN: Final = 0x100
+VM_MAYBE_GUARD: Final = 0x800
+"""A guard region was installed in this VMA (smaps ``gu``; include/linux/mm.h
+bit 11, in 6.18.y from 6.18.37 and upstream after v6.18.0). Sticky
+(``VM_STICKY``): never cleared, kept by splits, fork and mremap, OR-ed into
+a merged VMA; and ignored by the merge checks (``VM_IGNORE_MERGE``)."""
+VM_STICKY: Final = VM_MAYBE_GUARD
+VM_IGNORE_MERGE: Final = VM_STICKY
 VM_LOCKED: Final = 0x2000
 VM_IO: Final = 0x4000
 VM_SEQ_READ: Final = 0x8000
@@ -70,6 +77,7 @@ MNEMONICS: Final = (
     (VM_HUGEPAGE, "hg"),
     (VM_NOHUGEPAGE, "nh"),
     (VM_MERGEABLE, "mg"),
+    (VM_MAYBE_GUARD, "gu"),
 )
 
 
@@ -179,12 +187,13 @@ def anon_compatible(a: AnonVma | None, b: AnonVma | None) -> bool:
 
 def can_merge(a: Vma, b: Vma) -> bool:
     """Whether ``a`` (left) and ``b`` (right, adjacent) are one VMA to the
-    kernel's merge code: same flags, seal and object, contiguous offsets,
-    compatible anon_vmas, nothing special (``is_mergeable_vma()``,
-    ``can_vma_merge_after()``)."""
+    kernel's merge code: same flags (but ``VM_IGNORE_MERGE``: mm/vma.c
+    ``is_mergeable_vma()`` compares ``(vm_flags ^ flags) & ~VM_IGNORE_MERGE``),
+    seal and object, contiguous offsets, compatible anon_vmas, nothing special
+    (``can_vma_merge_after()``)."""
     return (
         a.end == b.start
-        and a.flags == b.flags
+        and not (a.flags ^ b.flags) & ~VM_IGNORE_MERGE
         and a.seal == b.seal
         and a.file == b.file
         and a.pgoff + a.pages == b.pgoff
@@ -194,11 +203,13 @@ def can_merge(a: Vma, b: Vma) -> bool:
 
 
 def merge(a: Vma, b: Vma) -> Vma:
-    """``a`` and ``b`` as one VMA (the caller checked :func:`can_merge`)."""
+    """``a`` and ``b`` as one VMA (the caller checked :func:`can_merge`); the
+    sticky flags of both survive (mm/vma.c ``vma_merge_existing_range()``,
+    ``vma_expand()``: ``vm_flags_set(vma, sticky_flags)``)."""
     return Vma(
         a.start,
         b.end,
-        a.flags,
+        a.flags | (b.flags & VM_STICKY),
         a.pgoff,
         a.file,
         a.anon if a.anon is not None else b.anon,
@@ -209,15 +220,15 @@ def merge(a: Vma, b: Vma) -> Vma:
 
 def anon_reusable(a: Vma, b: Vma, *, seals: bool = True) -> bool:
     """``anon_vma_compatible()``: adjacent, same object and policy, contiguous
-    offsets, flags equal except access bits (mm/rmap.c), so a new anon_vma can
-    be shared instead of allocated (``find_mergeable_anon_vma()``). ``seals``:
-    whether the seal is one of the flags compared (not for RFC v1's
-    ``vm_seals``)."""
+    offsets, flags equal except access bits and ``VM_IGNORE_MERGE`` (mm/vma.c),
+    so a new anon_vma can be shared instead of allocated
+    (``find_mergeable_anon_vma()``). ``seals``: whether the seal is one of the
+    flags compared (not for RFC v1's ``vm_seals``)."""
     return (
         a.end == b.start
         and a.file == b.file
         and (a.seal == b.seal or not seals)
-        and not (a.flags ^ b.flags) & ~VM_ACCESS_FLAGS
+        and not (a.flags ^ b.flags) & ~(VM_ACCESS_FLAGS | VM_IGNORE_MERGE)
         and b.pgoff == a.pgoff + a.pages
     )
 

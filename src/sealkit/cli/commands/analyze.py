@@ -28,6 +28,8 @@ from ...analysis import (
     parse_policy,
     picture,
 )
+from ...analysis.alphabet import parse_attacker
+from ...analysis.attackers import attacker_text
 from ...errors import ArgumentError
 from ..output import PipeConsole, console, print_json
 
@@ -77,7 +79,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scenario", default="default", help=f"starting scenario ({', '.join(SCENARIOS)})"
     )
     parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: both cores)"
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: one per available core)",
+    )
+    parser.add_argument(
+        "--attacker",
+        action="append",
+        metavar="A",
+        help=(
+            "attacker profile: syscalls (the process's own mm calls, the default) plus any of "
+            "+procmem (/proc/PID/mem, process_vm_writev), +ptrace (PTRACE_POKEDATA), +file-write "
+            "(write, truncate or punch the backing file); comma-separated or repeated, e.g. "
+            "--attacker +procmem,+file-write"
+        ),
     )
     parser.add_argument(
         "--exact",
@@ -126,11 +142,18 @@ def run(args: argparse.Namespace) -> int:
         return _usage("--explain takes one policy and no --policy, --replay, --fork or --exact")
     try:
         specs = [parse_policy(args.explain)] if args.explain is not None else _specs(args)
+        attacker = parse_attacker(args.attacker)
     except ArgumentError as exc:
         return _usage(str(exc))
     props = [Property(p) for p in dict.fromkeys(args.property or [p.value for p in Property])]
     if args.explain is not None:
         return _explain(args, specs[0], props)
+    if "file-write" in attacker and args.depth >= 2 and not args.exact:
+        print(
+            "sealkit analyze: note: with +file-write past depth 1 the search's cache does not see "
+            "file data no mapping shows; findings are re-checked, 'holds' is exact only with --exact",
+            file=sys.stderr,
+        )
     err = PipeConsole(stderr=True)
     show = err.is_terminal and not args.json
     with err.status("analyzing", spinner="dots") if show else _Null() as status:
@@ -148,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
             cache=not args.exact,
             include_fork=args.fork,
             progress=progress,
+            attacker=attacker,
         )
     refuted = 0
     if args.replay:
@@ -244,6 +268,7 @@ def _print(report: Report) -> None:
     out = console()
     scenario = report.scenario
     out.print(f"[bold]scenario[/] {scenario.name}: {scenario.description}")
+    out.print(f"[bold]attacker[/] {attacker_text(report.attacker)}")
     first = report.policies[0].before if report.policies else None
     if first is not None:
         out.print(Text(picture(first)))
@@ -267,6 +292,7 @@ def _print(report: Report) -> None:
             body = [
                 Text(c.violation.summary(), style="bold"),
                 Text("\n".join(c.violation.details)),
+                Text(f"to stop it: {c.needed()}", style="italic"),
                 Text(""),
                 Text(c.attack_text().rstrip(), style="cyan"),
                 Text(""),

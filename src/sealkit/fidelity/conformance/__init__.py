@@ -146,11 +146,16 @@ NOT_EXPRESSIBLE: Final[tuple[tuple[str, str], ...]] = (
      "refused shrink is libc behaviour; the raw brk calls underneath are covered"),
     ("case 9.1c", "the parent's view after the forked child exits: the op "
      "language's fork continues the trace in the child (9.1a and 9.1b are covered)"),
-    ("case 11.5", "msync: not in the op language"),
-    ("case 11.6", "mincore: not in the op language"),
-    ("case 11.8", "mlockall/munlockall: would lock the whole worker, not the arena"),
-    ("case 11.9, 11.10", "writes through /proc/self/mem (FOLL_FORCE): the op "
-     "language's write is a user-space store by design"),
+    ("case 11.6 (the vector)", "mincore's residency vector: which pages are in "
+     "RAM, which the executor's own snapshots change; the result is compared"),
+    ("limits W36", "memfd_secret: not in the op language (its pages refuse every writer "
+     "and read as unreadable)"),
+    ("limits M1, M2", "memfd file seals (F_ADD_SEALS): not in the op language"),
+    ("limits P", "/proc/PID/mem written by the process's tracer or by another process: "
+     "pwrite_mem is the process writing its own /proc/self/mem (poke is the tracer)"),
+    ("limits E1 (part)", "fallocate(PUNCH_HOLE) without KEEP_SIZE (punch always keeps the "
+     "size) and ftruncate to 2**63 - 1 (EFBIG on ext4, 0 on tmpfs: the executor runs file "
+     "sizes below 1 TiB)"),
     ("mseal_test.c test_seal_discard_ro_anon_on_pkey", "needs an allocated pkey and PKRU "
      "writes: no PKU on this CPU (the selftest skips too); covered with pkey -1"),
     ("mseal_test.c test_seal_zero_address", "maps at address 0, outside the arena: run at p0 "

@@ -137,6 +137,12 @@ def _content(advice: str, kind: str, letters: str, result: str, reclaimed: bool)
 
 
 def _flags(advice: str, kind: str, result: str) -> list[str]:
+    if advice == "guard_remove":
+        # The set-up installed a guard: VM_MAYBE_GUARD ("gu") is set then and
+        # never cleared (6.18.37+, limits/G1).
+        return ["gu"]
+    if advice == "guard_install":
+        return ["gu"] if result == "0" else []
     flag = _FLAG.get(advice)
     if flag is None or result != "0":
         return []

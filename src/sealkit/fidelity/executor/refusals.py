@@ -14,6 +14,36 @@ its own addresses before running, since "wraps" depends on the base.
 verifies is empty at start. ``mseal`` and ``munmap`` ranges that start in the
 window and run past ``TASK_SIZE`` are allowed too: both refuse such a range
 before changing anything (scenario probe/1.5).
+
+The calls sealing does not cover (issue 14) have their own rules:
+
+* the writers (``pwrite_mem``, ``vm_writev``, ``poke``) write their whole
+  byte range inside the window (or far away, where nothing is mapped), and
+  at most ``MAX_PAGES`` pages of data; a forced write would otherwise reach
+  the arena's ``PROT_NONE`` guard pages, which it can write;
+* ``pwrite_mem`` runs only where the kernel's ``proc_mem.force_override`` is
+  ``always`` (:mod:`sealkit._os.procmem`): elsewhere the snapshots, which
+  read ``PROT_NONE`` pages through ``/proc/self/mem``, would not see them;
+* the file calls act only on the trace's own files (a name in the trace is
+  a fresh unnamed file of the runner), write at most ``MAX_PAGES`` pages,
+  and stay below 1 TiB: beyond that the answer depends on the filesystem
+  (ext4 refuses sizes past 16 TiB with EFBIG, tmpfs does not);
+* a mapping placed outside the window (``mmap`` without ``MAP_FIXED``) is at
+  most ``MAX_PAGES`` long: ``MAP_POPULATE``, ``MAP_LOCKED`` or an earlier
+  ``mlockall(MCL_FUTURE)`` would fault all of it in;
+* an anonymous ``MAP_HUGETLB`` mapping is checked with the length the kernel
+  maps: ``ksys_mmap_pgoff()`` rounds it up to the huge page size
+  (``MAP_HUGE_*`` bits, else the default size, ``Hugepagesize`` in
+  ``/proc/meminfo``), so one page asked for at a ``MAP_FIXED`` address in the
+  window is 512 pages (2 MiB) where huge pages are reserved, and a hint is
+  first moved up to a huge page boundary (``generic_hugetlb_get_unmapped_area()``).
+  No window holds a huge page (at most ``MAX_PAGES`` pages), so such a mapping
+  only runs placed elsewhere, at most one huge page long (it comes from the
+  pool the administrator reserved), and is unmapped after the trace with that
+  length; a file mapping with ``MAP_HUGETLB`` is ``EINVAL`` (the trace's files
+  are not on hugetlbfs);
+* ``mlockall`` locks (and with ``MCL_CURRENT`` faults in) the whole runner,
+  which is harmless to it; the runner calls ``munlockall`` after the trace.
 """
 
 from __future__ import annotations
@@ -32,23 +62,31 @@ from ...ops import (
     MODEL_BASES,
     Bases,
     Brk,
+    FilePwrite,
     Fork,
+    Ftruncate,
     Madvise,
     Mimmutable,
+    Mlockall,
     Mmap,
     Mremap,
     Mseal,
     MsealSplit,
     MsealV1,
     MsealV3,
+    Munlockall,
     Munmap,
     Op,
+    Poke,
     ProcessMadvise,
+    Punch,
+    PwriteMem,
     Step,
+    VmWritev,
     format_op,
     iter_ranges,
 )
-from ..target import Window, plain_ops, uses_heap
+from ..target import MAX_PAGES, Window, plain_ops, uses_heap
 
 __all__ = ["MAX_FILES", "MAX_FORKS", "OutsideArenaError", "check_trace", "refusal", "trace_refusal"]
 
@@ -56,7 +94,95 @@ PS: Final = PAGE_SIZE
 
 _POISON: Final = frozenset({Madv.HWPOISON, Madv.SOFT_OFFLINE})
 _LOW_AREA: Final = 1 << 20
+_NEG: Final = 1 << 63
+FILE_LIMIT: Final = 1 << 40
+"""File sizes and offsets the executor runs: below 1 TiB (beyond, filesystems differ)."""
+_MAX_DATA: Final = MAX_PAGES * PS
+_proc_mem: tuple[str, str] | None = None
+
+
+def proc_mem_force() -> tuple[str, str]:
+    """The running kernel's ``proc_mem.force_override`` and how it was found (cached)."""
+    global _proc_mem
+    if _proc_mem is None:
+        from ..._os import procmem  # noqa: PLC0415 (only traces with pwrite_mem need it)
+
+        _proc_mem = procmem.force_override()
+    return _proc_mem
+
+
+def _file_refusal(op: Op) -> str | None:
+    """Why a file call is refused (see the module docstring), or None."""
+    ro = op.file_ro  # type: ignore[attr-defined]
+    if isinstance(op, FilePwrite):
+        pos, count = op.offset & MASK64, op.length & MASK64
+        if pos >= _NEG or ro:
+            return None  # EINVAL / EBADF before the data is looked at
+        if count > _MAX_DATA:
+            return f"writes {count:#x} bytes: at most {MAX_PAGES} pages of data"
+        end = pos + count
+    elif isinstance(op, Ftruncate):
+        end = op.length & MASK64
+        if end >= _NEG or ro:
+            return None  # EINVAL
+    else:
+        assert isinstance(op, Punch)
+        offset, length = op.offset & MASK64, op.length & MASK64
+        if offset >= _NEG or length >= _NEG or length == 0 or ro:
+            return None  # EINVAL / EBADF
+        end = offset + length
+    if FILE_LIMIT < end < _NEG:
+        return (
+            f"reaches file offset {end:#x}: past 1 TiB the answer depends on the filesystem "
+            "(ext4 EFBIG past 16 TiB, tmpfs none)"
+        )
+    return None
+
+
 _ANON_FIXED: Final = int(MapFlag.FIXED | MapFlag.FIXED_NOREPLACE)
+_HUGE_SHIFT: Final = 26  # MAP_HUGE_SHIFT, include/uapi/asm-generic/hugetlb_encode.h
+_HUGE_MASK: Final = 0x3F
+_default_huge: int | None = None
+
+
+def _default_huge_size() -> int:
+    """The default huge page size (``Hugepagesize`` in ``/proc/meminfo``), cached;
+    1 GiB, the largest x86_64 has, where it cannot be read (the safe side)."""
+    global _default_huge
+    if _default_huge is None:
+        size = 1 << 30
+        try:
+            with open("/proc/meminfo", "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"Hugepagesize:"):
+                        size = int(line.split()[1]) * 1024
+                        break
+        except (OSError, ValueError, IndexError):
+            pass
+        _default_huge = max(size, PS)
+    return _default_huge
+
+
+def huge_page_size(flags: int) -> int | None:
+    """The unit ``ksys_mmap_pgoff()`` rounds an ``mmap`` length up to when
+    ``flags`` ask for an anonymous ``MAP_HUGETLB`` mapping (``len =
+    ALIGN(len, huge_page_size(hs))``, ``hs = hstate_sizelog(flags >>
+    MAP_HUGE_SHIFT)``), or None for any other mmap. A size the kernel has no
+    pool for is EINVAL there, before anything is mapped."""
+    flags &= MASK64
+    if not flags & MapFlag.HUGETLB or not flags & MapFlag.ANONYMOUS:
+        return None  # a file with MAP_HUGETLB that is not on hugetlbfs: EINVAL
+    log = (flags >> _HUGE_SHIFT) & _HUGE_MASK
+    return max(1 << log, PS) if log else _default_huge_size()
+
+
+def mmap_length(flags: int, length: int) -> int:
+    """The length the kernel maps for ``mmap(..., length, ..., flags, ...)``:
+    rounded up to pages, or to huge pages for ``MAP_HUGETLB`` (may pass 2**64,
+    where the kernel fails the call)."""
+    length &= MASK64
+    unit = huge_page_size(flags) or PS
+    return (length + unit - 1) // unit * unit
 
 
 class OutsideArenaError(UnsafeTargetError):
@@ -208,8 +334,27 @@ def refusal_at(op: Op, win: Window, bases: Bases, heap: bool, lim: Limits) -> st
     bad = _argument_refusal(op)
     if bad:
         return bad
-    if kind in (MsealV1, MsealV3, Mimmutable, MsealSplit, Fork):
-        return None  # no range reaches the kernel (the first four are ENOSYS here)
+    if kind in (MsealV1, MsealV3, Mimmutable, MsealSplit, Fork, Mlockall, Munlockall):
+        # No range reaches the kernel (the first four are ENOSYS here);
+        # mlockall locks the whole runner, which munlockall undoes after the trace.
+        return None
+    if kind is FilePwrite or kind is Ftruncate or kind is Punch:
+        return _file_refusal(op)
+    if kind is PwriteMem or kind is VmWritev or kind is Poke:
+        addr, length = op.addr & MASK64, op.length & MASK64  # type: ignore[attr-defined]
+        if kind is PwriteMem and addr >= _NEG:
+            return None  # pwrite(2) refuses a negative offset first (EINVAL)
+        if length > _MAX_DATA:
+            return f"writes {length:#x} bytes: at most {MAX_PAGES} pages of data"
+        if kind is PwriteMem and length:
+            setting, how = proc_mem_force()
+            if setting != "always":
+                return (
+                    f"this kernel's proc_mem.force_override is {setting!r} (from {how}); "
+                    "pwrite_mem is compared only under 'always', where the snapshots can "
+                    "read PROT_NONE pages"
+                )
+        return _span_refusal(addr, length, False, win, bases, heap, lim)
     if (kind is Madvise or kind is ProcessMadvise) and op.advice in _POISON:  # type: ignore[attr-defined]
         return "MADV_HWPOISON/SOFT_OFFLINE take physical pages offline; never run"
     if kind is Brk:
@@ -219,9 +364,27 @@ def refusal_at(op: Op, win: Window, bases: Bases, heap: bool, lim: Limits) -> st
         return f"brk({addr:#x}) must be 0 (query) or between h0 and h{win.heap_pages}"
     if kind is Mmap:
         assert isinstance(op, Mmap)
+        huge = huge_page_size(op.flags)
+        length = mmap_length(op.flags, op.length) if huge else op.length & MASK64
+        if length >= 1 << 64:
+            return None  # ALIGN() wraps to 0: do_mmap() fails (EINVAL) before mapping
         if not op.flags & _ANON_FIXED and (op.addr == 0 or op.addr >= lim.task_size):
-            return None  # no hint, or an ignored one: placed "elsewhere"
-        return _span_refusal(op.addr, op.length, True, win, bases, heap, lim)
+            # No hint, or an ignored one: placed "elsewhere", and faulted in
+            # whole by MAP_POPULATE, MAP_LOCKED or mlockall(MCL_FUTURE).
+            if max(_MAX_DATA, huge or 0) < length <= lim.task_size:
+                return (
+                    f"maps {length:#x} bytes outside the window: at most {MAX_PAGES} pages "
+                    + ("or one huge page " if huge else "")
+                    + "(it could be faulted in whole)"
+                )
+            return None
+        addr = op.addr & MASK64
+        if huge and not op.flags & _ANON_FIXED:
+            # A hint is moved up to a huge page boundary, then used if free.
+            return _span_refusal(
+                addr, (addr + huge - 1) // huge * huge + length - addr, True, win, bases, heap, lim
+            )
+        return _span_refusal(addr, length, True, win, bases, heap, lim)
     if kind is Mremap:
         assert isinstance(op, Mremap)
         # The source (one page at least: old_len=0 duplicates a shared VMA).

@@ -38,11 +38,11 @@ process), so per-call snapshots use cheaper measurements:
   ``mprotect_fixup`` answers EPERM at the first sealed one), and VMA by VMA
   only where a stretch answers EPERM;
 * content from ``pread`` on ``/proc/self/mem``, one read per run of
-  adjacent VMAs (reads PROT_NONE pages too;
-  EIO on guard markers and pages beyond a file's end gives ``#``), each page
+  adjacent VMAs (reads PROT_NONE pages too; EIO on a guard marker gives
+  ``#``, on a page past the end of its file ``!``), each page
   mapped to its token by comparing the whole page with
   :func:`~sealkit.ops.token_page`;
-* the tracked VmFlags (``dc wf lo lf hg nh dd rr sr mg gd``), which only
+* the tracked VmFlags (``dc wf lo lf hg nh dd rr sr mg gd gu``), which only
   smaps shows, at the steps the caller asks for (``flags=``: ``"end"``,
   ``"flag-ops"``, ``"every"``, ``"never"`` or a set of step indices). At
   those steps the sealed bit from the probe is also cross-checked against
@@ -53,6 +53,22 @@ process), so per-call snapshots use cheaper measurements:
 store that honours page permissions (EFAULT), never a forced write, and never
 expands a stack.
 
+What sealing does not cover (issue 14): ``pwrite_mem`` is ``pwrite`` on the
+runner's own ``/proc/self/mem`` opened read-write (the snapshots keep their
+read-only descriptor); ``vm_writev`` is ``process_vm_writev`` to itself with
+the exact byte range; ``poke`` is ``PTRACE_POKEDATA`` from a helper the
+runner forks on its first poke and keeps (:class:`sealkit._os.poke.Poker`;
+a forked trace child uses its parent's helper). The file calls act on
+the trace's files (fresh unnamed files, made on first use, closed after the
+trace): ``pwrite``, ``ftruncate`` and ``fallocate(PUNCH_HOLE|KEEP_SIZE)`` on
+the read-write descriptor (``f1:ro``: the read-only one). ``mincore`` gets a
+vector of one byte per page of its range. After a trace that called
+``mlockall`` the runner calls ``munlockall`` (``mm->def_flags`` would
+otherwise lock every later mapping). A snapshot tells the two kinds of
+unreadable page apart with ``/proc/self/pagemap`` (bit 58,
+``PM_GUARD_REGION``): a guard marker is ``#``, any other page that cannot be
+read (past the end of its file) ``!``.
+
 ``fork`` forks the worker; the rest of the trace runs in the child (which
 opens its own ``/proc/self`` files and pidfd), sends its results to the
 parent and exits. A child that dies is reported as the trace's death.
@@ -61,14 +77,16 @@ parent and exits. A child that dies is reported as the trace's death.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno as _errno
 import os
 import pickle
 import signal
+import struct
 import traceback
 from typing import TYPE_CHECKING, Any, Final
 
-from ..._os import procfs, syscalls
+from ..._os import poke, procfs, syscalls
 from ...errors import KernelError, SealkitError
 from ...layout import TRACKED_FLAGS
 from ...ops import (
@@ -77,18 +95,28 @@ from ...ops import (
     MODEL_BASES,
     Bases,
     Brk,
+    FilePwrite,
     Fork,
+    Ftruncate,
     Madvise,
+    Mincore,
     Mlock,
+    Mlockall,
     Mmap,
     Mprotect,
     Mremap,
     Mseal,
+    Msync,
     Munlock,
+    Munlockall,
     Munmap,
     Op,
     PkeyMprotect,
+    Poke,
     ProcessMadvise,
+    Punch,
+    PwriteMem,
+    VmWritev,
     Write,
     rebase,
     token_page,
@@ -96,7 +124,7 @@ from ...ops import (
 )
 from ..target import MAX_PAGES, Window
 from .protocol import RawRun, RawSnap, WorkerDiedError, recv, send
-from .refusals import PS, OutsideArenaError, refusal_at, trace_refusal
+from .refusals import PS, OutsideArenaError, mmap_length, refusal_at, trace_refusal
 
 if TYPE_CHECKING:
     from .zygote import Zygote
@@ -122,6 +150,11 @@ _TOKEN_PAGES: Final = {
 }
 _TOKEN_BY_BYTE: Final = {page[0]: (tok, page) for tok, page in _TOKEN_PAGES.values()}
 _WRITE_PAGES: Final = dict(_TOKEN_PAGES.values())
+_FILE_OPS: Final = frozenset({FilePwrite, Ftruncate, Punch})
+_PUNCH_HOLE_KEEP_SIZE: Final = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+_M64: Final = (1 << 64) - 1
+_PM_GUARD_REGION: Final = 1 << 58
+"""``/proc/PID/pagemap``: the page holds a guard marker (fs/proc/task_mmu.c, 6.14+)."""
 _RUNNER_LEFTOVER_VMAS: Final = 128
 _RUNNER_LEFTOVER_FILES: Final = 64
 _call_ = syscalls.errno_call
@@ -197,6 +230,8 @@ class Runner:
         self.files: dict[str, tuple[int, int, tuple[int, int, int]]] = {}
         self.file_keys: dict[tuple[int, int, int], str] = {}
         self.heap = False
+        self.mlocked = False
+        self.poker = poke.Poker()  # its ptrace helper is forked on the first poke
         self._open_self()
         self._check_low_area_empty()
         self._open_slot(self.slot)
@@ -209,6 +244,9 @@ class Runner:
         self.pid = os.getpid()
         self.maps_fd = os.open("/proc/self/maps", os.O_RDONLY | os.O_CLOEXEC)
         self.mem_fd = os.open("/proc/self/mem", os.O_RDONLY | os.O_CLOEXEC)
+        # pwrite_mem's own descriptor: the snapshots' stays read-only.
+        self.mem_rw_fd = os.open("/proc/self/mem", os.O_RDWR | os.O_CLOEXEC)
+        self.pagemap_fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
         self.pidfd = _call_("pidfd_open", self.pid, 0)
 
     @staticmethod
@@ -286,6 +324,8 @@ class Runner:
         for op in ops:
             if type(op) is Mmap and op.file is not None and op.file not in self.files:
                 self._make_file(op.file)
+            elif type(op) in _FILE_OPS and op.file not in self.files:  # type: ignore[attr-defined]
+                self._make_file(op.file)  # type: ignore[attr-defined]
         results: list[int] = []
         snaps: list[RawSnap | int | None] = []
         flagged: list[bool] = []
@@ -353,7 +393,9 @@ class Runner:
             code = 0
             try:
                 die_with_parent(me)
-                for fd in (self.maps_fd, self.mem_fd, self.pidfd):
+                for fd in (
+                    self.maps_fd, self.mem_fd, self.mem_rw_fd, self.pagemap_fd, self.pidfd
+                ):  # fmt: skip
                     if fd >= 0:
                         os.close(fd)
                 self._open_self()
@@ -407,7 +449,9 @@ class Runner:
                 fd = entry[1] if op.file_ro else entry[0]
             ret = _call_("mmap", op.addr, op.length, int(op.prot), int(op.flags), fd, op.offset)
             if ret >= 0:
-                self._note_elsewhere(ret, op.length)
+                # MAP_HUGETLB: the kernel mapped whole huge pages, and munmap
+                # of a part of one is EINVAL (hugetlb_vm_op_split).
+                self._note_elsewhere(ret, mmap_length(op.flags, op.length))
             return ret
         if kind is Munmap:
             return _call_("munmap", op.addr, op.length)  # type: ignore[attr-defined]
@@ -451,8 +495,91 @@ class Runner:
                 return syscalls.process_madvise(self.pidfd, op.ranges, int(op.advice), 0)
             except KernelError as exc:
                 return -(exc.errno or _errno.EIO)
+        if kind in _FILE_OPS:
+            return self._file_call(op)
+        if kind is PwriteMem or kind is VmWritev or kind is Poke:
+            return self._remote_write(op)
+        if kind is Msync:
+            assert isinstance(op, Msync)
+            return _call_("msync", op.addr, op.length, int(op.flags) & _M64)
+        if kind is Mincore:
+            assert isinstance(op, Mincore)
+            # One byte per page of the range (the kernel writes the vector up
+            # to the first hole); the refusal rules keep every range the
+            # kernel walks within the window (the others fail before the
+            # vector is looked at), so this is never short.
+            pages = min((op.length + PS - 1) // PS, 1 << 16)
+            vec = ctypes.create_string_buffer(max(pages, 1))
+            return _call_("mincore", op.addr, op.length, ctypes.addressof(vec))
+        if kind is Mlockall:
+            assert isinstance(op, Mlockall)
+            self.mlocked = True
+            return _call_("mlockall", int(op.flags) & _M64)
+        if kind is Munlockall:
+            return _call_("munlockall")
         # mseal_v1/v3, mimmutable, mseal_split: calls Linux does not have.
         return -_errno.ENOSYS
+
+    def _data(self, addr: int, length: int, tag: str | None) -> bytes:
+        """The bytes a writer stores at ``[addr, addr+length)``: the tag, or
+        each page's zone letter (:func:`~sealkit.ops.write_token`)."""
+        out = bytearray()
+        cur, end = addr, addr + length
+        while cur < end:
+            page = cur & ~(PS - 1)
+            stop = min(page + PS, end)
+            out += write_token(tag, self._zone_page(page)).encode("ascii") * (stop - cur)
+            cur = stop
+        return bytes(out)
+
+    def _remote_write(self, op: Op) -> int:
+        addr, length = op.addr, op.length  # type: ignore[attr-defined]
+        tag = op.tag  # type: ignore[attr-defined]
+        if type(op) is PwriteMem and addr >= 1 << 63:
+            # pwrite(2) refuses a negative offset before reading the buffer.
+            return _call_("pwrite64", self.mem_rw_fd, 0, length, addr)
+        data = self._data(addr, length, tag)  # at most MAX_PAGES pages (refusals)
+        if type(op) is VmWritev:
+            try:
+                return syscalls.process_vm_writev(self.pid, [(addr, length)], data)
+            except KernelError as exc:
+                return -(exc.errno or _errno.EIO)
+        if type(op) is Poke:
+            ret = self.poker.poke(addr, data)
+            if ret not in (0, -_errno.EIO):
+                raise RuntimeError(
+                    f"poke: the runner's ptrace helper could not write ({_errno.errorcode.get(-ret, ret)}); "
+                    "is ptrace forbidden here (yama ptrace_scope=3, a security module)?"
+                )
+            return ret
+        buf = ctypes.create_string_buffer(data, len(data))
+        return _call_("pwrite64", self.mem_rw_fd, ctypes.addressof(buf), length, addr)
+
+    def _file_call(self, op: Op) -> int:
+        fd, ro, _key = self.files[op.file]  # type: ignore[attr-defined]
+        if op.file_ro:  # type: ignore[attr-defined]
+            fd = ro
+        if type(op) is Ftruncate:
+            assert isinstance(op, Ftruncate)
+            return _call_("ftruncate", fd, op.length)
+        if type(op) is Punch:
+            assert isinstance(op, Punch)
+            return _call_("fallocate", fd, _PUNCH_HOLE_KEEP_SIZE, op.offset, op.length)
+        assert isinstance(op, FilePwrite)
+        if op.length > MAX_PAGES * PS:
+            # Refused unless the kernel answers before reading the buffer
+            # (a negative offset, the read-only descriptor).
+            return _call_("pwrite64", fd, 0, op.length, op.offset)
+        data = bytearray()
+        cur, end = op.offset, op.offset + op.length
+        while cur < end:
+            page = cur // PS
+            stop = min((page + 1) * PS, end)
+            tok = op.tag if op.tag is not None else write_token(None, page)
+            data += tok.encode("ascii") * (stop - cur)
+            cur = stop
+        buf = ctypes.create_string_buffer(bytes(data), len(data))
+        return _call_("pwrite64", fd, ctypes.addressof(buf), op.length, op.offset)
 
     def _note_elsewhere(self, addr: int, length: int) -> None:
         b = self.bases
@@ -525,9 +652,21 @@ class Runner:
                 out.append(_tokens(data, got))
             addr += got * PS
             if addr < end:
-                out.append("#")  # unreadable: a guard marker, or beyond a file's end
+                out.append(self._unreadable(addr))
                 addr += PS
         return "".join(out)
+
+    def _unreadable(self, addr: int) -> str:
+        """The token of a page ``/proc/self/mem`` cannot read: ``#`` for a guard
+        marker (pagemap's ``PM_GUARD_REGION``), ``!`` otherwise (a file page
+        past the end of its file: SIGBUS)."""
+        try:
+            entry = os.pread(self.pagemap_fd, 8, (addr // PS) * 8)
+        except OSError:
+            return "#"
+        if len(entry) == 8 and not struct.unpack("<Q", entry)[0] & _PM_GUARD_REGION:
+            return "!"
+        return "#"
 
     def _snapshot(self, with_flags: bool) -> RawSnap:
         zones: list[list[RawRun]] = []
@@ -615,7 +754,10 @@ class Runner:
     def cleanup(self) -> None:
         """Put the runner back to a clean state for the next trace, or decide to retire."""
         for addr, size in self.elsewhere:
-            _call_("munmap", addr, size)
+            if _call_("munmap", addr, size) != 0:
+                # Nothing of a trace can seal it (its address is not in the
+                # window): a failure means the runner's bookkeeping is wrong.
+                self.retire = f"could not unmap [{addr:#x}, {addr + size:#x}) placed elsewhere"
         self.elsewhere = []
         base = self._slot_base(self.slot)
         if _call_("munmap", base, MAX_PAGES * PS) != 0:
@@ -632,6 +774,11 @@ class Runner:
                 self.retire = "every window slot holds sealed leftovers"
             else:
                 self._open_slot(self.slot)
+        if self.mlocked:
+            # mlockall(MCL_FUTURE) would lock every later mapping of the runner.
+            self.mlocked = False
+            if _call_("munlockall") != 0:
+                self.retire = "munlockall failed after a trace that called mlockall"
         for fd, ro, _key in self.files.values():
             os.close(fd)
             os.close(ro)

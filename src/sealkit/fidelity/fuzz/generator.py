@@ -15,26 +15,36 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar
 
-from ...flags import PAGE_SIZE, Madv, MapFlag, MremapFlag, Prot
+from ...flags import PAGE_SIZE, Madv, MapFlag, MclFlag, MremapFlag, MsFlag, Prot
 from ...layout import Layout
 from ...ops import (
     FILE_PAGES,
     MASK64,
     MODEL_BASES,
     Brk,
+    FilePwrite,
     Fork,
+    Ftruncate,
     Madvise,
+    Mincore,
     Mlock,
+    Mlockall,
     Mmap,
     Mprotect,
     Mremap,
     Mseal,
+    Msync,
     Munlock,
+    Munlockall,
     Munmap,
     Op,
     PkeyMprotect,
+    Poke,
     ProcessMadvise,
+    Punch,
+    PwriteMem,
     Step,
+    VmWritev,
     Write,
     format_trace,
 )
@@ -245,6 +255,24 @@ def gen_op(c: Chooser, st: GenState) -> Op:
         addr, length = _range(c, st, zone)
         tag = chr(ord("a") + c.below(26)) if c.chance(30) else None
         return Write(addr, length, tag)
+    if kind in ("pwrite_mem", "vm_writev", "poke"):
+        addr, length = _write_range(c, st, zone)
+        tag = chr(ord("a") + c.below(26)) if c.chance(30) else None
+        writer = PwriteMem if kind == "pwrite_mem" else VmWritev if kind == "vm_writev" else Poke
+        return writer(addr, length, tag)
+    if kind in ("file_pwrite", "ftruncate", "punch"):
+        return _gen_file_call(c, kind)
+    if kind == "msync":
+        flags = c.pick(_MSYNC_ODD) if c.chance(5) else c.pick(_MSYNC_FLAGS)
+        return Msync(*_range(c, st, zone), MsFlag(flags))
+    if kind == "mincore":
+        return Mincore(*_range(c, st, zone))
+    if kind == "mlockall":
+        # Rare (it locks, and with MCL_CURRENT faults in, the whole runner)
+        # and mostly undone again.
+        if c.chance(60):
+            return Munlockall()
+        return Mlockall(MclFlag(c.pick(_MLOCKALL_ODD) if c.chance(5) else c.pick(_MLOCKALL)))
     if kind == "brk" and st.heap:
         return _gen_brk(c, st)
     if kind == "fork" and st.forks < st.fork_budget:
@@ -257,9 +285,69 @@ _KINDS: Final = (
     ("mmap",) * 20 + ("munmap",) * 7 + ("mprotect",) * 10 + ("pkey_mprotect",) * 2
     + ("mremap",) * 9 + ("madvise",) * 12 + ("process_madvise",) * 3 + ("mseal",) * 12
     + ("mlock",) * 3 + ("munlock",) * 2 + ("write",) * 9 + ("brk",) * 5 + ("fork",) * 2
+    + ("pwrite_mem",) * 3 + ("vm_writev",) * 2 + ("poke",) * 1
+    + ("file_pwrite",) * 3 + ("ftruncate",) * 2 + ("punch",) * 1
+    + ("msync",) * 2 + ("mincore",) * 1 + ("mlockall",) * 1
 )  # fmt: skip
 """Weights of the calls: one entry per chance in a hundred or so. A fork costs
-the kernel side a process (~3 ms), so a trace gets at most ``fork_budget``."""
+the kernel side a process (~3 ms), so a trace gets at most ``fork_budget``; a
+``poke`` forks a ptrace helper and ``mlockall(MCL_CURRENT)`` faults in the
+whole runner (~20 ms), so both are rare."""
+
+_MSYNC_FLAGS: Final = (1, 4, 2, 3, 6, 0)
+_MSYNC_ODD: Final = (5, 8, 7, 0x10, 0xFFFF_FFFF)
+_MLOCKALL: Final = (5, 5, 6, 7, 3, 1, 2)  # onfault mostly: MCL_CURRENT alone faults in everything
+_MLOCKALL_ODD: Final = (0, 4, 8, 0x10)
+_FILES: Final = ("f1", "f2")
+
+
+def _write_range(c: Chooser, st: GenState, zone: str) -> tuple[int, int]:
+    """A writer's byte range: inside the window (its data must be; a forced
+    write would otherwise reach the arena's PROT_NONE guard pages), now and
+    then a page in part, empty, or far away where nothing is mapped."""
+    hi = st.window.pages if zone == "p" else st.window.heap_pages
+    base = MODEL_BASES.base(zone)
+    roll = c.below(40)
+    if roll == 0:
+        return c.pick((0, 0xFFFF_8000_0000_0000, 0x1000)), c.pick((PS, 8, 0))
+    start = _page(c, st, zone, hi)
+    if start >= hi:
+        start = hi - 1
+    room = hi - start
+    if roll <= 3:  # a part of a page (mixed bytes: `?`)
+        off = c.pick((8, 100, PS // 2, PS - 8))
+        return base + start * PS + off, c.pick((8, 100, PS // 2, PS)) if room > 1 else 8
+    borders = st.borders if zone == "p" else st.heap_borders
+    ends = [b for b in borders if start < b <= start + room]
+    pages = c.pick(ends) - start if ends and c.chance(60) else c.below(room) + 1
+    return base + start * PS, 0 if roll == 4 else pages * PS
+
+
+def _file_page(c: Chooser) -> int:
+    """A file page, mostly where the generated mappings look (their offsets
+    are 0..8 pages), now and then anywhere in the file or past its end."""
+    return c.below(12) if c.chance(70) else c.below(FILE_PAGES + 8)
+
+
+def _gen_file_call(c: Chooser, kind: str) -> Op:
+    file = c.pick(_FILES)
+    ro = c.chance(4)
+    if kind == "ftruncate":
+        if c.chance(4):
+            length = c.pick((MASK64, (1 << 63) - PS, PS // 2, 3 * PS + 100))
+        else:
+            length = c.pick((_file_page(c), c.below(2 * FILE_PAGES), FILE_PAGES)) * PS
+        return Ftruncate(file, length, ro)
+    offset = _file_page(c) * PS
+    length = (c.below(8) + 1) * PS
+    if c.chance(5):
+        offset += c.pick((100, PS // 2))
+    if c.chance(5):
+        length = c.pick((0, 100, PS + 100, MASK64 - PS + 1))
+    if kind == "punch":
+        return Punch(file, offset, length, ro)
+    tag = chr(ord("a") + c.below(26)) if c.chance(50) else None
+    return FilePwrite(file, offset, length, tag, ro)
 
 
 def _gen_mmap(c: Chooser, st: GenState, zone: str) -> Mmap:

@@ -26,9 +26,16 @@ UNDEFINED: Final[tuple[tuple[str, str], ...]] = (
         "copy-on-write per page, keeps a forked VMA's lazily freed pages `?`)",
     ),
     (
-        "residency (MADV_PAGEOUT/COLD/WILLNEED/POPULATE_*, MAP_POPULATE, mlock): "
-        "which pages are in RAM",
-        "generated; results, VMAs and content are compared, residency is not observed",
+        "residency (MADV_PAGEOUT/COLD/WILLNEED/POPULATE_*, MAP_POPULATE, mlock, mlockall): "
+        "which pages are in RAM, and so mincore's vector",
+        "generated; results, VMAs and content are compared, residency is not observed (the "
+        "executor's snapshots read every page through /proc/self/mem, which maps it)",
+    ),
+    (
+        "the bytes of a page written, truncated or punched in part (pwrite_mem, vm_writev, "
+        "poke, file_pwrite, ftruncate, punch at an offset inside a page)",
+        "generated; the model says `?` for such a page (a token stands for a whole page), "
+        "which matches any kernel content; results and every other page are compared",
     ),
     (
         "VMA boundaries that only depend on when the kernel merges (anon_vma history, "
@@ -39,7 +46,7 @@ UNDEFINED: Final[tuple[tuple[str, str], ...]] = (
         "--exact",
     ),
     (
-        "tracked VmFlags (dc wf lo lf hg nh dd rr sr mg gd) between checkpoints",
+        "tracked VmFlags (dc wf lo lf hg nh dd rr sr mg gd gu) between checkpoints",
         "read from smaps at trace end by default (--flags flag-ops: after every call that can "
         "change them; --flags every: after every call)",
     ),
@@ -57,7 +64,15 @@ EXCLUDED: Final[tuple[tuple[str, str], ...]] = (
      "(pkey_alloc is EINVAL); pkeys -1, 0 and 1 are generated"),
     ("mseal_v1, mseal_v3, mimmutable, mseal_split", "calls Linux does not have (ENOSYS); "
      "compared only by the conformance suite across policies"),
-    ("shmat, remap_file_pages, msync, mincore, mlockall, /proc/PID/mem writes, vdso, stack",
+    ("writes of more than 64 pages of data, writers' ranges outside the window, file sizes "
+     "and offsets past 1 TiB, mappings of more than 64 pages outside the window",
+     "the executor refuses them: a forced write would reach the arena's PROT_NONE guard "
+     "pages, file-size limits depend on the filesystem, a locked or populated mapping would "
+     "be faulted in whole"),
+    ("pwrite_mem where proc_mem.force_override is not 'always'", "the executor refuses it: "
+     "the snapshots read PROT_NONE pages through /proc/self/mem and need FOLL_FORCE"),
+    ("shmat, remap_file_pages, memfd_secret, memfd file seals, /proc/PID/mem written by "
+     "another process or a tracer, fallocate without KEEP_SIZE, vdso, stack",
      "not in the op language (see sealkit.fidelity.conformance.NOT_EXPRESSIBLE)"),
 )  # fmt: skip
 """Calls and arguments the fuzzer never generates, and why."""
@@ -69,7 +84,7 @@ VERIFIED: Final[dict[str, str]] = {
     "after a munmap or mmap(MAP_FIXED) refused with EPERM": "the exact VMA boundaries at the "
     "ends of the call's range (the leftover split, docs/reference/linux.md rule 5); every "
     "boundary with --exact",
-    "at flag checkpoints": "the tracked VmFlags from /proc/self/smaps, and the seal probe "
+    "at flag checkpoints": "the tracked VmFlags (incl. `gu`) from /proc/self/smaps, and the seal probe "
     "against smaps `sl`",
 }
 """What the fuzzer compares, and when (printed in its report)."""

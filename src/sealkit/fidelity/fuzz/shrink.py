@@ -5,16 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from ...flags import MapFlag
+from ...flags import MapFlag, MclFlag
 from ...ops import (
     MODEL_BASES,
+    FilePwrite,
+    Ftruncate,
     Mlock,
+    Mlockall,
     Mmap,
     Mprotect,
     Mseal,
     Op,
     PkeyMprotect,
+    Poke,
     ProcessMadvise,
+    Punch,
+    PwriteMem,
+    VmWritev,
     Write,
 )
 from ..differential import Divergence
@@ -26,8 +33,12 @@ __all__ = ["shrink"]
 def _simpler(op: Op) -> list[Op]:
     """Simpler variants of one call (each removes one complication)."""
     out: list[Op] = []
-    if isinstance(op, Write) and op.tag is not None:
+    if isinstance(op, Write | PwriteMem | VmWritev | Poke | FilePwrite) and op.tag is not None:
         out.append(replace(op, tag=None))
+    if isinstance(op, FilePwrite | Ftruncate | Punch) and op.file_ro:
+        out.append(replace(op, file_ro=False))
+    if isinstance(op, Mlockall) and op.flags & MclFlag.ONFAULT and op.flags != MclFlag.ONFAULT:
+        out.append(replace(op, flags=MclFlag(op.flags & ~MclFlag.ONFAULT)))
     if isinstance(op, Mmap):
         for bit in MapFlag:
             if bit in EXTRA_FLAGS and op.flags & bit:
