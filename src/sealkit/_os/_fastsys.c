@@ -349,6 +349,279 @@ done:
     return result;
 }
 
+/*
+ * smaps_columns(data): the mappings of /proc/PID/smaps text as columns, in
+ * one pass (sealkit._os.procfs.scan_smaps's fast path; the benchmark is
+ * benchmarks/bench_audit.py). It reads what the kernel prints
+ * (fs/proc/task_mmu.c show_map_vma, show_smap_vma_flags): a header line, the
+ * counters, a "VmFlags:" line, the next header. Only text of exactly that
+ * shape is scanned here; for anything else (a header that is not
+ * well-formed, a header without a VmFlags line, text after the last one, a
+ * number wider than 64 bits, a mapping that ends before it starts) it
+ * returns None and the Python scanner gives its answer or its error, so the
+ * two paths never disagree. Linear in the text; every loop steps forward.
+ */
+static int
+hexdigit(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* [0-9a-f]+ at p, at most 16 digits: the position after it, or NULL. */
+static const char *
+scan_hex(const char *p, const char *end, unsigned long long *out)
+{
+    const char *s = p;
+    unsigned long long v = 0;
+    int d;
+
+    while (p < end && (d = hexdigit((unsigned char)*p)) >= 0) {
+        if (p - s >= 16)
+            return NULL;
+        v = (v << 4) | (unsigned long long)d;
+        p++;
+    }
+    if (p == s)
+        return NULL;
+    *out = v;
+    return p;
+}
+
+typedef struct {
+    unsigned long long start, end, offset, inode;
+    const char *perms, *dev, *path;
+    Py_ssize_t dev_len, path_len;
+} smaps_header;
+
+/* One header line [p, e) (e at its '\n' or the end of the text), as
+ * show_vma_header_prefix prints it: "start-end perms offset dev inode",
+ * then a blank and the name, or nothing. 0 when not of that shape. */
+static int
+scan_header(const char *p, const char *e, smaps_header *h)
+{
+    const char *q;
+
+    if ((p = scan_hex(p, e, &h->start)) == NULL || p >= e || *p++ != '-')
+        return 0;
+    if ((p = scan_hex(p, e, &h->end)) == NULL || p >= e || *p++ != ' ')
+        return 0;
+    if (e - p < 5 || (p[0] != 'r' && p[0] != '-') || (p[1] != 'w' && p[1] != '-')
+        || (p[2] != 'x' && p[2] != '-') || (p[3] != 'p' && p[3] != 's') || p[4] != ' ')
+        return 0;
+    h->perms = p;
+    p += 5;
+    if ((p = scan_hex(p, e, &h->offset)) == NULL || p >= e || *p++ != ' ')
+        return 0;
+    h->dev = p;
+    while (p < e && hexdigit((unsigned char)*p) >= 0)
+        p++;
+    if (p == h->dev || p >= e || *p++ != ':')
+        return 0;
+    q = p;
+    while (p < e && hexdigit((unsigned char)*p) >= 0)
+        p++;
+    if (p == q || p >= e || *p != ' ')
+        return 0;
+    h->dev_len = p - h->dev;
+    p++;
+    q = p;
+    h->inode = 0;
+    while (p < e && *p >= '0' && *p <= '9') {
+        if (p - q >= 19)
+            return 0;
+        h->inode = h->inode * 10 + (unsigned long long)(*p - '0');
+        p++;
+    }
+    if (p == q)
+        return 0;
+    if (p == e) {
+        h->path = p;
+        h->path_len = 0;
+        return 1;
+    }
+    if (*p != ' ' && *p != '\t')
+        return 0;
+    h->path = p + 1;
+    h->path_len = e - (p + 1);
+    return 1;
+}
+
+/* The name as procfs.parse_smaps leaves it: decoded (utf-8,
+ * surrogateescape), leading white space (the kernel's padding) removed as
+ * str.lstrip() removes it. */
+static PyObject *
+smaps_path(const char *p, Py_ssize_t n)
+{
+    Py_ssize_t skip = 0;
+    unsigned char c;
+
+    while (skip < n && p[skip] == ' ')
+        skip++;
+    if (skip == n)
+        return PyUnicode_New(0, 0);
+    c = (unsigned char)p[skip];
+    if (c >= 0x80 || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f)) {
+        /* maybe more white space, as str.isspace() knows it: let str say */
+        PyObject *raw = PyUnicode_DecodeUTF8(p, n, "surrogateescape"), *out;
+        if (raw == NULL)
+            return NULL;
+        out = PyObject_CallMethod(raw, "lstrip", NULL);
+        Py_DECREF(raw);
+        return out;
+    }
+    return PyUnicode_DecodeUTF8(p + skip, n - skip, "surrogateescape");
+}
+
+/* A short ASCII field (a device), decoded once per distinct value. */
+static PyObject *
+cached_ascii(PyObject *cache, const char *p, Py_ssize_t n)
+{
+    PyObject *key = PyBytes_FromStringAndSize(p, n), *value;
+
+    if (key == NULL)
+        return NULL;
+    value = PyDict_GetItemWithError(cache, key);
+    if (value != NULL) {
+        Py_DECREF(key);
+        return Py_NewRef(value);
+    }
+    if (PyErr_Occurred() || (value = PyUnicode_DecodeASCII(p, n, "strict")) == NULL
+        || PyDict_SetItem(cache, key, value) < 0) {
+        Py_DECREF(key);
+        Py_XDECREF(value);
+        return NULL;
+    }
+    Py_DECREF(key);
+    return value;
+}
+
+/* The raw VmFlags text, one bytes object per distinct line. */
+static PyObject *
+cached_bytes(PyObject *cache, const char *p, Py_ssize_t n)
+{
+    PyObject *key = PyBytes_FromStringAndSize(p, n), *value;
+
+    if (key == NULL)
+        return NULL;
+    value = PyDict_SetDefault(cache, key, key);
+    Py_DECREF(key);
+    return value == NULL ? NULL : Py_NewRef(value);
+}
+
+#define SMAPS_COLUMNS 9
+#define FLAGS_TAG "\nVmFlags:"
+#define FLAGS_TAG_LEN 9
+
+static int
+append_new(PyObject *list, PyObject *item)
+{
+    int rc;
+
+    if (item == NULL)
+        return -1;
+    rc = PyList_Append(list, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+static PyObject *
+fastsys_smaps_columns(PyObject *self, PyObject *arg)
+{
+    const char *text, *end, *p, *e, *flags, *flags_end;
+    Py_ssize_t size, row = 0;
+    PyObject *cols[SMAPS_COLUMNS] = {NULL};
+    PyObject *perms[16] = {NULL};
+    PyObject *devs = NULL, *flagsets = NULL, *result = NULL;
+    smaps_header h;
+    int c;
+
+    (void)self;
+    if (!PyBytes_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "data must be bytes, not %.100s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    text = PyBytes_AS_STRING(arg);
+    size = PyBytes_GET_SIZE(arg);
+    end = text + size;
+    for (c = 0; c < SMAPS_COLUMNS; c++)
+        if ((cols[c] = PyList_New(0)) == NULL)
+            goto fail;
+    if ((devs = PyDict_New()) == NULL || (flagsets = PyDict_New()) == NULL)
+        goto fail;
+    p = text;
+    e = memchr(p, '\n', (size_t)size);
+    if (e == NULL || !scan_header(p, e, &h))
+        goto unusual;
+    for (;;) {
+        /* e is at the '\n' after the header: its VmFlags line comes next */
+        flags = memmem(e, (size_t)(end - e), FLAGS_TAG, FLAGS_TAG_LEN);
+        if (flags == NULL)
+            goto unusual;
+        flags += FLAGS_TAG_LEN;
+        flags_end = memchr(flags, '\n', (size_t)(end - flags));
+        if (flags_end == NULL)
+            flags_end = end;
+        if (h.end < h.start)
+            goto unusual;
+        {
+            int k = (h.perms[0] == 'r') | (h.perms[1] == 'w') << 1 | (h.perms[2] == 'x') << 2
+                    | (h.perms[3] == 's') << 3;
+            if (perms[k] == NULL && (perms[k] = PyUnicode_DecodeASCII(h.perms, 4, "strict")) == NULL)
+                goto fail;
+            if (append_new(cols[0], PyLong_FromUnsignedLongLong(h.start)) < 0
+                || append_new(cols[1], PyLong_FromUnsignedLongLong(h.end)) < 0
+                || PyList_Append(cols[2], perms[k]) < 0
+                || append_new(cols[3], PyLong_FromUnsignedLongLong(h.offset)) < 0
+                || append_new(cols[4], cached_ascii(devs, h.dev, h.dev_len)) < 0
+                || append_new(cols[5], PyLong_FromUnsignedLongLong(h.inode)) < 0
+                || append_new(cols[6], smaps_path(h.path, h.path_len)) < 0
+                || append_new(cols[7], cached_bytes(flagsets, flags, flags_end - flags)) < 0)
+                goto fail;
+        }
+        {
+            Py_ssize_t n = flags_end - flags;
+            if ((n >= 4 && memmem(flags, (size_t)n, " sl ", 4) != NULL)
+                || (n >= 3 && memcmp(flags_end - 3, " sl", 3) == 0)) {
+                if (append_new(cols[8], PyLong_FromSsize_t(row)) < 0)
+                    goto fail;
+            }
+        }
+        row++;
+        if (flags_end == end || flags_end + 1 == end)
+            break; /* the text ends with the last VmFlags line */
+        p = flags_end + 1;
+        e = memchr(p, '\n', (size_t)(end - p));
+        if (e == NULL)
+            e = end;
+        if (!scan_header(p, e, &h))
+            goto unusual;
+    }
+    if ((result = PyTuple_New(SMAPS_COLUMNS)) == NULL)
+        goto fail;
+    for (c = 0; c < SMAPS_COLUMNS; c++) {
+        PyTuple_SET_ITEM(result, c, cols[c]);
+        cols[c] = NULL;
+    }
+    goto done;
+unusual:
+    result = Py_NewRef(Py_None);
+    goto done;
+fail:
+    result = NULL;
+done:
+    for (c = 0; c < SMAPS_COLUMNS; c++)
+        Py_XDECREF(cols[c]);
+    for (c = 0; c < 16; c++)
+        Py_XDECREF(perms[c]);
+    Py_XDECREF(devs);
+    Py_XDECREF(flagsets);
+    return result;
+}
+
 static PyMethodDef fastsys_methods[] = {
     {"syscall", (PyCFunction)(void (*)(void))fastsys_syscall, METH_FASTCALL,
      "syscall(number, *args) -> int: the result, or -errno on failure."},
@@ -357,6 +630,9 @@ static PyMethodDef fastsys_methods[] = {
     {"seal_verified", fastsys_seal_verified, METH_VARARGS,
      "seal_verified(maps_fd, ranges) -> [(code, errno)] | None: under the loader's lock, "
      "re-check each range with PROCMAP_QUERY and mseal it if unchanged."},
+    {"smaps_columns", fastsys_smaps_columns, METH_O,
+     "smaps_columns(data) -> (start, end, perms, offset, dev, inode, path, flags, sealed) "
+     "| None: the mappings of well-formed smaps text as columns."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -474,6 +474,19 @@ class VmaColumns(NamedTuple):
         return cls(start, end, perms, offset, dev, inode, path, vmflags)
 
 
+try:
+    from ._fastsys import smaps_columns as _smaps_columns
+except ImportError:  # built without a C compiler: the regular expressions below do it all
+    _smaps_columns = None
+
+_FORCE_PYTHON = False
+"""Tests set this to compare the C scanner with the Python one."""
+
+_CColumns = tuple[
+    list[int], list[int], list[str], list[int], list[str], list[int], list[str], list[bytes],
+    list[int],
+]  # fmt: skip
+
 Row = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]
 """A mapping header's fields as the kernel printed them: start, end,
 permissions, offset, device, inode, name (with its leading blanks)."""
@@ -509,6 +522,18 @@ class ScannedVmas(Sequence[Vma]):
         self._columns: VmaColumns | None = None
         self._source = source
         self.sealed_indices = sealed_indices
+
+    @classmethod
+    def _of_columns(cls, found: _CColumns, source: str | None) -> ScannedVmas:
+        """The answer of the C scanner (``_fastsys.smaps_columns``) as a
+        ScannedVmas whose columns are already built."""
+        start, end, perms, offset, dev, inode, path, flags, sealed = found
+        vmas = cls(range(len(start)), flags, tuple(sealed), source)  # type: ignore[arg-type]
+        flagset = vmas._flagset
+        sets = {raw: flagset(raw) for raw in set(flags)}
+        vmflags = [sets[raw] for raw in flags]
+        vmas._columns = VmaColumns(start, end, perms, offset, dev, inode, path, vmflags)
+        return vmas
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -640,6 +665,10 @@ def scan_smaps(
             and not (b" sl " in joined or b" sl\n" in joined or joined.endswith(b" sl"))
         ):
             return len(lines), ScannedVmas((), (), ())
+    if _smaps_columns is not None and not _FORCE_PYTHON:
+        found = _smaps_columns(data)
+        if found is not None:
+            return len(found[0]), ScannedVmas._of_columns(found, source)
     # Some mapping is sealed (or every one is wanted): the headers come from
     # the line after each VmFlags line (and the first line), in the same kind
     # of pass. Anything unusual goes to the general parser, so the answers

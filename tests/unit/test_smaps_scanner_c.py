@@ -1,0 +1,216 @@
+"""The C smaps scanner (``_fastsys.smaps_columns``) against the Python one.
+
+``scan_smaps`` hands well-formed smaps text to the C extension and keeps
+the regular-expression scanner for a build without a compiler and for any
+text the C scanner does not take (it returns None, never a different
+answer). Both must give identical columns, sealed indices and errors: on
+the real smaps of several processes, on a process whose mapped files have
+hostile names (newlines, bytes that are not UTF-8, " (deleted)", blanks
+and Unicode white space), on crafted text, and on generated text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sealkit._os import procfs
+from sealkit._os.procfs import ProcessDir, scan_smaps
+from sealkit.errors import AccessDeniedError, ParseError, ProcessGoneError
+
+fastsys = pytest.importorskip(
+    "sealkit._os._fastsys", reason="the C extension was not built (no compiler at install)"
+)
+
+
+@contextlib.contextmanager
+def _python_only() -> Iterator[None]:
+    saved = procfs._FORCE_PYTHON
+    procfs._FORCE_PYTHON = True
+    try:
+        yield
+    finally:
+        procfs._FORCE_PYTHON = saved
+
+
+def _answer(data: bytes, every: bool) -> object:
+    """Everything scan_smaps says about ``data``: counts, sealed indices,
+    every column, or the error it raises."""
+    try:
+        count, vmas = scan_smaps(data, "src", every=every)
+        if not len(vmas):
+            return count, vmas.sealed_indices, ()
+        columns = vmas.columns()
+        built = [tuple(vmas[i]) for i in range(len(vmas))]
+        return count, vmas.sealed_indices, tuple(list(c) for c in columns), built
+    except ParseError as exc:
+        return "ParseError", str(exc)
+
+
+def _same(data: bytes) -> object:
+    for every in (True, False):
+        fast = _answer(data, every)
+        with _python_only():
+            slow = _answer(data, every)
+        assert fast == slow
+    return fast
+
+
+def _real(data: bytes) -> None:
+    """Real text: the C scanner takes it, and agrees with the Python one."""
+    assert fastsys.smaps_columns(data) is not None or not data.strip()
+    _same(data)
+
+
+def test_the_c_scanner_is_in_use() -> None:
+    assert procfs._smaps_columns is fastsys.smaps_columns
+    with ProcessDir("self") as proc:
+        data = proc.read("smaps")
+    found = fastsys.smaps_columns(data)
+    assert found is not None
+    assert len(found[0]) == data.count(b"\nVmFlags:")
+
+
+def test_real_processes_agree() -> None:
+    checked = 0
+    for name in ["self", "1", *sorted(n for n in os.listdir("/proc") if n.isdigit())[:40]]:
+        try:
+            with ProcessDir(name) as proc:
+                data = proc.read("smaps")
+        except (ProcessGoneError, AccessDeniedError):
+            continue
+        if data:
+            _real(data)
+            checked += 1
+    assert checked >= 5
+
+
+HOSTILE = [
+    "new\nline",
+    "x (deleted)",
+    "  two leading blanks",
+    "\ttab first",
+    "trailing blank ",
+    "\x1cfile separator",
+    "\u2028line separator",
+    "\u3000ideographic space",
+    "\x85next line",
+    "VmFlags: rd sl ",
+    "7f0000000000-7f0000001000 r--p 00000000 00:00 0",
+    "back\\slash",
+]
+
+
+def test_hostile_names_agree(tmp_path: Path) -> None:
+    names: list[bytes] = [os.fsencode(tmp_path / n) for n in HOSTILE]
+    names.append(os.fsencode(tmp_path) + b"/not utf-8 \xff\xfe\xc3")
+    names.append(os.fsencode(tmp_path) + b"/\xa0 lone byte after a blank")
+    gone = os.fsencode(tmp_path) + b"/deleted for real"
+    names.append(gone)
+    maps = []
+    try:
+        for name in names:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, b"x" * mmap.PAGESIZE)
+                maps.append(mmap.mmap(fd, mmap.PAGESIZE, prot=mmap.PROT_READ))
+            finally:
+                os.close(fd)
+        os.unlink(gone)
+        with ProcessDir("self") as proc:
+            data = proc.read("smaps")
+        _real(data)
+        _, vmas = scan_smaps(data, every=True)
+        paths = set(vmas.columns().path)
+        assert os.fsdecode(gone) + " (deleted)" in paths
+        assert os.fsdecode(names[1]) in paths  # a live file whose name ends " (deleted)"
+        assert os.fsdecode(names[-3]) in paths  # not UTF-8: surrogate escapes, as parse_smaps
+        # the kernel escapes a newline in a name (seq_file_path(..., "\n"))
+        assert str(tmp_path / "new\\012line") in paths
+    finally:
+        for m in maps:
+            m.close()
+
+
+HEADER = "7f0000000000-7f0000002000 r--p 00000000 fe:00 1234                       /lib/x.so"
+
+
+def _vma(header: str = HEADER, flags: str = "rd mr mw me sl ") -> str:
+    return f"{header}\nSize:                  8 kB\nVmFlags: {flags}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "c_takes_it"),
+    [
+        pytest.param(_vma(), True, id="one sealed"),
+        pytest.param(_vma() + _vma(flags="rd "), True, id="two"),
+        pytest.param(_vma().rstrip("\n"), True, id="no final newline"),
+        pytest.param(_vma(flags="rd sl"), True, id="trailing blank trimmed"),
+        pytest.param(_vma(flags=""), True, id="no flags"),
+        pytest.param(_vma(HEADER.replace("/lib", "\u2028/lib")), True, id="unicode blank"),
+        pytest.param(_vma("7f00-7f01 r--p 0 00:00 0"), True, id="no name"),
+        pytest.param(_vma("7f00-7f01 r--p 0 00:00 0 "), True, id="no name, a blank"),
+        pytest.param(_vma("7f00-7f01 r--p 0 00:00 0\t\t/x"), True, id="tab before the name"),
+        pytest.param(_vma() + "\n", False, id="blank line at the end"),
+        pytest.param(_vma() + "Rss: 4 kB\n", False, id="a field after the last VmFlags"),
+        pytest.param(_vma() + "garbage\n" + _vma(), False, id="bad header later"),
+        pytest.param(_vma("7f00-7f01 r--p 0 00:00 12x /x"), False, id="junk after the inode"),
+        pytest.param(_vma("7F00-7F01 r--p 0 00:00 0"), False, id="upper-case hex"),
+        pytest.param(_vma("7f02-7f01 r--p 0 00:00 0"), False, id="ends before it starts"),
+        pytest.param(_vma(f"{'0' * 17}-7f01 r--p 0 00:00 0"), False, id="17 hex digits"),
+        pytest.param(_vma(f"7f00-7f01 r--p 0 00:00 {'9' * 20}"), False, id="20-digit inode"),
+        pytest.param(_vma("7f00-7f01 rw-x 0 00:00 0"), False, id="bad permissions"),
+        pytest.param("VmFlags: sl \n" + _vma(), False, id="a field first"),
+        pytest.param(HEADER + "\nSize: 8 kB\n", False, id="no VmFlags"),
+        pytest.param(HEADER, False, id="one line, no newline"),
+        pytest.param("", False, id="empty"),
+    ],
+)
+def test_crafted_text_agrees(text: str, c_takes_it: bool) -> None:
+    data = text.encode()
+    assert (fastsys.smaps_columns(data) is not None) is c_takes_it
+    _same(data)
+
+
+def test_not_bytes_is_refused() -> None:
+    with pytest.raises(TypeError):
+        fastsys.smaps_columns("text")  # type: ignore[arg-type]
+
+
+_flag = st.sampled_from(["rd", "wr", "ex", "mr", "mw", "me", "gd", "sl", "\xff", "s\x1cl"])
+_name = st.one_of(
+    st.just(b""),
+    st.sampled_from([b"[heap]", b"[vdso]", b"/usr/lib/libc.so.6", b"/tmp/a sl b", b"/x (deleted)"]),
+    st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")),
+    st.text(max_size=8).map(lambda s: s.replace("\n", "").encode("utf-8", "surrogateescape")),
+)
+
+
+@st.composite
+def _smaps(draw: st.DrawFn) -> bytes:
+    out = []
+    addr = 0x7F0000000000
+    for _ in range(draw(st.integers(0, 6))):
+        size = draw(st.integers(-1, 4)) * 4096
+        perms = draw(st.sampled_from(["r--p", "rw-s", "---p", "r-xp", "rwxq"]))
+        name = draw(_name)
+        blanks = draw(st.sampled_from([b"", b" ", b"     ", b"\t", b" \t "]))
+        header = f"{addr:x}-{addr + size:x} {perms} {0:08x} fe:00 {len(name)}".encode()
+        flags = "".join(f + " " for f in draw(st.lists(_flag, max_size=4)))
+        out.append(header + blanks + name + b"\nRss: 4 kB\nVmFlags: " + flags.encode() + b"\n")
+        addr += max(size, 0)
+    text = b"".join(out)
+    return text + draw(st.sampled_from([b"", b"\n", b" ", b"Rss: 1 kB\n"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_smaps())
+def test_generated_text_agrees(data: bytes) -> None:
+    _same(data)
