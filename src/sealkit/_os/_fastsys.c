@@ -622,6 +622,203 @@ done:
     return result;
 }
 
+/*
+ * maps_json_rows(start, end, perms, offset, inode, path, vmflags, kinds,
+ * sealed_only, text_of): the region lines of `sealkit maps --json`
+ * (sealkit.host.maps.maps_json), written in C. text_of(kind, value) gives
+ * the JSON text of a permission string (kind 0), a path (1) or a VmFlags
+ * set (2); it is called once per distinct value, whose answer is kept.
+ * Returns (text, mappings, sealed mappings, sealed bytes), or None when a
+ * number does not fit 64 bits or a mapping ends before it starts (the
+ * Python writer then writes it). The text is ASCII: every string in it came
+ * from text_of or is a kind, a fixed word, or a number.
+ */
+typedef struct {
+    char *buf;
+    Py_ssize_t len, cap;
+} outbuf;
+
+static int
+out_reserve(outbuf *o, Py_ssize_t more)
+{
+    if (o->len + more <= o->cap)
+        return 0;
+    Py_ssize_t cap = o->cap ? o->cap : 1 << 16;
+    while (cap < o->len + more) {
+        if (cap > PY_SSIZE_T_MAX / 2) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cap *= 2;
+    }
+    char *grown = PyMem_Realloc(o->buf, (size_t)cap);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    o->buf = grown;
+    o->cap = cap;
+    return 0;
+}
+
+static int
+out_add(outbuf *o, const char *p, Py_ssize_t n)
+{
+    if (out_reserve(o, n) < 0)
+        return -1;
+    memcpy(o->buf + o->len, p, (size_t)n);
+    o->len += n;
+    return 0;
+}
+
+/* The ASCII text of str s (text_of's answers and kinds must be ASCII). */
+static int
+out_str(outbuf *o, PyObject *s)
+{
+    if (!PyUnicode_Check(s) || !PyUnicode_IS_ASCII(s)) {
+        PyErr_SetString(PyExc_ValueError, "maps_json_rows: text must be ASCII str");
+        return -1;
+    }
+    return out_add(o, (const char *)PyUnicode_1BYTE_DATA(s), PyUnicode_GET_LENGTH(s));
+}
+
+/* text_of(kind, value), remembered per value in cache. Borrowed reference. */
+static PyObject *
+text_of_cached(PyObject *cache, PyObject *text_of, int kind, PyObject *value)
+{
+    PyObject *found = PyDict_GetItemWithError(cache, value), *made;
+
+    if (found != NULL || PyErr_Occurred())
+        return found;
+    made = PyObject_CallFunction(text_of, "iO", kind, value);
+    if (made == NULL)
+        return NULL;
+    if (PyDict_SetItem(cache, value, made) < 0) {
+        Py_DECREF(made);
+        return NULL;
+    }
+    Py_DECREF(made);
+    return PyDict_GetItemWithError(cache, value);
+}
+
+/* A column item as an unsigned 64-bit number: 1, 0 (does not fit), -1 (error). */
+static int
+as_u64(PyObject *v, unsigned long long *out)
+{
+    if (!PyLong_CheckExact(v))
+        return 0; /* a bool or another int subclass prints otherwise: Python's turn */
+    *out = PyLong_AsUnsignedLongLong(v);
+    if (*out == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+#define MAPS_COLUMNS 8
+
+static PyObject *
+fastsys_maps_json_rows(PyObject *self, PyObject *args)
+{
+    PyObject *given[MAPS_COLUMNS], *seqs[MAPS_COLUMNS] = {NULL}, *text_of;
+    PyObject *caches[3] = {NULL}, *sl = NULL, *result = NULL, *text;
+    int sealed_only;
+    Py_ssize_t n = 0, count = 0, sealed_count = 0, i;
+    unsigned long long sealed_bytes = 0;
+    outbuf o = {NULL, 0, 0};
+    char num[160];
+    int c;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOpO:maps_json_rows", &given[0], &given[1], &given[2],
+                          &given[3], &given[4], &given[5], &given[6], &given[7], &sealed_only,
+                          &text_of))
+        return NULL;
+    for (c = 0; c < MAPS_COLUMNS; c++) {
+        if ((seqs[c] = PySequence_Fast(given[c], "maps_json_rows: columns must be sequences")) == NULL)
+            goto fail;
+        if (c == 0)
+            n = PySequence_Fast_GET_SIZE(seqs[c]);
+        else if (PySequence_Fast_GET_SIZE(seqs[c]) != n) {
+            PyErr_SetString(PyExc_ValueError, "maps_json_rows: columns of different lengths");
+            goto fail;
+        }
+    }
+    for (c = 0; c < 3; c++)
+        if ((caches[c] = PyDict_New()) == NULL)
+            goto fail;
+    if ((sl = PyUnicode_InternFromString("sl")) == NULL)
+        goto fail;
+    for (i = 0; i < n; i++) {
+        PyObject *const *col[MAPS_COLUMNS];
+        unsigned long long start, end, offset, inode;
+        PyObject *flags, *perms_text, *path_text, *flags_text, *kind;
+        int sealed = 0, r;
+
+        for (c = 0; c < MAPS_COLUMNS; c++)
+            col[c] = PySequence_Fast_ITEMS(seqs[c]);
+        if ((r = as_u64(col[0][i], &start)) <= 0 || (r = as_u64(col[1][i], &end)) <= 0
+            || (r = as_u64(col[3][i], &offset)) <= 0 || (r = as_u64(col[4][i], &inode)) <= 0) {
+            if (r < 0)
+                goto fail;
+            goto unusual;
+        }
+        if (end < start)
+            goto unusual;
+        count++;
+        flags = col[6][i];
+        if (flags != Py_None) {
+            if ((sealed = PySequence_Contains(flags, sl)) < 0)
+                goto fail;
+        }
+        if (sealed) {
+            sealed_count++;
+            sealed_bytes += end - start;
+        } else if (sealed_only)
+            continue;
+        if ((perms_text = text_of_cached(caches[0], text_of, 0, col[2][i])) == NULL
+            || (path_text = text_of_cached(caches[1], text_of, 1, col[5][i])) == NULL
+            || (flags_text = text_of_cached(caches[2], text_of, 2, flags)) == NULL)
+            goto fail;
+        kind = col[7][i];
+        if (o.len && out_add(&o, ",\n  ", 4) < 0)
+            goto fail;
+        snprintf(num, sizeof num, "{\"start\": \"0x%llx\", \"end\": \"0x%llx\", \"size\": %llu, \"perms\": ",
+                 start, end, end - start);
+        if (out_add(&o, num, (Py_ssize_t)strlen(num)) < 0 || out_str(&o, perms_text) < 0)
+            goto fail;
+        if (out_add(&o, sealed ? ", \"sealed\": true, \"kind\": \"" : ", \"sealed\": false, \"kind\": \"",
+                    sealed ? 27 : 28) < 0
+            || out_str(&o, kind) < 0 || out_add(&o, "\", \"path\": ", 11) < 0
+            || out_str(&o, path_text) < 0)
+            goto fail;
+        snprintf(num, sizeof num, ", \"offset\": %llu, \"inode\": %llu, \"vmflags\": ", offset, inode);
+        if (out_add(&o, num, (Py_ssize_t)strlen(num)) < 0 || out_str(&o, flags_text) < 0
+            || out_add(&o, "}", 1) < 0)
+            goto fail;
+    }
+    text = PyUnicode_DecodeASCII(o.buf ? o.buf : "", o.len, "strict");
+    if (text == NULL)
+        goto fail;
+    result = Py_BuildValue("(NnnK)", text, count, sealed_count, sealed_bytes);
+    goto done;
+unusual:
+    result = Py_NewRef(Py_None);
+    goto done;
+fail:
+    result = NULL;
+done:
+    PyMem_Free(o.buf);
+    for (c = 0; c < MAPS_COLUMNS; c++)
+        Py_XDECREF(seqs[c]);
+    for (c = 0; c < 3; c++)
+        Py_XDECREF(caches[c]);
+    Py_XDECREF(sl);
+    return result;
+}
+
 static PyMethodDef fastsys_methods[] = {
     {"syscall", (PyCFunction)(void (*)(void))fastsys_syscall, METH_FASTCALL,
      "syscall(number, *args) -> int: the result, or -errno on failure."},
@@ -633,6 +830,9 @@ static PyMethodDef fastsys_methods[] = {
     {"smaps_columns", fastsys_smaps_columns, METH_O,
      "smaps_columns(data) -> (start, end, perms, offset, dev, inode, path, flags, sealed) "
      "| None: the mappings of well-formed smaps text as columns."},
+    {"maps_json_rows", fastsys_maps_json_rows, METH_VARARGS,
+     "maps_json_rows(start, end, perms, offset, inode, path, vmflags, kinds, sealed_only, text_of) "
+     "-> (text, mappings, sealed, sealed_bytes) | None: the region lines of sealkit maps --json."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,3 +1,6 @@
+from collections.abc import Callable, Sequence
+from typing import Any
+
 def syscall(number: int, /, *args: int) -> int: ...
 def loaded_objects() -> list[tuple[bytes, int, tuple[tuple[int, ...], ...]]]: ...
 def seal_verified(
@@ -7,8 +10,28 @@ def smaps_columns(
     data: bytes, /
 ) -> (
     tuple[
-        list[int], list[int], list[str], list[int], list[str], list[int], list[str],
-        list[bytes], list[int],
+        list[int],
+        list[int],
+        list[str],
+        list[int],
+        list[str],
+        list[int],
+        list[str],
+        list[bytes],
+        list[int],
     ]
     | None
 ): ...
+def maps_json_rows(
+    start: Sequence[int],
+    end: Sequence[int],
+    perms: Sequence[str],
+    offset: Sequence[int],
+    inode: Sequence[int],
+    path: Sequence[str],
+    vmflags: Sequence[frozenset[str] | None],
+    kinds: Sequence[str],
+    sealed_only: bool,
+    text_of: Callable[[int, Any], str],
+    /,
+) -> tuple[str, int, int, int] | None: ...

@@ -19,7 +19,7 @@ import operator
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final, NamedTuple, overload
 
@@ -474,18 +474,24 @@ class VmaColumns(NamedTuple):
         return cls(start, end, perms, offset, dev, inode, path, vmflags)
 
 
-try:
-    from ._fastsys import smaps_columns as _smaps_columns
-except ImportError:  # built without a C compiler: the regular expressions below do it all
-    _smaps_columns = None
-
-_FORCE_PYTHON = False
-"""Tests set this to compare the C scanner with the Python one."""
-
 _CColumns = tuple[
     list[int], list[int], list[str], list[int], list[str], list[int], list[str], list[bytes],
     list[int],
 ]  # fmt: skip
+# The C scanner (sealkit/_os/_fastsys.c smaps_columns): without it (no
+# compiler at install, or an extension built from an older source) the
+# regular expressions below do it all, giving the same answers.
+_smaps_columns: Callable[[bytes], _CColumns | None] | None
+try:
+    from . import _fastsys
+except ImportError:  # pragma: no cover - depends on how sealkit was installed
+    _smaps_columns = None
+else:
+    _smaps_columns = getattr(_fastsys, "smaps_columns", None)
+
+_FORCE_PYTHON = bool(os.environ.get("SEALKIT_NO_FASTSYS"))
+"""Use the Python scanner only (``SEALKIT_NO_FASTSYS=1``, as for the
+syscall fast path; tests set it to compare the two)."""
 
 Row = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]
 """A mapping header's fields as the kernel printed them: start, end,

@@ -360,9 +360,49 @@ class _Process:
         """The kind of each mapping in ``wanted`` (the module docstring's
         rules, in their order)."""
         path, perms, inode, vmflags = self.path, self.perms, self.inode, self.vmflags
-        out = []
+        start, end = self.start, self.end
+        heads, after_head = self._heads, self._after_head
+        file_kind = self.file_kind
+        out: list[str] = []
+        append = out.append
         for i in wanted:
             name = path[i]
+            if not name:
+                # Anonymous memory, the common case of a process with many
+                # mappings: anon_kind inlined, with run_head's first step (a
+                # mapping whose predecessor is not an anonymous piece of the
+                # same run heads its own run; one that is shares its head).
+                flags = vmflags[i]
+                mode = perms[i]
+                if flags is not None and "gd" in flags:
+                    append("stack")
+                elif mode[3] == "s":
+                    append("shm" if inode[i] == 0 else "file")  # is_file: inode, no "["
+                elif mode.startswith("---"):
+                    append("guard")
+                elif inode[i] != 0:
+                    append(file_kind(i))
+                else:
+                    j = i - 1
+                    if j < 0:
+                        head: int | None = -1
+                    elif end[j] != start[i] or path[j] or inode[j] != 0 or perms[j][3] == "s":
+                        head = j  # the predecessor ends the run (run_head's first test)
+                    else:
+                        head = heads.get(j)
+                    if head is None:
+                        head = self.run_head(i)
+                    else:
+                        heads[i] = head
+                    after = after_head.get(head)
+                    if after is None:
+                        after = after_head[head] = self._head_says(head)
+                    if isinstance(after, str):
+                        append(after)
+                    else:
+                        bias, spans = after
+                        append("data" if spans.in_bss(start[i] - bias, end[i] - bias) else "anon")
+                continue
             if name.startswith("["):
                 if name in SYSTEM_MAPPINGS:
                     out.append("system")
@@ -492,8 +532,9 @@ def classify(
         raise ArgumentTypeError("vmas must be a sequence of procfs.Vma")
     if layout_of is not None and not callable(layout_of):
         raise ArgumentTypeError("layout_of must be callable or None")
-    wanted = range(len(vmas)) if indices is None else int_list(indices, "indices", 0)
-    if any(i >= len(vmas) for i in wanted):
+    count = len(vmas)
+    wanted = range(count) if indices is None else int_list(indices, "indices", 0)
+    if indices is not None and any(i >= count for i in wanted):
         raise ArgumentError("indices must point into vmas")
     return _Process(vmas, layout_of).kinds(wanted)
 
