@@ -350,9 +350,10 @@ done:
 }
 
 /*
- * smaps_columns(data): the mappings of /proc/PID/smaps text as columns, in
- * one pass (sealkit._os.procfs.scan_smaps's fast path; the benchmark is
- * benchmarks/bench_audit.py). It reads what the kernel prints
+ * smaps_columns(data, columns=True): the mappings of /proc/PID/smaps text
+ * as columns, in one pass (sealkit._os.procfs.scan_smaps's fast path; the
+ * benchmark is benchmarks/bench_audit.py); with columns false only how many
+ * there are and which are sealed, with no object per mapping. It reads what the kernel prints
  * (fs/proc/task_mmu.c show_map_vma, show_smap_vma_flags): a header line, the
  * counters, a "VmFlags:" line, the next header. Only text of exactly that
  * shape is scanned here; for anything else (a header that is not
@@ -529,17 +530,24 @@ append_new(PyObject *list, PyObject *item)
 }
 
 static PyObject *
-fastsys_smaps_columns(PyObject *self, PyObject *arg)
+fastsys_smaps_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     const char *text, *end, *p, *e, *flags, *flags_end;
     Py_ssize_t size, row = 0;
     PyObject *cols[SMAPS_COLUMNS] = {NULL};
     PyObject *perms[16] = {NULL};
-    PyObject *devs = NULL, *flagsets = NULL, *result = NULL;
+    PyObject *devs = NULL, *flagsets = NULL, *result = NULL, *arg;
     smaps_header h;
-    int c;
+    int c, build = 1;
 
     (void)self;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "smaps_columns(data, columns=True)");
+        return NULL;
+    }
+    arg = args[0];
+    if (nargs == 2 && (build = PyObject_IsTrue(args[1])) < 0)
+        return NULL;
     if (!PyBytes_Check(arg)) {
         PyErr_Format(PyExc_TypeError, "data must be bytes, not %.100s", Py_TYPE(arg)->tp_name);
         return NULL;
@@ -567,7 +575,7 @@ fastsys_smaps_columns(PyObject *self, PyObject *arg)
             flags_end = end;
         if (h.end < h.start)
             goto unusual;
-        {
+        if (build) {
             int k = (h.perms[0] == 'r') | (h.perms[1] == 'w') << 1 | (h.perms[2] == 'x') << 2
                     | (h.perms[3] == 's') << 3;
             if (perms[k] == NULL && (perms[k] = PyUnicode_DecodeASCII(h.perms, 4, "strict")) == NULL)
@@ -599,6 +607,11 @@ fastsys_smaps_columns(PyObject *self, PyObject *arg)
             e = end;
         if (!scan_header(p, e, &h))
             goto unusual;
+    }
+    if (!build) {
+        /* only how many mappings, and which are sealed */
+        result = Py_BuildValue("(nO)", row, cols[8]);
+        goto done;
     }
     if ((result = PyTuple_New(SMAPS_COLUMNS)) == NULL)
         goto fail;
@@ -827,9 +840,10 @@ static PyMethodDef fastsys_methods[] = {
     {"seal_verified", fastsys_seal_verified, METH_VARARGS,
      "seal_verified(maps_fd, ranges) -> [(code, errno)] | None: under the loader's lock, "
      "re-check each range with PROCMAP_QUERY and mseal it if unchanged."},
-    {"smaps_columns", fastsys_smaps_columns, METH_O,
-     "smaps_columns(data) -> (start, end, perms, offset, dev, inode, path, flags, sealed) "
-     "| None: the mappings of well-formed smaps text as columns."},
+    {"smaps_columns", (PyCFunction)(void (*)(void))fastsys_smaps_columns, METH_FASTCALL,
+     "smaps_columns(data, columns=True) -> (start, end, perms, offset, dev, inode, path, flags, "
+     "sealed) | None: the mappings of well-formed smaps text as columns; with columns false "
+     "only (mappings, sealed)."},
     {"maps_json_rows", fastsys_maps_json_rows, METH_VARARGS,
      "maps_json_rows(start, end, perms, offset, inode, path, vmflags, kinds, sealed_only, text_of) "
      "-> (text, mappings, sealed, sealed_bytes) | None: the region lines of sealkit maps --json."},

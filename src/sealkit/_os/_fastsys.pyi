@@ -1,13 +1,14 @@
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 def syscall(number: int, /, *args: int) -> int: ...
 def loaded_objects() -> list[tuple[bytes, int, tuple[tuple[int, ...], ...]]]: ...
 def seal_verified(
     maps_fd: int, ranges: list[tuple[int, int, int, int, int, int, int, bytes | None]], /
 ) -> list[tuple[int, int]] | None: ...
+@overload
 def smaps_columns(
-    data: bytes, /
+    data: bytes, columns: Literal[True, 1] = ..., /
 ) -> (
     tuple[
         list[int],
@@ -22,6 +23,8 @@ def smaps_columns(
     ]
     | None
 ): ...
+@overload
+def smaps_columns(data: bytes, columns: Literal[False, 0], /) -> tuple[int, list[int]] | None: ...
 def maps_json_rows(
     start: Sequence[int],
     end: Sequence[int],

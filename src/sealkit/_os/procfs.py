@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Final, NamedTuple, overload
+from typing import Final, NamedTuple, cast, overload
 
 from ..errors import (
     AccessDeniedError,
@@ -481,7 +481,7 @@ _CColumns = tuple[
 # The C scanner (sealkit/_os/_fastsys.c smaps_columns): without it (no
 # compiler at install, or an extension built from an older source) the
 # regular expressions below do it all, giving the same answers.
-_smaps_columns: Callable[[bytes], _CColumns | None] | None
+_smaps_columns: Callable[..., object] | None
 try:
     from . import _fastsys
 except ImportError:  # pragma: no cover - depends on how sealkit was installed
@@ -658,6 +658,18 @@ def scan_smaps(
     if source is not None and not isinstance(source, str):
         raise ArgumentTypeError(f"source must be a str or None, not {type(source).__name__}")
     data = bytes(data)
+    if _smaps_columns is not None and not _FORCE_PYTHON:
+        # The C scanner: a count first when only the sealed ones matter (no
+        # object per mapping), the columns when some are sealed or all are
+        # wanted. It returns None for text it does not take, which the
+        # regular expressions below then read.
+        counted = None if every else cast("tuple[int, list[int]] | None", _smaps_columns(data, 0))
+        if counted is not None and not counted[1]:
+            return counted[0], ScannedVmas((), (), ())
+        if every or counted is not None:
+            found = cast("_CColumns | None", _smaps_columns(data))
+            if found is not None:
+                return len(found[0]), ScannedVmas._of_columns(found, source)
     if not every:
         lines = _FLAGS_LINES.findall(data)
         # Only VmFlags lines are searched, not paths. show_smap_vma_flags
@@ -671,10 +683,6 @@ def scan_smaps(
             and not (b" sl " in joined or b" sl\n" in joined or joined.endswith(b" sl"))
         ):
             return len(lines), ScannedVmas((), (), ())
-    if _smaps_columns is not None and not _FORCE_PYTHON:
-        found = _smaps_columns(data)
-        if found is not None:
-            return len(found[0]), ScannedVmas._of_columns(found, source)
     # Some mapping is sealed (or every one is wanted): the headers come from
     # the line after each VmFlags line (and the first line), in the same kind
     # of pass. Anything unusual goes to the general parser, so the answers
