@@ -42,6 +42,20 @@ settings.load_profile(os.environ.get("SEALKIT_HYPOTHESIS", "ci"))
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
+# Tests that signal a sealkit process they started (SIGINT, SIGHUP) need it to
+# have the default dispositions a terminal gives. A runner started in the
+# background (`nohup`, `cmd &` in a script: POSIX has such a shell ignore
+# SIGINT and SIGQUIT) ignores them, and an ignored signal stays ignored across
+# exec: every child would then ignore the signal its test sends. Handled
+# signals are reset to the default by exec, so restore them here.
+for _sig, _handler in (
+    (signal.SIGINT, signal.default_int_handler),
+    (signal.SIGHUP, signal.SIG_DFL),
+    (signal.SIGQUIT, signal.SIG_DFL),
+):
+    if signal.getsignal(_sig) == signal.SIG_IGN:
+        signal.signal(_sig, _handler)
+
 # The `sealkit exec` fixtures (exec_lib, fx, sealkit_exec), shared by tests/kernel and tests/slow.
 pytest_plugins = ("tests.exec_support",)
 

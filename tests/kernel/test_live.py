@@ -388,6 +388,37 @@ def test_threads_created_and_exiting_during_attach(c_targets: CTargets, spawn: S
     assert int(out.split("created=")[1]) > 100  # threads kept coming and going meanwhile
 
 
+def test_a_syscall_instruction_read_as_nothing_is_looked_for_again_then_refused(
+    c_targets: CTargets, spawn: Spawn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vDSO's text read as nothing while the image stayed the same (a
+    race with a process executing, seen once in many runs): the plan is made
+    again, up to twice; a text that never shows a syscall instruction is
+    refused ("no-loader") after the third plan, with nothing sealed."""
+    from sealkit.sealing.live import plan as plan_mod
+
+    target = spawn([c_targets["regs"]])
+    misses = [1]
+
+    def flaky(*args: object) -> int:
+        if misses[0] > 0:
+            misses[0] -= 1
+            return 0
+        return find_syscall_insn(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(plan_mod, "find_syscall_insn", flaky)
+    report = seal_process(target.pid, timeout=5)
+    assert report.ok and report.verified
+    assert any(r.endswith("planned again") for r in report.retries), report.retries
+    target2 = spawn([c_targets["regs"]])
+    misses[0] = 3
+    with pytest.raises(TargetRefusedError) as info:
+        seal_process(target2.pid, timeout=5)
+    assert info.value.reason == "no-loader" and misses[0] == 0
+    assert wait_until(target2.let_go) and sealed_ranges(target2.pid) == []
+    assert regs_ok(target) == (0, "ok") and regs_ok(target2) == (0, "ok")
+
+
 @pytest.mark.parametrize("threads", ["single", "threads"])
 def test_a_process_executing_new_images_is_never_sealed_by_a_stale_plan(
     c_targets: CTargets, spawn: Spawn, threads: str
