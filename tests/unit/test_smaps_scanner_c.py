@@ -301,3 +301,21 @@ def test_maps_json_writers_agree_on_crafted_regions(regions: list[MappedRegion])
     for sealed_only in (False, True):
         text = _both_writers(maps, sealed_only)
         assert json.loads(text)["mappings"] == len(regions)
+
+
+def test_long_lines_and_many_rows_agree() -> None:
+    """The C scanner steps forward through the text whatever is in it: a
+    1 MiB name, a 1 MiB VmFlags line and 50,000 rows are read in one pass
+    each, with the same answers as the Python scanner."""
+    long_name = _vma(HEADER.replace("/lib/x.so", "/" + "n" * (1 << 20)))
+    long_flags = _vma(flags="sl " * (1 << 18))
+    rows = "".join(
+        _vma(f"{0x1000 * k:x}-{0x1000 * (k + 1):x} r--p 0 00:00 0", "rd sl " if k % 2 else "rd ")
+        for k in range(50_000)
+    )
+    for text in (long_name, long_flags, rows):
+        data = text.encode()
+        assert _counted_alike(data) is not None
+        _same(data)
+    found = fastsys.smaps_columns(rows.encode())
+    assert found is not None and len(found[0]) == 50_000 and len(found[8]) == 25_000

@@ -772,8 +772,14 @@ fastsys_maps_json_rows(PyObject *self, PyObject *args)
         PyObject *flags, *perms_text, *path_text, *flags_text, *kind;
         int sealed = 0, r;
 
-        for (c = 0; c < MAPS_COLUMNS; c++)
+        for (c = 0; c < MAPS_COLUMNS; c++) {
+            /* text_of runs Python code: look at the columns afresh each row */
+            if (PySequence_Fast_GET_SIZE(seqs[c]) != n) {
+                PyErr_SetString(PyExc_RuntimeError, "maps_json_rows: a column changed size");
+                goto fail;
+            }
             col[c] = PySequence_Fast_ITEMS(seqs[c]);
+        }
         if ((r = as_u64(col[0][i], &start)) <= 0 || (r = as_u64(col[1][i], &end)) <= 0
             || (r = as_u64(col[3][i], &offset)) <= 0 || (r = as_u64(col[4][i], &inode)) <= 0) {
             if (r < 0)
