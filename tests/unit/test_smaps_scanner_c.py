@@ -16,6 +16,7 @@ import contextlib
 import json
 import mmap
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -319,3 +320,61 @@ def test_long_lines_and_many_rows_agree() -> None:
         _same(data)
     found = fastsys.smaps_columns(rows.encode())
     assert found is not None and len(found[0]) == 50_000 and len(found[8]) == 25_000
+
+
+# --- the read loop: _fastsys.read_fd against the Python loop ---------------------------
+
+
+def _read_both(path: str, limits: procfs.Limits) -> object:
+    """What _read_verified says for ``path`` (an address-space file's read:
+    verify=True) through the C loop and the Python loop: the same."""
+    answers = []
+    for force in (False, True):
+        saved = procfs._FORCE_PYTHON
+        procfs._FORCE_PYTHON = force
+        try:
+            answers.append(procfs._read_verified(path, "42", None, limits, verify=True))
+        except (procfs.CutShortError, OSError) as exc:
+            answers.append((type(exc).__name__, str(exc)))
+        finally:
+            procfs._FORCE_PYTHON = saved
+    assert answers[0] == answers[1]
+    return answers[0]
+
+
+@pytest.mark.parametrize("size", [0, 1, 65535, 65536, 65537, 5 * 2**20 + 3])
+def test_read_fd_reads_what_the_python_loop_reads(tmp_path: Path, size: int) -> None:
+    content = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(content)
+    assert _read_both(str(path), procfs.Limits()) == (content, size > 0)
+
+
+def test_read_fd_keeps_the_bounds(tmp_path: Path) -> None:
+    path = tmp_path / "smaps"
+    path.write_bytes(b"x" * (3 * 2**20))
+    past = time.monotonic() - 1
+    assert _read_both(str(path), procfs.Limits(size=1000)) == (
+        "CutShortError", "process 42: cut short (its smaps text is larger than 1000 bytes)"
+    )  # fmt: skip
+    assert _read_both(str(path), procfs.Limits(size=2 << 20)) == (
+        "CutShortError", "process 42: cut short (its smaps text is larger than 2 MiB)"
+    )  # fmt: skip
+    assert _read_both(str(path), procfs.Limits(past, "its time budget ran out", None)) == (
+        "CutShortError", "process 42: cut short (its time budget ran out)"
+    )  # fmt: skip
+    # within the bounds: all of it
+    assert _read_both(str(path), procfs.Limits(time.monotonic() + 60, "", 4 << 20))[0] == (
+        b"x" * (3 * 2**20)
+    )  # type: ignore[index]
+    assert _read_both(str(tmp_path), procfs.Limits())[0] == "IsADirectoryError"  # type: ignore[index]
+
+
+def test_read_fd_refuses_bad_arguments() -> None:
+    for args in ((0, 0, 0, -1.0, 64), (0, 4096, -1, -1.0, 64), (0, 4096, 0, -1.0, 0)):
+        with pytest.raises(ValueError):
+            fastsys.read_fd(*args, b"")
+    with pytest.raises(ValueError):
+        fastsys.read_fd(0, 4096, 0, -1.0, 64, bytes(33 << 20))  # a first piece that large
+    with pytest.raises(OSError):
+        fastsys.read_fd(-1, 4096, 0, -1.0, 64, b"")  # EBADF

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef SYS_mseal
@@ -840,6 +841,103 @@ done:
     return result;
 }
 
+/*
+ * read_fd(fd, chunk, size_limit, deadline, clock_every, first): a /proc
+ * file read to its end into one bytes object: sealkit._os.procfs.
+ * _read_verified's loop, in C, after its first read (`first`, the bytes it
+ * returned, which start the buffer; the first read stays os.read, so the
+ * first piece is seen where it always was). The Python loop keeps every read's piece and joins them: for
+ * a process with 65,000 mappings, 13,000 pieces joined into 48 MB of fresh
+ * memory, about 30 ms on top of the 190 ms the kernel spends generating
+ * the text. Here the pieces land in one buffer that starts at 64 MiB of
+ * address space, above glibc's largest mmap threshold (32 MiB), so it is
+ * its own mapping: only the pages written are ever touched, growing it
+ * (past 64 MiB) is an mremap, and so is trimming it to the length read; no
+ * byte is copied. Each read(2) asks for `chunk` bytes with the GIL
+ * released, as os.read does.
+ *
+ * The same bounds as the Python loop: past size_limit bytes (0: none) it
+ * stops with status 1; after every clock_every-th read (counting the first)
+ * it looks at CLOCK_MONOTONIC (time.monotonic) and stops with status 2
+ * once past deadline (< 0: none). Returns (data, 0), (None, 1) or
+ * (None, 2); a failed read raises OSError with its errno (EINTR is retried
+ * once signal handlers ran, as os.read does).
+ */
+#define READ_FD_START ((Py_ssize_t)64 << 20)
+
+static PyObject *
+fastsys_read_fd(PyObject *self, PyObject *args)
+{
+    int fd;
+    Py_ssize_t chunk, size_limit, clock_every, len, cap = READ_FD_START, calls = 1;
+    double deadline;
+    PyObject *buf;
+    const char *first;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "inndny#:read_fd", &fd, &chunk, &size_limit, &deadline,
+                          &clock_every, &first, &len))
+        return NULL;
+    if (chunk <= 0 || chunk > (1 << 24) || size_limit < 0 || clock_every <= 0
+        || len > READ_FD_START / 2) {
+        PyErr_SetString(PyExc_ValueError, "read_fd: bad chunk, size_limit, clock_every or first");
+        return NULL;
+    }
+    if ((buf = PyBytes_FromStringAndSize(NULL, cap)) == NULL)
+        return NULL;
+    memcpy(PyBytes_AS_STRING(buf), first, (size_t)len);
+    for (;;) {
+        ssize_t got;
+        int err = 0;
+
+        if (cap - len < chunk) {
+            if (cap > PY_SSIZE_T_MAX / 2) {
+                Py_DECREF(buf);
+                return PyErr_NoMemory();
+            }
+            cap *= 2;
+            if (_PyBytes_Resize(&buf, cap) < 0)
+                return NULL; /* buf is gone, MemoryError is set */
+        }
+        Py_BEGIN_ALLOW_THREADS
+        got = read(fd, PyBytes_AS_STRING(buf) + len, (size_t)chunk);
+        if (got < 0)
+            err = errno;
+        Py_END_ALLOW_THREADS
+        if (got < 0) {
+            if (err == EINTR) {
+                if (PyErr_CheckSignals() < 0) {
+                    Py_DECREF(buf);
+                    return NULL;
+                }
+                continue;
+            }
+            Py_DECREF(buf);
+            errno = err;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (got == 0)
+            break;
+        len += got;
+        calls++;
+        if (size_limit && len > size_limit) {
+            Py_DECREF(buf);
+            return Py_BuildValue("(Oi)", Py_None, 1);
+        }
+        if (deadline >= 0 && calls % clock_every == 0) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if ((double)now.tv_sec + (double)now.tv_nsec * 1e-9 > deadline) {
+                Py_DECREF(buf);
+                return Py_BuildValue("(Oi)", Py_None, 2);
+            }
+        }
+    }
+    if (_PyBytes_Resize(&buf, len) < 0)
+        return NULL;
+    return Py_BuildValue("(Ni)", buf, 0);
+}
+
 static PyMethodDef fastsys_methods[] = {
     {"syscall", (PyCFunction)(void (*)(void))fastsys_syscall, METH_FASTCALL,
      "syscall(number, *args) -> int: the result, or -errno on failure."},
@@ -852,6 +950,9 @@ static PyMethodDef fastsys_methods[] = {
      "smaps_columns(data, columns=True) -> (start, end, perms, offset, dev, inode, path, flags, "
      "sealed) | None: the mappings of well-formed smaps text as columns; with columns false "
      "only (mappings, sealed)."},
+    {"read_fd", fastsys_read_fd, METH_VARARGS,
+     "read_fd(fd, chunk, size_limit, deadline, clock_every, first) -> (data | None, status): "
+     "a file read on to its end after its first piece, into one bytes object, within bounds."},
     {"maps_json_rows", fastsys_maps_json_rows, METH_VARARGS,
      "maps_json_rows(start, end, perms, offset, inode, path, vmflags, kinds, sealed_only, text_of) "
      "-> (text, mappings, sealed, sealed_bytes) | None: the region lines of sealkit maps --json."},

@@ -38,3 +38,6 @@ def maps_json_rows(
     text_of: Callable[[int, Any], str],
     /,
 ) -> tuple[str, int, int, int] | None: ...
+def read_fd(
+    fd: int, chunk: int, size_limit: int, deadline: float, clock_every: int, first: bytes, /
+) -> tuple[bytes | None, int]: ...

@@ -228,6 +228,23 @@ class Limits(NamedTuple):
 
 
 _NO_LIMITS: Final = Limits()
+# The read loop and the smaps scanner in C (sealkit/_os/_fastsys.c read_fd,
+# smaps_columns): without them (no compiler at install, or an extension built
+# from an older source) the Python loop and the regular expressions below do
+# it all, giving the same answers.
+_read_fd: Callable[[int, int, int, float, int, bytes], tuple[bytes | None, int]] | None
+_smaps_columns: Callable[..., object] | None
+try:
+    from . import _fastsys
+except ImportError:  # pragma: no cover - depends on how sealkit was installed
+    _read_fd = _smaps_columns = None
+else:
+    _read_fd = getattr(_fastsys, "read_fd", None)
+    _smaps_columns = getattr(_fastsys, "smaps_columns", None)
+
+_FORCE_PYTHON = bool(os.environ.get("SEALKIT_NO_FASTSYS"))
+"""Read and scan in Python only (``SEALKIT_NO_FASTSYS=1``, as for the
+syscall fast path; tests set it to compare the two)."""
 # How often (in read calls) the clock is looked at, after the first read: each
 # read hands out about a page, so this is every 256 KiB or so.
 _CLOCK_EVERY: Final = 64
@@ -271,24 +288,24 @@ def _read_verified(
             chunks = []
             total = calls = 0
             while chunk := os.read(fd, _CHUNK):
+                if verify and not calls and _read_fd is not None and not _FORCE_PYTHON:
+                    # An address-space file, which may be tens of MB: the
+                    # rest of this loop in C (its checks included), into one
+                    # buffer instead of pieces to join; once the first piece
+                    # passed the checks below.
+                    _check_read(path, pid, limits, len(chunk), 1)
+                    deadline = -1.0 if limits.deadline is None else limits.deadline
+                    data, stop = _read_fd(
+                        fd, _CHUNK, limits.size or 0, deadline, _CLOCK_EVERY, chunk
+                    )
+                    if data is None:
+                        raise _cut_short(path, pid, limits, stop == 1)
+                    return data, bool(os.pread(fd, 1, 0))
                 chunks.append(chunk)
                 if limits is not _NO_LIMITS:
                     total += len(chunk)
                     calls += 1
-                    if limits.size is not None and total > limits.size:
-                        bound = (
-                            f"{limits.size >> 20} MiB" if limits.size >= 1 << 20
-                            else f"{limits.size} bytes"
-                        )  # fmt: skip
-                        raise CutShortError(
-                            pid, f"its {path.rsplit('/', 1)[-1]} text is larger than {bound}"
-                        )
-                    if (
-                        limits.deadline is not None
-                        and (calls == 1 or calls % _CLOCK_EVERY == 0)
-                        and time.monotonic() > limits.deadline
-                    ):
-                        raise CutShortError(pid, limits.why)
+                    _check_read(path, pid, limits, total, calls)
             alive = not verify or bool(os.pread(fd, 1, 0))
         finally:
             os.close(fd)
@@ -306,6 +323,28 @@ def _read_verified(
         if exc.errno in (_errno.EACCES, _errno.EPERM):
             raise AccessDeniedError(pid) from None
         raise
+
+
+def _check_read(path: str, pid: str, limits: Limits, total: int, calls: int) -> None:
+    """Raise :class:`CutShortError` once ``total`` bytes read in ``calls``
+    reads are past ``limits`` (the clock is looked at after the first read
+    and every :data:`_CLOCK_EVERY` th)."""
+    if limits.size is not None and total > limits.size:
+        raise _cut_short(path, pid, limits, True)
+    if (
+        limits.deadline is not None
+        and (calls == 1 or calls % _CLOCK_EVERY == 0)
+        and time.monotonic() > limits.deadline
+    ):
+        raise _cut_short(path, pid, limits, False)
+
+
+def _cut_short(path: str, pid: str, limits: Limits, too_large: bool) -> CutShortError:
+    """What stopped a bounded read: its size (``too_large``) or its time."""
+    if not too_large or limits.size is None:
+        return CutShortError(pid, limits.why)
+    bound = f"{limits.size >> 20} MiB" if limits.size >= 1 << 20 else f"{limits.size} bytes"
+    return CutShortError(pid, f"its {path.rsplit('/', 1)[-1]} text is larger than {bound}")
 
 
 def _check_root(procfs: object) -> str:
@@ -478,20 +517,6 @@ _CColumns = tuple[
     list[int], list[int], list[str], list[int], list[str], list[int], list[str], list[bytes],
     list[int],
 ]  # fmt: skip
-# The C scanner (sealkit/_os/_fastsys.c smaps_columns): without it (no
-# compiler at install, or an extension built from an older source) the
-# regular expressions below do it all, giving the same answers.
-_smaps_columns: Callable[..., object] | None
-try:
-    from . import _fastsys
-except ImportError:  # pragma: no cover - depends on how sealkit was installed
-    _smaps_columns = None
-else:
-    _smaps_columns = getattr(_fastsys, "smaps_columns", None)
-
-_FORCE_PYTHON = bool(os.environ.get("SEALKIT_NO_FASTSYS"))
-"""Use the Python scanner only (``SEALKIT_NO_FASTSYS=1``, as for the
-syscall fast path; tests set it to compare the two)."""
 
 Row = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]
 """A mapping header's fields as the kernel printed them: start, end,
