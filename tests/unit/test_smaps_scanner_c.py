@@ -16,6 +16,8 @@ import contextlib
 import json
 import mmap
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -378,3 +380,33 @@ def test_read_fd_refuses_bad_arguments() -> None:
         fastsys.read_fd(0, 4096, 0, -1.0, 64, bytes(33 << 20))  # a first piece that large
     with pytest.raises(OSError):
         fastsys.read_fd(-1, 4096, 0, -1.0, 64, b"")  # EBADF
+
+
+def test_read_fd_without_64_mib_of_address_space(tmp_path: Path) -> None:
+    """Where 64 MiB of address space is refused (strict overcommit, ulimit
+    -v), read_fd starts small and grows: the read succeeds all the same."""
+    path = tmp_path / "f"
+    content = os.urandom(3 << 20)
+    path.write_bytes(content)
+    code = f"""
+import os, resource
+from sealkit._os import _fastsys
+with open("/proc/self/statm") as fh:
+    used = int(fh.read().split()[0]) * os.sysconf("SC_PAGESIZE")
+resource.setrlimit(resource.RLIMIT_AS, (used + (40 << 20),) * 2)
+try:
+    bytearray(64 << 20)
+except MemoryError:
+    pass
+else:
+    raise SystemExit("the limit did not bite")
+fd = os.open({str(path)!r}, os.O_RDONLY)
+first = os.read(fd, 65536)
+data, stop = _fastsys.read_fd(fd, 65536, 0, -1.0, 64, first)
+assert stop == 0 and data == open({str(path)!r}, "rb").read(), (stop, len(data or b""))
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr

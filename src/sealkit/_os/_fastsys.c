@@ -853,7 +853,8 @@ done:
  * address space, above glibc's largest mmap threshold (32 MiB), so it is
  * its own mapping: only the pages written are ever touched, growing it
  * (past 64 MiB) is an mremap, and so is trimming it to the length read; no
- * byte is copied. Each read(2) asks for `chunk` bytes with the GIL
+ * byte is copied. Where 64 MiB of address space is refused (strict
+ * overcommit, ulimit -v) it starts at 256 KiB and grows by doubling. Each read(2) asks for `chunk` bytes with the GIL
  * released, as os.read does.
  *
  * The same bounds as the Python loop: past size_limit bytes (0: none) it
@@ -883,8 +884,16 @@ fastsys_read_fd(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "read_fd: bad chunk, size_limit, clock_every or first");
         return NULL;
     }
-    if ((buf = PyBytes_FromStringAndSize(NULL, cap)) == NULL)
-        return NULL;
+    if ((buf = PyBytes_FromStringAndSize(NULL, cap)) == NULL) {
+        /* 64 MiB of address space refused (strict overcommit, a ulimit -v):
+         * start small and grow, which copies, as the Python loop would */
+        PyErr_Clear();
+        cap = (Py_ssize_t)1 << 18;
+        while (cap < len + chunk)
+            cap *= 2;
+        if ((buf = PyBytes_FromStringAndSize(NULL, cap)) == NULL)
+            return NULL;
+    }
     memcpy(PyBytes_AS_STRING(buf), first, (size_t)len);
     for (;;) {
         ssize_t got;
