@@ -297,6 +297,10 @@ def _region(start: int, end: int, flags: frozenset[str] | None, kind: str = "ano
         pytest.param([_region(2**70, 2**70 + 4096, frozenset({"sl"}))], id="wider than 64 bits"),
         pytest.param([_region(True, 4096, frozenset({"sl"}))], id="a bool"),  # type: ignore[arg-type]
         pytest.param([_region(4096, 8192, frozenset(), "not a kind \u00e9")], id="odd kind"),
+        pytest.param(
+            [_region(4096, 8192, frozenset(), ["x"])],  # type: ignore[arg-type]
+            id="unhashable kind",
+        ),
     ],
 )
 def test_maps_json_writers_agree_on_crafted_regions(regions: list[MappedRegion]) -> None:

@@ -153,7 +153,11 @@ def maps_json(maps: ProcessMaps, sealed_only: bool = False) -> str:
         raise TypeError(f"maps must be a ProcessMaps, not {type(maps).__name__}")
     columns, kinds = _columns(maps.regions)
     rows: str | None = None
-    if _json_rows is not None and not _FORCE_PYTHON and set(kinds) <= _KINDS:
+    try:
+        known_kinds = set(kinds) <= _KINDS  # the C writer prints kinds as they are
+    except TypeError:  # an unhashable kind: the Python writer prints it as it can
+        known_kinds = False
+    if _json_rows is not None and not _FORCE_PYTHON and known_kinds:
         found = _json_rows(
             columns.start, columns.end, columns.perms, columns.offset, columns.inode,
             columns.path, columns.vmflags, kinds, sealed_only, _text_of,
