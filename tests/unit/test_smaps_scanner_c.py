@@ -301,6 +301,10 @@ def _region(start: int, end: int, flags: frozenset[str] | None, kind: str = "ano
             [_region(4096, 8192, frozenset(), ["x"])],  # type: ignore[arg-type]
             id="unhashable kind",
         ),
+        pytest.param(
+            [_region(1, 2**64 - 1, frozenset({"sl"})), _region(0, 2**63, frozenset({"sl"}))],
+            id="sealed bytes past 64 bits",  # the sum, not any one number, is too wide
+        ),
     ],
 )
 def test_maps_json_writers_agree_on_crafted_regions(regions: list[MappedRegion]) -> None:
@@ -414,3 +418,50 @@ print("ok")
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
+
+
+_MUTATING_TEXT_OF = r"""
+import sys
+from sealkit._os import _fastsys
+
+start, end, perms, offset, inode = [0, 4096], [4096, 8192], ["r--p", "r--p"], [0, 0], [0, 0]
+path = ["a", "b"]
+# distinct sets held by the list alone: replacing them frees them
+flags = [frozenset({"rd", "sl", str(k)}) for k in range(2)]
+kinds = ["anon", "anon"]
+
+
+def text_of(kind, value):
+    if kind == 0 and len(kinds) == 2:
+        flags[:] = [frozenset({"x"}) for _ in flags]  # frees the row's flag sets
+        kinds.extend(["guard"] * 10_000)  # moves the list's items elsewhere
+        del kinds[2:]
+    if kind == 2:
+        return '"' + ",".join(sorted(value)) + '"'
+    return '"' + str(value) + '"'
+
+
+found = _fastsys.maps_json_rows(start, end, perms, offset, inode, path, flags, kinds, False, text_of)
+sys.stdout.write(found[0])
+"""
+
+
+def test_maps_json_rows_survives_a_text_of_that_changes_the_columns() -> None:
+    """text_of is Python code: it may replace a column's items (freeing
+    them) or move a list's storage while a row is being written. The C
+    writer must hold what it uses (it writes the columns as they were when
+    called), never read freed memory: run under the debug allocator, which
+    fills freed memory, a borrowed item is a crash."""
+    done = subprocess.run(
+        [sys.executable, "-c", _MUTATING_TEXT_OF],
+        env={**os.environ, "PYTHONMALLOC": "debug"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = done.stdout.split(",\n  ")
+    assert len(rows) == 2
+    assert '"vmflags": "0,rd,sl"' in rows[0] and '"vmflags": "1,rd,sl"' in rows[1]
+    assert all('"kind": "anon"' in row for row in rows)

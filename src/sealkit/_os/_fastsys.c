@@ -698,14 +698,18 @@ out_str(outbuf *o, PyObject *s)
     return out_add(o, (const char *)PyUnicode_1BYTE_DATA(s), PyUnicode_GET_LENGTH(s));
 }
 
-/* text_of(kind, value), remembered per value in cache. Borrowed reference. */
+/* text_of(kind, value), remembered per value in cache. A new reference:
+ * the lookups run the value's __hash__ and __eq__, so nothing borrowed from
+ * the cache is relied on. */
 static PyObject *
 text_of_cached(PyObject *cache, PyObject *text_of, int kind, PyObject *value)
 {
     PyObject *found = PyDict_GetItemWithError(cache, value), *made;
 
-    if (found != NULL || PyErr_Occurred())
-        return found;
+    if (found != NULL)
+        return Py_NewRef(found);
+    if (PyErr_Occurred())
+        return NULL;
     made = PyObject_CallFunction(text_of, "iO", kind, value);
     if (made == NULL)
         return NULL;
@@ -713,8 +717,7 @@ text_of_cached(PyObject *cache, PyObject *text_of, int kind, PyObject *value)
         Py_DECREF(made);
         return NULL;
     }
-    Py_DECREF(made);
-    return PyDict_GetItemWithError(cache, value);
+    return made;
 }
 
 /* A column item as an unsigned 64-bit number: 1, 0 (does not fit), -1 (error). */
@@ -735,6 +738,30 @@ as_u64(PyObject *v, unsigned long long *out)
 
 #define MAPS_COLUMNS 8
 
+/* One region line: texts are text_of's answers for its permissions, path and
+ * flags. 0, or -1 with an exception set. */
+static int
+write_row(outbuf *o, char *num, size_t size, unsigned long long start, unsigned long long end,
+          unsigned long long offset, unsigned long long inode, int sealed, PyObject *const *texts,
+          PyObject *kind)
+{
+    if (o->len && out_add(o, ",\n  ", 4) < 0)
+        return -1;
+    snprintf(num, size, "{\"start\": \"0x%llx\", \"end\": \"0x%llx\", \"size\": %llu, \"perms\": ",
+             start, end, end - start);
+    if (out_add(o, num, (Py_ssize_t)strlen(num)) < 0 || out_str(o, texts[0]) < 0)
+        return -1;
+    if (out_add(o, sealed ? ", \"sealed\": true, \"kind\": \"" : ", \"sealed\": false, \"kind\": \"",
+                sealed ? 27 : 28) < 0
+        || out_str(o, kind) < 0 || out_add(o, "\", \"path\": ", 11) < 0 || out_str(o, texts[1]) < 0)
+        return -1;
+    snprintf(num, size, ", \"offset\": %llu, \"inode\": %llu, \"vmflags\": ", offset, inode);
+    if (out_add(o, num, (Py_ssize_t)strlen(num)) < 0 || out_str(o, texts[2]) < 0
+        || out_add(o, "}", 1) < 0)
+        return -1;
+    return 0;
+}
+
 static PyObject *
 fastsys_maps_json_rows(PyObject *self, PyObject *args)
 {
@@ -752,12 +779,16 @@ fastsys_maps_json_rows(PyObject *self, PyObject *args)
                           &given[3], &given[4], &given[5], &given[6], &given[7], &sealed_only,
                           &text_of))
         return NULL;
+    /* Tuples of the columns as they are now: text_of, the values' __hash__,
+     * __eq__ and __contains__ run Python code, which could resize a list or
+     * replace (and free) an item while a row is being written; a tuple holds
+     * every item and never moves them. */
     for (c = 0; c < MAPS_COLUMNS; c++) {
-        if ((seqs[c] = PySequence_Fast(given[c], "maps_json_rows: columns must be sequences")) == NULL)
+        if ((seqs[c] = PySequence_Tuple(given[c])) == NULL)
             goto fail;
         if (c == 0)
-            n = PySequence_Fast_GET_SIZE(seqs[c]);
-        else if (PySequence_Fast_GET_SIZE(seqs[c]) != n) {
+            n = PyTuple_GET_SIZE(seqs[c]);
+        else if (PyTuple_GET_SIZE(seqs[c]) != n) {
             PyErr_SetString(PyExc_ValueError, "maps_json_rows: columns of different lengths");
             goto fail;
         }
@@ -770,17 +801,11 @@ fastsys_maps_json_rows(PyObject *self, PyObject *args)
     for (i = 0; i < n; i++) {
         PyObject *const *col[MAPS_COLUMNS];
         unsigned long long start, end, offset, inode;
-        PyObject *flags, *perms_text, *path_text, *flags_text, *kind;
-        int sealed = 0, r;
+        PyObject *flags, *texts[3] = {NULL, NULL, NULL};
+        int sealed = 0, r, k;
 
-        for (c = 0; c < MAPS_COLUMNS; c++) {
-            /* text_of runs Python code: look at the columns afresh each row */
-            if (PySequence_Fast_GET_SIZE(seqs[c]) != n) {
-                PyErr_SetString(PyExc_RuntimeError, "maps_json_rows: a column changed size");
-                goto fail;
-            }
-            col[c] = PySequence_Fast_ITEMS(seqs[c]);
-        }
+        for (c = 0; c < MAPS_COLUMNS; c++)
+            col[c] = &PyTuple_GET_ITEM(seqs[c], 0);
         if ((r = as_u64(col[0][i], &start)) <= 0 || (r = as_u64(col[1][i], &end)) <= 0
             || (r = as_u64(col[3][i], &offset)) <= 0 || (r = as_u64(col[4][i], &inode)) <= 0) {
             if (r < 0)
@@ -796,29 +821,22 @@ fastsys_maps_json_rows(PyObject *self, PyObject *args)
                 goto fail;
         }
         if (sealed) {
+            if (sealed_bytes > ULLONG_MAX - (end - start))
+                goto unusual; /* a sum past 64 bits: Python's integers write it */
             sealed_count++;
             sealed_bytes += end - start;
         } else if (sealed_only)
             continue;
-        if ((perms_text = text_of_cached(caches[0], text_of, 0, col[2][i])) == NULL
-            || (path_text = text_of_cached(caches[1], text_of, 1, col[5][i])) == NULL
-            || (flags_text = text_of_cached(caches[2], text_of, 2, flags)) == NULL)
-            goto fail;
-        kind = col[7][i];
-        if (o.len && out_add(&o, ",\n  ", 4) < 0)
-            goto fail;
-        snprintf(num, sizeof num, "{\"start\": \"0x%llx\", \"end\": \"0x%llx\", \"size\": %llu, \"perms\": ",
-                 start, end, end - start);
-        if (out_add(&o, num, (Py_ssize_t)strlen(num)) < 0 || out_str(&o, perms_text) < 0)
-            goto fail;
-        if (out_add(&o, sealed ? ", \"sealed\": true, \"kind\": \"" : ", \"sealed\": false, \"kind\": \"",
-                    sealed ? 27 : 28) < 0
-            || out_str(&o, kind) < 0 || out_add(&o, "\", \"path\": ", 11) < 0
-            || out_str(&o, path_text) < 0)
-            goto fail;
-        snprintf(num, sizeof num, ", \"offset\": %llu, \"inode\": %llu, \"vmflags\": ", offset, inode);
-        if (out_add(&o, num, (Py_ssize_t)strlen(num)) < 0 || out_str(&o, flags_text) < 0
-            || out_add(&o, "}", 1) < 0)
+        if ((texts[0] = text_of_cached(caches[0], text_of, 0, col[2][i])) == NULL
+            || (texts[1] = text_of_cached(caches[1], text_of, 1, col[5][i])) == NULL
+            || (texts[2] = text_of_cached(caches[2], text_of, 2, flags)) == NULL)
+            r = -1;
+        else
+            r = write_row(&o, num, sizeof num, start, end, offset, inode, sealed, texts,
+                          col[7][i]);
+        for (k = 0; k < 3; k++)
+            Py_XDECREF(texts[k]);
+        if (r < 0)
             goto fail;
     }
     text = PyUnicode_DecodeASCII(o.buf ? o.buf : "", o.len, "strict");
