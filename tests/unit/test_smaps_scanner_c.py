@@ -98,7 +98,7 @@ def test_the_c_scanner_is_in_use() -> None:
 
 @contextlib.contextmanager
 def _readable_pids() -> Iterator[list[str]]:
-    """ "self", four processes of our own (so that five address spaces are
+    """The pid "self", four processes of our own (so that five address spaces are
     readable on any machine: the first pids are often kernel threads, with
     empty smaps, or out of reach in a container), then up to 40 others."""
     code = "import sys; print('ready', flush=True); sys.stdin.read()"
