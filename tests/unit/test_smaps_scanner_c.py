@@ -489,3 +489,47 @@ def test_maps_json_rows_survives_a_text_of_that_changes_the_columns() -> None:
     assert len(rows) == 2
     assert '"vmflags": "0,rd,sl"' in rows[0] and '"vmflags": "1,rd,sl"' in rows[1]
     assert all('"kind": "anon"' in row for row in rows)
+
+
+_number = st.one_of(
+    st.integers(0, 2**16),
+    st.sampled_from([2**47, 2**63 - 1, 2**63, 2**64 - 1, 2**64, -1, 2**70]),
+)
+_flagsets = st.one_of(
+    st.none(), st.frozensets(st.sampled_from(["rd", "sl", "wr", "\xff", "\udcff"]))
+)
+
+
+@st.composite
+def _regions(draw: st.DrawFn) -> list[MappedRegion]:
+    out = []
+    for _ in range(draw(st.integers(0, 5))):
+        vma = Vma(
+            draw(_number), draw(_number), draw(st.sampled_from(["r--p", "rw-s", "\u00e9"])),
+            draw(_number), "00:00", draw(_number),
+            draw(st.sampled_from(["", "/x", "a\nb", "\udcff", "\u2028y", "[heap]"])),
+            draw(_flagsets),
+        )  # fmt: skip
+        out.append(MappedRegion(vma, draw(st.sampled_from(sorted(maps_module._KINDS)))))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(_regions(), st.booleans())
+def test_generated_regions_agree(regions: list[MappedRegion], sealed_only: bool) -> None:
+    """Any columns, through both writers: the same text, or the same error
+    (numbers past 64 bits, alone or summed, are the Python writer's)."""
+    maps = ProcessMaps(1, "x", regions)
+    try:
+        fast: object = maps_json(maps, sealed_only)
+    except Exception as exc:  # compared with the Python writer's below
+        fast = (type(exc), str(exc))
+    saved = maps_module._FORCE_PYTHON
+    maps_module._FORCE_PYTHON = True
+    try:
+        slow: object = maps_json(maps, sealed_only)
+    except Exception as exc:
+        slow = (type(exc), str(exc))
+    finally:
+        maps_module._FORCE_PYTHON = saved
+    assert fast == slow
