@@ -444,6 +444,29 @@ print("ok")
     assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
 
 
+def test_read_fd_stops_at_its_size_limit_within_that_much_memory() -> None:
+    """A read past its size limit stops with status 1 (the Python loop's
+    one-line "larger than" error), never with a MemoryError from a buffer
+    grown past what the limit needs: with 64 MiB allowed and room for 100
+    MiB more, doubling the buffer to 128 MiB would be refused."""
+    code = """
+import os, resource
+from sealkit._os import _fastsys
+with open("/proc/self/statm") as fh:
+    used = int(fh.read().split()[0]) * os.sysconf("SC_PAGESIZE")
+resource.setrlimit(resource.RLIMIT_AS, (used + (100 << 20),) * 2)
+fd = os.open("/dev/zero", os.O_RDONLY)
+first = os.read(fd, 65536)
+data, stop = _fastsys.read_fd(fd, 65536, 64 << 20, -1.0, 64, first)
+assert (data, stop) == (None, 1), stop
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
+
+
 _MUTATING_TEXT_OF = r"""
 import sys
 from sealkit._os import _fastsys

@@ -888,7 +888,7 @@ static PyObject *
 fastsys_read_fd(PyObject *self, PyObject *args)
 {
     int fd;
-    Py_ssize_t chunk, size_limit, clock_every, len, cap = READ_FD_START, calls = 1;
+    Py_ssize_t chunk, size_limit, clock_every, len, cap = READ_FD_START, calls = 1, most;
     double deadline;
     PyObject *buf;
     const char *first;
@@ -902,6 +902,15 @@ fastsys_read_fd(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "read_fd: bad chunk, size_limit, clock_every or first");
         return NULL;
     }
+    /* The buffer never needs more than size_limit + chunk bytes: the loop
+     * stops once past size_limit. Growing past that (doubling 256 MiB to
+     * 512) could be refused where the Python loop's pieces fit, and turn its
+     * "larger than" error into a MemoryError. */
+    most = size_limit && size_limit <= PY_SSIZE_T_MAX - chunk ? size_limit + chunk : PY_SSIZE_T_MAX;
+    if (most < len + chunk)
+        most = len + chunk; /* a first piece past the limit: room for one read */
+    if (cap > most)
+        cap = most;
     if ((buf = PyBytes_FromStringAndSize(NULL, cap)) == NULL) {
         /* 64 MiB of address space refused (strict overcommit, a ulimit -v):
          * start small and grow, which copies, as the Python loop would */
@@ -909,6 +918,8 @@ fastsys_read_fd(PyObject *self, PyObject *args)
         cap = (Py_ssize_t)1 << 18;
         while (cap < len + chunk)
             cap *= 2;
+        if (cap > most)
+            cap = most;
         if ((buf = PyBytes_FromStringAndSize(NULL, cap)) == NULL)
             return NULL;
     }
@@ -922,7 +933,9 @@ fastsys_read_fd(PyObject *self, PyObject *args)
                 Py_DECREF(buf);
                 return PyErr_NoMemory();
             }
-            cap *= 2;
+            cap = cap * 2 < most ? cap * 2 : most;
+            if (cap - len < chunk)
+                cap = len + chunk; /* cannot happen: len <= size_limit here */
             if (_PyBytes_Resize(&buf, cap) < 0)
                 return NULL; /* buf is gone, MemoryError is set */
         }
