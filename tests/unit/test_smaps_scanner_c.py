@@ -496,9 +496,11 @@ sys.stdout.write(found[0])
 def test_maps_json_rows_survives_a_text_of_that_changes_the_columns() -> None:
     """text_of is Python code: it may replace a column's items (freeing
     them) or move a list's storage while a row is being written. The C
-    writer must hold what it uses (it writes the columns as they were when
-    called), never read freed memory: run under the debug allocator, which
-    fills freed memory, a borrowed item is a crash."""
+    writer must hold what a row uses from before any of it runs, and look at
+    the columns afresh for the next row, never read freed memory: run under
+    the debug allocator, which fills freed memory, a borrowed item is a
+    crash. Each row is whole: the first as the columns were when it began,
+    the second as text_of left them."""
     done = subprocess.run(
         [sys.executable, "-c", _MUTATING_TEXT_OF],
         env={**os.environ, "PYTHONMALLOC": "debug"},
@@ -510,7 +512,8 @@ def test_maps_json_rows_survives_a_text_of_that_changes_the_columns() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     rows = done.stdout.split(",\n  ")
     assert len(rows) == 2
-    assert '"vmflags": "0,rd,sl"' in rows[0] and '"vmflags": "1,rd,sl"' in rows[1]
+    assert '"sealed": true' in rows[0] and '"vmflags": "0,rd,sl"' in rows[0]
+    assert '"sealed": false' in rows[1] and '"vmflags": "x"' in rows[1]
     assert all('"kind": "anon"' in row for row in rows)
 
 

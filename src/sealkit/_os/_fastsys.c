@@ -779,16 +779,12 @@ fastsys_maps_json_rows(PyObject *self, PyObject *args)
                           &given[3], &given[4], &given[5], &given[6], &given[7], &sealed_only,
                           &text_of))
         return NULL;
-    /* Tuples of the columns as they are now: text_of, the values' __hash__,
-     * __eq__ and __contains__ run Python code, which could resize a list or
-     * replace (and free) an item while a row is being written; a tuple holds
-     * every item and never moves them. */
     for (c = 0; c < MAPS_COLUMNS; c++) {
-        if ((seqs[c] = PySequence_Tuple(given[c])) == NULL)
+        if ((seqs[c] = PySequence_Fast(given[c], "maps_json_rows: columns must be sequences")) == NULL)
             goto fail;
         if (c == 0)
-            n = PyTuple_GET_SIZE(seqs[c]);
-        else if (PyTuple_GET_SIZE(seqs[c]) != n) {
+            n = PySequence_Fast_GET_SIZE(seqs[c]);
+        else if (PySequence_Fast_GET_SIZE(seqs[c]) != n) {
             PyErr_SetString(PyExc_ValueError, "maps_json_rows: columns of different lengths");
             goto fail;
         }
@@ -801,11 +797,20 @@ fastsys_maps_json_rows(PyObject *self, PyObject *args)
     for (i = 0; i < n; i++) {
         PyObject *const *col[MAPS_COLUMNS];
         unsigned long long start, end, offset, inode;
-        PyObject *flags, *texts[3] = {NULL, NULL, NULL};
+        PyObject *held[4], *texts[3] = {NULL, NULL, NULL};
         int sealed = 0, r, k;
 
-        for (c = 0; c < MAPS_COLUMNS; c++)
-            col[c] = &PyTuple_GET_ITEM(seqs[c], 0);
+        /* text_of, and the values' __hash__, __eq__ and __contains__, run
+         * Python code, which may resize a list (moving its items) or
+         * replace an item (freeing it): the columns are looked at afresh
+         * each row, and the row's objects are held before any of it runs. */
+        for (c = 0; c < MAPS_COLUMNS; c++) {
+            if (PySequence_Fast_GET_SIZE(seqs[c]) != n) {
+                PyErr_SetString(PyExc_RuntimeError, "maps_json_rows: a column changed size");
+                goto fail;
+            }
+            col[c] = PySequence_Fast_ITEMS(seqs[c]);
+        }
         if ((r = as_u64(col[0][i], &start)) <= 0 || (r = as_u64(col[1][i], &end)) <= 0
             || (r = as_u64(col[3][i], &offset)) <= 0 || (r = as_u64(col[4][i], &inode)) <= 0) {
             if (r < 0)
@@ -815,29 +820,40 @@ fastsys_maps_json_rows(PyObject *self, PyObject *args)
         if (end < start)
             goto unusual;
         count++;
-        flags = col[6][i];
-        if (flags != Py_None) {
-            if ((sealed = PySequence_Contains(flags, sl)) < 0)
-                goto fail;
+        held[0] = Py_NewRef(col[2][i]); /* perms */
+        held[1] = Py_NewRef(col[5][i]); /* path */
+        held[2] = Py_NewRef(col[6][i]); /* flags */
+        held[3] = Py_NewRef(col[7][i]); /* kind */
+        r = 0;
+        if (held[2] != Py_None)
+            r = sealed = PySequence_Contains(held[2], sl);
+        if (r < 0)
+            ; /* the error is set */
+        else if (sealed && sealed_bytes > ULLONG_MAX - (end - start))
+            r = 1; /* a sum past 64 bits: Python's integers write it */
+        else if (!sealed && sealed_only)
+            r = 2; /* counted, not listed */
+        else {
+            if (sealed) {
+                sealed_count++;
+                sealed_bytes += end - start;
+            }
+            if ((texts[0] = text_of_cached(caches[0], text_of, 0, held[0])) == NULL
+                || (texts[1] = text_of_cached(caches[1], text_of, 1, held[1])) == NULL
+                || (texts[2] = text_of_cached(caches[2], text_of, 2, held[2])) == NULL)
+                r = -1;
+            else
+                r = write_row(&o, num, sizeof num, start, end, offset, inode, sealed, texts,
+                              held[3]);
         }
-        if (sealed) {
-            if (sealed_bytes > ULLONG_MAX - (end - start))
-                goto unusual; /* a sum past 64 bits: Python's integers write it */
-            sealed_count++;
-            sealed_bytes += end - start;
-        } else if (sealed_only)
-            continue;
-        if ((texts[0] = text_of_cached(caches[0], text_of, 0, col[2][i])) == NULL
-            || (texts[1] = text_of_cached(caches[1], text_of, 1, col[5][i])) == NULL
-            || (texts[2] = text_of_cached(caches[2], text_of, 2, flags)) == NULL)
-            r = -1;
-        else
-            r = write_row(&o, num, sizeof num, start, end, offset, inode, sealed, texts,
-                          col[7][i]);
         for (k = 0; k < 3; k++)
             Py_XDECREF(texts[k]);
+        for (k = 0; k < 4; k++)
+            Py_DECREF(held[k]);
         if (r < 0)
             goto fail;
+        if (r == 1)
+            goto unusual;
     }
     text = PyUnicode_DecodeASCII(o.buf ? o.buf : "", o.len, "strict");
     if (text == NULL)
