@@ -645,9 +645,11 @@ done:
  * the JSON text of a permission string (kind 0), a path (1) or a VmFlags
  * set (2); it is called once per distinct value, whose answer is kept.
  * Returns (text, mappings, sealed mappings, sealed bytes), or None when a
- * number does not fit 64 bits or a mapping ends before it starts (the
- * Python writer then writes it). The text is ASCII: every string in it came
- * from text_of or is a kind, a fixed word, or a number.
+ * number, or the sum of the sealed sizes, does not fit 64 bits, or a mapping
+ * ends before it starts (the Python writer then writes it). The text is
+ * ASCII: every string in it came from text_of or is a kind, a fixed word, or
+ * a number. text_of may change the columns: each row is written from the
+ * objects the columns held when that row began.
  */
 typedef struct {
     char *buf;
