@@ -16,6 +16,7 @@ import contextlib
 import json
 import mmap
 import os
+import random
 import subprocess
 import sys
 import time
@@ -559,3 +560,28 @@ def test_generated_regions_agree(regions: list[MappedRegion], sealed_only: bool)
     finally:
         maps_module._FORCE_PYTHON = saved
     assert fast == slow
+
+
+def test_real_text_cut_and_mutated_agrees() -> None:
+    """Real smaps text cut at every byte of its first mappings (a read that
+    stopped anywhere) and changed at random places (seeded): the C scanner
+    takes it and agrees, or refuses it and the Python scanner answers."""
+    with ProcessDir("self") as proc:
+        data = proc.read("smaps")
+    head = data[:3000]
+    for cut in range(len(head) + 1):
+        _same(head[:cut])
+        _counted_alike(head[:cut])
+    rng = random.Random(1)
+    pieces = [b"\n", b" ", b"-", b":", b"0", b"f", b"\xc2\x85", b"\xff", b"\x00", b"\t", b"\r"]
+    pieces += [b" sl", b"sl ", b"\nVmFlags:", b"9" * 20, b"f" * 17, b"\x1c"]
+    for _ in range(200):
+        text = bytearray(data[: rng.randrange(len(data) + 1)])
+        for _ in range(rng.randrange(1, 4)):
+            at = rng.randrange(len(text) + 1)
+            if rng.random() < 0.6:
+                text[at:at] = rng.choice(pieces)
+            else:
+                del text[at : at + rng.randrange(1, 8)]
+        _same(bytes(text))
+        _counted_alike(bytes(text))
