@@ -26,6 +26,7 @@ import pytest
 
 from sealkit._os.procfs import read_smaps
 from sealkit.host import audit
+from sealkit.host import maps as maps_module
 from tests.conftest import python_env
 from tests.steps import count_steps
 
@@ -72,6 +73,14 @@ def check(pid: int, info: dict[str, Any], kinds: Counter[str]) -> None:
     assert len(maps.regions) == len(truth)
     assert [(r.vma.start, r.vma.end) for r in maps.sealed] == sealed
     assert Counter(r.kind for r in maps.sealed) == kinds
+    # sealkit maps --json: the C writer's bytes are the Python writer's
+    for sealed_only in (False, True):
+        fast = maps_module.maps_json(maps, sealed_only)
+        saved, maps_module._FORCE_PYTHON = maps_module._FORCE_PYTHON, True
+        try:
+            assert maps_module.maps_json(maps, sealed_only) == fast
+        finally:
+            maps_module._FORCE_PYTHON = saved
 
 
 def test_ten_thousand_frozen_values() -> None:

@@ -1,5 +1,43 @@
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, overload
+
 def syscall(number: int, /, *args: int) -> int: ...
 def loaded_objects() -> list[tuple[bytes, int, tuple[tuple[int, ...], ...]]]: ...
 def seal_verified(
     maps_fd: int, ranges: list[tuple[int, int, int, int, int, int, int, bytes | None]], /
 ) -> list[tuple[int, int]] | None: ...
+@overload
+def smaps_columns(
+    data: bytes, columns: Literal[True, 1] = ..., /
+) -> (
+    tuple[
+        list[int],
+        list[int],
+        list[str],
+        list[int],
+        list[str],
+        list[int],
+        list[str],
+        list[bytes],
+        list[int],
+    ]
+    | None
+): ...
+@overload
+def smaps_columns(data: bytes, columns: Literal[False, 0], /) -> tuple[int, list[int]] | None: ...
+def maps_json_rows(
+    start: Sequence[int],
+    end: Sequence[int],
+    perms: Sequence[str],
+    offset: Sequence[int],
+    inode: Sequence[int],
+    path: Sequence[str],
+    vmflags: Sequence[frozenset[str] | None],
+    kinds: Sequence[str],
+    sealed_only: bool,
+    text_of: Callable[[int, Any], str],
+    /,
+) -> tuple[str, int, int, int] | None: ...
+def read_fd(
+    fd: int, chunk: int, size_limit: int, deadline: float, clock_every: int, first: bytes, /
+) -> tuple[bytes | None, int]: ...

@@ -19,9 +19,9 @@ import operator
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Final, NamedTuple, overload
+from typing import Final, NamedTuple, cast, overload
 
 from ..errors import (
     AccessDeniedError,
@@ -228,6 +228,23 @@ class Limits(NamedTuple):
 
 
 _NO_LIMITS: Final = Limits()
+# The read loop and the smaps scanner in C (sealkit/_os/_fastsys.c read_fd,
+# smaps_columns): without them (no compiler at install, or an extension built
+# from an older source) the Python loop and the regular expressions below do
+# it all, giving the same answers.
+_read_fd: Callable[[int, int, int, float, int, bytes], tuple[bytes | None, int]] | None
+_smaps_columns: Callable[..., object] | None
+try:
+    from . import _fastsys
+except ImportError:  # pragma: no cover - depends on how sealkit was installed
+    _read_fd = _smaps_columns = None
+else:
+    _read_fd = getattr(_fastsys, "read_fd", None)
+    _smaps_columns = getattr(_fastsys, "smaps_columns", None)
+
+_FORCE_PYTHON = bool(os.environ.get("SEALKIT_NO_FASTSYS"))
+"""Read and scan in Python only (``SEALKIT_NO_FASTSYS=1``, as for the
+syscall fast path; tests set it to compare the two)."""
 # How often (in read calls) the clock is looked at, after the first read: each
 # read hands out about a page, so this is every 256 KiB or so.
 _CLOCK_EVERY: Final = 64
@@ -271,24 +288,24 @@ def _read_verified(
             chunks = []
             total = calls = 0
             while chunk := os.read(fd, _CHUNK):
+                if verify and not calls and _read_fd is not None and not _FORCE_PYTHON:
+                    # An address-space file, which may be tens of MB: the
+                    # rest of this loop in C (its checks included), into one
+                    # buffer instead of pieces to join; once the first piece
+                    # passed the checks below.
+                    _check_read(path, pid, limits, len(chunk), 1)
+                    deadline = -1.0 if limits.deadline is None else limits.deadline
+                    data, stop = _read_fd(
+                        fd, _CHUNK, limits.size or 0, deadline, _CLOCK_EVERY, chunk
+                    )
+                    if data is None:
+                        raise _cut_short(path, pid, limits, stop == 1)
+                    return data, bool(os.pread(fd, 1, 0))
                 chunks.append(chunk)
                 if limits is not _NO_LIMITS:
                     total += len(chunk)
                     calls += 1
-                    if limits.size is not None and total > limits.size:
-                        bound = (
-                            f"{limits.size >> 20} MiB" if limits.size >= 1 << 20
-                            else f"{limits.size} bytes"
-                        )  # fmt: skip
-                        raise CutShortError(
-                            pid, f"its {path.rsplit('/', 1)[-1]} text is larger than {bound}"
-                        )
-                    if (
-                        limits.deadline is not None
-                        and (calls == 1 or calls % _CLOCK_EVERY == 0)
-                        and time.monotonic() > limits.deadline
-                    ):
-                        raise CutShortError(pid, limits.why)
+                    _check_read(path, pid, limits, total, calls)
             alive = not verify or bool(os.pread(fd, 1, 0))
         finally:
             os.close(fd)
@@ -306,6 +323,28 @@ def _read_verified(
         if exc.errno in (_errno.EACCES, _errno.EPERM):
             raise AccessDeniedError(pid) from None
         raise
+
+
+def _check_read(path: str, pid: str, limits: Limits, total: int, calls: int) -> None:
+    """Raise :class:`CutShortError` once ``total`` bytes read in ``calls``
+    reads are past ``limits`` (the clock is looked at after the first read
+    and every :data:`_CLOCK_EVERY` th)."""
+    if limits.size is not None and total > limits.size:
+        raise _cut_short(path, pid, limits, True)
+    if (
+        limits.deadline is not None
+        and (calls == 1 or calls % _CLOCK_EVERY == 0)
+        and time.monotonic() > limits.deadline
+    ):
+        raise _cut_short(path, pid, limits, False)
+
+
+def _cut_short(path: str, pid: str, limits: Limits, too_large: bool) -> CutShortError:
+    """What stopped a bounded read: its size (``too_large``) or its time."""
+    if not too_large or limits.size is None:
+        return CutShortError(pid, limits.why)
+    bound = f"{limits.size >> 20} MiB" if limits.size >= 1 << 20 else f"{limits.size} bytes"
+    return CutShortError(pid, f"its {path.rsplit('/', 1)[-1]} text is larger than {bound}")
 
 
 def _check_root(procfs: object) -> str:
@@ -474,6 +513,11 @@ class VmaColumns(NamedTuple):
         return cls(start, end, perms, offset, dev, inode, path, vmflags)
 
 
+_CColumns = tuple[
+    list[int], list[int], list[str], list[int], list[str], list[int], list[str], list[bytes],
+    list[int],
+]  # fmt: skip
+
 Row = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]
 """A mapping header's fields as the kernel printed them: start, end,
 permissions, offset, device, inode, name (with its leading blanks)."""
@@ -509,6 +553,18 @@ class ScannedVmas(Sequence[Vma]):
         self._columns: VmaColumns | None = None
         self._source = source
         self.sealed_indices = sealed_indices
+
+    @classmethod
+    def _of_columns(cls, found: _CColumns, source: str | None) -> ScannedVmas:
+        """The answer of the C scanner (``_fastsys.smaps_columns``) as a
+        ScannedVmas whose columns are already built."""
+        start, end, perms, offset, dev, inode, path, flags, sealed = found
+        vmas = cls(range(len(start)), flags, tuple(sealed), source)  # type: ignore[arg-type]
+        flagset = vmas._flagset
+        sets = {raw: flagset(raw) for raw in set(flags)}
+        vmflags = [sets[raw] for raw in flags]
+        vmas._columns = VmaColumns(start, end, perms, offset, dev, inode, path, vmflags)
+        return vmas
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -627,6 +683,18 @@ def scan_smaps(
     if source is not None and not isinstance(source, str):
         raise ArgumentTypeError(f"source must be a str or None, not {type(source).__name__}")
     data = bytes(data)
+    if _smaps_columns is not None and not _FORCE_PYTHON:
+        # The C scanner: a count first when only the sealed ones matter (no
+        # object per mapping), the columns when some are sealed or all are
+        # wanted. It returns None for text it does not take, which the
+        # regular expressions below then read.
+        counted = None if every else cast("tuple[int, list[int]] | None", _smaps_columns(data, 0))
+        if counted is not None and not counted[1]:
+            return counted[0], ScannedVmas((), (), ())
+        if every or counted is not None:
+            found = cast("_CColumns | None", _smaps_columns(data))
+            if found is not None:
+                return len(found[0]), ScannedVmas._of_columns(found, source)
     if not every:
         lines = _FLAGS_LINES.findall(data)
         # Only VmFlags lines are searched, not paths. show_smap_vma_flags

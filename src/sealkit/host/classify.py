@@ -158,6 +158,7 @@ class _Process:
         "_after_head",
         "_at",
         "_bias",
+        "_by_file",
         "_exec_files",
         "_files",
         "_heads",
@@ -188,6 +189,7 @@ class _Process:
         self._heads: dict[int, int] = {}
         self._after_head: dict[int, str | tuple[int, _Spans]] = {}
         self._bias: dict[int, int | None] = {}
+        self._by_file: dict[tuple[str, int, int], tuple[_Spans, list[int], list[int]]] = {}
         self._exec_files: set[tuple[str, int]] | None = None
         # (dev, inode, offset) -> indices of that file's mappings at that offset
         self._where: dict[tuple[str, int, int], list[int]] | None = None
@@ -299,11 +301,29 @@ class _Process:
     def _object_bias(self, i: int, layout: Any) -> int | None:
         if not layout.loads:
             return None
-        spans = self.spans(layout)
-        key = (self.dev[i], self.inode[i], spans.first_offset)
-        candidates = self._index().get(key)
+        # What this file's mappings share, looked up once per file and layout.
+        file_key = (self.dev[i], self.inode[i], id(layout))
+        known = self._by_file.get(file_key)
+        if known is None:
+            known = self._by_file[file_key] = self._file_placements(i, layout)
+        spans, candidates, nearest = known
         if not candidates:
             return None
+        if nearest[-1] < 0:
+            return None  # the file is placed nowhere: mapped as data only
+        pos = bisect_right(candidates, i) - 1
+        if pos < 0 or nearest[pos] < 0:
+            return None
+        bias = self.start[nearest[pos]] - spans.first_vaddr
+        return bias if self.start[i] < bias + spans.top else None
+
+    def _file_placements(self, i: int, layout: Any) -> tuple[_Spans, list[int], list[int]]:
+        """The spans of ``layout``, the mappings of ``i`` 's file at its first
+        ``PT_LOAD`` 's offset (candidates for a placement), and for each of
+        them the nearest actual placement at or before it (-1: none)."""
+        spans = self.spans(layout)
+        key = (self.dev[i], self.inode[i], spans.first_offset)
+        candidates = self._index().get(key) or []
         nearest = self._nearest.get(key)
         if nearest is None:
             # one pass: the nearest placement at or before each candidate
@@ -314,13 +334,7 @@ class _Process:
                     last = k
                 nearest.append(last)
             self._nearest[key] = nearest
-        if nearest[-1] < 0:
-            return None  # the file is placed nowhere: mapped as data only
-        pos = bisect_right(candidates, i) - 1
-        if pos < 0 or nearest[pos] < 0:
-            return None
-        bias = self.start[nearest[pos]] - spans.first_vaddr
-        return bias if self.start[i] < bias + spans.top else None
+        return spans, candidates, nearest
 
     # --- anonymous runs ---------------------------------------------------------------
 
@@ -360,9 +374,49 @@ class _Process:
         """The kind of each mapping in ``wanted`` (the module docstring's
         rules, in their order)."""
         path, perms, inode, vmflags = self.path, self.perms, self.inode, self.vmflags
-        out = []
+        start, end = self.start, self.end
+        heads, after_head = self._heads, self._after_head
+        file_kind = self.file_kind
+        out: list[str] = []
+        append = out.append
         for i in wanted:
             name = path[i]
+            if not name:
+                # Anonymous memory, the common case of a process with many
+                # mappings: anon_kind inlined, with run_head's first step (a
+                # mapping whose predecessor is not an anonymous piece of the
+                # same run heads its own run; one that is shares its head).
+                flags = vmflags[i]
+                mode = perms[i]
+                if flags is not None and "gd" in flags:
+                    append("stack")
+                elif mode[3] == "s":
+                    append("shm" if inode[i] == 0 else "file")  # is_file: inode, no "["
+                elif mode.startswith("---"):
+                    append("guard")
+                elif inode[i] != 0:
+                    append(file_kind(i))
+                else:
+                    j = i - 1
+                    if j < 0:
+                        head: int | None = -1
+                    elif end[j] != start[i] or path[j] or inode[j] != 0 or perms[j][3] == "s":
+                        head = j  # the predecessor ends the run (run_head's first test)
+                    else:
+                        head = heads.get(j)
+                    if head is None:
+                        head = self.run_head(i)
+                    else:
+                        heads[i] = head
+                    after = after_head.get(head)
+                    if after is None:
+                        after = after_head[head] = self._head_says(head)
+                    if isinstance(after, str):
+                        append(after)
+                    else:
+                        bias, spans = after
+                        append("data" if spans.in_bss(start[i] - bias, end[i] - bias) else "anon")
+                continue
             if name.startswith("["):
                 if name in SYSTEM_MAPPINGS:
                     out.append("system")
@@ -392,7 +446,9 @@ class _Process:
         return out
 
     def file_kind(self, i: int) -> str:
-        layout = self.layout(i)
+        layout = self._files.get((self.dev[i], self.inode[i]))
+        if layout is None:
+            layout = self.layout(i)
         if layout == "not-elf":
             return "file"
         mode = self.perms[i]
@@ -459,7 +515,9 @@ class _Process:
             or self.perms[j][3] == "s"
         ):
             return "anon"
-        layout = self.layout(j)
+        layout = self._files.get((self.dev[j], self.inode[j]))
+        if layout is None:
+            layout = self.layout(j)
         if layout == "not-elf":
             return "anon"
         if isinstance(layout, str):
@@ -492,8 +550,9 @@ def classify(
         raise ArgumentTypeError("vmas must be a sequence of procfs.Vma")
     if layout_of is not None and not callable(layout_of):
         raise ArgumentTypeError("layout_of must be callable or None")
-    wanted = range(len(vmas)) if indices is None else int_list(indices, "indices", 0)
-    if any(i >= len(vmas) for i in wanted):
+    count = len(vmas)
+    wanted = range(count) if indices is None else int_list(indices, "indices", 0)
+    if indices is not None and any(i >= count for i in wanted):
         raise ArgumentError("indices must point into vmas")
     return _Process(vmas, layout_of).kinds(wanted)
 

@@ -11,14 +11,31 @@ generating the smaps text (``benchmarks/bench_audit.py``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii
-from typing import Any, NamedTuple, overload
+from typing import Any, Final, NamedTuple, overload
 
 from .._os.procfs import Limits, ProcessDir, Vma, VmaColumns, scan_smaps
 from ..text import label
 from . import sweep
-from .classify import FileLayouts, classify
+from .classify import KINDS, FileLayouts, classify
+
+# The C writer of the region lines (sealkit/_os/_fastsys.c maps_json_rows):
+# without it (no compiler at install, or an extension built from an older
+# source) maps_json writes them in Python, the same bytes.
+_json_rows: Callable[..., tuple[str, int, int, int] | None] | None
+try:
+    from .._os import _fastsys
+except ImportError:  # pragma: no cover - depends on how sealkit was installed
+    _json_rows = None
+else:
+    _json_rows = getattr(_fastsys, "maps_json_rows", None)
+
+_FORCE_PYTHON = bool(os.environ.get("SEALKIT_NO_FASTSYS"))
+"""Write the rows in Python only (``SEALKIT_NO_FASTSYS=1``; tests set it
+to compare the two writers)."""
+_KINDS: Final = frozenset(KINDS)
 
 __all__ = ["MappedRegion", "MappedRegions", "ProcessMaps", "maps_json", "process_maps"]
 
@@ -135,6 +152,52 @@ def maps_json(maps: ProcessMaps, sealed_only: bool = False) -> str:
     if not isinstance(maps, ProcessMaps):
         raise TypeError(f"maps must be a ProcessMaps, not {type(maps).__name__}")
     columns, kinds = _columns(maps.regions)
+    rows: str | None = None
+    try:
+        known_kinds = set(kinds) <= _KINDS  # the C writer prints kinds as they are
+    except TypeError:  # an unhashable kind: the Python writer prints it as it can
+        known_kinds = False
+    if _json_rows is not None and not _FORCE_PYTHON and known_kinds:
+        found = _json_rows(
+            columns.start, columns.end, columns.perms, columns.offset, columns.inode,
+            columns.path, columns.vmflags, kinds, sealed_only, _text_of,
+        )  # fmt: skip
+        if found is not None:
+            rows, count, sealed_count, sealed_bytes = found
+    if rows is None:
+        lines, count, sealed_count, sealed_bytes = _json_lines(columns, kinds, sealed_only)
+        rows = ",\n  ".join(lines)
+    head = json.dumps(
+        {
+            "schema": "sealkit.maps/1",
+            "pid": maps.pid,
+            "command": label(maps.command),
+            "mappings": count,
+            "sealed_mappings": sealed_count,
+            "sealed_bytes": sealed_bytes,
+        }
+    )
+    if not rows:
+        return head[:-1] + ', "regions": []}\n'
+    return head[:-1] + ',\n "regions": [\n  ' + rows + "\n ]}\n"
+
+
+def _text_of(kind: int, value: Any) -> str:
+    """The JSON text of a permission string (0), a path (1) or a VmFlags
+    set (2), for the C writer (``_fastsys.maps_json_rows``)."""
+    encode = encode_basestring_ascii
+    if kind == 0:
+        return encode(value)
+    if kind == 1:
+        return encode(label(value))
+    return "[" + ", ".join(map(encode, sorted(value or ()))) + "]"
+
+
+def _json_lines(
+    columns: VmaColumns, kinds: Sequence[str], sealed_only: bool
+) -> tuple[list[str], int, int, int]:
+    """maps_json's region lines, written in Python (no C extension, or
+    columns it does not take): the lines, mappings, sealed ones, their bytes."""
     encode = encode_basestring_ascii
     paths: dict[str, str] = {}
     flag_lists: dict[frozenset[str] | None, str] = {}
@@ -160,19 +223,7 @@ def maps_json(maps: ProcessMaps, sealed_only: bool = False) -> str:
             f'"kind": "{kind}", "path": {text}, "offset": {offset}, '
             f'"inode": {inode}, "vmflags": {flag_list}}}'
         )
-    head = json.dumps(
-        {
-            "schema": "sealkit.maps/1",
-            "pid": maps.pid,
-            "command": label(maps.command),
-            "mappings": count,
-            "sealed_mappings": sealed_count,
-            "sealed_bytes": sealed_bytes,
-        }
-    )
-    if not lines:
-        return head[:-1] + ', "regions": []}\n'
-    return head[:-1] + ',\n "regions": [\n  ' + ",\n  ".join(lines) + "\n ]}\n"
+    return lines, count, sealed_count, sealed_bytes
 
 
 def process_maps(pid: int | str = "self", procfs: str = "/proc") -> ProcessMaps:

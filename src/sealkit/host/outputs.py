@@ -99,6 +99,14 @@ def to_json(
     requirements: Sequence[RequirementResult] = (),
 ) -> dict[str, Any]:
     """The sweep as a JSON-ready dict (schema ``sealkit/data/audit.schema.json``)."""
+    return _document(audit, sealed_only, requirements, rows=True)
+
+
+def _document(
+    audit: HostAudit, sealed_only: bool, requirements: Sequence[RequirementResult], rows: bool
+) -> dict[str, Any]:
+    """:func:`to_json`'s document; with ``rows`` false its ``processes`` is
+    left empty (for :func:`audit_json_text`, which writes them itself)."""
     if not isinstance(audit, HostAudit):
         raise ArgumentTypeError(f"audit must be a HostAudit, not {type(audit).__name__}")
     filters = {"pid": None, "user": None, "comm": None, **(audit.filters or {})}
@@ -129,7 +137,9 @@ def to_json(
         },
         "not_found": list(audit.not_found),
         "unreached": list(audit.unreached),
-        "processes": [process_json(p) for p in audit.processes if _shown(p, sealed_only)],
+        "processes": (
+            [process_json(p) for p in audit.processes if _shown(p, sealed_only)] if rows else []
+        ),
         "requirements": [
             {**r.as_dict(), "requirement": label(r.requirement)} for r in requirements
         ],
@@ -146,7 +156,9 @@ def audit_json_text(
     --json``): the sealed mappings, which a process may have by the tens of
     thousands, are formatted row by row instead of going through a dict
     each and the ``json`` module. The same document, byte for byte parsed."""
-    doc = to_json(audit, sealed_only=sealed_only, requirements=requirements)
+    # the document without its rows: building each sealed mapping's dict
+    # only to replace it costs more than writing the rows
+    doc = _document(audit, sealed_only, requirements, rows=False)
     encode = _ENCODER.encode
     strings = encode_basestring_ascii
     paths: dict[str, str] = {}
@@ -167,7 +179,6 @@ def audit_json_text(
                 f'"perms": {strings(m.perms)}, "kind": "{m.kind}", "path": {path}}}'
             )
         rows.append(text[:-1] + ', "sealed": [' + ", ".join(items) + "]}")
-    doc["processes"] = []
     head = json_text(doc)
     marker = '"processes": []'
     at = head.index(marker)

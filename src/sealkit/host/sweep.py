@@ -270,8 +270,11 @@ def _audit_pid(
             kinds = classify(vmas, lambda v: layouts.lookup(proc, v), which)
             columns = vmas.columns()
             start, end, perms, path = columns.start, columns.end, columns.perms, columns.path
+            # tuple.__new__ skips the NamedTuple's Python-level __new__: a
+            # process may have tens of thousands of sealed mappings
+            new = tuple.__new__
             sealed = tuple(
-                SealedMapping(start[i], end[i], perms[i], kind, path[i])
+                new(SealedMapping, (start[i], end[i], perms[i], kind, path[i]))
                 for i, kind in zip(which, kinds, strict=True)
             )
             return _row(status, "ok", count, sealed)
