@@ -120,6 +120,8 @@ from __future__ import annotations
 import gc
 import hashlib
 import multiprocessing
+import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -127,6 +129,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
+from .._os import syscalls
 from ..flags import Madv, MapFlag, Prot
 from ..layout import Layout
 from ..model.vma import VM_STICKY
@@ -1456,7 +1459,14 @@ def call_kind(op: Op) -> str:
 _ENGINE: _Engine | None = None
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
+    # A worker dies with the search that forked it, however that ends (a
+    # SIGKILL, the OOM killer): orphaned, each went on expanding its level,
+    # holding gigabytes. Set before checking the parent is still there, so
+    # no death falls between the two.
+    syscalls.set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
     # The inherited heap is frozen (gc.freeze() before the fork) and the
     # collector stays off: a collection would walk, and so copy, every page
     # of it.
@@ -1533,7 +1543,10 @@ def search(
             gc.freeze()  # keep the collector off the pages the workers share
             try:
                 with ProcessPoolExecutor(
-                    max_workers=workers, mp_context=context, initializer=_worker_init
+                    max_workers=workers,
+                    mp_context=context,
+                    initializer=_worker_init,
+                    initargs=(os.getpid(),),
                 ) as pool:
                     futures = [
                         pool.submit(_run_chunk, level, lo, hi, last, prune, open_props)
