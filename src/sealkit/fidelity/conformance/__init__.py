@@ -482,7 +482,7 @@ def run_scenarios(scenarios: Iterable[Scenario], target: str | Target = "kernel"
             steps, checks, judged = _expectations(sc, tx.policy)
             steps_with_checks = {c.step for c in checks}
             if tx.name == "kernel":
-                # What this caller may not do (mlockall without CAP_IPC_LOCK)
+                # What this caller may not do (lock memory without CAP_IPC_LOCK)
                 # is not a difference from the model: not run, and why.
                 why = next((r for r in map(host_refusal, (s.op for s in steps)) if r), None)
                 if why:
