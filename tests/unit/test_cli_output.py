@@ -158,6 +158,15 @@ def test_an_output_that_is_a_directory_exits_4_in_one_line(args: list[str], tmp_
     assert list(tmp_path.iterdir()) == []
 
 
+def test_audit_output_dash_is_stdout(tmp_path: Path) -> None:
+    # `-o -` wrote a file named "-" in the current directory.
+    done = _sealkit("audit", "--pid", str(os.getpid()), "--format", "prometheus", "-o", "-",
+                    cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "sealkit_audit_processes" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_full_disk_on_stdout_exits_4_in_one_line() -> None:
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")

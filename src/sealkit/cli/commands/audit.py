@@ -78,7 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o", "--output", metavar="FILE",
         help="write to FILE instead of stdout, atomically: a temporary file in FILE's "
-        "directory renamed over it; a new FILE gets mode 0644, an existing one keeps its mode",
+        "directory renamed over it; a new FILE gets mode 0644, an existing one keeps its mode "
+        "('-': stdout)",
     )  # fmt: skip
     parser.add_argument("--host", help="the host label in Prometheus output (default: uname -n)")
     parser.add_argument(
@@ -206,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
     from ..main import EXIT_IO
 
     fmt = args.format or "table"
+    if args.output == "-":  # as everywhere else on the command line (replay -): stdout
+        args.output = None
     try:
         requirements = [parse_requirement(text) for text in args.require]
         users = _users(args.user)
