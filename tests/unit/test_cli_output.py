@@ -158,12 +158,17 @@ def test_an_output_that_is_a_directory_exits_4_in_one_line(args: list[str], tmp_
     assert list(tmp_path.iterdir()) == []
 
 
-def test_audit_output_dash_is_stdout(tmp_path: Path) -> None:
+def test_output_dash_is_stdout_or_refused(tmp_path: Path) -> None:
     # `-o -` wrote a file named "-" in the current directory.
     done = _sealkit("audit", "--pid", str(os.getpid()), "--format", "prometheus", "-o", "-",
                     cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "sealkit_audit_processes" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+    # maps prints its table on stdout: an SVG there would be mixed into it
+    done = _sealkit("maps", "self", "--svg", "-", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--svg -" in done.stderr and done.stdout == ""
     assert list(tmp_path.iterdir()) == []
 
 
