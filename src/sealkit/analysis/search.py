@@ -182,6 +182,10 @@ class Holds:
     property: Property
     depth: int
     states: int
+    cut: int = 0
+    """The depth whose search was cut short by the state budget (0: none):
+    the property holds to ``depth``; sequences of ``cut`` calls were not all
+    tried."""
 
 
 @dataclass
@@ -210,6 +214,10 @@ class SearchStats:
     """Last-level (state, call) pairs not judged: the call is independent of a change."""
     seconds: float = 0.0
     workers: int = 1
+    cut: int = 0
+    """The depth at which the state budget (``max_states``) stopped the
+    search (0: it was not stopped)."""
+    max_states: int | None = None
     digest: str = ""
     """With ``search(..., digest=True)``: a hash of every kept state, level by
     level, in order (equal digests: the same states were kept)."""
@@ -258,6 +266,13 @@ VerdictKey: TypeAlias = tuple[int, int, bool, int, tuple[Entry, ...]]
 
 _NOTHING: Final[frozenset[Property]] = frozenset()
 _DATA: Final = frozenset({Property.CONTENT})
+DEFAULT_MAX_STATES: Final = 2_000_000
+"""States a search keeps at most (all levels) before it stops, unless told
+otherwise: about 2 GB in the process that merges the levels, measured
+(benchmarks/bench_analyze.py ``--budget``)."""
+CACHE_LIMIT: Final = 1_000_000
+"""Entries a process keeps in each answer cache before emptying it (the
+caches only save work: emptying one changes counters, never a result)."""
 _MIN_PARALLEL: Final = 48
 """Fewer states than this in a level are expanded in-process (forking costs more)."""
 
@@ -347,6 +362,9 @@ class _Chunk:
     stats: SearchStats = field(default_factory=SearchStats)
     local: set[Hashable] = field(default_factory=set)
     """Successors already collected (not sent back)."""
+    keep: bool = True
+    """Whether new cache answers are collected for the next level (none
+    comes after the last)."""
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -755,14 +773,24 @@ class _Engine:
             stats.applied += 1
         return space
 
+    def trim_caches(self) -> None:
+        """Empty each answer cache that has grown past :data:`CACHE_LIMIT`
+        entries (they save work only; the start state's answers are kept
+        apart and stay)."""
+        for cache in (self.effects, self.verdicts, self.refusals):
+            if len(cache) > CACHE_LIMIT:
+                cache.clear()
+
     def expand(
         self, level: int, lo: int, hi: int, last: bool, prune: bool, open_props: frozenset[Property]
     ) -> _Chunk:
         """Expand states ``[lo, hi)`` of ``level``. On the last level only
         judge the calls; before it also collect successors (``prune``: the
         successors are on the last level)."""
-        out = _Chunk()
+        out = _Chunk(keep=not last)
         for idx in range(lo, hi):
+            if not idx & 255:
+                self.trim_caches()
             node = self.levels[level][idx]
             out.stats.expanded += 1
             out.stats.pairs += len(self.ops)
@@ -1085,7 +1113,8 @@ class _Expansion:
             return found
         found = self.run(g, members, fp, local, judge=self.open)
         engine.effects[key] = found
-        self.out.effects[key] = found
+        if self.out.keep:
+            self.out.effects[key] = found
         if self.level == 0:
             engine.root_effects[g] = found
         self.remember_verdicts(g, found)
@@ -1113,7 +1142,8 @@ class _Expansion:
             return
         known = engine.refusals.setdefault(key, {})
         known.update(found)
-        self.out.refusals.setdefault(key, {}).update(found)
+        if self.out.keep:
+            self.out.refusals.setdefault(key, {}).update(found)
 
     def run(
         self,
@@ -1417,7 +1447,8 @@ class _Expansion:
             self.learn(g, rkey, learned)
         found = tuple(results)
         engine.verdicts[key] = found
-        self.out.verdicts[key] = found
+        if self.out.keep:
+            self.out.verdicts[key] = found
         return found
 
     def remember_verdicts(self, g: int, effect: Effect) -> None:
@@ -1434,7 +1465,7 @@ class _Expansion:
                 view, _ = self.fp.view(win, blind)
                 key = (g, part, blind, win, view)
                 found = tuple(broken[i] - _DATA if blind else broken[i] for i in members)
-                if engine.verdicts.setdefault(key, found) is found:
+                if engine.verdicts.setdefault(key, found) is found and self.out.keep:
                     self.out.verdicts[key] = found
 
 
@@ -1477,10 +1508,7 @@ def _run_chunk(
     level: int, lo: int, hi: int, last: bool, prune: bool, open_props: frozenset[Property]
 ) -> _Chunk:
     assert _ENGINE is not None
-    chunk = _ENGINE.expand(level, lo, hi, last, prune, open_props)
-    if last:  # nothing comes after: do not send the caches back
-        chunk.effects, chunk.verdicts, chunk.refusals = {}, {}, {}
-    return chunk
+    return _ENGINE.expand(level, lo, hi, last, prune, open_props)
 
 
 def _chunks(total: int, parts: int) -> list[tuple[int, int]]:
@@ -1497,6 +1525,7 @@ def search(
     model_key: bool = False,
     digest: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
+    max_states: int | None = DEFAULT_MAX_STATES,
 ) -> SearchResult:
     """Search sequences of up to ``depth`` calls, breadth-first.
 
@@ -1508,10 +1537,20 @@ def search(
     reduction. ``digest=True`` fills ``stats.digest``.
     ``progress(level, states_done, states_total)`` is called as levels
     advance.
+
+    ``max_states`` bounds the states kept (all levels; ``None``: no bound).
+    When the states of depth ``d`` would pass it, every call of depth ``d``
+    is still judged (what breaks there is found), but those states are
+    dropped and depth ``d + 1`` is not searched: the properties still open
+    hold to ``d``, with ``Holds.cut`` (and ``stats.cut``) naming ``d + 1``.
+    States are merged in their order, so where it stops does not depend on
+    ``workers``.
     """
     global _ENGINE
     if model_key and cache:
         raise ValueError("model_key is for the exact search (cache=False)")
+    if max_states is not None and max_states < 1:
+        raise ValueError(f"max_states must be at least 1, got {max_states}")
     started = time.perf_counter()
     engine = _Engine(problem, cache, model_key)
     root_vec = engine.root_vec
@@ -1520,7 +1559,7 @@ def search(
     engine.reps.append(set())
     seen = engine.seen
     seen.add(engine.key_of(problem.start, root_vec))
-    stats = SearchStats(levels=[1], workers=workers)
+    stats = SearchStats(levels=[1], workers=workers, max_states=max_states)
     outcomes: dict[Property, Found | Holds] = {}
     open_props = frozenset(problem.properties)
     # A property broken before any call (a scenario that starts broken) is found at depth 0.
@@ -1528,6 +1567,7 @@ def search(
         outcomes[prop] = Found(prop, 0, (), {})
     open_props -= frozenset(outcomes)
     context = multiprocessing.get_context("fork")
+    budget = None if max_states is None else max_states - 1
     level = 0
     while level < depth and open_props:
         frontier = engine.levels[level]
@@ -1535,7 +1575,7 @@ def search(
         prune = level + 2 == depth
         if progress is not None:
             progress(level + 1, 0, len(frontier))
-        chunks: list[_Chunk]
+        merge = _Merge(engine, stats, budget)
         # The start state is always expanded here: its outcomes answer every
         # later call whose view is untouched.
         if workers > 1 and level > 0 and len(frontier) >= _MIN_PARALLEL:
@@ -1552,9 +1592,9 @@ def search(
                         pool.submit(_run_chunk, level, lo, hi, last, prune, open_props)
                         for lo, hi in _chunks(len(frontier), workers * 16)
                     ]
-                    chunks = []
                     for n, future in enumerate(futures, 1):
-                        chunks.append(future.result())
+                        # In chunk order, whichever worker finished first.
+                        merge.add(future.result(), caches=not last)
                         if progress is not None:
                             progress(
                                 level + 1,
@@ -1564,53 +1604,35 @@ def search(
             finally:
                 _ENGINE = None
                 gc.unfreeze()
-            for chunk in chunks:
-                engine.effects.update(chunk.effects)
-                engine.verdicts.update(chunk.verdicts)
-                for rkey, known in chunk.refusals.items():
-                    engine.refusals.setdefault(rkey, {}).update(known)
         else:
-            chunks = []
             step = max(1, len(frontier) // 20)
             for lo, hi in _chunks(len(frontier), max(1, len(frontier) // step)):
-                chunks.append(engine.expand(level, lo, hi, last, prune, open_props))
+                merge.add(engine.expand(level, lo, hi, last, prune, open_props), caches=False)
                 if progress is not None:
                     progress(level + 1, hi, len(frontier))
-        nxt: list[_Node] = []
-        reps: set[tuple[int, int]] = set()
-        hits: dict[tuple[Property, str], tuple[int, int]] = {}
-        counts: dict[Property, Counter[str]] = {}
-        intern = engine.intern
-        for chunk in chunks:
-            stats.add(chunk.stats)
-            for slot, where in chunk.hits.items():
-                if slot not in hits or where < hits[slot]:
-                    hits[slot] = where
-            for prop, counter in chunk.counts.items():
-                counts.setdefault(prop, Counter()).update(counter)
-            for parent, op, key, vec, delta, reads, writes, front, cand in chunk.successors:
-                if key not in seen:
-                    seen.add(key)
-                    kept = tuple(intern.setdefault(e, e) for e in vec)
-                    nxt.append(_Node(parent, op, kept, delta, reads, writes, front, cand))
-                    reps.add((parent, op))
-        broken = {prop for prop, _ in hits}
+        engine.trim_caches()
+        broken = {prop for prop, _ in merge.hits}
         for prop in broken:
             # One example per final call, in (state, call) order; the first is the answer.
-            mine = sorted(where for (p, _), where in hits.items() if p is prop)
+            mine = sorted(where for (p, _), where in merge.hits.items() if p is prop)
             paths = [(*engine.path(level, idx), op) for idx, op in mine]
             # Kinds in alphabet order, whatever order the chunks met them in.
-            ways = dict(sorted(counts[prop].items(), key=lambda kv: engine.kind_rank[kv[0]]))
+            ways = dict(sorted(merge.counts[prop].items(), key=lambda kv: engine.kind_rank[kv[0]]))
             outcomes[prop] = Found(prop, level + 1, paths[0], ways, tuple(paths[1:]))
         open_props -= frozenset(broken)
         level += 1
+        if merge.cut:
+            # Every call of this level was judged, but its states would pass
+            # the budget: the next depth is not searched.
+            stats.cut = level + 1
+            break
         if not last:
-            engine.levels.append(nxt)
-            engine.reps.append(reps)
-            stats.levels.append(len(nxt))
+            engine.levels.append(merge.nxt)
+            engine.reps.append(merge.reps)
+            stats.levels.append(len(merge.nxt))
     expanded_states = sum(len(engine.levels[d]) for d in range(min(level, len(engine.levels))))
     for prop in open_props:
-        outcomes[prop] = Holds(prop, level, expanded_states)
+        outcomes[prop] = Holds(prop, level, expanded_states, stats.cut)
     if digest:
         h = hashlib.sha256()
         for nodes in engine.levels:
@@ -1621,3 +1643,50 @@ def search(
     stats.seconds = time.perf_counter() - started
     ordered = {p: outcomes[p] for p in problem.properties}
     return SearchResult(ordered, stats, depth)
+
+
+class _Merge:
+    """One level's chunks merged in order: the new states (each kept once,
+    from the first chunk that reached it), the first hits and the counts.
+    Once the states would pass the budget ``cut`` is set and the states are
+    dropped; hits and counts are still merged."""
+
+    def __init__(self, engine: _Engine, stats: SearchStats, budget: int | None) -> None:
+        self.engine = engine
+        self.stats = stats
+        self.room = None if budget is None else budget - sum(stats.levels[1:])
+        self.nxt: list[_Node] = []
+        self.reps: set[tuple[int, int]] = set()
+        self.hits: dict[tuple[Property, str], tuple[int, int]] = {}
+        self.counts: dict[Property, Counter[str]] = {}
+        self.cut = False
+
+    def add(self, chunk: _Chunk, caches: bool) -> None:
+        engine, stats = self.engine, self.stats
+        stats.add(chunk.stats)
+        if caches:
+            # A worker's new answers, for the next level's workers to inherit.
+            engine.effects.update(chunk.effects)
+            engine.verdicts.update(chunk.verdicts)
+            for rkey, known in chunk.refusals.items():
+                engine.refusals.setdefault(rkey, {}).update(known)
+        for slot, where in chunk.hits.items():
+            if slot not in self.hits or where < self.hits[slot]:
+                self.hits[slot] = where
+        for prop, counter in chunk.counts.items():
+            self.counts.setdefault(prop, Counter()).update(counter)
+        engine.trim_caches()
+        if self.cut:
+            return
+        seen, intern, nxt = engine.seen, engine.intern, self.nxt
+        room = self.room
+        for parent, op, key, vec, delta, reads, writes, front, cand in chunk.successors:
+            if key not in seen:
+                if room is not None and len(nxt) >= room:
+                    self.cut = True
+                    self.nxt, self.reps = [], set()
+                    return
+                seen.add(key)
+                kept = tuple(intern.setdefault(e, e) for e in vec)
+                nxt.append(_Node(parent, op, kept, delta, reads, writes, front, cand))
+                self.reps.add((parent, op))
