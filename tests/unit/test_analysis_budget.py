@@ -20,6 +20,7 @@ from sealkit.analysis.alphabet import alphabet_of
 from sealkit.analysis.analyzer import make_problem
 from sealkit.analysis.scenario import DEFAULT_SCENARIO
 from sealkit.analysis.search import Found, Holds, Problem, search
+from sealkit.ops import format_op
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -144,3 +145,36 @@ def test_cli_refuses_a_budget_below_one(sealkit_cli: Cli) -> None:
     proc = sealkit_cli("analyze", "--max-states", "0")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip() == "sealkit analyze: --max-states must be at least 1, got 0"
+
+
+def _merge_as_coded() -> Problem:
+    # proposal-v1 as coded lets three calls replace a sealed mapping
+    # (docs/debate.md): every 40th call of its alphabet and those three.
+    problem = _problem("proposal-v1:merge-as-coded")
+    want = {"mprotect p0 1p r--", "madvise p0 2p random", "mmap p0 2p --- private|anon|fixed"}
+    ops = problem.alphabet.ops
+    three = [op for op in ops if " ".join(format_op(op).split()) in want]
+    assert len(three) == 3
+    sliced = list(dict.fromkeys([*ops[::40], *three]))
+    return Problem(
+        problem.start, problem.windows, alphabet_of(sliced, DEFAULT_SCENARIO.heap_pages),
+        problem.properties, problem.protected, problem.promise, problem.key_windows,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_after_the_cut_the_level_is_judged_as_in_full(
+    monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    monkeypatch.setattr(search_mod, "_MIN_PARALLEL", 1)
+    problem = _merge_as_coded()
+    three = search(problem, 3, workers=1, max_states=None)
+    broken = {p: o for p, o in three.outcomes.items() if isinstance(o, Found) and o.depth == 3}
+    assert broken and three.stats.levels == [1, 22, 242]
+    # Asked for depth 4, the search keeps depth 2's states and ten of depth
+    # 3's, then judges the rest of depth 3's calls without keeping states:
+    # the same findings, with the same examples and counts, as the full
+    # depth-3 search.
+    cut = search(problem, 4, workers=workers, max_states=1 + 22 + 242 + 10)
+    assert cut.stats.cut == 4 and cut.stats.levels == [1, 22, 242]
+    assert cut.outcomes == three.outcomes

@@ -123,9 +123,9 @@ import multiprocessing
 import os
 import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
@@ -883,62 +883,53 @@ class _View:
             return (self.engine.all_slots, self.engine.all_slots)
         return (self.base(g) | self.engine.op_files[i], self.writes(g))
 
+    def _grown(self, g: int, start: int, span: list[int], alias: list[int]) -> int:
+        """``start`` with, for each page group ``g`` widens to, its ``span``
+        entry, and for each page it names, its ``alias`` entry."""
+        engine = self.engine
+        m = start
+        for j in engine.wide_bits[g]:
+            m |= span[j]
+        for j in engine.named_bits[g]:
+            m |= alias[j]
+        return m
+
     def writes(self, g: int) -> int:
         """What group ``g``'s calls may write: the pages they name and the
         page after each named run, private VMAs without an anon_vma beside
         them (a merge or fault gives them one), the pages of a shared object
         they name and its file (a store shows through all of them), the break."""
         found = self._writes.get(g)
-        if found is not None:
-            return found
-        engine = self.engine
-        m = engine.writes_static[g]
-        span_w = self.span_w
-        for j in engine.wide_bits[g]:
-            m |= span_w[j]
-        page_alias_w = self.page_alias_w
-        for j in engine.named_bits[g]:
-            m |= page_alias_w[j]
-        self._writes[g] = m
-        return m
+        if found is None:
+            found = self._writes[g] = self._grown(
+                g, self.engine.writes_static[g], self.span_w, self.page_alias_w
+            )
+        return found
 
     def base(self, g: int) -> int:
         """The footprint of group ``g``'s calls but the files they map: the
         slots they name, one page either side, private VMAs without an
         anon_vma among those, what they reach through their objects."""
         found = self._fp.get(g)
-        if found is not None:
-            return found
-        engine = self.engine
-        m = engine.widened[g] & ~engine.group_file_mask[g]
-        span = self.span
-        for j in engine.wide_bits[g]:
-            m |= span[j]
-        page_alias = self.page_alias
-        for j in engine.named_bits[g]:
-            m |= page_alias[j]
-        self._fp[g] = m
-        return m
+        if found is None:
+            engine = self.engine
+            start = engine.widened[g] & ~engine.group_file_mask[g]
+            found = self._fp[g] = self._grown(g, start, self.span, self.page_alias)
+        return found
 
     def narrow(self, g: int) -> int:
         """The window of group ``g``'s calls that cannot leave an anonymous
-        VMA without anon_vma: the slots they name, private VMAs without an
-        anon_vma next to them, what they reach through their objects. What
-        such a call does to the facts of pages (mapping, protection, data)
-        is a function of this window."""
+        VMA without anon_vma: the slots they name (with the files its calls
+        map and the break), private VMAs without an anon_vma next to them,
+        what they reach through their objects. What such a call does to the
+        facts of pages (mapping, protection, data) is a function of this
+        window."""
         found = self._narrow.get(g)
-        if found is not None:
-            return found
-        engine = self.engine
-        m = engine.named[g]  # with the files its calls map and the break
-        span = self.span
-        for j in engine.wide_bits[g]:
-            m |= span[j]
-        page_alias = self.page_alias
-        for j in engine.named_bits[g]:
-            m |= page_alias[j]
-        self._narrow[g] = m
-        return m
+        if found is None:
+            found = self._narrow[g] = self._grown(
+                g, self.engine.named[g], self.span, self.page_alias
+            )
+        return found
 
     def depending(self, fp: Footprint) -> int:
         """The groups (bit per group) whose calls may not commute with a call
@@ -1341,7 +1332,9 @@ class _Expansion:
     def judge(self) -> None:
         """Last level: which calls break an open property."""
         engine, node = self.engine, self.node
-        groups = range(len(engine.groups)) if node.cand == -1 else _bits(node.cand)
+        # ``cand`` is 0 on a node kept for a level that was not to be the last
+        # (its successors' budget ran out): every group, then.
+        groups = range(len(engine.groups)) if node.cand in (-1, 0) else _bits(node.cand)
         skipped = len(engine.ops) - len(engine.global_ops)
         for g in groups:
             skipped -= len(engine.groups[g])
@@ -1588,17 +1581,28 @@ def search(
                     initializer=_worker_init,
                     initargs=(os.getpid(),),
                 ) as pool:
-                    futures = [
-                        pool.submit(_run_chunk, level, lo, hi, last, prune, open_props)
-                        for lo, hi in _chunks(len(frontier), workers * 16)
-                    ]
-                    for n, future in enumerate(futures, 1):
+                    # A few chunks in flight, submitted in order: once the
+                    # budget is passed the rest are only judged (as on a
+                    # last level: no successors).
+                    spans = _chunks(len(frontier), workers * 16)
+                    pending: deque[Future[_Chunk]] = deque()
+                    submitted = 0
+                    for n in range(1, len(spans) + 1):
+                        while submitted < len(spans) and len(pending) < workers * 2:
+                            lo, hi = spans[submitted]
+                            judge_only = last or merge.cut
+                            pending.append(
+                                pool.submit(
+                                    _run_chunk, level, lo, hi, judge_only, prune, open_props
+                                )
+                            )
+                            submitted += 1
                         # In chunk order, whichever worker finished first.
-                        merge.add(future.result(), caches=not last)
+                        merge.add(pending.popleft().result(), caches=not last)
                         if progress is not None:
                             progress(
                                 level + 1,
-                                min(len(frontier), n * len(frontier) // len(futures)),
+                                min(len(frontier), n * len(frontier) // len(spans)),
                                 len(frontier),
                             )
             finally:
@@ -1607,7 +1611,8 @@ def search(
         else:
             step = max(1, len(frontier) // 20)
             for lo, hi in _chunks(len(frontier), max(1, len(frontier) // step)):
-                merge.add(engine.expand(level, lo, hi, last, prune, open_props), caches=False)
+                chunk = engine.expand(level, lo, hi, last or merge.cut, prune, open_props)
+                merge.add(chunk, caches=False)
                 if progress is not None:
                     progress(level + 1, hi, len(frontier))
         engine.trim_caches()
