@@ -266,10 +266,11 @@ VerdictKey: TypeAlias = tuple[int, int, bool, int, tuple[Entry, ...]]
 
 _NOTHING: Final[frozenset[Property]] = frozenset()
 _DATA: Final = frozenset({Property.CONTENT})
-DEFAULT_MAX_STATES: Final = 2_000_000
-"""States a search keeps at most (all levels) before it stops, unless told
-otherwise: about 2 GB in the process that merges the levels, measured
-(benchmarks/bench_analyze.py ``--budget``)."""
+DEFAULT_MAX_STATES: Final = 1_000_000
+"""States a search keeps at most (all levels) unless told otherwise.
+Measured at this budget (``sealkit analyze --policy linux --depth 4``, two
+workers, docs/analyze.md "Depth 4 and the state budget"): 1.7 GB in the
+process that merges the levels, 3.7 GB with its workers."""
 CACHE_LIMIT: Final = 1_000_000
 """Entries a process keeps in each answer cache before emptying it (the
 caches only save work: emptying one changes counters, never a result)."""
@@ -1568,7 +1569,7 @@ def search(
         prune = level + 2 == depth
         if progress is not None:
             progress(level + 1, 0, len(frontier))
-        merge = _Merge(engine, stats, budget)
+        merge = _Merge(engine, stats, budget, reps=not prune)
         # The start state is always expanded here: its outcomes answer every
         # later call whose view is untouched.
         if workers > 1 and level > 0 and len(frontier) >= _MIN_PARALLEL:
@@ -1656,8 +1657,11 @@ class _Merge:
     Once the states would pass the budget ``cut`` is set and the states are
     dropped; hits and counts are still merged."""
 
-    def __init__(self, engine: _Engine, stats: SearchStats, budget: int | None) -> None:
+    def __init__(self, engine: _Engine, stats: SearchStats, budget: int | None, reps: bool) -> None:
         self.engine = engine
+        self.keep_reps = reps
+        """Whether the (parent, call) pairs are kept (only a level that is
+        expanded, not just judged, reads them)."""
         self.stats = stats
         self.room = None if budget is None else budget - sum(stats.levels[1:])
         self.nxt: list[_Node] = []
@@ -1684,6 +1688,7 @@ class _Merge:
         if self.cut:
             return
         seen, intern, nxt = engine.seen, engine.intern, self.nxt
+        reps = self.reps if self.keep_reps else None
         room = self.room
         for parent, op, key, vec, delta, reads, writes, front, cand in chunk.successors:
             if key not in seen:
@@ -1694,4 +1699,5 @@ class _Merge:
                 seen.add(key)
                 kept = tuple(intern.setdefault(e, e) for e in vec)
                 nxt.append(_Node(parent, op, kept, delta, reads, writes, front, cand))
-                self.reps.add((parent, op))
+                if reps is not None:
+                    reps.add((parent, op))

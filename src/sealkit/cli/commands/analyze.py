@@ -91,9 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_STATES,
         metavar="N",
         help=(
-            "stop a search that would keep more than N states and report the depth it got to "
-            f"(default {DEFAULT_MAX_STATES:,}: about 2 GB; the linux policy has 54,386 states "
-            "at depth 2 and millions at depth 3, so --depth 4 stops there)"
+            "stop a search that would keep more than N states: the depth it got to is judged "
+            f"in full and reported, the next is not tried (default {DEFAULT_MAX_STATES:,}, "
+            "measured at 1.7 GB in this process and 3.7 GB with two workers; linux passes it "
+            "at depth 4)"
         ),
     )
     parser.add_argument(
