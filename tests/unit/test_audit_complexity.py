@@ -8,11 +8,14 @@ the audit quadratic: a run of contiguous anonymous mappings (what
 ``freeze()`` makes), an ELF file mapped page by page where the loader would
 not place it, a ``.bss`` split into many pieces, many placements of one
 library and many different libraries.
+
+Every test runs twice: with the C classifier (``_fastsys.classify_kinds``,
+when it was built) and with the Python one it must agree with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -22,6 +25,7 @@ from sealkit._os import elf as elf_file
 from sealkit._os.elf import LoadLayout, Segment
 from sealkit._os.procfs import Vma
 from sealkit.host import audit
+from sealkit.host import classify as classify_module
 from tests.steps import count_steps
 from tests.unit.naive_classify import naive_classify
 
@@ -54,6 +58,19 @@ def lib(base: int, inode: int = 9, path: str = "/usr/lib/libx.so") -> list[Vma]:
 
 
 SEALED = frozenset({"sl"})
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def classifier(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Classify with the C rules, then with the Python ones."""
+    if request.param == "c" and classify_module._classify_kinds is None:
+        pytest.skip("the C classifier was not built (no compiler, or no 128-bit integers)")
+    saved = classify_module._FORCE_PYTHON
+    classify_module._FORCE_PYTHON = request.param == "python"
+    try:
+        yield request.param
+    finally:
+        classify_module._FORCE_PYTHON = saved
 
 
 def frozen(n: int) -> list[Vma]:

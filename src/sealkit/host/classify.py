@@ -42,6 +42,7 @@ after a writable file mapping is ``.bss`` data.
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
@@ -51,6 +52,24 @@ from ..errors import ArgumentError, ArgumentTypeError, ParseError
 from ..flags import PAGE_SIZE
 
 __all__ = ["KINDS", "SYSTEM_MAPPINGS", "FileLayouts", "classify"]
+
+# The same rules in C (sealkit/_os/_fastsys.c classify_kinds), for columns of
+# the shape the smaps scanner makes; what depends on a file's program headers
+# it asks of _Process._facts, once per file. Without it (no compiler at
+# install, no 128-bit integers, an extension built from an older source), or
+# with SEALKIT_NO_FASTSYS=1, _Process.kinds below does it all: the same
+# answers (tests/unit/test_classify_c.py holds the two equal).
+_classify_kinds: Callable[..., list[str] | None] | None
+try:
+    from .._os import _fastsys
+except ImportError:  # pragma: no cover - depends on how sealkit was installed
+    _classify_kinds = None
+else:
+    _classify_kinds = getattr(_fastsys, "classify_kinds", None)
+
+_FORCE_PYTHON = bool(os.environ.get("SEALKIT_NO_FASTSYS"))
+"""Classify in Python only (``SEALKIT_NO_FASTSYS=1``; tests set it to
+compare the two)."""
 
 KINDS: Final = (
     "text", "rodata", "relro", "data", "file", "heap", "stack", "anon", "shm", "system", "guard",
@@ -336,6 +355,32 @@ class _Process:
             self._nearest[key] = nearest
         return spans, candidates, nearest
 
+    def _facts(self, j: int) -> int | tuple[Any, ...]:
+        """What the C classifier (``_fastsys.classify_kinds``) needs to know
+        about the file that mapping ``j`` maps, asked once per file: ``0``
+        when it is no ELF object placed by the loader (``"not-elf"``), ``1``
+        or ``2`` when its program headers are unknown (``1``: the file also
+        has an executable mapping), else its spans, and the candidates for a
+        placement with the nearest placement at or before each (what
+        :meth:`file_kind`, :meth:`object_bias` and :meth:`_head_says` use)."""
+        key = (self.dev[j], self.inode[j])
+        layout = self._files.get(key)
+        if layout is None:
+            layout = self.layout(j)
+        if layout == "not-elf":
+            return 0
+        if isinstance(layout, str):
+            return 1 if key in self.executable_files() else 2
+        file_key = (self.dev[j], self.inode[j], id(layout))
+        known = self._by_file.get(file_key)
+        if known is None:
+            known = self._by_file[file_key] = self._file_placements(j, layout)
+        spans, candidates, nearest = known
+        return (
+            spans.first_vaddr, spans.top, spans.load_lo, spans.load_hi, spans.bss_lo,
+            spans.bss_hi, spans.relro, candidates, nearest,
+        )  # fmt: skip
+
     # --- anonymous runs ---------------------------------------------------------------
 
     def run_head(self, i: int) -> int:
@@ -445,6 +490,16 @@ class _Process:
                 out.append(self.anon_kind(i))
         return out
 
+    def kinds_in_c(self, wanted: list[int] | None) -> list[str] | None:
+        """:meth:`kinds` by the C classifier, of every mapping (``None``) or
+        of those in ``wanted``; ``None`` when the columns are not of the
+        shape it takes (Python then classifies)."""
+        assert _classify_kinds is not None
+        return _classify_kinds(
+            self.start, self.end, self.perms, self.path, self.dev, self.inode, self.vmflags,
+            wanted, self._facts, KINDS,
+        )  # fmt: skip
+
     def file_kind(self, i: int) -> str:
         layout = self._files.get((self.dev[i], self.inode[i]))
         if layout is None:
@@ -551,10 +606,15 @@ def classify(
     if layout_of is not None and not callable(layout_of):
         raise ArgumentTypeError("layout_of must be callable or None")
     count = len(vmas)
-    wanted = range(count) if indices is None else int_list(indices, "indices", 0)
-    if indices is not None and any(i >= count for i in wanted):
+    asked = None if indices is None else int_list(indices, "indices", 0)
+    if asked is not None and any(i >= count for i in asked):
         raise ArgumentError("indices must point into vmas")
-    return _Process(vmas, layout_of).kinds(wanted)
+    process = _Process(vmas, layout_of)
+    if _classify_kinds is not None and not _FORCE_PYTHON:
+        found = process.kinds_in_c(asked)
+        if found is not None:
+            return found
+    return process.kinds(range(count) if asked is None else asked)
 
 
 class FileLayouts:
