@@ -679,27 +679,6 @@ out_reserve(outbuf *o, Py_ssize_t more)
     return 0;
 }
 
-static int
-out_add(outbuf *o, const char *p, Py_ssize_t n)
-{
-    if (out_reserve(o, n) < 0)
-        return -1;
-    memcpy(o->buf + o->len, p, (size_t)n);
-    o->len += n;
-    return 0;
-}
-
-/* The ASCII text of str s (text_of's answers and kinds must be ASCII). */
-static int
-out_str(outbuf *o, PyObject *s)
-{
-    if (!PyUnicode_Check(s) || !PyUnicode_IS_ASCII(s)) {
-        PyErr_SetString(PyExc_ValueError, "maps_json_rows: text must be ASCII str");
-        return -1;
-    }
-    return out_add(o, (const char *)PyUnicode_1BYTE_DATA(s), PyUnicode_GET_LENGTH(s));
-}
-
 /* text_of(kind, value), remembered per value in cache. A new reference:
  * the lookups run the value's __hash__ and __eq__, so nothing borrowed from
  * the cache is relied on. */
@@ -740,27 +719,106 @@ as_u64(PyObject *v, unsigned long long *out)
 
 #define MAPS_COLUMNS 8
 
-/* One region line: texts are text_of's answers for its permissions, path and
- * flags. 0, or -1 with an exception set. */
-static int
-write_row(outbuf *o, char *num, size_t size, unsigned long long start, unsigned long long end,
-          unsigned long long offset, unsigned long long inode, int sealed, PyObject *const *texts,
-          PyObject *kind)
+/* Lower-case hexadecimal (Python's "x") and decimal digits of v at p: the
+ * position after them (at most 16 and 20 characters). */
+static char *
+put_hex(char *p, unsigned long long v)
 {
-    if (o->len && out_add(o, ",\n  ", 4) < 0)
+    char tmp[16];
+    int n = 0;
+
+    do {
+        tmp[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static char *
+put_dec(char *p, unsigned long long v)
+{
+    char tmp[20];
+    int n = 0;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+#define PUT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+
+/* The ASCII bytes and length of str s (text_of's answers and kinds must be
+ * ASCII): 0, or -1 with ValueError set. */
+static int
+ascii_of(PyObject *s, const char **p, Py_ssize_t *n)
+{
+    if (!PyUnicode_Check(s) || !PyUnicode_IS_ASCII(s)) {
+        PyErr_SetString(PyExc_ValueError, "maps_json_rows: text must be ASCII str");
         return -1;
-    snprintf(num, size, "{\"start\": \"0x%llx\", \"end\": \"0x%llx\", \"size\": %llu, \"perms\": ",
-             start, end, end - start);
-    if (out_add(o, num, (Py_ssize_t)strlen(num)) < 0 || out_str(o, texts[0]) < 0)
+    }
+    *p = (const char *)PyUnicode_1BYTE_DATA(s);
+    *n = PyUnicode_GET_LENGTH(s);
+    return 0;
+}
+
+/* One region line: texts are text_of's answers for its permissions, path and
+ * flags. 0, or -1 with an exception set. The numbers are written by hand
+ * (snprintf was a third of the writer's time): "0x%llx" and "%llu". */
+static int
+write_row(outbuf *o, unsigned long long start, unsigned long long end, unsigned long long offset,
+          unsigned long long inode, int sealed, PyObject *const *texts, PyObject *kind)
+{
+    const char *t[4];
+    Py_ssize_t n[4], most = 4 + 2 * 16 + 3 * 20 + 160;
+    char *p;
+
+    for (int k = 0; k < 4; k++) {
+        if (ascii_of(k < 3 ? texts[k] : kind, &t[k], &n[k]) < 0)
+            return -1;
+        if (n[k] > PY_SSIZE_T_MAX / 8 - most) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        most += n[k];
+    }
+    if (out_reserve(o, most) < 0)
         return -1;
-    if (out_add(o, sealed ? ", \"sealed\": true, \"kind\": \"" : ", \"sealed\": false, \"kind\": \"",
-                sealed ? 27 : 28) < 0
-        || out_str(o, kind) < 0 || out_add(o, "\", \"path\": ", 11) < 0 || out_str(o, texts[1]) < 0)
-        return -1;
-    snprintf(num, size, ", \"offset\": %llu, \"inode\": %llu, \"vmflags\": ", offset, inode);
-    if (out_add(o, num, (Py_ssize_t)strlen(num)) < 0 || out_str(o, texts[2]) < 0
-        || out_add(o, "}", 1) < 0)
-        return -1;
+    p = o->buf + o->len;
+    if (o->len)
+        p = PUT(p, ",\n  ");
+    p = PUT(p, "{\"start\": \"0x");
+    p = put_hex(p, start);
+    p = PUT(p, "\", \"end\": \"0x");
+    p = put_hex(p, end);
+    p = PUT(p, "\", \"size\": ");
+    p = put_dec(p, end - start);
+    p = PUT(p, ", \"perms\": ");
+    memcpy(p, t[0], (size_t)n[0]);
+    p += n[0];
+    if (sealed)
+        p = PUT(p, ", \"sealed\": true, \"kind\": \"");
+    else
+        p = PUT(p, ", \"sealed\": false, \"kind\": \"");
+    memcpy(p, t[3], (size_t)n[3]);
+    p += n[3];
+    p = PUT(p, "\", \"path\": ");
+    memcpy(p, t[1], (size_t)n[1]);
+    p += n[1];
+    p = PUT(p, ", \"offset\": ");
+    p = put_dec(p, offset);
+    p = PUT(p, ", \"inode\": ");
+    p = put_dec(p, inode);
+    p = PUT(p, ", \"vmflags\": ");
+    memcpy(p, t[2], (size_t)n[2]);
+    p += n[2];
+    *p++ = '}';
+    o->len = p - o->buf;
     return 0;
 }
 
@@ -773,7 +831,6 @@ fastsys_maps_json_rows(PyObject *self, PyObject *args)
     Py_ssize_t n = 0, count = 0, sealed_count = 0, i;
     unsigned long long sealed_bytes = 0;
     outbuf o = {NULL, 0, 0};
-    char num[160];
     int c;
 
     (void)self;
@@ -845,8 +902,7 @@ fastsys_maps_json_rows(PyObject *self, PyObject *args)
                 || (texts[2] = text_of_cached(caches[2], text_of, 2, held[2])) == NULL)
                 r = -1;
             else
-                r = write_row(&o, num, sizeof num, start, end, offset, inode, sealed, texts,
-                              held[3]);
+                r = write_row(&o, start, end, offset, inode, sealed, texts, held[3]);
         }
         for (k = 0; k < 3; k++)
             Py_XDECREF(texts[k]);
