@@ -225,3 +225,60 @@ def test_random_layouts_agree_with_the_simple_rules(
     vmas = _build(pieces, gaps)
     assert audit.classify(vmas, _random_layout_of) == naive_classify(vmas, _random_layout_of)
     assert audit.classify(vmas) == naive_classify(vmas)
+
+
+# --- how placements are looked up: by bisection where starts increase, else a set -----
+
+
+def test_mappings_out_of_address_order_are_placed_as_before() -> None:
+    """/proc lists mappings by address; a caller's list may not be. Where the
+    starts do not increase, placements are looked up in a set of every file
+    mapping (what every order got before bisection was used): the answers
+    here are that code's."""
+    placed = [*lib(0x10000000), vma(0x10008000, 2, "rw-p")]
+    assert audit.classify(placed, layout_of) == naive_classify(placed, layout_of)
+    assert audit.classify(placed, layout_of) == [
+        "rodata",
+        "text",
+        "rodata",
+        "relro",
+        "data",
+        "data",
+    ]
+    assert audit.classify(placed[::-1], layout_of) == [
+        "anon",
+        "file",
+        "file",
+        "file",
+        "file",
+        "rodata",
+    ]
+    assert audit.classify(placed[2:] + placed[:2], layout_of) == [
+        "file", "file", "file", "anon", "rodata", "text",
+    ]  # fmt: skip
+
+
+def test_many_first_offsets_are_indexed_alike() -> None:
+    """Objects whose first PT_LOAD lies at six different file offsets: more
+    than are indexed one offset at a time, so the last ones go through the
+    index of every file mapping; each is placed as the simple rules say."""
+    layouts: dict[int, object] = {}
+    vmas: list[Vma] = []
+    for k in range(6):
+        off = k * 0x1000
+        layouts[100 + k] = LoadLayout.of(64, True, 3, (
+            Segment(1, 5, off, 0, 0x1000, 0x1000, 0x1000),
+            Segment(1, 6, off + 0x1000, 0x1000, 0x800, 0x3000, 0x1000),
+        ))  # fmt: skip
+        base = 0x20000000 + k * 0x100000
+        vmas += [
+            vma(base, 1, "r-xp", f"/lib/o{k}", 100 + k, off),
+            vma(base + PAGE, 1, "rw-p", f"/lib/o{k}", 100 + k, off + 0x1000),
+            vma(base + 2 * PAGE, 2, "rw-p"),
+        ]
+
+    def layout(v: Vma) -> object:
+        return layouts[v.inode]
+
+    assert audit.classify(vmas, layout) == naive_classify(vmas, layout)
+    assert audit.classify(vmas, layout) == ["text", "data", "data"] * 6
