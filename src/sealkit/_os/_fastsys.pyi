@@ -54,3 +54,6 @@ def classify_kinds(
     kinds: tuple[str, ...],
     /,
 ) -> list[str] | None: ...
+def read_smaps_layout(
+    fd: int, chunk: int, size_limit: int, deadline: float, clock_every: int, first: bytes, /
+) -> tuple[bytes | None, int]: ...

@@ -238,7 +238,7 @@ def process_maps(pid: int | str = "self", procfs: str = "/proc") -> ProcessMaps:
     """
     with ProcessDir(pid, procfs) as proc:
         status = proc.status()
-        data = proc.smaps(status.state, Limits(None, "", sweep.SMAPS_LIMIT))
+        data = proc.smaps(status.state, Limits(None, "", sweep.SMAPS_LIMIT), layout=True)
         _, vmas = scan_smaps(data, f"{procfs}/{proc.pid}/smaps", every=True)
         layouts = FileLayouts()
         kinds = classify(vmas, lambda v: layouts.lookup(proc, v))

@@ -243,7 +243,7 @@ def _audit_pid(
             seen(status)
             try:
                 # a zombie leader's threads may live on: their smaps then
-                data = proc.smaps(status.state, limits)
+                data = proc.smaps(status.state, limits, layout=True)
             except AccessDeniedError:
                 return _row(status, "denied", None, None, _DENIED_SMAPS)
             except ProcessChangedError:
