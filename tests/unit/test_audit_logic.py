@@ -268,3 +268,27 @@ def test_hostile_arguments(name: str) -> None:
             assert name == "load_layout", f"{name}{args!r}: {exc!r}"
 
     hostile()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 1 << 48), st.integers(0, 1 << 20), st.sampled_from(audit.KINDS)),
+        max_size=40,
+    )
+)
+def test_by_kind_and_sealed_bytes_add_up(rows: list[tuple[int, int, str]]) -> None:
+    """The per-kind counts and byte sums (computed a kind at a time, at C
+    speed) are the plain loop's, in KINDS order."""
+    sealed = tuple(audit.SealedMapping(lo, lo + size, "r--p", kind, "") for lo, size, kind in rows)
+    row = audit.ProcessAudit(1, "c", 0, "root", "ok", len(rows), sealed)
+    expected: dict[str, list[int]] = {}
+    for m in sealed:
+        total = expected.setdefault(m.kind, [0, 0])
+        total[0] += 1
+        total[1] += m.end - m.start
+    assert row.by_kind() == {k: tuple(expected[k]) for k in audit.KINDS if k in expected}
+    assert list(row.by_kind()) == [k for k in audit.KINDS if k in expected]
+    assert row.sealed_bytes == sum(size for _, size, _ in rows)
+    unknown = row._replace(status="denied", sealed=None, mappings=None)
+    assert unknown.sealed_bytes is None and unknown.by_kind() == {}

@@ -296,8 +296,12 @@ def _read_verified(
             chunks = []
             total = calls = 0
             while chunk := os.read(fd, _CHUNK):
-                if verify and layout and not calls and _read_layout is not None and not (
-                    _FORCE_PYTHON
+                if (
+                    verify
+                    and layout
+                    and not calls
+                    and _read_layout is not None
+                    and not (_FORCE_PYTHON)
                 ):
                     _check_read(path, pid, limits, len(chunk), 1)
                     deadline = -1.0 if limits.deadline is None else limits.deadline

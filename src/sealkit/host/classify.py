@@ -661,7 +661,7 @@ def classify(
         raise ArgumentTypeError("layout_of must be callable or None")
     count = len(vmas)
     asked = None if indices is None else int_list(indices, "indices", 0)
-    if asked is not None and any(i >= count for i in asked):
+    if asked and max(asked) >= count:
         raise ArgumentError("indices must point into vmas")
     process = _Process(vmas, layout_of)
     if _classify_kinds is not None and not _FORCE_PYTHON:
@@ -726,6 +726,10 @@ def int_list(values: object, name: str, minimum: int) -> list[int]:
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         raise ArgumentTypeError(f"{name} must be an iterable of ints, not {type(values).__name__}")
     out = list(values)
+    # at C speed when all is well (a sweep passes 30,000 sealed indices of
+    # one process); else the loop names the first value that is not
+    if not out or (set(map(type, out)) == {int} and min(out) >= minimum and max(out) < 1 << 32):
+        return out
     for value in out:
         if type(value) is not int:
             raise ArgumentTypeError(f"{name} must hold ints, not {type(value).__name__}")
