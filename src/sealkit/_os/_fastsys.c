@@ -934,6 +934,113 @@ done:
 }
 
 /*
+ * sealed_json_rows(sealed, text_of): the "sealed" list of one process in
+ * `sealkit audit --json` (sealkit.host.outputs.audit_json_text), written in
+ * C: for each (start, end, perms, kind, path) tuple, the text
+ * {"start": "0x..", "end": "0x..", "size": N, "perms": P, "kind": "K",
+ * "path": Q}, joined by ", ". text_of(0, perms) and text_of(1, path) give P
+ * and Q (once per distinct value); kinds are written as they are (the
+ * caller passes only known kinds). Returns the text, or None for anything
+ * else: a row that is not an exact tuple of 5, a number that is not an
+ * exact int within 64 bits, a mapping that ends before it starts (the
+ * Python writer then writes it). `sealed` must be a tuple (immutable); each
+ * row is held while text_of runs.
+ */
+static PyObject *
+fastsys_sealed_json_rows(PyObject *self, PyObject *args)
+{
+    PyObject *sealed, *text_of, *caches[2] = {NULL, NULL}, *result = NULL;
+    outbuf o = {NULL, 0, 0};
+    Py_ssize_t n, i;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O:sealed_json_rows", &PyTuple_Type, &sealed, &text_of))
+        return NULL;
+    n = PyTuple_GET_SIZE(sealed);
+    for (int c = 0; c < 2; c++)
+        if ((caches[c] = PyDict_New()) == NULL)
+            goto fail;
+    for (i = 0; i < n; i++) {
+        PyObject *row = PyTuple_GET_ITEM(sealed, i), *texts[2] = {NULL, NULL};
+        unsigned long long start, end;
+        const char *t[3];
+        Py_ssize_t len[3], most = 2 + 2 * 16 + 20 + 120;
+        int r;
+        char *p;
+
+        if (!PyTuple_CheckExact(row) && !(PyTuple_Check(row) && Py_TYPE(row)->tp_base == &PyTuple_Type))
+            goto unusual;
+        if (PyTuple_GET_SIZE(row) != 5)
+            goto unusual;
+        if ((r = as_u64(PyTuple_GET_ITEM(row, 0), &start)) <= 0
+            || (r = as_u64(PyTuple_GET_ITEM(row, 1), &end)) <= 0) {
+            if (r < 0)
+                goto fail;
+            goto unusual;
+        }
+        if (end < start)
+            goto unusual;
+        Py_INCREF(row); /* text_of runs Python code: the row stays alive */
+        r = -1;
+        if ((texts[0] = text_of_cached(caches[0], text_of, 0, PyTuple_GET_ITEM(row, 2))) != NULL
+            && (texts[1] = text_of_cached(caches[1], text_of, 1, PyTuple_GET_ITEM(row, 4))) != NULL
+            && ascii_of(texts[0], &t[0], &len[0]) == 0 && ascii_of(texts[1], &t[1], &len[1]) == 0
+            && ascii_of(PyTuple_GET_ITEM(row, 3), &t[2], &len[2]) == 0) {
+            r = 0;
+            for (int k = 0; k < 3 && r == 0; k++) {
+                if (len[k] > PY_SSIZE_T_MAX / 8 - most) {
+                    PyErr_NoMemory();
+                    r = -1;
+                } else {
+                    most += len[k];
+                }
+            }
+            if (r == 0 && out_reserve(&o, most) < 0)
+                r = -1;
+        }
+        if (r == 0) {
+            p = o.buf + o.len;
+            if (i)
+                p = PUT(p, ", ");
+            p = PUT(p, "{\"start\": \"0x");
+            p = put_hex(p, start);
+            p = PUT(p, "\", \"end\": \"0x");
+            p = put_hex(p, end);
+            p = PUT(p, "\", \"size\": ");
+            p = put_dec(p, end - start);
+            p = PUT(p, ", \"perms\": ");
+            memcpy(p, t[0], (size_t)len[0]);
+            p += len[0];
+            p = PUT(p, ", \"kind\": \"");
+            memcpy(p, t[2], (size_t)len[2]);
+            p += len[2];
+            p = PUT(p, "\", \"path\": ");
+            memcpy(p, t[1], (size_t)len[1]);
+            p += len[1];
+            *p++ = '}';
+            o.len = p - o.buf;
+        }
+        Py_XDECREF(texts[0]);
+        Py_XDECREF(texts[1]);
+        Py_DECREF(row);
+        if (r < 0)
+            goto fail;
+    }
+    result = PyUnicode_DecodeASCII(o.buf ? o.buf : "", o.len, "strict");
+    goto done;
+unusual:
+    result = Py_NewRef(Py_None);
+    goto done;
+fail:
+    result = NULL;
+done:
+    PyMem_Free(o.buf);
+    Py_XDECREF(caches[0]);
+    Py_XDECREF(caches[1]);
+    return result;
+}
+
+/*
  * read_fd(fd, chunk, size_limit, deadline, clock_every, first): a /proc
  * file read to its end into one bytes object: sealkit._os.procfs.
  * _read_verified's loop, in C, after its first read (`first`, the bytes it
@@ -2002,6 +2109,9 @@ static PyMethodDef fastsys_methods[] = {
     {"read_fd", fastsys_read_fd, METH_VARARGS,
      "read_fd(fd, chunk, size_limit, deadline, clock_every, first) -> (data | None, status): "
      "a file read on to its end after its first piece, into one bytes object, within bounds."},
+    {"sealed_json_rows", fastsys_sealed_json_rows, METH_VARARGS,
+     "sealed_json_rows(sealed, text_of) -> text | None: one process's sealed list of "
+     "sealkit audit --json."},
     {"read_smaps_layout", fastsys_read_smaps_layout, METH_VARARGS,
      "read_smaps_layout(fd, chunk, size_limit, deadline, clock_every, first) -> (kept | None, "
      "status): an smaps file read on to its end, keeping each mapping's header and VmFlags "

@@ -57,3 +57,6 @@ def classify_kinds(
 def read_smaps_layout(
     fd: int, chunk: int, size_limit: int, deadline: float, clock_every: int, first: bytes, /
 ) -> tuple[bytes | None, int]: ...
+def sealed_json_rows(
+    sealed: tuple[tuple[int, int, str, str, str], ...], text_of: Callable[[int, str], str], /
+) -> str | None: ...
