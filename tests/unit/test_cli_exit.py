@@ -127,3 +127,32 @@ def test_teardown_is_skipped_by_these_commands_only(command: str, early: bool) -
     )
     assert json.loads(done.stdout)  # all of it, flushed
     assert ("teardown" in done.stderr) is not early
+
+
+def test_a_sweep_leaves_no_cycles_for_the_collector() -> None:
+    """Why audit and maps may run with the cyclic collector off: a sweep of
+    this host (and its JSON, and maps of a process) leaves no garbage that
+    only the collector would free."""
+    import gc
+
+    from sealkit.host.maps import maps_json, process_maps
+    from sealkit.host.outputs import audit_json_text
+    from sealkit.host.sweep import scan_host
+
+    gc.collect()
+    gc.disable()
+    try:
+        audit_json_text(scan_host(pids=[1, 2, int(NO_SUCH_PID)]))
+        audit_json_text(scan_host())
+        maps_json(process_maps("self"))
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+
+
+def test_the_collector_is_on_again_after_main() -> None:
+    import gc
+
+    assert gc.isenabled()
+    _in_process(["maps", "self", "--json"])
+    assert gc.isenabled()
