@@ -590,7 +590,7 @@ class ScannedVmas(Sequence[Vma]):
         vmas = cls(range(len(start)), flags, tuple(sealed), source)  # type: ignore[arg-type]
         flagset = vmas._flagset
         sets = {raw: flagset(raw) for raw in set(flags)}
-        vmflags = [sets[raw] for raw in flags]
+        vmflags = list(map(sets.__getitem__, flags))  # the loop in C: 65,000 rows
         vmas._columns = VmaColumns(start, end, perms, offset, dev, inode, path, vmflags)
         return vmas
 
