@@ -1,8 +1,10 @@
 /*
  * sealkit._os._fastsys: syscall(2) for sealkit._os.syscalls, at C speed, the two
  * walks of the dynamic loader's list that must run no Python code, and the
- * audit's smaps reader, scanner and `maps --json` row writer (read_fd,
- * smaps_columns, maps_json_rows, further down).
+ * audit's smaps readers, scanner, classifier and JSON writers (read_fd,
+ * read_smaps_layout, smaps_columns, classify_kinds, maps_json_rows,
+ * sealed_json_rows, further down; each has a Python twin it is held equal
+ * to, which runs where the C one refuses its input).
  *
  * ctypes costs ~1 us per call on these machines and cffi ~0.5 us, which is
  * more than mmap + mseal themselves (benchmarks/bench_mseal.py measures it):
