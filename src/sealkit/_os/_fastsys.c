@@ -542,6 +542,10 @@ fastsys_smaps_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *cols[SMAPS_COLUMNS] = {NULL};
     PyObject *perms[16] = {NULL};
     PyObject *devs = NULL, *flagsets = NULL, *result = NULL, *arg;
+    PyObject *last_name = NULL, *last_inode = NULL;
+    const char *last_path = NULL;
+    Py_ssize_t last_path_len = 0;
+    unsigned long long last_inode_value = 0;
     smaps_header h;
     int c, build = 1;
 
@@ -590,10 +594,41 @@ fastsys_smaps_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 || PyList_Append(cols[2], perms[k]) < 0
                 || append_new(cols[3], PyLong_FromUnsignedLongLong(h.offset)) < 0
                 || append_new(cols[4], cached_ascii(devs, h.dev, h.dev_len)) < 0
-                || append_new(cols[5], PyLong_FromUnsignedLongLong(h.inode)) < 0
-                || append_new(cols[6], smaps_path(h.path, h.path_len)) < 0
                 || append_new(cols[7], cached_bytes(flagsets, flags, flags_end - flags)) < 0)
                 goto fail;
+            /* a file's mappings come in runs (its segments), or between
+             * anonymous ones (thousands of pages of one file, in the
+             * benchmark): the last name and inode of a file mapping are
+             * decoded once for all that follow. last_path points into
+             * `text`, which `arg` keeps alive. */
+            if (h.path_len == 0) {
+                if (append_new(cols[6], smaps_path(h.path, 0)) < 0) /* the empty str */
+                    goto fail;
+            } else {
+                if (last_name == NULL || h.path_len != last_path_len
+                    || memcmp(h.path, last_path, (size_t)h.path_len) != 0) {
+                    Py_XSETREF(last_name, smaps_path(h.path, h.path_len));
+                    if (last_name == NULL)
+                        goto fail;
+                    last_path = h.path;
+                    last_path_len = h.path_len;
+                }
+                if (PyList_Append(cols[6], last_name) < 0)
+                    goto fail;
+            }
+            if (h.inode == 0) {
+                if (append_new(cols[5], PyLong_FromUnsignedLongLong(0)) < 0) /* a cached int */
+                    goto fail;
+            } else {
+                if (last_inode == NULL || h.inode != last_inode_value) {
+                    Py_XSETREF(last_inode, PyLong_FromUnsignedLongLong(h.inode));
+                    if (last_inode == NULL)
+                        goto fail;
+                    last_inode_value = h.inode;
+                }
+                if (PyList_Append(cols[5], last_inode) < 0)
+                    goto fail;
+            }
         }
         {
             Py_ssize_t n = flags_end - flags;
@@ -637,6 +672,8 @@ done:
         Py_XDECREF(perms[c]);
     Py_XDECREF(devs);
     Py_XDECREF(flagsets);
+    Py_XDECREF(last_name);
+    Py_XDECREF(last_inode);
     return result;
 }
 
