@@ -17,6 +17,7 @@ import gc
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +38,7 @@ if getattr(fastsys, "classify_kinds", None) is None:  # pragma: no cover - build
     pytest.skip("the C classifier was not built (no 128-bit integers)", allow_module_level=True)
 
 PAGE = 4096
+_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 @contextlib.contextmanager
@@ -277,6 +279,33 @@ def test_facts_that_change_the_columns_change_nothing_here() -> None:
         fastsys.classify_kinds(start, end, perms, path, dev, inode, vmflags, wanted, facts, KINDS)
         is None
     )
+
+
+def test_a_layout_of_that_walks_the_heap_sees_no_half_built_list() -> None:
+    """layout_of is the caller's code and runs in the middle of the C
+    classifier: one that walks every object the collector knows (a leak
+    finder, a debugger) and copies each list must find no list with holes
+    in it (it crashed the interpreter when the answer's list was made
+    before the facts were asked). In a child: a crash must not take the
+    test run with it."""
+    code = (
+        "import gc\n"
+        "from sealkit.host.classify import classify\n"
+        "from tests.unit.naive_classify import naive_classify\n"
+        "from tests.unit.test_audit_complexity import BUILDERS, layout_of\n"
+        "vmas = BUILDERS['many_libraries'](50)\n"
+        "def nosy(v):\n"
+        "    for o in gc.get_objects():\n"
+        "        if type(o) is list:\n"
+        "            o[:]\n"
+        "    return layout_of(v)\n"
+        "assert classify(vmas, nosy) == naive_classify(vmas, layout_of)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=_ROOT
+    )
+    assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr[-2000:]
 
 
 def test_an_elf_layout_past_64_bits_is_left_to_python() -> None:

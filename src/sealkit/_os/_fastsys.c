@@ -2033,6 +2033,7 @@ fastsys_classify_kinds(PyObject *self, PyObject *args)
     i128 *says_bias = NULL;
     Py_ssize_t *says_file = NULL, count, k;
     char *block = NULL;
+    unsigned char *found = NULL;
     int r;
 
     (void)self;
@@ -2086,8 +2087,13 @@ fastsys_classify_kinds(PyObject *self, PyObject *args)
     for (k = 0; k <= st.n; k++)
         says[k] = -1;
     count = wanted == Py_None ? st.n : PyList_GET_SIZE(wanted);
-    if ((list = PyList_New(count)) == NULL)
+    /* The kinds are kept in C until every facts() call is done: a list made
+     * now would hold NULL items while Python code runs, and that code can
+     * reach it (gc.get_objects(), a finaliser) and crash on them. */
+    if ((found = PyMem_Malloc((size_t)count + 1)) == NULL) {
+        PyErr_NoMemory();
         goto done;
+    }
     for (k = 0; k < count; k++) {
         Py_ssize_t i = k;
         int kind;
@@ -2114,14 +2120,20 @@ fastsys_classify_kinds(PyObject *self, PyObject *args)
             goto done;
         if (kind < 0)
             goto unusual;
-        PyList_SET_ITEM(list, k, Py_NewRef(PyTuple_GET_ITEM(names, kind)));
+        found[k] = (unsigned char)kind;
     }
+    /* no Python code runs from here until the list is full */
+    if ((list = PyList_New(count)) == NULL)
+        goto done;
+    for (k = 0; k < count; k++)
+        PyList_SET_ITEM(list, k, Py_NewRef(PyTuple_GET_ITEM(names, found[k])));
     result = Py_NewRef(list);
     goto done;
 unusual:
     result = Py_NewRef(Py_None);
 done:
     Py_XDECREF(list);
+    PyMem_Free(found);
     for (k = 0; k < st.nfacts; k++) {
         PyMem_Free(st.facts[k].load_lo);
         PyMem_Free(st.facts[k].cand);
