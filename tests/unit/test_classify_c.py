@@ -219,6 +219,9 @@ def test_unusual_calls_are_refused() -> None:
     [
         7,  # not 0, 1 or 2
         -1,
+        1 << 70,  # an int past a C long: refused, not OverflowError
+        -(1 << 70),
+        1 << 63,
         (0, 0),  # a tuple of another shape
         (0, 1 << 64, [], [], [], [], None, [], []),  # a number past 64 bits
         (0, 0, [0], [], [], [], None, [], []),  # load_lo and load_hi of different lengths

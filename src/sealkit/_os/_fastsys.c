@@ -1745,8 +1745,10 @@ facts_of(cls_state *st, Py_ssize_t i)
     if (answer == NULL)
         return -1;
     if (PyLong_CheckExact(answer)) {
-        long v = PyLong_AsLong(answer);
-        r = v == 0 || v == 1 || v == 2;
+        /* any other int, however large, is not of the shape: Python's turn */
+        int overflow = 0;
+        long v = PyLong_AsLongAndOverflow(answer, &overflow);
+        r = overflow == 0 && (v == 0 || v == 1 || v == 2);
         f->state = v == 0 ? F_NOT_ELF : v == 1 ? F_UNKNOWN_EXEC : F_UNKNOWN;
         if (v == -1 && PyErr_Occurred())
             r = -1;
