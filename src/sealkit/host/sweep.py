@@ -170,7 +170,7 @@ class ProcessAudit(NamedTuple):
         sealed = self.sealed or ()
         kinds = list(map(_KIND, sealed))
         counts = Counter(kinds)
-        if len(counts) == 1:
+        if len(counts) == 1 and kinds[0] in KINDS:
             return {kinds[0]: (len(kinds), self.sealed_bytes or 0)}
         # one pass at C speed per kind found (a few): tens of thousands of
         # sealed mappings are common
