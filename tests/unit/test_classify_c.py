@@ -316,6 +316,17 @@ def test_a_layout_of_that_walks_the_heap_sees_no_half_built_list() -> None:
     assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr[-2000:]
 
 
+def test_offsets_equal_to_ints_place_objects_as_ints_do() -> None:
+    """Offsets of another number type that equal the int (0.0 == 0): the
+    filter of file mappings at a first PT_LOAD's offset compares them as
+    the dictionaries did (int.__eq__(0.0) is NotImplemented, which the
+    filter read as true, with a DeprecationWarning, an error here)."""
+    vmas = BUILDERS["many_libraries"](20)
+    floats = [v._replace(offset=float(v.offset)) for v in vmas]
+    assert _both(floats, layout_of) == naive_classify(floats, layout_of)
+    assert _both(floats, layout_of) == naive_classify(vmas, layout_of)
+
+
 def test_an_elf_layout_past_64_bits_is_left_to_python() -> None:
     """A crafted file whose segments reach past 2**64: Python's integers
     place it; the C side refuses its facts."""

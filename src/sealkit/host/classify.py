@@ -304,7 +304,11 @@ class _Process:
             self._file_rows = list(compress(range(len(inode)), map(operator.ne, inode, repeat(0))))
         rows = self._file_rows
         if only is not None:
-            rows = list(compress(rows, map(only.__eq__, map(offset.__getitem__, rows))))
+            # operator.eq, not only.__eq__: NotImplemented (an offset of
+            # another type) is no answer
+            rows = list(
+                compress(rows, map(operator.eq, map(offset.__getitem__, rows), repeat(only)))
+            )
         where: dict[tuple[str, int, int], list[int]] = {}
         for k in rows:
             where.setdefault((dev[k], inode[k], offset[k]), []).append(k)
