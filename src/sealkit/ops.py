@@ -72,6 +72,7 @@ __all__ = [
     "ATTACKERS",
     "ELSEWHERE",
     "FILE_PAGES",
+    "MEMORY_WRITES",
     "MODEL_BASES",
     "Bases",
     "Brk",
@@ -79,6 +80,7 @@ __all__ = [
     "Fork",
     "Ftruncate",
     "Madvise",
+    "MemoryWrite",
     "Mimmutable",
     "Mincore",
     "Mlock",
@@ -403,9 +405,20 @@ behind a mapping)."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class PwriteMem(Op):
-    """``pwrite`` on ``/proc/self/mem`` at ``addr``: ``length`` bytes of ``tag``
-    (or, without a tag, each page the letter of its zone page, as ``write``).
+class MemoryWrite(Op):
+    """A store into the process's memory from outside its own code: ``length``
+    bytes at ``addr`` of ``tag`` (or, without a tag, each page the letter of
+    its zone page, as ``write``). The kinds differ in how they reach the
+    pages: :class:`PwriteMem`, :class:`VmWritev`, :class:`Poke`."""
+
+    addr: int
+    length: int
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class PwriteMem(MemoryWrite):
+    """``pwrite`` on ``/proc/self/mem`` at ``addr``.
 
     Forced (``FOLL_FORCE``) when the kernel's ``proc_mem.force_override`` is
     ``always``: it then writes private pages without write permission (and
@@ -417,27 +430,21 @@ class PwriteMem(Op):
     NAME: ClassVar[str] = "pwrite_mem"
     RETURNS_BYTES: ClassVar[bool] = True
     ATTACKER: ClassVar[str] = "procmem"
-    addr: int
-    length: int
-    tag: str | None = None
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class VmWritev(Op):
-    """``process_vm_writev`` into the process itself: an unforced store of
-    ``length`` bytes (honours write permission). Returns the bytes written,
-    or ``-EFAULT`` when none could be."""
+class VmWritev(MemoryWrite):
+    """``process_vm_writev`` into the process itself: an unforced store
+    (honours write permission). Returns the bytes written, or ``-EFAULT``
+    when none could be."""
 
     NAME: ClassVar[str] = "vm_writev"
     RETURNS_BYTES: ClassVar[bool] = True
     ATTACKER: ClassVar[str] = "procmem"
-    addr: int
-    length: int
-    tag: str | None = None
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class Poke(Op):
+class Poke(MemoryWrite):
     """``PTRACE_POKEDATA`` word by word over ``[addr, addr+length)`` from a
     tracer (always ``FOLL_FORCE``, whatever ``proc_mem.force_override`` says).
     Returns 0, or ``-EIO`` at the first word that could not be written (the
@@ -445,9 +452,6 @@ class Poke(Op):
 
     NAME: ClassVar[str] = "poke"
     ATTACKER: ClassVar[str] = "ptrace"
-    addr: int
-    length: int
-    tag: str | None = None
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -543,6 +547,10 @@ OP_TYPES: Final[tuple[type[Op], ...]] = (
     Munlockall,
 )  # fmt: skip
 _BY_NAME: Final = {t.NAME: t for t in OP_TYPES}
+MEMORY_WRITES: Final[dict[str, type[MemoryWrite]]] = {
+    t.NAME: t for t in (PwriteMem, VmWritev, Poke)
+}
+"""The kinds of :class:`MemoryWrite`, by name."""
 
 
 def op_names() -> tuple[str, ...]:
@@ -726,7 +734,7 @@ def format_op(op: Op, bases: Bases = MODEL_BASES) -> str:
             words.append(_fmt_flags(op.seals, SplitSeal))
         elif isinstance(op, Mlock) and op.onfault:
             words.append("onfault")
-        elif isinstance(op, Write | PwriteMem | VmWritev | Poke) and op.tag is not None:
+        elif isinstance(op, Write | MemoryWrite) and op.tag is not None:
             words.append(op.tag)
         elif isinstance(op, Msync):
             words.append(_fmt_flags(op.flags, MsFlag))
@@ -977,13 +985,11 @@ def _parse_op_words(name: str, args: list[str], bases: Bases) -> Op:
                 raise _Bad(f"a write tag is one lowercase letter, got {_quote(args[2])}")
             tag = args[2]
         return Write(A(args[0]), _parse_len(args[1]), tag)
-    if name in ("pwrite_mem", "vm_writev", "poke"):
+    writer = MEMORY_WRITES.get(name)
+    if writer is not None:
         _arity(args, 2, 3, f"{name} ADDR LEN [TAG]")
         tag = _parse_tag(args[2]) if len(args) == 3 else None
-        kind: type[PwriteMem | VmWritev | Poke] = (
-            PwriteMem if name == "pwrite_mem" else VmWritev if name == "vm_writev" else Poke
-        )
-        return kind(A(args[0]), _parse_len(args[1]), tag)
+        return writer(A(args[0]), _parse_len(args[1]), tag)
     if name == "file_pwrite":
         _arity(args, 3, 4, "file_pwrite FILE[:ro] OFF LEN [TAG]")
         file, ro = _parse_file(args[0])

@@ -78,7 +78,7 @@ CONTRACTS: dict[str, list[str]] = {
     "sealkit.model": ["AddressSpace", "POLICIES", "Policy"],
     "sealkit.ops": [
         "ATTACKERS", "Bases", "Brk", "ELSEWHERE", "FILE_PAGES", "FilePwrite", "Fork", "Ftruncate",
-        "MODEL_BASES", "Madvise", "Mimmutable", "Mincore", "Mlock", "Mlockall", "Mmap",
+        "MEMORY_WRITES", "MODEL_BASES", "Madvise", "MemoryWrite", "Mimmutable", "Mincore", "Mlock", "Mlockall", "Mmap",
         "Mprotect", "Mremap", "Mseal", "MsealSplit", "MsealV1", "MsealV3", "Msync", "Munlock",
         "Munlockall", "Munmap", "Op", "PkeyMprotect", "Poke", "ProcessMadvise", "Punch",
         "PwriteMem", "Step", "VmWritev", "Write", "attacker_of", "errno_name", "format_result",

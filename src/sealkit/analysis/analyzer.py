@@ -22,7 +22,7 @@ from .alphabet import DEFAULT_ATTACKER, Alphabet, build_alphabet
 from .attackers import attacker_text, needed_seal
 from .properties import PROPERTIES, PermissionPromise, Property, Violation, check
 from .scenario import DEFAULT_SCENARIO, PolicySpec, Scenario
-from .search import Found, Holds, Problem, SearchStats, search
+from .search import DEFAULT_MAX_STATES, Found, Holds, Problem, SearchStats, search
 
 __all__ = [
     "Counterexample",
@@ -121,6 +121,8 @@ class Verdict:
     replay: Any = None
     others: tuple[Counterexample, ...] = ()
     """Other shortest counterexamples, one per final call name."""
+    cut: int = 0
+    """The depth the state budget stopped the search at (0: not stopped)."""
 
     @property
     def broken(self) -> bool:
@@ -132,7 +134,10 @@ class Verdict:
         if self.counterexample is not None:
             n = self.counterexample.length
             return f"broken in {n} call{'s' if n != 1 else ''}"
-        return f"holds to depth {self.holds_to} ({self.states:,} states)"
+        held = f"holds to depth {self.holds_to} ({self.states:,} states)"
+        if self.cut:
+            held += f"; depth {self.cut} cut short (state budget)"
+        return held
 
 
 @dataclass(frozen=True)
@@ -213,6 +218,8 @@ def _policy_json(report: PolicyReport) -> dict[str, Any]:
             "cached": s.cached,
             "seconds": round(s.seconds, 3),
             "workers": s.workers,
+            "max_states": s.max_states,
+            **({"cut_at": s.cut} if s.cut else {}),
         },
         "verdicts": {p.value: _verdict_json(v) for p, v in report.verdicts.items()},
     }
@@ -222,6 +229,8 @@ def _verdict_json(v: Verdict) -> dict[str, Any]:
     out: dict[str, Any] = {"broken": v.broken, "summary": v.cell()}
     if v.counterexample is None:
         out.update(holds_to=v.holds_to, states=v.states)
+        if v.cut:
+            out["cut_at"] = v.cut
     else:
         c = v.counterexample
         out.update(
@@ -334,11 +343,15 @@ def analyze_policy(
     include_fork: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
     attacker: frozenset[str] = DEFAULT_ATTACKER,
+    max_states: int | None = DEFAULT_MAX_STATES,
 ) -> PolicyReport:
     """Search one policy; returns its report. ``attacker``: the capabilities
-    whose calls the alphabet holds (:func:`~sealkit.analysis.alphabet.parse_attacker`)."""
+    whose calls the alphabet holds (:func:`~sealkit.analysis.alphabet.parse_attacker`);
+    ``max_states``: the state budget (:func:`~sealkit.analysis.search.search`)."""
     problem, setup = make_problem(scenario, spec, properties, include_fork, attacker)
-    result = search(problem, depth, workers=workers, cache=cache, progress=progress)
+    result = search(
+        problem, depth, workers=workers, cache=cache, progress=progress, max_states=max_states
+    )
     verdicts: dict[Property, Verdict] = {}
     for prop, outcome in result.outcomes.items():
         if isinstance(outcome, Found):
@@ -348,7 +361,9 @@ def analyze_policy(
             verdicts[prop] = Verdict(prop, first, others=tuple(others))
         else:
             assert isinstance(outcome, Holds)
-            verdicts[prop] = Verdict(prop, holds_to=outcome.depth, states=outcome.states)
+            verdicts[prop] = Verdict(
+                prop, holds_to=outcome.depth, states=outcome.states, cut=outcome.cut
+            )
     return PolicyReport(
         spec=spec,
         promise=spec.promise,
@@ -405,6 +420,7 @@ def analyze(
     include_fork: bool = False,
     progress: Callable[[str, int, int, int], None] | None = None,
     attacker: frozenset[str] = DEFAULT_ATTACKER,
+    max_states: int | None = DEFAULT_MAX_STATES,
 ) -> Report:
     """Analyze each policy in ``specs``; returns the whole report."""
     started = time.perf_counter()
@@ -430,6 +446,7 @@ def analyze(
                 include_fork=include_fork,
                 progress=hook,
                 attacker=attacker,
+                max_states=max_states,
             )
         )
     return Report(

@@ -123,9 +123,9 @@ import multiprocessing
 import os
 import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
@@ -182,6 +182,10 @@ class Holds:
     property: Property
     depth: int
     states: int
+    cut: int = 0
+    """The depth whose search was cut short by the state budget (0: none):
+    the property holds to ``depth``; sequences of ``cut`` calls were not all
+    tried."""
 
 
 @dataclass
@@ -210,6 +214,10 @@ class SearchStats:
     """Last-level (state, call) pairs not judged: the call is independent of a change."""
     seconds: float = 0.0
     workers: int = 1
+    cut: int = 0
+    """The depth at which the state budget (``max_states``) stopped the
+    search (0: it was not stopped)."""
+    max_states: int | None = None
     digest: str = ""
     """With ``search(..., digest=True)``: a hash of every kept state, level by
     level, in order (equal digests: the same states were kept)."""
@@ -258,6 +266,14 @@ VerdictKey: TypeAlias = tuple[int, int, bool, int, tuple[Entry, ...]]
 
 _NOTHING: Final[frozenset[Property]] = frozenset()
 _DATA: Final = frozenset({Property.CONTENT})
+DEFAULT_MAX_STATES: Final = 1_000_000
+"""States a search keeps at most (all levels) unless told otherwise.
+Measured at this budget (``sealkit analyze --policy linux --depth 4``, two
+workers, docs/analyze.md "Depth 4 and the state budget"): 1.7 GB in the
+process that merges the levels, 3.7 GB with its workers."""
+CACHE_LIMIT: Final = 1_000_000
+"""Entries a process keeps in each answer cache before emptying it (the
+caches only save work: emptying one changes counters, never a result)."""
 _MIN_PARALLEL: Final = 48
 """Fewer states than this in a level are expanded in-process (forking costs more)."""
 
@@ -347,6 +363,9 @@ class _Chunk:
     stats: SearchStats = field(default_factory=SearchStats)
     local: set[Hashable] = field(default_factory=set)
     """Successors already collected (not sent back)."""
+    keep: bool = True
+    """Whether new cache answers are collected for the next level (none
+    comes after the last)."""
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -755,14 +774,24 @@ class _Engine:
             stats.applied += 1
         return space
 
+    def trim_caches(self) -> None:
+        """Empty each answer cache that has grown past :data:`CACHE_LIMIT`
+        entries (they save work only; the start state's answers are kept
+        apart and stay)."""
+        for cache in (self.effects, self.verdicts, self.refusals):
+            if len(cache) > CACHE_LIMIT:
+                cache.clear()
+
     def expand(
         self, level: int, lo: int, hi: int, last: bool, prune: bool, open_props: frozenset[Property]
     ) -> _Chunk:
         """Expand states ``[lo, hi)`` of ``level``. On the last level only
         judge the calls; before it also collect successors (``prune``: the
         successors are on the last level)."""
-        out = _Chunk()
+        out = _Chunk(keep=not last)
         for idx in range(lo, hi):
+            if not idx & 255:
+                self.trim_caches()
             node = self.levels[level][idx]
             out.stats.expanded += 1
             out.stats.pairs += len(self.ops)
@@ -855,62 +884,53 @@ class _View:
             return (self.engine.all_slots, self.engine.all_slots)
         return (self.base(g) | self.engine.op_files[i], self.writes(g))
 
+    def _grown(self, g: int, start: int, span: list[int], alias: list[int]) -> int:
+        """``start`` with, for each page group ``g`` widens to, its ``span``
+        entry, and for each page it names, its ``alias`` entry."""
+        engine = self.engine
+        m = start
+        for j in engine.wide_bits[g]:
+            m |= span[j]
+        for j in engine.named_bits[g]:
+            m |= alias[j]
+        return m
+
     def writes(self, g: int) -> int:
         """What group ``g``'s calls may write: the pages they name and the
         page after each named run, private VMAs without an anon_vma beside
         them (a merge or fault gives them one), the pages of a shared object
         they name and its file (a store shows through all of them), the break."""
         found = self._writes.get(g)
-        if found is not None:
-            return found
-        engine = self.engine
-        m = engine.writes_static[g]
-        span_w = self.span_w
-        for j in engine.wide_bits[g]:
-            m |= span_w[j]
-        page_alias_w = self.page_alias_w
-        for j in engine.named_bits[g]:
-            m |= page_alias_w[j]
-        self._writes[g] = m
-        return m
+        if found is None:
+            found = self._writes[g] = self._grown(
+                g, self.engine.writes_static[g], self.span_w, self.page_alias_w
+            )
+        return found
 
     def base(self, g: int) -> int:
         """The footprint of group ``g``'s calls but the files they map: the
         slots they name, one page either side, private VMAs without an
         anon_vma among those, what they reach through their objects."""
         found = self._fp.get(g)
-        if found is not None:
-            return found
-        engine = self.engine
-        m = engine.widened[g] & ~engine.group_file_mask[g]
-        span = self.span
-        for j in engine.wide_bits[g]:
-            m |= span[j]
-        page_alias = self.page_alias
-        for j in engine.named_bits[g]:
-            m |= page_alias[j]
-        self._fp[g] = m
-        return m
+        if found is None:
+            engine = self.engine
+            start = engine.widened[g] & ~engine.group_file_mask[g]
+            found = self._fp[g] = self._grown(g, start, self.span, self.page_alias)
+        return found
 
     def narrow(self, g: int) -> int:
         """The window of group ``g``'s calls that cannot leave an anonymous
-        VMA without anon_vma: the slots they name, private VMAs without an
-        anon_vma next to them, what they reach through their objects. What
-        such a call does to the facts of pages (mapping, protection, data)
-        is a function of this window."""
+        VMA without anon_vma: the slots they name (with the files its calls
+        map and the break), private VMAs without an anon_vma next to them,
+        what they reach through their objects. What such a call does to the
+        facts of pages (mapping, protection, data) is a function of this
+        window."""
         found = self._narrow.get(g)
-        if found is not None:
-            return found
-        engine = self.engine
-        m = engine.named[g]  # with the files its calls map and the break
-        span = self.span
-        for j in engine.wide_bits[g]:
-            m |= span[j]
-        page_alias = self.page_alias
-        for j in engine.named_bits[g]:
-            m |= page_alias[j]
-        self._narrow[g] = m
-        return m
+        if found is None:
+            found = self._narrow[g] = self._grown(
+                g, self.engine.named[g], self.span, self.page_alias
+            )
+        return found
 
     def depending(self, fp: Footprint) -> int:
         """The groups (bit per group) whose calls may not commute with a call
@@ -1085,7 +1105,8 @@ class _Expansion:
             return found
         found = self.run(g, members, fp, local, judge=self.open)
         engine.effects[key] = found
-        self.out.effects[key] = found
+        if self.out.keep:
+            self.out.effects[key] = found
         if self.level == 0:
             engine.root_effects[g] = found
         self.remember_verdicts(g, found)
@@ -1113,7 +1134,8 @@ class _Expansion:
             return
         known = engine.refusals.setdefault(key, {})
         known.update(found)
-        self.out.refusals.setdefault(key, {}).update(found)
+        if self.out.keep:
+            self.out.refusals.setdefault(key, {}).update(found)
 
     def run(
         self,
@@ -1311,7 +1333,9 @@ class _Expansion:
     def judge(self) -> None:
         """Last level: which calls break an open property."""
         engine, node = self.engine, self.node
-        groups = range(len(engine.groups)) if node.cand == -1 else _bits(node.cand)
+        # ``cand`` is 0 on a node kept for a level that was not to be the last
+        # (its successors' budget ran out): every group, then.
+        groups = range(len(engine.groups)) if node.cand in (-1, 0) else _bits(node.cand)
         skipped = len(engine.ops) - len(engine.global_ops)
         for g in groups:
             skipped -= len(engine.groups[g])
@@ -1417,7 +1441,8 @@ class _Expansion:
             self.learn(g, rkey, learned)
         found = tuple(results)
         engine.verdicts[key] = found
-        self.out.verdicts[key] = found
+        if self.out.keep:
+            self.out.verdicts[key] = found
         return found
 
     def remember_verdicts(self, g: int, effect: Effect) -> None:
@@ -1434,7 +1459,7 @@ class _Expansion:
                 view, _ = self.fp.view(win, blind)
                 key = (g, part, blind, win, view)
                 found = tuple(broken[i] - _DATA if blind else broken[i] for i in members)
-                if engine.verdicts.setdefault(key, found) is found:
+                if engine.verdicts.setdefault(key, found) is found and self.out.keep:
                     self.out.verdicts[key] = found
 
 
@@ -1477,10 +1502,7 @@ def _run_chunk(
     level: int, lo: int, hi: int, last: bool, prune: bool, open_props: frozenset[Property]
 ) -> _Chunk:
     assert _ENGINE is not None
-    chunk = _ENGINE.expand(level, lo, hi, last, prune, open_props)
-    if last:  # nothing comes after: do not send the caches back
-        chunk.effects, chunk.verdicts, chunk.refusals = {}, {}, {}
-    return chunk
+    return _ENGINE.expand(level, lo, hi, last, prune, open_props)
 
 
 def _chunks(total: int, parts: int) -> list[tuple[int, int]]:
@@ -1497,6 +1519,7 @@ def search(
     model_key: bool = False,
     digest: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
+    max_states: int | None = DEFAULT_MAX_STATES,
 ) -> SearchResult:
     """Search sequences of up to ``depth`` calls, breadth-first.
 
@@ -1508,10 +1531,20 @@ def search(
     reduction. ``digest=True`` fills ``stats.digest``.
     ``progress(level, states_done, states_total)`` is called as levels
     advance.
+
+    ``max_states`` bounds the states kept (all levels; ``None``: no bound).
+    When the states of depth ``d`` would pass it, every call of depth ``d``
+    is still judged (what breaks there is found), but those states are
+    dropped and depth ``d + 1`` is not searched: the properties still open
+    hold to ``d``, with ``Holds.cut`` (and ``stats.cut``) naming ``d + 1``.
+    States are merged in their order, so where it stops does not depend on
+    ``workers``.
     """
     global _ENGINE
     if model_key and cache:
         raise ValueError("model_key is for the exact search (cache=False)")
+    if max_states is not None and max_states < 1:
+        raise ValueError(f"max_states must be at least 1, got {max_states}")
     started = time.perf_counter()
     engine = _Engine(problem, cache, model_key)
     root_vec = engine.root_vec
@@ -1520,7 +1553,7 @@ def search(
     engine.reps.append(set())
     seen = engine.seen
     seen.add(engine.key_of(problem.start, root_vec))
-    stats = SearchStats(levels=[1], workers=workers)
+    stats = SearchStats(levels=[1], workers=workers, max_states=max_states)
     outcomes: dict[Property, Found | Holds] = {}
     open_props = frozenset(problem.properties)
     # A property broken before any call (a scenario that starts broken) is found at depth 0.
@@ -1528,6 +1561,7 @@ def search(
         outcomes[prop] = Found(prop, 0, (), {})
     open_props -= frozenset(outcomes)
     context = multiprocessing.get_context("fork")
+    budget = None if max_states is None else max_states - 1
     level = 0
     while level < depth and open_props:
         frontier = engine.levels[level]
@@ -1535,7 +1569,7 @@ def search(
         prune = level + 2 == depth
         if progress is not None:
             progress(level + 1, 0, len(frontier))
-        chunks: list[_Chunk]
+        merge = _Merge(engine, stats, budget, reps=not prune)
         # The start state is always expanded here: its outcomes answer every
         # later call whose view is untouched.
         if workers > 1 and level > 0 and len(frontier) >= _MIN_PARALLEL:
@@ -1548,69 +1582,63 @@ def search(
                     initializer=_worker_init,
                     initargs=(os.getpid(),),
                 ) as pool:
-                    futures = [
-                        pool.submit(_run_chunk, level, lo, hi, last, prune, open_props)
-                        for lo, hi in _chunks(len(frontier), workers * 16)
-                    ]
-                    chunks = []
-                    for n, future in enumerate(futures, 1):
-                        chunks.append(future.result())
+                    # A few chunks in flight, submitted in order: once the
+                    # budget is passed the rest are only judged (as on a
+                    # last level: no successors).
+                    spans = _chunks(len(frontier), workers * 16)
+                    pending: deque[Future[_Chunk]] = deque()
+                    submitted = 0
+                    for n in range(1, len(spans) + 1):
+                        while submitted < len(spans) and len(pending) < workers * 2:
+                            lo, hi = spans[submitted]
+                            judge_only = last or merge.cut
+                            pending.append(
+                                pool.submit(
+                                    _run_chunk, level, lo, hi, judge_only, prune, open_props
+                                )
+                            )
+                            submitted += 1
+                        # In chunk order, whichever worker finished first.
+                        merge.add(pending.popleft().result(), caches=not last)
                         if progress is not None:
                             progress(
                                 level + 1,
-                                min(len(frontier), n * len(frontier) // len(futures)),
+                                min(len(frontier), n * len(frontier) // len(spans)),
                                 len(frontier),
                             )
             finally:
                 _ENGINE = None
                 gc.unfreeze()
-            for chunk in chunks:
-                engine.effects.update(chunk.effects)
-                engine.verdicts.update(chunk.verdicts)
-                for rkey, known in chunk.refusals.items():
-                    engine.refusals.setdefault(rkey, {}).update(known)
         else:
-            chunks = []
             step = max(1, len(frontier) // 20)
             for lo, hi in _chunks(len(frontier), max(1, len(frontier) // step)):
-                chunks.append(engine.expand(level, lo, hi, last, prune, open_props))
+                chunk = engine.expand(level, lo, hi, last or merge.cut, prune, open_props)
+                merge.add(chunk, caches=False)
                 if progress is not None:
                     progress(level + 1, hi, len(frontier))
-        nxt: list[_Node] = []
-        reps: set[tuple[int, int]] = set()
-        hits: dict[tuple[Property, str], tuple[int, int]] = {}
-        counts: dict[Property, Counter[str]] = {}
-        intern = engine.intern
-        for chunk in chunks:
-            stats.add(chunk.stats)
-            for slot, where in chunk.hits.items():
-                if slot not in hits or where < hits[slot]:
-                    hits[slot] = where
-            for prop, counter in chunk.counts.items():
-                counts.setdefault(prop, Counter()).update(counter)
-            for parent, op, key, vec, delta, reads, writes, front, cand in chunk.successors:
-                if key not in seen:
-                    seen.add(key)
-                    kept = tuple(intern.setdefault(e, e) for e in vec)
-                    nxt.append(_Node(parent, op, kept, delta, reads, writes, front, cand))
-                    reps.add((parent, op))
-        broken = {prop for prop, _ in hits}
+        engine.trim_caches()
+        broken = {prop for prop, _ in merge.hits}
         for prop in broken:
             # One example per final call, in (state, call) order; the first is the answer.
-            mine = sorted(where for (p, _), where in hits.items() if p is prop)
+            mine = sorted(where for (p, _), where in merge.hits.items() if p is prop)
             paths = [(*engine.path(level, idx), op) for idx, op in mine]
             # Kinds in alphabet order, whatever order the chunks met them in.
-            ways = dict(sorted(counts[prop].items(), key=lambda kv: engine.kind_rank[kv[0]]))
+            ways = dict(sorted(merge.counts[prop].items(), key=lambda kv: engine.kind_rank[kv[0]]))
             outcomes[prop] = Found(prop, level + 1, paths[0], ways, tuple(paths[1:]))
         open_props -= frozenset(broken)
         level += 1
+        if merge.cut:
+            # Every call of this level was judged, but its states would pass
+            # the budget: the next depth is not searched.
+            stats.cut = level + 1
+            break
         if not last:
-            engine.levels.append(nxt)
-            engine.reps.append(reps)
-            stats.levels.append(len(nxt))
+            engine.levels.append(merge.nxt)
+            engine.reps.append(merge.reps)
+            stats.levels.append(len(merge.nxt))
     expanded_states = sum(len(engine.levels[d]) for d in range(min(level, len(engine.levels))))
     for prop in open_props:
-        outcomes[prop] = Holds(prop, level, expanded_states)
+        outcomes[prop] = Holds(prop, level, expanded_states, stats.cut)
     if digest:
         h = hashlib.sha256()
         for nodes in engine.levels:
@@ -1621,3 +1649,55 @@ def search(
     stats.seconds = time.perf_counter() - started
     ordered = {p: outcomes[p] for p in problem.properties}
     return SearchResult(ordered, stats, depth)
+
+
+class _Merge:
+    """One level's chunks merged in order: the new states (each kept once,
+    from the first chunk that reached it), the first hits and the counts.
+    Once the states would pass the budget ``cut`` is set and the states are
+    dropped; hits and counts are still merged."""
+
+    def __init__(self, engine: _Engine, stats: SearchStats, budget: int | None, reps: bool) -> None:
+        self.engine = engine
+        self.keep_reps = reps
+        """Whether the (parent, call) pairs are kept (only a level that is
+        expanded, not just judged, reads them)."""
+        self.stats = stats
+        self.room = None if budget is None else budget - sum(stats.levels[1:])
+        self.nxt: list[_Node] = []
+        self.reps: set[tuple[int, int]] = set()
+        self.hits: dict[tuple[Property, str], tuple[int, int]] = {}
+        self.counts: dict[Property, Counter[str]] = {}
+        self.cut = False
+
+    def add(self, chunk: _Chunk, caches: bool) -> None:
+        engine, stats = self.engine, self.stats
+        stats.add(chunk.stats)
+        if caches:
+            # A worker's new answers, for the next level's workers to inherit.
+            engine.effects.update(chunk.effects)
+            engine.verdicts.update(chunk.verdicts)
+            for rkey, known in chunk.refusals.items():
+                engine.refusals.setdefault(rkey, {}).update(known)
+        for slot, where in chunk.hits.items():
+            if slot not in self.hits or where < self.hits[slot]:
+                self.hits[slot] = where
+        for prop, counter in chunk.counts.items():
+            self.counts.setdefault(prop, Counter()).update(counter)
+        engine.trim_caches()
+        if self.cut:
+            return
+        seen, intern, nxt = engine.seen, engine.intern, self.nxt
+        reps = self.reps if self.keep_reps else None
+        room = self.room
+        for parent, op, key, vec, delta, reads, writes, front, cand in chunk.successors:
+            if key not in seen:
+                if room is not None and len(nxt) >= room:
+                    self.cut = True
+                    self.nxt, self.reps = [], set()
+                    return
+                seen.add(key)
+                kept = tuple(intern.setdefault(e, e) for e in vec)
+                nxt.append(_Node(parent, op, kept, delta, reads, writes, front, cand))
+                if reps is not None:
+                    reps.add((parent, op))

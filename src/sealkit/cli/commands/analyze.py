@@ -30,6 +30,7 @@ from ...analysis import (
 )
 from ...analysis.alphabet import parse_attacker
 from ...analysis.attackers import attacker_text
+from ...analysis.search import DEFAULT_MAX_STATES
 from ...errors import ArgumentError
 from ..output import PipeConsole, console, print_json
 
@@ -85,6 +86,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="worker processes (default: one per available core)",
     )
     parser.add_argument(
+        "--max-states",
+        type=int,
+        default=DEFAULT_MAX_STATES,
+        metavar="N",
+        help=(
+            "stop a search that would keep more than N states: the depth it got to is judged "
+            f"in full and reported, the next is not tried (default {DEFAULT_MAX_STATES:,}, "
+            "measured at 1.7 GB in this process and 3.7 GB with two workers; linux passes it "
+            "at depth 4)"
+        ),
+    )
+    parser.add_argument(
         "--attacker",
         action="append",
         metavar="A",
@@ -134,6 +147,8 @@ def _usage(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.depth <= MAX_DEPTH:
         return _usage(f"--depth must be between 0 and {MAX_DEPTH}, got {args.depth}")
+    if args.max_states < 1:
+        return _usage(f"--max-states must be at least 1, got {args.max_states}")
     if args.workers is not None and args.workers < 1:
         return _usage(f"--workers must be at least 1, got {args.workers}")
     if args.scenario not in SCENARIOS:
@@ -172,7 +187,16 @@ def run(args: argparse.Namespace) -> int:
             include_fork=args.fork,
             progress=progress,
             attacker=attacker,
+            max_states=args.max_states,
         )
+    for pol in report.policies:
+        if pol.stats.cut:
+            print(
+                f"sealkit analyze: {pol.spec.name}: depth {pol.stats.cut} not finished: it needs "
+                f"more than {args.max_states:,} states (--max-states); results stand to depth "
+                f"{pol.stats.cut - 1}",
+                file=sys.stderr,
+            )
     refuted = 0
     if args.replay:
         from ...analysis.replay import replay_report  # noqa: PLC0415  (needs the kernel executor)

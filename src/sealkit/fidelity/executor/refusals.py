@@ -66,6 +66,7 @@ from ...ops import (
     Fork,
     Ftruncate,
     Madvise,
+    MemoryWrite,
     Mimmutable,
     Mlockall,
     Mmap,
@@ -77,12 +78,10 @@ from ...ops import (
     Munlockall,
     Munmap,
     Op,
-    Poke,
     ProcessMadvise,
     Punch,
     PwriteMem,
     Step,
-    VmWritev,
     format_op,
     iter_ranges,
 )
@@ -340,7 +339,7 @@ def refusal_at(op: Op, win: Window, bases: Bases, heap: bool, lim: Limits) -> st
         return None
     if kind is FilePwrite or kind is Ftruncate or kind is Punch:
         return _file_refusal(op)
-    if kind is PwriteMem or kind is VmWritev or kind is Poke:
+    if issubclass(kind, MemoryWrite):
         addr, length = op.addr & MASK64, op.length & MASK64  # type: ignore[attr-defined]
         if kind is PwriteMem and addr >= _NEG:
             return None  # pwrite(2) refuses a negative offset first (EINVAL)

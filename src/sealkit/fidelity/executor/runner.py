@@ -99,6 +99,7 @@ from ...ops import (
     Fork,
     Ftruncate,
     Madvise,
+    MemoryWrite,
     Mincore,
     Mlock,
     Mlockall,
@@ -497,7 +498,7 @@ class Runner:
                 return -(exc.errno or _errno.EIO)
         if kind in _FILE_OPS:
             return self._file_call(op)
-        if kind is PwriteMem or kind is VmWritev or kind is Poke:
+        if issubclass(kind, MemoryWrite):
             return self._remote_write(op)
         if kind is Msync:
             assert isinstance(op, Msync)

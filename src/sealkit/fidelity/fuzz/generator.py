@@ -20,6 +20,7 @@ from ...layout import Layout
 from ...ops import (
     FILE_PAGES,
     MASK64,
+    MEMORY_WRITES,
     MODEL_BASES,
     Brk,
     FilePwrite,
@@ -39,12 +40,9 @@ from ...ops import (
     Munmap,
     Op,
     PkeyMprotect,
-    Poke,
     ProcessMadvise,
     Punch,
-    PwriteMem,
     Step,
-    VmWritev,
     Write,
     format_trace,
 )
@@ -255,10 +253,10 @@ def gen_op(c: Chooser, st: GenState) -> Op:
         addr, length = _range(c, st, zone)
         tag = chr(ord("a") + c.below(26)) if c.chance(30) else None
         return Write(addr, length, tag)
-    if kind in ("pwrite_mem", "vm_writev", "poke"):
+    writer = MEMORY_WRITES.get(kind)
+    if writer is not None:
         addr, length = _write_range(c, st, zone)
         tag = chr(ord("a") + c.below(26)) if c.chance(30) else None
-        writer = PwriteMem if kind == "pwrite_mem" else VmWritev if kind == "vm_writev" else Poke
         return writer(addr, length, tag)
     if kind in ("file_pwrite", "ftruncate", "punch"):
         return _gen_file_call(c, kind)

@@ -10,6 +10,7 @@ from ...ops import (
     MODEL_BASES,
     FilePwrite,
     Ftruncate,
+    MemoryWrite,
     Mlock,
     Mlockall,
     Mmap,
@@ -17,11 +18,8 @@ from ...ops import (
     Mseal,
     Op,
     PkeyMprotect,
-    Poke,
     ProcessMadvise,
     Punch,
-    PwriteMem,
-    VmWritev,
     Write,
 )
 from ..differential import Divergence
@@ -33,7 +31,7 @@ __all__ = ["shrink"]
 def _simpler(op: Op) -> list[Op]:
     """Simpler variants of one call (each removes one complication)."""
     out: list[Op] = []
-    if isinstance(op, Write | PwriteMem | VmWritev | Poke | FilePwrite) and op.tag is not None:
+    if isinstance(op, Write | MemoryWrite | FilePwrite) and op.tag is not None:
         out.append(replace(op, tag=None))
     if isinstance(op, FilePwrite | Ftruncate | Punch) and op.file_ro:
         out.append(replace(op, file_ro=False))
