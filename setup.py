@@ -4,9 +4,9 @@ Both are optional: without a C compiler the install still succeeds.
 
 * ``sealkit._os._fastsys``: the syscall fast path of ``sealkit._os.syscalls``
   (without it sealkit falls back to ctypes: slower, same behaviour), and the
-  smaps reader and scanner and ``maps --json`` row writer of the audit
-  (without them ``sealkit._os.procfs`` and ``sealkit.host.maps`` do the same
-  in Python).
+  smaps readers, scanner, classifier and JSON writers of the audit
+  (without them ``sealkit._os.procfs`` and ``sealkit.host`` do the same in
+  Python).
 * ``sealkit/_os/libsealexec.so``: the loader-side library of ``sealkit exec``,
   a data file of the package built from ``_sealexec.c`` by
   ``sealkit/_os/sealexec.py`` (without it ``sealkit exec`` says so in one line

@@ -8,11 +8,14 @@ the audit quadratic: a run of contiguous anonymous mappings (what
 ``freeze()`` makes), an ELF file mapped page by page where the loader would
 not place it, a ``.bss`` split into many pieces, many placements of one
 library and many different libraries.
+
+Every test runs twice: with the C classifier (``_fastsys.classify_kinds``,
+when it was built) and with the Python one it must agree with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -22,6 +25,7 @@ from sealkit._os import elf as elf_file
 from sealkit._os.elf import LoadLayout, Segment
 from sealkit._os.procfs import Vma
 from sealkit.host import audit
+from sealkit.host import classify as classify_module
 from tests.steps import count_steps
 from tests.unit.naive_classify import naive_classify
 
@@ -54,6 +58,19 @@ def lib(base: int, inode: int = 9, path: str = "/usr/lib/libx.so") -> list[Vma]:
 
 
 SEALED = frozenset({"sl"})
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def classifier(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Classify with the C rules, then with the Python ones."""
+    if request.param == "c" and classify_module._classify_kinds is None:
+        pytest.skip("the C classifier was not built (no compiler, or no 128-bit integers)")
+    saved = classify_module._FORCE_PYTHON
+    classify_module._FORCE_PYTHON = request.param == "python"
+    try:
+        yield request.param
+    finally:
+        classify_module._FORCE_PYTHON = saved
 
 
 def frozen(n: int) -> list[Vma]:
@@ -208,3 +225,60 @@ def test_random_layouts_agree_with_the_simple_rules(
     vmas = _build(pieces, gaps)
     assert audit.classify(vmas, _random_layout_of) == naive_classify(vmas, _random_layout_of)
     assert audit.classify(vmas) == naive_classify(vmas)
+
+
+# --- how placements are looked up: by bisection where starts increase, else a set -----
+
+
+def test_mappings_out_of_address_order_are_placed_as_before() -> None:
+    """/proc lists mappings by address; a caller's list may not be. Where the
+    starts do not increase, placements are looked up in a set of every file
+    mapping (what every order got before bisection was used): the answers
+    here are that code's."""
+    placed = [*lib(0x10000000), vma(0x10008000, 2, "rw-p")]
+    assert audit.classify(placed, layout_of) == naive_classify(placed, layout_of)
+    assert audit.classify(placed, layout_of) == [
+        "rodata",
+        "text",
+        "rodata",
+        "relro",
+        "data",
+        "data",
+    ]
+    assert audit.classify(placed[::-1], layout_of) == [
+        "anon",
+        "file",
+        "file",
+        "file",
+        "file",
+        "rodata",
+    ]
+    assert audit.classify(placed[2:] + placed[:2], layout_of) == [
+        "file", "file", "file", "anon", "rodata", "text",
+    ]  # fmt: skip
+
+
+def test_many_first_offsets_are_indexed_alike() -> None:
+    """Objects whose first PT_LOAD lies at six different file offsets: more
+    than are indexed one offset at a time, so the last ones go through the
+    index of every file mapping; each is placed as the simple rules say."""
+    layouts: dict[int, object] = {}
+    vmas: list[Vma] = []
+    for k in range(6):
+        off = k * 0x1000
+        layouts[100 + k] = LoadLayout.of(64, True, 3, (
+            Segment(1, 5, off, 0, 0x1000, 0x1000, 0x1000),
+            Segment(1, 6, off + 0x1000, 0x1000, 0x800, 0x3000, 0x1000),
+        ))  # fmt: skip
+        base = 0x20000000 + k * 0x100000
+        vmas += [
+            vma(base, 1, "r-xp", f"/lib/o{k}", 100 + k, off),
+            vma(base + PAGE, 1, "rw-p", f"/lib/o{k}", 100 + k, off + 0x1000),
+            vma(base + 2 * PAGE, 2, "rw-p"),
+        ]
+
+    def layout(v: Vma) -> object:
+        return layouts[v.inode]
+
+    assert audit.classify(vmas, layout) == naive_classify(vmas, layout)
+    assert audit.classify(vmas, layout) == ["text", "data", "data"] * 6

@@ -15,7 +15,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import sealkit
@@ -268,3 +268,33 @@ def test_hostile_arguments(name: str) -> None:
             assert name == "load_layout", f"{name}{args!r}: {exc!r}"
 
     hostile()
+
+
+@settings(max_examples=200, deadline=None)
+@example([(0, 4096, "odd")])  # the only kind, and not one of KINDS
+@example([(0, 4096, "odd"), (8192, 4096, "odd")])
+@given(
+    st.lists(
+        # "odd": a kind a hand-made row may carry; by_kind lists KINDS only
+        st.tuples(
+            st.integers(0, 1 << 48), st.integers(0, 1 << 20), st.sampled_from((*audit.KINDS, "odd"))
+        ),
+        max_size=40,
+    )
+)
+def test_by_kind_and_sealed_bytes_add_up(rows: list[tuple[int, int, str]]) -> None:
+    """The per-kind counts and byte sums (computed a kind at a time, at C
+    speed) are the plain loop's, in KINDS order, of the kinds in KINDS
+    only (also when a row's kind is the only one)."""
+    sealed = tuple(audit.SealedMapping(lo, lo + size, "r--p", kind, "") for lo, size, kind in rows)
+    row = audit.ProcessAudit(1, "c", 0, "root", "ok", len(rows), sealed)
+    expected: dict[str, list[int]] = {}
+    for m in sealed:
+        total = expected.setdefault(m.kind, [0, 0])
+        total[0] += 1
+        total[1] += m.end - m.start
+    assert row.by_kind() == {k: tuple(expected[k]) for k in audit.KINDS if k in expected}
+    assert list(row.by_kind()) == [k for k in audit.KINDS if k in expected]
+    assert row.sealed_bytes == sum(size for _, size, _ in rows)
+    unknown = row._replace(status="denied", sealed=None, mappings=None)
+    assert unknown.sealed_bytes is None and unknown.by_kind() == {}

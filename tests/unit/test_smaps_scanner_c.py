@@ -62,7 +62,33 @@ def _answer(data: bytes, every: bool) -> object:
         return "ParseError", str(exc)
 
 
+def _layout_alike(data: bytes, chunks: tuple[int, ...] = (7, 65536)) -> None:
+    """_fastsys.read_smaps_layout, reading ``data`` in pieces of each size,
+    keeps text that smaps_columns reads as it reads all of ``data``, or,
+    exactly where smaps_columns refuses ``data``, refuses it (status 3)."""
+    full = fastsys.smaps_columns(data)
+    fd = os.memfd_create("smaps")
+    try:
+        os.write(fd, data)
+        for chunk in chunks:
+            os.lseek(fd, 0, os.SEEK_SET)
+            first = os.read(fd, chunk)
+            if not first:
+                continue  # the first read stays the caller's: nothing to keep
+            kept, status = fastsys.read_smaps_layout(fd, chunk, 0, -1.0, 64, first)
+            if full is None:
+                assert (kept, status) == (None, 3)
+            else:
+                assert status == 0 and kept is not None
+                assert len(kept) <= len(data) + 1
+                assert fastsys.smaps_columns(kept) == full
+                assert fastsys.smaps_columns(kept, False) == fastsys.smaps_columns(data, False)
+    finally:
+        os.close(fd)
+
+
 def _same(data: bytes) -> object:
+    _layout_alike(data)
     for every in (True, False):
         fast = _answer(data, every)
         with _python_only():
@@ -86,6 +112,7 @@ def _real(data: bytes) -> None:
     """Real text: the C scanner takes it, and agrees with the Python one."""
     assert _counted_alike(data) is not None or not data.strip()
     _same(data)
+    _layout_alike(data, (1, 13, 4096))
 
 
 def test_the_c_scanner_is_in_use() -> None:
@@ -585,3 +612,78 @@ def test_real_text_cut_and_mutated_agrees() -> None:
                 del text[at : at + rng.randrange(1, 8)]
         _same(bytes(text))
         _counted_alike(bytes(text))
+
+
+# --- the layout read: _fastsys.read_smaps_layout and _read_verified(layout=True) -------
+
+
+def test_layout_reads_say_what_whole_reads_say(tmp_path: Path) -> None:
+    """A process's smaps read keeping only its layout lines gives the same
+    scan as the whole text; text of another shape is read again whole; the
+    bounds and errors are the whole read's."""
+    code = "import sys; print('ready', flush=True); sys.stdin.read()"
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        with ProcessDir(child.pid) as proc:  # waiting: its mappings stay as they are
+            whole = proc.smaps("S")
+            kept = proc.smaps("S", layout=True)
+    finally:
+        child.communicate(timeout=60)
+    assert len(kept) < len(whole) / 2
+    assert scan_smaps(kept, every=True)[1].columns() == scan_smaps(whole, every=True)[1].columns()
+    odd = tmp_path / "smaps"
+    text = (_vma() + "garbage\n" + _vma()).encode()
+    odd.write_bytes(text)
+    assert procfs._read_verified(str(odd), "42", None, procfs.Limits(), True, True) == (text, True)
+    good = tmp_path / "good"
+    good.write_bytes((_vma() * 3).encode())
+    assert procfs._read_verified(str(good), "42", None, procfs.Limits(), True, True) == (
+        (HEADER + "\nVmFlags: rd mr mw me sl \n").encode() * 3, True
+    )  # fmt: skip
+    big = tmp_path / "big"
+    big.write_bytes((_vma() * 20000).encode())
+    for limits, why in (
+        (procfs.Limits(size=100_000), "its big text is larger than 100000 bytes"),
+        (
+            procfs.Limits(time.monotonic() - 1, "its time budget ran out", None),
+            "its time budget ran out",
+        ),
+    ):
+        with pytest.raises(procfs.CutShortError, match=why):
+            procfs._read_verified(str(big), "42", None, limits, True, True)
+
+
+def test_read_smaps_layout_keeps_the_bounds(tmp_path: Path) -> None:
+    fd = os.memfd_create("smaps")
+    try:
+        os.write(fd, (_vma() * 20000).encode())
+        for size, deadline, every, status in ((100_000, -1.0, 64, 1), (0, 0.0, 1, 2)):
+            os.lseek(fd, 0, os.SEEK_SET)
+            first = os.read(fd, 4096)
+            assert fastsys.read_smaps_layout(fd, 4096, size, deadline, every, first) == (
+                None, status
+            )  # fmt: skip
+    finally:
+        os.close(fd)
+    for args in ((0, 0, 0, -1.0, 64), (0, 4096, -1, -1.0, 64), (0, 4096, 0, -1.0, 0)):
+        with pytest.raises(ValueError):
+            fastsys.read_smaps_layout(*args, b"x")
+    with pytest.raises(OSError):
+        fastsys.read_smaps_layout(-1, 4096, 0, -1.0, 64, b"x")  # EBADF
+    with pytest.raises(OSError):
+        directory = os.open(tmp_path, os.O_RDONLY)
+        try:
+            fastsys.read_smaps_layout(directory, 4096, 0, -1.0, 64, b"x")  # EISDIR
+        finally:
+            os.close(directory)
+
+
+def test_a_mapping_longer_than_the_buffer(tmp_path: Path) -> None:
+    """A mapping whose lines pass the first buffer (a name of 1 MiB): the
+    buffer grows, and the kept text scans as the whole does."""
+    name = "/" + "n" * (1 << 20)
+    data = (_vma() + _vma(HEADER.replace("/lib/x.so", name)) + _vma()).encode()
+    _layout_alike(data, (4096, 65536))

@@ -41,3 +41,22 @@ def maps_json_rows(
 def read_fd(
     fd: int, chunk: int, size_limit: int, deadline: float, clock_every: int, first: bytes, /
 ) -> tuple[bytes | None, int]: ...
+def classify_kinds(
+    start: Sequence[int],
+    end: Sequence[int],
+    perms: Sequence[str],
+    path: Sequence[str],
+    dev: Sequence[str],
+    inode: Sequence[int],
+    vmflags: Sequence[frozenset[str] | None],
+    wanted: list[int] | None,
+    facts: Callable[[int], int | tuple[Any, ...]],
+    kinds: tuple[str, ...],
+    /,
+) -> list[str] | None: ...
+def read_smaps_layout(
+    fd: int, chunk: int, size_limit: int, deadline: float, clock_every: int, first: bytes, /
+) -> tuple[bytes | None, int]: ...
+def sealed_json_rows(
+    sealed: tuple[tuple[int, int, str, str, str], ...], text_of: Callable[[int, str], str], /
+) -> str | None: ...

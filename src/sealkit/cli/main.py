@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import importlib
 import os
 import sys
@@ -40,6 +41,27 @@ _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, e
 
 MAX_WIDTH = 1 << 16
 _width: int | None = None
+
+# A command whose module sets EXIT_WITHOUT_TEARDOWN = True (audit, maps:
+# measured against `cat` in benchmarks/bench_audit.py) ends, when run as the
+# `sealkit` command (entry()), with os._exit once its output is flushed:
+# freeing what it built (tens of thousands of objects for a large process)
+# and the interpreter's teardown are work nobody waits for. hold() keeps
+# what the command built alive until then, so it is not freed on return.
+# The cyclic garbage collector is off while such a command runs: it builds
+# tens of thousands of tuples and lists for a large process (each 700 set a
+# collection off, and the older generations' collections walk them all
+# again), and it makes no reference cycles (a sweep of a host leaves none for
+# the collector: tests/unit/test_cli_exit.py); refcounting frees the rest.
+_exit_early = False
+_held: list[object] = []
+
+
+def hold(value: object) -> None:
+    """Keep ``value`` alive until the command line exits (see
+    ``EXIT_WITHOUT_TEARDOWN``): freeing it would be the last thing done."""
+    if _exit_early:
+        _held.append(value)
 
 
 class Command(Protocol):
@@ -169,9 +191,11 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
-    global _width
+    global _width, _exit_early
     args_list = list(sys.argv[1:] if argv is None else argv)
     prog = "sealkit"
+    _held.clear()
+    _exit_early = False
     try:
         parser = build_parser(discover(_requested(args_list)))
         try:
@@ -185,7 +209,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         prog = f"sealkit {args.command}"
         _width = args.width
-        status = run(args)
+        _exit_early = argv is None and getattr(args._command, "EXIT_WITHOUT_TEARDOWN", False)
+        collecting = gc.isenabled()
+        if _exit_early:
+            gc.disable()
+        try:
+            status = run(args)
+        finally:
+            if collecting:
+                gc.enable()
         if not getattr(args._command, "PROGRAM_OWNS_STDOUT", False):
             sys.stdout.flush()  # a full disk is reported here, not at exit
         return status
@@ -229,4 +261,17 @@ def _internal(exc: Exception) -> int:
 
 def entry() -> NoReturn:
     """Console-script entry point."""
-    sys.exit(main())
+    status = main()
+    if _exit_early:
+        # Everything written is flushed here (a failure takes the usual way
+        # out, through the interpreter's own flush at exit); no atexit
+        # handler, thread or finaliser of these commands has work to do.
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            _held.clear()
+            sys.exit(status)
+        os._exit(status)
+    _held.clear()
+    sys.exit(status)

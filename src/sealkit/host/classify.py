@@ -42,8 +42,11 @@ after a writable file mapping is ``.bss`` data.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+import operator
+import os
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
+from itertools import compress, islice, repeat
 from typing import Any, Final
 
 from .._os.procfs import ProcessDir, ScannedVmas, Vma, VmaColumns
@@ -51,6 +54,24 @@ from ..errors import ArgumentError, ArgumentTypeError, ParseError
 from ..flags import PAGE_SIZE
 
 __all__ = ["KINDS", "SYSTEM_MAPPINGS", "FileLayouts", "classify"]
+
+# The same rules in C (sealkit/_os/_fastsys.c classify_kinds), for columns of
+# the shape the smaps scanner makes; what depends on a file's program headers
+# it asks of _Process._facts, once per file. Without it (no compiler at
+# install, no 128-bit integers, an extension built from an older source), or
+# with SEALKIT_NO_FASTSYS=1, _Process.kinds below does it all: the same
+# answers (tests/unit/test_classify_c.py holds the two equal).
+_classify_kinds: Callable[..., list[str] | None] | None
+try:
+    from .._os import _fastsys
+except ImportError:  # pragma: no cover - depends on how sealkit was installed
+    _classify_kinds = None
+else:
+    _classify_kinds = getattr(_fastsys, "classify_kinds", None)
+
+_FORCE_PYTHON = bool(os.environ.get("SEALKIT_NO_FASTSYS"))
+"""Classify in Python only (``SEALKIT_NO_FASTSYS=1``; tests set it to
+compare the two)."""
 
 KINDS: Final = (
     "text", "rodata", "relro", "data", "file", "heap", "stack", "anon", "shm", "system", "guard",
@@ -84,6 +105,10 @@ def _up(value: int) -> int:
 FileLayout = Any  # elf.LoadLayout | Literal["not-elf", "unknown"]; elf is imported lazily
 LayoutOf = Callable[[Vma], FileLayout]
 
+
+_OFFSETS_INDEXED: Final = 4
+"""Offsets :meth:`_Process._candidates` indexes one by one before it
+indexes every file mapping."""
 
 MAX_LOADS: Final = 64
 """Most ``PT_LOAD`` segments a layout may have to place an object (real
@@ -160,13 +185,16 @@ class _Process:
         "_bias",
         "_by_file",
         "_exec_files",
+        "_file_rows",
         "_files",
         "_heads",
+        "_increasing",
         "_layout_of",
         "_nearest",
         "_placed",
         "_spans",
         "_where",
+        "_where_at",
         "dev",
         "end",
         "inode",
@@ -191,9 +219,14 @@ class _Process:
         self._bias: dict[int, int | None] = {}
         self._by_file: dict[tuple[str, int, int], tuple[_Spans, list[int], list[int]]] = {}
         self._exec_files: set[tuple[str, int]] | None = None
-        # (dev, inode, offset) -> indices of that file's mappings at that offset
+        # (dev, inode, offset) -> indices of that file's mappings at that offset:
+        # of every offset, or (_where_at) of the few offsets asked about
         self._where: dict[tuple[str, int, int], list[int]] | None = None
-        # (dev, inode, start, offset) of every file mapping: filled with _where
+        self._where_at: dict[int, dict[tuple[str, int, int], list[int]]] = {}
+        self._file_rows: list[int] | None = None
+        # whether the mappings' starts increase (as in any /proc text); if not,
+        # (dev, inode, start, offset) of every file mapping
+        self._increasing: bool | None = None
         self._at: set[tuple[str, int, int, int]] = set()
         self._placed: dict[int, bool] = {}
         # (dev, inode, offset) -> for each candidate, the nearest placed one at or before it
@@ -227,8 +260,7 @@ class _Process:
 
     def _placed_somewhere(self, key: tuple[str, int], layout: Any) -> bool:
         spans = self.spans(layout)
-        where = (*key, spans.first_offset)
-        candidates = self._index().get(where, ())
+        candidates = self._candidates((*key, spans.first_offset))
         return any(self.placed(k, spans) for k in candidates)
 
     def spans(self, layout: Any) -> _Spans:
@@ -248,18 +280,64 @@ class _Process:
 
     # --- where objects were placed -----------------------------------------------------
 
-    def _index(self) -> dict[tuple[str, int, int], list[int]]:
-        """Every file mapping by (device, inode, offset), in address order."""
-        if self._where is None:
-            where: dict[tuple[str, int, int], list[int]] = {}
-            at = self._at
-            dev, start, offset = self.dev, self.start, self.offset
-            for k, inode in enumerate(self.inode):
-                if inode != 0:
-                    where.setdefault((dev[k], inode, offset[k]), []).append(k)
-                    at.add((dev[k], inode, start[k], offset[k]))
-            self._where = where
-        return self._where
+    def _candidates(self, key: tuple[str, int, int]) -> list[int]:
+        """The file mappings at (device, inode, offset) ``key``, in address
+        order. Indexed per offset asked about (the first ``PT_LOAD`` s'
+        offsets: nearly always 0), so that a process with 20,000 mappings of
+        one file at other offsets costs one filter, not 20,000 entries; past
+        :data:`_OFFSETS_INDEXED` offsets, every file mapping once (linear
+        either way)."""
+        if self._where is not None:
+            return self._where.get(key, [])
+        table = self._where_at.get(key[2])
+        if table is None:
+            if len(self._where_at) >= _OFFSETS_INDEXED:
+                self._where = self._file_index(None)
+                return self._where.get(key, [])
+            table = self._where_at[key[2]] = self._file_index(key[2])
+        return table.get(key, [])
+
+    def _file_index(self, only: int | None) -> dict[tuple[str, int, int], list[int]]:
+        """File mappings by (device, inode, offset): all, or those at offset ``only``."""
+        dev, inode, offset = self.dev, self.inode, self.offset
+        if self._file_rows is None:
+            self._file_rows = list(compress(range(len(inode)), map(operator.ne, inode, repeat(0))))
+        rows = self._file_rows
+        if only is not None:
+            # operator.eq, not only.__eq__: NotImplemented (an offset of
+            # another type) is no answer
+            rows = list(
+                compress(rows, map(operator.eq, map(offset.__getitem__, rows), repeat(only)))
+            )
+        where: dict[tuple[str, int, int], list[int]] = {}
+        for k in rows:
+            where.setdefault((dev[k], inode[k], offset[k]), []).append(k)
+        return where
+
+    def _mapped_at(self, dev: str, inode: int, start: int, offset: int) -> bool:
+        """Whether a mapping of file (``dev``, ``inode``) starts at ``start``
+        with file offset ``offset``: a bisection where the starts increase
+        (as /proc prints them), else a set of every file mapping."""
+        starts = self.start
+        if self._increasing is None:
+            self._increasing = all(map(operator.lt, starts, islice(starts, 1, None)))
+            if not self._increasing:
+                self._file_index(None)  # the file rows
+                self._at = {
+                    (self.dev[k], self.inode[k], starts[k], self.offset[k])
+                    for k in self._file_rows or ()
+                }
+        if not self._increasing:
+            return (dev, inode, start, offset) in self._at
+        k = bisect_left(starts, start)
+        return (
+            k < len(starts)
+            and starts[k] == start
+            and self.inode[k] != 0
+            and self.inode[k] == inode
+            and self.dev[k] == dev
+            and self.offset[k] == offset
+        )
 
     def placed(self, j: int, spans: _Spans) -> bool:
         """Whether mapping ``j`` starts a placement of its object by the
@@ -269,14 +347,13 @@ class _Process:
         neighbour."""
         known = self._placed.get(j)
         if known is None:
-            self._index()
-            at = self._at
+            mapped_at = self._mapped_at
             start, dev, inode = self.start[j], self.dev[j], self.inode[j]
             bias = start - spans.first_vaddr
             hi = bias + spans.top
             # another PT_LOAD mapped above this one, inside the object's span
             known = not spans.others or any(
-                start < bias + rel < hi and (dev, inode, bias + rel, off) in at
+                start < bias + rel < hi and mapped_at(dev, inode, bias + rel, off)
                 for rel, off in spans.others
             )
             self._placed[j] = known
@@ -323,7 +400,7 @@ class _Process:
         them the nearest actual placement at or before it (-1: none)."""
         spans = self.spans(layout)
         key = (self.dev[i], self.inode[i], spans.first_offset)
-        candidates = self._index().get(key) or []
+        candidates = self._candidates(key)
         nearest = self._nearest.get(key)
         if nearest is None:
             # one pass: the nearest placement at or before each candidate
@@ -335,6 +412,32 @@ class _Process:
                 nearest.append(last)
             self._nearest[key] = nearest
         return spans, candidates, nearest
+
+    def _facts(self, j: int) -> int | tuple[Any, ...]:
+        """What the C classifier (``_fastsys.classify_kinds``) needs to know
+        about the file that mapping ``j`` maps, asked once per file: ``0``
+        when it is no ELF object placed by the loader (``"not-elf"``), ``1``
+        or ``2`` when its program headers are unknown (``1``: the file also
+        has an executable mapping), else its spans, and the candidates for a
+        placement with the nearest placement at or before each (what
+        :meth:`file_kind`, :meth:`object_bias` and :meth:`_head_says` use)."""
+        key = (self.dev[j], self.inode[j])
+        layout = self._files.get(key)
+        if layout is None:
+            layout = self.layout(j)
+        if layout == "not-elf":
+            return 0
+        if isinstance(layout, str):
+            return 1 if key in self.executable_files() else 2
+        file_key = (self.dev[j], self.inode[j], id(layout))
+        known = self._by_file.get(file_key)
+        if known is None:
+            known = self._by_file[file_key] = self._file_placements(j, layout)
+        spans, candidates, nearest = known
+        return (
+            spans.first_vaddr, spans.top, spans.load_lo, spans.load_hi, spans.bss_lo,
+            spans.bss_hi, spans.relro, candidates, nearest,
+        )  # fmt: skip
 
     # --- anonymous runs ---------------------------------------------------------------
 
@@ -445,6 +548,16 @@ class _Process:
                 out.append(self.anon_kind(i))
         return out
 
+    def kinds_in_c(self, wanted: list[int] | None) -> list[str] | None:
+        """:meth:`kinds` by the C classifier, of every mapping (``None``) or
+        of those in ``wanted``; ``None`` when the columns are not of the
+        shape it takes (Python then classifies)."""
+        assert _classify_kinds is not None
+        return _classify_kinds(
+            self.start, self.end, self.perms, self.path, self.dev, self.inode, self.vmflags,
+            wanted, self._facts, KINDS,
+        )  # fmt: skip
+
     def file_kind(self, i: int) -> str:
         layout = self._files.get((self.dev[i], self.inode[i]))
         if layout is None:
@@ -551,10 +664,15 @@ def classify(
     if layout_of is not None and not callable(layout_of):
         raise ArgumentTypeError("layout_of must be callable or None")
     count = len(vmas)
-    wanted = range(count) if indices is None else int_list(indices, "indices", 0)
-    if indices is not None and any(i >= count for i in wanted):
+    asked = None if indices is None else int_list(indices, "indices", 0)
+    if asked and max(asked) >= count:
         raise ArgumentError("indices must point into vmas")
-    return _Process(vmas, layout_of).kinds(wanted)
+    process = _Process(vmas, layout_of)
+    if _classify_kinds is not None and not _FORCE_PYTHON:
+        found = process.kinds_in_c(asked)
+        if found is not None:
+            return found
+    return process.kinds(range(count) if asked is None else asked)
 
 
 class FileLayouts:
@@ -612,6 +730,10 @@ def int_list(values: object, name: str, minimum: int) -> list[int]:
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         raise ArgumentTypeError(f"{name} must be an iterable of ints, not {type(values).__name__}")
     out = list(values)
+    # at C speed when all is well (a sweep passes 30,000 sealed indices of
+    # one process); else the loop names the first value that is not
+    if not out or (set(map(type, out)) == {int} and min(out) >= minimum and max(out) < 1 << 32):
+        return out
     for value in out:
         if type(value) is not int:
             raise ArgumentTypeError(f"{name} must hold ints, not {type(value).__name__}")

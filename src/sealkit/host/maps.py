@@ -179,7 +179,8 @@ def maps_json(maps: ProcessMaps, sealed_only: bool = False) -> str:
     )
     if not rows:
         return head[:-1] + ', "regions": []}\n'
-    return head[:-1] + ',\n "regions": [\n  ' + rows + "\n ]}\n"
+    # one copy of the 14 MB of a large process's rows, not two
+    return "".join((head[:-1], ',\n "regions": [\n  ', rows, "\n ]}\n"))
 
 
 def _text_of(kind: int, value: Any) -> str:
@@ -237,7 +238,7 @@ def process_maps(pid: int | str = "self", procfs: str = "/proc") -> ProcessMaps:
     """
     with ProcessDir(pid, procfs) as proc:
         status = proc.status()
-        data = proc.smaps(status.state, Limits(None, "", sweep.SMAPS_LIMIT))
+        data = proc.smaps(status.state, Limits(None, "", sweep.SMAPS_LIMIT), layout=True)
         _, vmas = scan_smaps(data, f"{procfs}/{proc.pid}/smaps", every=True)
         layouts = FileLayouts()
         kinds = classify(vmas, lambda v: layouts.lookup(proc, v))

@@ -10,8 +10,10 @@ different command names never share a Prometheus series.
 from __future__ import annotations
 
 import json
+import operator
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 
@@ -27,6 +29,39 @@ SCHEMA: Final = "sealkit.audit/2"
 """The ``schema`` tag of ``sealkit audit --json`` (sealkit/data/audit.schema.json)."""
 
 _ENCODER: Final = json.JSONEncoder(separators=(", ", ": "))
+
+# The C writer of a process's sealed list (sealkit/_os/_fastsys.c
+# sealed_json_rows): without it (no compiler at install, an extension built
+# from an older source), or with SEALKIT_NO_FASTSYS=1, audit_json_text
+# writes it in Python, the same bytes.
+_sealed_rows: Callable[[tuple[SealedMapping, ...], Callable[[int, str], str]], str | None] | None
+try:
+    from .._os import _fastsys
+except ImportError:  # pragma: no cover - depends on how sealkit was installed
+    _sealed_rows = None
+else:
+    _sealed_rows = getattr(_fastsys, "sealed_json_rows", None)
+_FORCE_PYTHON = bool(os.environ.get("SEALKIT_NO_FASTSYS"))
+_KINDS: Final = frozenset(KINDS)
+_KIND: Final = operator.itemgetter(3)
+
+
+def _c_writes(sealed: object) -> bool:
+    """Whether the C writer takes ``sealed``: a tuple of SealedMapping rows
+    of known kinds (it prints kinds as they are)."""
+    try:
+        return (
+            type(sealed) is tuple
+            and set(map(type, sealed)) <= {SealedMapping}
+            and set(map(_KIND, sealed)) <= _KINDS
+        )
+    except TypeError:  # an unhashable kind: the Python writer prints it as it can
+        return False
+
+
+def _text_of(kind: int, value: str) -> str:
+    """The JSON text of a permission string (0) or a path (1), for the C writer."""
+    return encode_basestring_ascii(value if kind == 0 else label(value))
 
 
 def json_text(doc: Mapping[str, Any]) -> str:
@@ -169,16 +204,22 @@ def audit_json_text(
         if proc.sealed is None:
             rows.append(text[:-1] + ', "sealed": null}')
             continue
-        items = []
-        for m in proc.sealed:
-            path = paths.get(m.path)
-            if path is None:
-                path = paths[m.path] = strings(label(m.path))
-            items.append(
-                f'{{"start": "{m.start:#x}", "end": "{m.end:#x}", "size": {m.end - m.start}, '
-                f'"perms": {strings(m.perms)}, "kind": "{m.kind}", "path": {path}}}'
-            )
-        rows.append(text[:-1] + ', "sealed": [' + ", ".join(items) + "]}")
+        sealed = proc.sealed
+        listed = None
+        if _sealed_rows is not None and not _FORCE_PYTHON and _c_writes(sealed):
+            listed = _sealed_rows(sealed, _text_of)
+        if listed is None:
+            items = []
+            for m in sealed:
+                path = paths.get(m.path)
+                if path is None:
+                    path = paths[m.path] = strings(label(m.path))
+                items.append(
+                    f'{{"start": "{m.start:#x}", "end": "{m.end:#x}", "size": {m.end - m.start}, '
+                    f'"perms": {strings(m.perms)}, "kind": "{m.kind}", "path": {path}}}'
+                )
+            listed = ", ".join(items)
+        rows.append(text[:-1] + ', "sealed": [' + listed + "]}")
     head = json_text(doc)
     marker = '"processes": []'
     at = head.index(marker)

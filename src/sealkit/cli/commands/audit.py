@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 NAME = "audit"
+EXIT_WITHOUT_TEARDOWN = True  # see cli/main.py: what it built is not freed at the end
 HELP = "Show which processes on this host have sealed memory, and what is sealed."
 ORDER = 20
 
@@ -233,6 +234,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.close()
+    from ..main import hold
+
+    hold(report)
     results = check_requirements(report, requirements)
     text: str | None
     if fmt == "json":
@@ -242,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = _table(report, args.sealed_only, to_file=args.output is not None)
     if text is not None:
+        hold(text)
         _write(text, args.output)
     for pid in report.not_found:
         print(f"sealkit audit: no process {pid}", file=sys.stderr)

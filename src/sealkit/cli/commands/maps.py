@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ...host.maps import ProcessMaps
 
 NAME = "maps"
+EXIT_WITHOUT_TEARDOWN = True  # see cli/main.py: what it built is not freed at the end
 HELP = "Show every mapping of one process: range, size, perms, sealed, kind, path."
 ORDER = 21
 
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         ProcessGoneError,
     )
     from ...host.maps import process_maps
+    from ..main import hold
 
     if args.svg == "-":  # not a file named "-": stdout holds the table (or the JSON)
         print("sealkit maps: --svg - : stdout holds the table; give the SVG a file name",
@@ -84,10 +86,13 @@ def run(args: argparse.Namespace) -> int:
             print("sealkit maps: --svg needs a file name", file=sys.stderr)
             return 2
         write_output(render_svg(maps), args.svg)  # OutputError: exit code 4
+    hold(maps)
     if args.json:
         from ...host.maps import maps_json
 
-        sys.stdout.write(maps_json(maps, sealed_only=args.sealed_only))
+        text = maps_json(maps, sealed_only=args.sealed_only)
+        hold(text)
+        sys.stdout.write(text)
         return 0
     _table(maps, args.sealed_only)
     return 0
