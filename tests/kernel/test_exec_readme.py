@@ -32,9 +32,9 @@ def test_the_readme_commands_run_as_written(tmp_path: Path, exec_lib: Path) -> N
         pytest.skip(f"{venv} is not set up: the README's lines run from it")
     (tmp_path / ".venv").symlink_to(venv)
     env = plain_env()
-    # `python3` a Python binary (the venv's), not a wrapper script such as
-    # pyenv's shim: a script is sealed in its interpreter, and a report
-    # without %p is the first process's
+    # The README names `.venv/bin/python`, a Python binary; a `python3` on
+    # PATH may be a wrapper script (pyenv's shim), sealed in its interpreter
+    # (`env`), whose report, without %p, would hold no Python at all
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
     outputs = []
     for line in _section_commands():

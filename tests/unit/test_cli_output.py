@@ -145,6 +145,33 @@ def test_an_output_that_cannot_be_written_exits_4_in_one_line(args: list[str]) -
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    "args", [["maps", "self", "--svg"], ["audit", "--pid", "1", "-o"]], ids=["svg", "audit -o"]
+)
+def test_an_output_that_is_a_directory_exits_4_in_one_line(args: list[str], tmp_path: Path) -> None:
+    # docs/cli.md: "A directory, a missing directory, ...: one line, exit code
+    # 4"; `audit -o DIR` used to exit 2 (bad usage) with its own wording.
+    done = _sealkit(*args, str(tmp_path))
+    assert done.returncode == EXIT_IO == 4, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"cannot write {tmp_path}: it is a directory" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_dash_is_stdout_or_refused(tmp_path: Path) -> None:
+    # `-o -` wrote a file named "-" in the current directory.
+    done = _sealkit("audit", "--pid", str(os.getpid()), "--format", "prometheus", "-o", "-",
+                    cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "sealkit_audit_processes" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+    # maps prints its table on stdout: an SVG there would be mixed into it
+    done = _sealkit("maps", "self", "--svg", "-", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--svg -" in done.stderr and done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_full_disk_on_stdout_exits_4_in_one_line() -> None:
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")

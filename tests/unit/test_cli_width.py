@@ -64,6 +64,19 @@ def test_analyze_keeps_long_policy_names_whole() -> None:
     _line_with(done.stdout, LONG_POLICY)
 
 
+def test_analyze_explain_follows_the_width_rule() -> None:
+    # --explain printed on a console of its own: folded at 80 columns in a
+    # pipe ("other: mimmutable:permi…") and deaf to --width.
+    args = ("analyze", "--explain", "mimmutable", "--depth", "0", "--workers", "1")
+    done = _sealkit(*args)
+    assert done.returncode == 0, done.stderr
+    _line_with(done.stdout, "other: mimmutable:permissive-advice")
+    _line_with(done.stdout, "M2 How does immutability treat Linux advice", "access?")
+    narrow = _sealkit(*args, "--width", "60")
+    assert narrow.returncode == 0, narrow.stderr
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 60, narrow.stdout
+
+
 def test_replay_keeps_each_result_on_its_call_line(tmp_path: Path) -> None:
     trace = tmp_path / "t.trace"
     trace.write_text(

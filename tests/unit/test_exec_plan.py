@@ -80,6 +80,33 @@ def test_environment_refuses_what_the_loader_cannot_express() -> None:
         assert info.value.status == 2 and "\n" not in str(info.value)
 
 
+def test_a_report_this_user_cannot_write_is_refused_before_the_exec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's `--report /tmp/sealkit-exec.jsonl`, run by a second user
+    # after a first one: the library could not replace the other user's file
+    # in the sticky /tmp, said nothing, and exec exited 0 without a report.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    theirs = shared / "sealkit-exec.jsonl"
+    theirs.write_text("")
+    if os.geteuid() == 0:
+        os.chown(theirs, 4242, 4242)
+        os.chown(shared, 0, 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 65534)  # a user who owns neither
+    with pytest.raises(ExecRefused, match=r"belongs to another user .* sticky") as info:
+        report_target(str(theirs))
+    assert info.value.status == 2 and "\n" not in str(info.value)
+    # What another user's library would not write is still fine to print
+    # for a service manager (--print-env), and a %p name is always new.
+    assert report_target(str(theirs), check_fd=False) == str(theirs)
+    assert report_target(str(shared / "r-%p.jsonl")) == str(shared / "r-%p.jsonl")
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    with pytest.raises(ExecRefused, match="is not writable"):
+        report_target(str(tmp_path / "r.jsonl"))
+
+
 def test_report_targets(tmp_path: Path) -> None:
     for fd in (0, 1, 2):
         with pytest.raises(

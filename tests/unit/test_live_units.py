@@ -5,7 +5,9 @@ the report and its JSON schema, argument checks."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 import sealkit
 from sealkit._os import ptrace, syscalls
 from sealkit._os.procfs import Vma
-from sealkit.errors import ArgumentError, ArgumentTypeError
+from sealkit.errors import ArgumentError, ArgumentTypeError, TargetRefusedError
 from sealkit.sealing.hardening.report import ObjectReport, SealedRange, SkippedRange
 from sealkit.sealing.live import LiveReport, MsealCall, _bpf, plan, seal_process, target
 
@@ -357,3 +359,34 @@ def test_bad_arguments_are_refused_before_anything_happens(
 ) -> None:
     with pytest.raises(error):
         seal_process(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_an_unreadable_exe_names_cap_sys_ptrace_only_when_it_is_missing(
+    held: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root got "needs CAP_SYS_PTRACE" for a process refused even to root
+    # (this machine's pid 1), where the audit says "refused even to root".
+    pre = importlib.import_module(
+        "sealkit.sealing.live.preflight"
+    )  # the package exports a function of that name
+
+    class Unreadable:
+        pid = os.getppid()
+
+        def status(self) -> dict[str, str]:
+            me = str(os.geteuid())
+            return {"State": "S (sleeping)", "VmSize": "1 kB", "Uid": " ".join([me] * 4)}
+
+        def exe_head(self) -> bytes:
+            raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(pre, "kernel_lacks_mseal", lambda: "")
+    monkeypatch.setattr(pre, "ptrace_scope", lambda: None)
+    monkeypatch.setattr(pre, "_caps", lambda: (1 << 19) if held else 0)
+    with pytest.raises(TargetRefusedError) as info:
+        pre.preflight(Unreadable(), dry_run=True)  # type: ignore[arg-type]
+    text = str(info.value)
+    assert "\n" not in text and "ptrace access refused" in text
+    assert ("needs CAP_SYS_PTRACE" in text) is not held
+    assert ("refused even with CAP_SYS_PTRACE" in text) is held

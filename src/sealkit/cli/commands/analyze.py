@@ -219,7 +219,7 @@ def _explain(args: argparse.Namespace, spec: PolicySpec, props: list[Property]) 
     if args.json:
         print_json("analyze-explain", found.to_json())
         return 0
-    out = PipeConsole()
+    out = console()
     policy = found.policy
     out.print(f"[bold]{spec.name}[/]: {policy.summary}")
     out.print(f"source: {policy.source}")

@@ -79,7 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o", "--output", metavar="FILE",
         help="write to FILE instead of stdout, atomically: a temporary file in FILE's "
-        "directory renamed over it; a new FILE gets mode 0644, an existing one keeps its mode",
+        "directory renamed over it; a new FILE gets mode 0644, an existing one keeps its mode "
+        "('-': stdout)",
     )  # fmt: skip
     parser.add_argument("--host", help="the host label in Prometheus output (default: uname -n)")
     parser.add_argument(
@@ -204,8 +205,11 @@ def run(args: argparse.Namespace) -> int:
     from ...host.outputs import audit_json_text, to_prometheus
     from ...host.requirements import check_requirements, parse_requirement
     from ...host.sweep import DEFAULT_PROCESS_TIMEOUT, scan_host
+    from ..main import EXIT_IO
 
     fmt = args.format or "table"
+    if args.output == "-":  # as everywhere else on the command line (replay -): stdout
+        args.output = None
     try:
         requirements = [parse_requirement(text) for text in args.require]
         users = _users(args.user)
@@ -213,8 +217,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"sealkit audit: {exc}", file=sys.stderr)
         return 2
     if args.output is not None and os.path.isdir(args.output):
-        print(f"sealkit audit: --output {args.output!r} is a directory", file=sys.stderr)
-        return 2
+        # Said before the sweep, not after it, in write_output's words and
+        # with its exit code (docs/cli.md: a directory is exit 4, like any
+        # output that cannot be written).
+        print(f"sealkit audit: cannot write {args.output}: it is a directory", file=sys.stderr)
+        return EXIT_IO
     progress = None if args.progress == "never" else _Progress(args.progress)
     process_timeout = (
         DEFAULT_PROCESS_TIMEOUT if args.process_timeout is None else args.process_timeout

@@ -49,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     from ...host.maps import process_maps
     from ..main import hold
 
+    if args.svg == "-":  # not a file named "-": stdout holds the table (or the JSON)
+        print("sealkit maps: --svg - : stdout holds the table; give the SVG a file name",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         maps = process_maps(args.pid)
     except (ArgumentError, ArgumentTypeError) as exc:

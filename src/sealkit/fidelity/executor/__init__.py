@@ -27,7 +27,14 @@ from __future__ import annotations
 
 from .client import KernelExecutor
 from .protocol import RawRun, RawSnap, WorkerDiedError, raw_to_layout
-from .refusals import MAX_FILES, MAX_FORKS, OutsideArenaError, check_trace, refusal
+from .refusals import (
+    MAX_FILES,
+    MAX_FORKS,
+    OutsideArenaError,
+    check_trace,
+    host_refusal,
+    refusal,
+)
 from .runner import GUARD, MAX_WINDOWS
 from .zygote import worker_main
 
@@ -42,6 +49,7 @@ __all__ = [
     "RawSnap",
     "WorkerDiedError",
     "check_trace",
+    "host_refusal",
     "raw_to_layout",
     "refusal",
     "worker_main",

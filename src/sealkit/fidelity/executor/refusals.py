@@ -44,18 +44,26 @@ The calls sealing does not cover (issue 14) have their own rules:
   are not on hugetlbfs);
 * ``mlockall`` locks (and with ``MCL_CURRENT`` faults in) the whole runner,
   which is harmless to it; the runner calls ``munlockall`` after the trace.
+* the model's caller is root (``CAP_IPC_LOCK``: no ``RLIMIT_MEMLOCK``).
+  Without that capability the kernel holds every call that locks memory
+  (``mlock``, ``mlock2``, ``mlockall``, ``mmap(MAP_LOCKED)``) to
+  ``RLIMIT_MEMLOCK`` counted over the *whole runner*, an answer that depends
+  on the runner rather than on the trace: there such calls are refused
+  unless the limit is unlimited (:func:`host_refusal`; ``sealkit conform``
+  reports the scenario as not run, and the fuzzer does not generate them).
 """
 
 from __future__ import annotations
 
 import operator
+import resource
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
 from ..._os import syscalls
 from ...errors import UnsafeTargetError
-from ...flags import PAGE_SIZE, Madv, MapFlag, MremapFlag
+from ...flags import PAGE_SIZE, Madv, MapFlag, MclFlag, MremapFlag
 from ...ops import (
     FILE_PAGES,
     MASK64,
@@ -68,6 +76,7 @@ from ...ops import (
     Madvise,
     MemoryWrite,
     Mimmutable,
+    Mlock,
     Mlockall,
     Mmap,
     Mremap,
@@ -87,7 +96,15 @@ from ...ops import (
 )
 from ..target import MAX_PAGES, Window, plain_ops, uses_heap
 
-__all__ = ["MAX_FILES", "MAX_FORKS", "OutsideArenaError", "check_trace", "refusal", "trace_refusal"]
+__all__ = [
+    "MAX_FILES",
+    "MAX_FORKS",
+    "OutsideArenaError",
+    "check_trace",
+    "host_refusal",
+    "refusal",
+    "trace_refusal",
+]
 
 PS: Final = PAGE_SIZE
 
@@ -108,6 +125,64 @@ def proc_mem_force() -> tuple[str, str]:
 
         _proc_mem = procmem.force_override()
     return _proc_mem
+
+
+_CAP_IPC_LOCK: Final = 14
+_MCL_VALID: Final = int(MclFlag.CURRENT | MclFlag.FUTURE | MclFlag.ONFAULT)
+
+
+def _memlock() -> tuple[bool, int]:
+    """Whether this process has ``CAP_IPC_LOCK``, and its ``RLIMIT_MEMLOCK``
+    soft limit (``resource.RLIM_INFINITY`` for none). Read on each call: a
+    test or a caller may change the limit."""
+    caps = 0
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    caps = int(line.split()[1], 16)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return bool(caps >> _CAP_IPC_LOCK & 1), resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+
+
+def _lock_refusal(op: Op) -> str | None:
+    """Calls that lock memory, where ``RLIMIT_MEMLOCK`` applies to the caller.
+    The kernel counts the *whole process* against the limit unless
+    ``capable(CAP_IPC_LOCK)`` (mm/mlock.c): ``do_mlock()`` and ``mlockall``
+    refuse with EPERM when the limit is 0 (``can_do_mlock()``) and ENOMEM
+    past it (``mlockall(MCL_CURRENT)`` compares the whole ``total_vm``, which
+    is always past 8 MiB for a Python runner); ``mmap(MAP_LOCKED)`` and every
+    mapping made after ``mlockall(MCL_FUTURE)`` go through
+    ``mlock_future_ok()``. Arguments the kernel rejects first (EINVAL) are
+    compared as usual."""
+    if isinstance(op, Mlockall):
+        flags = int(op.flags) & 0xFFFFFFFF  # the syscall takes an int
+        if not flags or flags & ~_MCL_VALID or flags == MclFlag.ONFAULT:
+            return None
+        call = "mlockall"
+    elif isinstance(op, Mlock):
+        call = "mlock2" if op.onfault else "mlock"
+    elif isinstance(op, Mmap) and op.flags & MapFlag.LOCKED:
+        call = "mmap(MAP_LOCKED)"
+    else:
+        return None
+    capable, limit = _memlock()
+    if capable or limit == resource.RLIM_INFINITY:
+        return None
+    return (
+        f"{call} without CAP_IPC_LOCK is held to RLIMIT_MEMLOCK ({limit // 1024} KiB here) "
+        "counted over the whole runner process, so the kernel's answer depends on the "
+        "runner, not on the trace; the model's caller is root: run as root or with "
+        "`ulimit -l unlimited`"
+    )
+
+
+def host_refusal(op: Op) -> str | None:
+    """Why this host cannot hold ``op`` to the model because of the caller's
+    privileges rather than the trace (see the module docstring), or None."""
+    return _lock_refusal(op)
 
 
 def _file_refusal(op: Op) -> str | None:
@@ -333,6 +408,9 @@ def refusal_at(op: Op, win: Window, bases: Bases, heap: bool, lim: Limits) -> st
     bad = _argument_refusal(op)
     if bad:
         return bad
+    locking = _lock_refusal(op)
+    if locking:
+        return locking
     if kind in (MsealV1, MsealV3, Mimmutable, MsealSplit, Fork, Mlockall, Munlockall):
         # No range reaches the kernel (the first four are ENOSYS here);
         # mlockall locks the whole runner, which munlockall undoes after the trace.

@@ -10,6 +10,7 @@ can work for a program, and refuses in one line or warns when it cannot.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from typing import Final, NamedTuple
 
@@ -149,7 +150,36 @@ def report_target(value: str, *, check_fd: bool = True) -> str:
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         raise ExecRefused(f"sealkit exec: --report {value}: directory {parent} does not exist", 2)
+    if check_fd:  # the program runs here, as this user: it must be able to write the report
+        why = _unwritable(path, parent)
+        if why:
+            raise ExecRefused(f"sealkit exec: --report {value}: {why}", 2)
     return path
+
+
+def _unwritable(path: str, parent: str) -> str | None:
+    """Why the library, running as this user, could not write the report
+    ``path`` (a temporary file in ``parent``, renamed over ``path``): the
+    library has no way to say so once the program runs."""
+    if not os.access(parent, os.W_OK | os.X_OK, effective_ids=True):
+        return f"directory {parent} is not writable (the report is written there and renamed)"
+    if "%p" in path:
+        return None
+    try:
+        found = os.lstat(path)
+        folder = os.stat(parent)
+    except OSError:
+        return None
+    uid = os.geteuid()
+    if uid in (0, found.st_uid, folder.st_uid):
+        return None
+    if folder.st_mode & stat.S_ISVTX:
+        # rename(2) over another user's file in a sticky directory is EPERM
+        return (
+            f"it belongs to another user (uid {found.st_uid}) in a sticky directory, "
+            "so it cannot be replaced: choose another name (or r-%p.jsonl)"
+        )
+    return None
 
 
 class ExecPlan(NamedTuple):

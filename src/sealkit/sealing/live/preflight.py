@@ -128,10 +128,17 @@ def preflight(process: Process, dry_run: bool) -> dict[str, str]:
     try:
         head = process.exe_head()
     except PermissionError:
+        # With CAP_SYS_PTRACE held (root), asking for it is no advice at all.
+        fix = (
+            "refused even with CAP_SYS_PTRACE (a security module, or a process outside "
+            "this user namespace)"
+            if ptrace_cap
+            else "the process is not dumpable, or a security module forbids it; needs "
+            "CAP_SYS_PTRACE"
+        )
         raise TargetRefusedError(
-            pid, "permission", f"ptrace access refused (/proc/{pid}/exe is not readable): the "
-            "process is not dumpable, or a security module forbids it; needs CAP_SYS_PTRACE",
-        ) from None  # fmt: skip
+            pid, "permission", f"ptrace access refused (/proc/{pid}/exe is not readable): {fix}"
+        ) from None
     except FileNotFoundError:
         raise TargetRefusedError(
             pid, "gone", "no such process (or its executable is gone)"
