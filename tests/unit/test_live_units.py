@@ -390,3 +390,37 @@ def test_an_unreadable_exe_names_cap_sys_ptrace_only_when_it_is_missing(
     assert "\n" not in text and "ptrace access refused" in text
     assert ("needs CAP_SYS_PTRACE" in text) is not held
     assert ("refused even with CAP_SYS_PTRACE" in text) is held
+
+
+class _Texts:
+    """A target's memory as ``find_syscall_insn`` reads it: given texts, or
+    unreadable where none is given."""
+
+    def __init__(self, texts: dict[int, bytes]) -> None:
+        self.texts = texts
+        self.asked: list[int] = []
+
+    def read(self, addr: int, size: int) -> bytes:
+        self.asked.append(addr)
+        if addr not in self.texts:
+            raise target.Unreadable(f"{addr:#x}: short read")
+        return self.texts[addr][:size]
+
+
+_VDSO = Vma(0x7000, 0x9000, "r-xp", 0, "00:00", 0, "[vdso]")
+_LD_TEXT = Vma(0x1000, 0x3000, "r-xp", 0x1000, "08:01", 42, "/lib64/ld-linux-x86-64.so.2")
+
+
+def test_a_text_read_as_nothing_is_not_a_missing_instruction() -> None:
+    # A process in the middle of execve reads as nothing for a while: that
+    # was answered "no-loader" (the program has no syscall instruction), a
+    # refusal, where the next plan would find the new image's instruction.
+    with pytest.raises(target.Unreadable, match="no text to look in could be read"):
+        target.find_syscall_insn(_Texts({}), [_VDSO, _LD_TEXT], ("08:01", 42))
+    # One readable text is enough: its instruction, or an honest "none".
+    found = _Texts({0x1000: b"\x90" * 7 + b"\x0f\x05"})
+    assert target.find_syscall_insn(found, [_VDSO, _LD_TEXT], ("08:01", 42)) == 0x1007
+    assert found.asked == [0x7000, 0x1000]
+    plain = _Texts({0x7000: b"\x90" * 64})
+    assert target.find_syscall_insn(plain, [_VDSO], None) == 0
+    assert target.find_syscall_insn(_Texts({}), [], None) == 0

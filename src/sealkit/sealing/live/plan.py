@@ -167,7 +167,12 @@ def make_plan(process: Process, loader: Loader, level: str, system: bool) -> Pla
             spans.append((lock.addr, 20))
     snapshot = _read(loader, spans)
     reports, calls = plan_objects(infos, smaps, level, system)
-    insn = find_syscall_insn(loader.mem, smaps, loader.interp) if calls else 0
+    try:
+        insn = find_syscall_insn(loader.mem, smaps, loader.interp) if calls else 0
+    except Unreadable as exc:
+        if not process.alive():
+            raise Gone() from None
+        raise Busy(f"the text with a syscall instruction is unreadable now: {exc}") from None
     if calls and not insn:
         raise TargetRefusedError(
             process.pid, "no-loader", "no syscall instruction found in the vDSO or the loader"

@@ -737,17 +737,25 @@ class Loader:
 def find_syscall_insn(mem: Reader, vmas: Sequence[Vma], interp: tuple[str, int] | None) -> int:
     """The address of a ``syscall`` instruction (0f 05) in the target's
     executable text: its vDSO, else its loader's text; 0 if none. Only that
-    one instruction is ever executed there."""
+    one instruction is ever executed there.
+
+    Raises :class:`Unreadable` when there were such texts and none could be
+    read: an address space being replaced by ``execve`` reads as nothing
+    for a while, which says nothing about the program that comes next."""
     candidates = [v for v in vmas if v.path == "[vdso]" and v.perms.startswith("r-x")]
     if interp is not None:
         candidates += [v for v in vmas if (v.dev, v.inode) == interp and v.perms[:3] == "r-x"]
+    failed: list[str] = []
     for vma in candidates:
         size = min(vma.size, 1 << 20)
         try:
             text = mem.read(vma.start, size)
-        except Unreadable:
+        except Unreadable as exc:
+            failed.append(str(exc))
             continue
         at = text.find(b"\x0f\x05")
         if at >= 0:
             return vma.start + at
+    if candidates and len(failed) == len(candidates):
+        raise Unreadable(f"no text to look in could be read ({failed[0]})")
     return 0
