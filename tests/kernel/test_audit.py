@@ -550,8 +550,10 @@ def test_audit_to_a_file_is_atomic(
     assert (code, out, err) == (0, "", "")
     assert "sealkit_audit_processes" in target.read_text()
     assert os.listdir(tmp_path / "out") == ["sealkit.prom"]  # no temporary file left
+    # A directory is an output that cannot be written: exit 4, as for every
+    # other unwritable output (docs/cli.md), one line.
     code, _, err = cli("audit", "--pid", str(pid), "-o", str(tmp_path / "out"))
-    assert code == 2 and "directory" in err
+    assert code == 4 and "it is a directory" in err and len(err.strip().splitlines()) == 1
 
 
 def test_maps_errors_are_one_line(
