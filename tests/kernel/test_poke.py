@@ -1,7 +1,7 @@
 """The ptrace helpers of ``sealkit._os.poke`` on the real kernel: the one-shot
 helper (``poke_self``) and the kept one (``Poker``) write a read-only page, and
-when they end, or their helper dies before it answers, they leave no descriptor
-open and no child unreaped.
+when they end, their helper dies before it answers, or a pipe or the fork is
+refused, they leave no descriptor open and no child unreaped.
 """
 
 from __future__ import annotations
@@ -111,3 +111,37 @@ def test_a_helper_dying_before_it_answers_is_echild(
     assert open_fds() == before
     assert len(forks) == 2
     assert_reaped(forks[1])
+
+
+def _refuse(*_args: Any) -> Any:
+    raise OSError(errno.EAGAIN, "refused by the test")
+
+
+@pytest.mark.parametrize("use", ["poke_self", "Poker"])
+@pytest.mark.parametrize("fault", ["fork", "first pipe", "second pipe"])
+def test_a_refused_fork_or_pipe_is_raised_and_leaks_nothing(
+    use: str, fault: str, page: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = open_fds()
+    poker = poke.Poker()
+    call: Callable[[int, bytes], int] = poke.poke_self if use == "poke_self" else poker.poke
+    if fault == "fork":
+        monkeypatch.setattr(os, "fork", _refuse)
+    else:
+        real_pipe, pipes = os.pipe, [0]
+
+        def pipe() -> tuple[int, int]:
+            pipes[0] += 1
+            if pipes[0] == (1 if fault == "first pipe" else 2):
+                _refuse()
+            return real_pipe()
+
+        monkeypatch.setattr(os, "pipe", pipe)
+    with pytest.raises(OSError, match="refused by the test"):
+        call(page, b"x")
+    assert poker.pid == 0
+    assert open_fds() == before
+    monkeypatch.undo()
+    assert call(page, b"y") == 0 and read_mem(page, 1) == b"y"
+    poker.close()
+    assert open_fds() == before

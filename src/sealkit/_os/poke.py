@@ -103,12 +103,21 @@ def _fork_helper(serve: Callable[[int, int], None]) -> tuple[int, int, int]:
     answers)`` on its ends and exits: 0 when ``serve`` returns, 1 if anything
     raised (a refused prctl included). Here the helper's ends are closed;
     returns ``(pid, requests, answers)``: the helper's pid, the write end of
-    the requests and the read end of the answers.
+    the requests and the read end of the answers. A refused pipe or fork
+    (``EMFILE``, ``EAGAIN``) is raised as it came, after closing the
+    descriptors already opened.
     """
-    req_r, req_w = os.pipe()
-    res_r, res_w = os.pipe()
-    parent = os.getpid()
-    pid = os.fork()
+    fds: list[int] = []
+    try:
+        fds += os.pipe()
+        fds += os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    req_r, req_w, res_r, res_w = fds
     if pid == 0:  # the helper
         code = 0
         try:
