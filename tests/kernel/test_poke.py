@@ -1,13 +1,15 @@
 """The ptrace helpers of ``sealkit._os.poke`` on the real kernel: the one-shot
 helper (``poke_self``) and the kept one (``Poker``) write a read-only page, and
 when they end, their helper dies before it answers, or a pipe or the fork is
-refused, they leave no descriptor open and no child unreaped.
+refused, they leave no descriptor open and no child unreaped; and they work
+for a caller that ignores ``SIGCHLD`` (its children are reaped by the kernel).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -145,3 +147,20 @@ def test_a_refused_fork_or_pipe_is_raised_and_leaks_nothing(
     assert call(page, b"y") == 0 and read_mem(page, 1) == b"y"
     poker.close()
     assert open_fds() == before
+
+
+def _poke_with_sigchld_ignored(page: int) -> tuple[list[int], bytes]:
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reap themselves: waitpid is ECHILD
+    results = []
+    for poked in (b"s", b"k"):  # twice: the first call's ending leaves nothing in the way
+        results.append(poke.poke_self(page, poked))
+        poker = poke.Poker()
+        results.append(poker.poke(page + 1, poked))
+        poker.close()
+    return results, read_mem(page, 2)
+
+
+def test_both_helpers_work_when_the_caller_ignores_sigchld(
+    page: int, in_child: Callable[..., Any]
+) -> None:
+    assert in_child(_poke_with_sigchld_ignored, page) == ([0, 0, 0, 0], b"kk")

@@ -136,6 +136,18 @@ def _fork_helper(serve: Callable[[int, int], None]) -> tuple[int, int, int]:
     return pid, req_w, res_r
 
 
+def _end_helper(pid: int, requests: int, answers: int) -> None:
+    """End a helper :func:`_fork_helper` started: close this side's pipe ends
+    (its next read of a request sees the end of the pipe and it exits) and
+    reap it. A process that ignores ``SIGCHLD`` has its children reaped by the
+    kernel: ``waitpid`` then waits for the helper's exit and fails with
+    ``ECHILD``, which is not an error here."""
+    os.close(requests)
+    os.close(answers)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
 def _serve_pokes(requests: int, answers: int) -> None:
     """The kept helper's loop: a request is (pid, addr, size) and ``size``
     bytes, the answer is :func:`_poke_as_tracer`'s result; it returns when the
@@ -187,10 +199,7 @@ class Poker:
     def close(self) -> None:
         """Stop the helper (it exits when its request pipe closes)."""
         if self.pid:
-            os.close(self._req)
-            os.close(self._res)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
+            _end_helper(self.pid, self._req, self._res)
             self.pid = 0
 
 
@@ -216,9 +225,7 @@ def poke_self(addr: int, data: bytes) -> int:
         os.write(go_w, b"g")
         got = _read_all(res_r, 8)
     finally:
-        os.close(go_w)
-        os.close(res_r)
-        os.waitpid(pid, 0)
+        _end_helper(pid, go_w, res_r)
         syscalls.errno_call("prctl", PR_SET_PTRACER, 0, 0, 0, 0)
     if len(got) != 8:
         return -_errno.ECHILD  # the helper died before it answered
