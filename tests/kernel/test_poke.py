@@ -1,7 +1,7 @@
 """The ptrace helpers of ``sealkit._os.poke`` on the real kernel: the one-shot
 helper (``poke_self``) and the kept one (``Poker``) write a read-only page, and
-when they end, their helper dies before it answers, or a pipe or the fork is
-refused, they leave no descriptor open and no child unreaped; and they work
+when they end, their helper dies before it reads or before it answers, or a
+pipe or the fork is refused, they leave no descriptor open and no child unreaped; and they work
 for a caller that ignores ``SIGCHLD`` (its children are reaped by the kernel).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -164,3 +165,41 @@ def test_both_helpers_work_when_the_caller_ignores_sigchld(
     page: int, in_child: Callable[..., Any]
 ) -> None:
     assert in_child(_poke_with_sigchld_ignored, page) == ([0, 0, 0, 0], b"kk")
+
+
+def _wait_until_exited(pid: int) -> None:
+    """Until ``pid``, our child, has exited (a zombie: not yet reaped)."""
+    for _ in range(10_000):
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        time.sleep(0.001)
+    raise AssertionError(f"helper {pid} did not exit within 10 s")
+
+
+@pytest.mark.parametrize("use", ["poke_self", "Poker"])
+def test_a_helper_dead_before_it_reads_is_echild(
+    use: str, page: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper exits (its PR_SET_PDEATHSIG refused) before the request is
+    written: the write is refused with EPIPE, the answer is -ECHILD, as when it
+    dies later, and the kept helper is forgotten."""
+    before = open_fds()
+    poker = poke.Poker()
+    call: Callable[[int, bytes], int] = poke.poke_self if use == "poke_self" else poker.poke
+    forked: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+            _wait_until_exited(pid)
+        return pid
+
+    monkeypatch.setattr(syscalls, "set_parent_death_signal", _refuse)
+    monkeypatch.setattr(os, "fork", fork)
+    assert call(page, b"x") == -errno.ECHILD
+    assert poker.pid == 0
+    assert open_fds() == before
+    assert_reaped(forked[0])

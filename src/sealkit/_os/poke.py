@@ -136,6 +136,23 @@ def _fork_helper(serve: Callable[[int, int], None]) -> tuple[int, int, int]:
     return pid, req_w, res_r
 
 
+def _ask(requests: int, answers: int, message: bytes) -> int | None:
+    """Send ``message`` to a helper and return its answer, or ``None`` when
+    the helper died before it answered: its request pipe refused the write
+    (``EPIPE``: it died before it read) or its answer was cut short."""
+    view = memoryview(message)
+    try:
+        while view:
+            view = view[os.write(requests, view) :]
+    except BrokenPipeError:
+        return None
+    got = _read_all(answers, 8)
+    if len(got) != 8:
+        return None
+    result: int = struct.unpack("<q", got)[0]
+    return result
+
+
 def _end_helper(pid: int, requests: int, answers: int) -> None:
     """End a helper :func:`_fork_helper` started: close this side's pipe ends
     (its next read of a request sees the end of the pipe and it exits) and
@@ -186,14 +203,10 @@ class Poker:
         # process that is not its descendant; without yama this is EINVAL.
         syscalls.errno_call("prctl", PR_SET_PTRACER, self.pid, 0, 0, 0)
         request = struct.pack("<qQQ", os.getpid(), addr & _M64, len(data)) + bytes(data)
-        view = memoryview(request)
-        while view:
-            view = view[os.write(self._req, view) :]
-        got = _read_all(self._res, 8)
-        if len(got) != 8:
+        result = _ask(self._req, self._res, request)
+        if result is None:
             self.close()
             return -_errno.ECHILD  # the helper died before it answered
-        result: int = struct.unpack("<q", got)[0]
         return result
 
     def close(self) -> None:
@@ -206,8 +219,9 @@ class Poker:
 def poke_self(addr: int, data: bytes) -> int:
     """Write ``data`` at ``addr`` of this process with ``PTRACE_POKEDATA`` from
     a forked tracer. Returns 0, ``-EIO`` when a word could not be written
-    whole (the words before it were), or the ``-errno`` of an attach that
-    failed (``-EPERM``: yama or a security module forbids it)."""
+    whole (the words before it were), the ``-errno`` of an attach that
+    failed (``-EPERM``: yama or a security module forbids it), or ``-ECHILD``
+    when the helper died before it answered."""
     if not data:
         return 0
     me = os.getpid()
@@ -222,12 +236,10 @@ def poke_self(addr: int, data: bytes) -> int:
         # Under yama ptrace_scope=1 only a declared tracer may attach to an
         # ancestor; without yama the call is EINVAL and not needed.
         syscalls.errno_call("prctl", PR_SET_PTRACER, pid, 0, 0, 0)
-        os.write(go_w, b"g")
-        got = _read_all(res_r, 8)
+        result = _ask(go_w, res_r, b"g")
     finally:
         _end_helper(pid, go_w, res_r)
         syscalls.errno_call("prctl", PR_SET_PTRACER, 0, 0, 0, 0)
-    if len(got) != 8:
+    if result is None:
         return -_errno.ECHILD  # the helper died before it answered
-    result: int = struct.unpack("<q", got)[0]
     return result
