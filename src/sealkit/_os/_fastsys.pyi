@@ -25,6 +25,24 @@ def smaps_columns(
 ): ...
 @overload
 def smaps_columns(data: bytes, columns: Literal[False, 0], /) -> tuple[int, list[int]] | None: ...
+@overload
+def smaps_columns(
+    data: bytes, columns: Literal[2], /
+) -> (
+    tuple[int, list[int]]
+    | tuple[
+        list[int],
+        list[int],
+        list[str],
+        list[int],
+        list[str],
+        list[int],
+        list[str],
+        list[bytes],
+        list[int],
+    ]
+    | None
+): ...
 def maps_json_rows(
     start: Sequence[int],
     end: Sequence[int],
@@ -57,6 +75,15 @@ def classify_kinds(
 def read_smaps_layout(
     fd: int, chunk: int, size_limit: int, deadline: float, clock_every: int, first: bytes, /
 ) -> tuple[bytes | None, int]: ...
+@overload
 def sealed_json_rows(
     sealed: tuple[tuple[int, int, str, str, str], ...], text_of: Callable[[int, str], str], /
 ) -> str | None: ...
+@overload
+def sealed_json_rows(
+    sealed: tuple[tuple[int, int, str, str, str], ...],
+    text_of: Callable[[int, str], str],
+    kinds: tuple[str, ...],
+    row_type: type,
+    /,
+) -> tuple[str, list[int], list[int]] | None: ...

@@ -391,7 +391,7 @@ def read_maps(pid: int | str = "self", procfs: str = "/proc") -> list[Vma]:
 
 
 # A mapping header or the VmFlags line: what smaps says about layout and seals.
-_LAYOUT_LINE: Final = re.compile(r"^(?:[0-9a-f]+-[0-9a-f]+ .*|VmFlags:.*)$", re.MULTILINE)
+_LAYOUT_LINE: Final = r"(?m)^(?:[0-9a-f]+-[0-9a-f]+ .*|VmFlags:.*)$"
 
 
 def read_smaps(
@@ -409,7 +409,7 @@ def read_smaps(
     name = resolve_pid(pid)
     text = _read_text(os.path.join(procfs, name, "smaps"), name)
     if not counters:
-        text = "\n".join(_LAYOUT_LINE.findall(text))
+        text = "\n".join(re.compile(_LAYOUT_LINE).findall(text))
     return parse_smaps(text, f"{procfs}/{name}/smaps")
 
 
@@ -495,7 +495,10 @@ def read_kernel_config(
 # costs three times that because spaces are everywhere in smaps), and Python
 # objects are built only for processes that have a sealed mapping.
 
-_FLAGS_LINES: Final = re.compile(rb"\nVmFlags:[^\n]*")
+# The patterns of this module are text, compiled on first use (re caches
+# them): the C scanner reads what the kernel prints, and compiling them at
+# import would cost every `sealkit audit` run about 1 ms.
+_FLAGS_LINES: Final = rb"\nVmFlags:[^\n]*"
 # A mapping header's fields, as show_vma_header_prefix prints them
 # (fs/proc/task_mmu.c).
 _HEADER_FIELDS: Final = (
@@ -504,8 +507,7 @@ _HEADER_FIELDS: Final = (
 )
 # A VmFlags line and the fields of the well-formed header line after it (the
 # next mapping's); the fields are empty when no well-formed header follows.
-_FLAGS_THEN_HEADER: Final = re.compile(rb"\nVmFlags:([^\n]*)(?:\n" + _HEADER_FIELDS + rb")?")
-_FIRST_HEADER: Final = re.compile(_HEADER_FIELDS)
+_FLAGS_THEN_HEADER: Final = rb"\nVmFlags:([^\n]*)(?:\n" + _HEADER_FIELDS + rb")?"
 
 
 class VmaColumns(NamedTuple):
@@ -564,7 +566,8 @@ class ScannedVmas(Sequence[Vma]):
     """
 
     __slots__ = (
-        "_built", "_columns", "_flags", "_flagsets", "_rows", "_source", "sealed_indices",
+        "_built", "_columns", "_flags", "_flagsets", "_rows", "_scanned", "_source",
+        "sealed_indices",
     )  # fmt: skip
 
     def __init__(
@@ -581,6 +584,9 @@ class ScannedVmas(Sequence[Vma]):
         self._columns: VmaColumns | None = None
         self._source = source
         self.sealed_indices = sealed_indices
+        # the C scanner's own sealed_indices (increasing, in range), which
+        # classify() need not check again; None for any other
+        self._scanned: tuple[int, ...] | None = None
 
     @classmethod
     def _of_columns(cls, found: _CColumns, source: str | None) -> ScannedVmas:
@@ -588,6 +594,7 @@ class ScannedVmas(Sequence[Vma]):
         ScannedVmas whose columns are already built."""
         start, end, perms, offset, dev, inode, path, flags, sealed = found
         vmas = cls(range(len(start)), flags, tuple(sealed), source)  # type: ignore[arg-type]
+        vmas._scanned = vmas.sealed_indices
         flagset = vmas._flagset
         sets = {raw: flagset(raw) for raw in set(flags)}
         vmflags = list(map(sets.__getitem__, flags))  # the loop in C: 65,000 rows
@@ -712,19 +719,19 @@ def scan_smaps(
         raise ArgumentTypeError(f"source must be a str or None, not {type(source).__name__}")
     data = bytes(data)
     if _smaps_columns is not None and not _FORCE_PYTHON:
-        # The C scanner: a count first when only the sealed ones matter (no
-        # object per mapping), the columns when some are sealed or all are
-        # wanted. It returns None for text it does not take, which the
-        # regular expressions below then read.
-        counted = None if every else cast("tuple[int, list[int]] | None", _smaps_columns(data, 0))
-        if counted is not None and not counted[1]:
-            return counted[0], ScannedVmas((), (), ())
-        if every or counted is not None:
-            found = cast("_CColumns | None", _smaps_columns(data))
-            if found is not None:
-                return len(found[0]), ScannedVmas._of_columns(found, source)
+        # The C scanner: only a count when no mapping is sealed (no object
+        # per mapping), the columns when one is (mode 2) or all are wanted.
+        # It returns None for text it does not take, which the regular
+        # expressions below then read.
+        found = cast(
+            "_CColumns | tuple[int, list[int]] | None", _smaps_columns(data, 1 if every else 2)
+        )
+        if found is not None and len(found) == 2:
+            return found[0], ScannedVmas((), (), ())
+        if found is not None:
+            return len(found[0]), ScannedVmas._of_columns(found, source)
     if not every:
-        lines = _FLAGS_LINES.findall(data)
+        lines = re.compile(_FLAGS_LINES).findall(data)
         # Only VmFlags lines are searched, not paths. show_smap_vma_flags
         # prints each mnemonic as "%c%c ", so a sealed mapping's line holds
         # " sl "; the end-of-line spellings cover captures whose trailing
@@ -740,7 +747,7 @@ def scan_smaps(
     # the line after each VmFlags line (and the first line), in the same kind
     # of pass. Anything unusual goes to the general parser, so the answers
     # stay parse_smaps's.
-    pairs = _FLAGS_THEN_HEADER.findall(data)
+    pairs = re.compile(_FLAGS_THEN_HEADER).findall(data)
     if not pairs:
         if not data.strip():
             return 0, ScannedVmas((), (), ())
@@ -750,7 +757,7 @@ def scan_smaps(
         raise ParseError("smaps text has no VmFlags lines: seals cannot be read", None, source)
     if data.startswith(b"VmFlags:"):
         return _scan_slowly(data, source, every)  # a field before any header: let it say so
-    first = _FIRST_HEADER.fullmatch(data, 0, max(data.find(b"\n"), 0))
+    first = re.compile(_HEADER_FIELDS).fullmatch(data, 0, max(data.find(b"\n"), 0))
     flags = [p[0] for p in pairs]
     last = b"\nVmFlags:" + flags[-1]
     tail = data[-len(last) - 16 :].rstrip(b" \t\n")  # the end only, not a copy of all
@@ -800,7 +807,7 @@ class TaskStatus(NamedTuple):
     kthread: bool
 
 
-_COMM_ESCAPE: Final = re.compile(r"\\[n\\]")
+_COMM_ESCAPE: Final = r"\\[n\\]"
 
 
 def task_status(fields: Mapping[str, str], source: str | None = None) -> TaskStatus:
@@ -824,7 +831,7 @@ def task_status(fields: Mapping[str, str], source: str | None = None) -> TaskSta
         raise ParseError(f"malformed status text ({exc})", None, source) from None
     # proc_task_name escapes only "\n" and "\\" (fs/proc/array.c,
     # seq_escape_str(..., "\n\\")): undo exactly those.
-    name = _COMM_ESCAPE.sub(lambda m: "\n" if m.group() == "\\n" else "\\", raw_name)
+    name = re.sub(_COMM_ESCAPE, lambda m: "\n" if m.group() == "\\n" else "\\", raw_name)
     if "Kthread" in fields:
         kthread = fields["Kthread"] == "1"
     else:
@@ -997,7 +1004,7 @@ PROC_PID_INIT_INO: Final = 0xEFFFFFFC
 """The inode of the initial PID namespace (include/linux/proc_ns.h)."""
 
 _HIDEPID_NAMES: Final = {"0": "off", "1": "noaccess", "2": "invisible", "4": "ptraceable"}
-_MOUNTINFO_ESCAPE: Final = re.compile(r"\\([0-7]{3})")
+_MOUNTINFO_ESCAPE: Final = r"\\([0-7]{3})"
 
 
 def parse_mountinfo_line(line: str) -> tuple[str, str, dict[str, str]] | None:
@@ -1010,7 +1017,7 @@ def parse_mountinfo_line(line: str) -> tuple[str, str, dict[str, str]] | None:
     rest = tail.split()
     if not sep or len(fields) < 6 or len(rest) < 3:
         return None
-    point = _MOUNTINFO_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
+    point = re.sub(_MOUNTINFO_ESCAPE, lambda m: chr(int(m.group(1), 8)), fields[4])
     options = {}
     for option in rest[2].split(","):
         key, _, value = option.partition("=")
