@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sealkit import text as text_module
 from sealkit._os.procfs import Vma
 from sealkit.cli.commands.audit import _table
 from sealkit.host import audit, mapsvg
@@ -143,3 +144,17 @@ def test_a_requirement_given_twice_is_one_series_and_one_result() -> None:
     # results repeated by a caller of the library: still one series each
     again = parse_prometheus(audit.to_prometheus(report, [*results, *results]))
     assert again == samples
+
+
+def test_the_quick_path_of_label_agrees_with_the_pattern() -> None:
+    """label() returns printable ASCII without a backslash at once; every
+    code point, alone and between letters, gets what the pattern gives."""
+    pattern = re.compile(text_module._LABEL_UNSAFE)
+    for code in range(0x110000):
+        for name in (chr(code), f"a{chr(code)}b"):
+            slow = (
+                name
+                if pattern.search(name) is None
+                else pattern.sub(text_module._label_escape, name)
+            )
+            assert label(name) == slow, hex(code)
