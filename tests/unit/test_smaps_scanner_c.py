@@ -76,13 +76,19 @@ def _layout_alike(data: bytes, chunks: tuple[int, ...] = (7, 65536)) -> None:
             if not first:
                 continue  # the first read stays the caller's: nothing to keep
             kept, status = fastsys.read_smaps_layout(fd, chunk, 0, -1.0, 64, first)
+            os.lseek(fd, len(first), os.SEEK_SET)
+            again = fastsys.read_smaps_layout(fd, chunk, 0, -1.0, 64, first, True)
             if full is None:
                 assert (kept, status) == (None, 3)
+                assert again == (None, 3, 0, False)
             else:
                 assert status == 0 and kept is not None
                 assert len(kept) <= len(data) + 1
                 assert fastsys.smaps_columns(kept) == full
-                assert fastsys.smaps_columns(kept, False) == fastsys.smaps_columns(data, False)
+                counted = fastsys.smaps_columns(data, False)
+                assert fastsys.smaps_columns(kept, False) == counted
+                # counted on the way: what the scan without columns says
+                assert again == (kept, 0, counted[0], bool(counted[1]))
     finally:
         os.close(fd)
 
@@ -162,6 +168,39 @@ def test_real_processes_agree() -> None:
                 _real(data)
                 checked += 1
     assert checked >= 5
+
+
+def test_a_layout_read_counts_what_the_scan_counts() -> None:
+    """ProcessDir.smaps(layout=True) learns, in its C read, what
+    scan_smaps says of a process without columns (the sweep then scans
+    nothing more of a process without seals): on real processes, one of
+    them with sealed memory."""
+    code = (
+        "import sys, sealkit; keep = sealkit.freeze(b'x' * 100)\n"
+        "print('ready', flush=True); sys.stdin.read()"
+    )
+    sealer = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    seen = set()
+    try:
+        assert sealer.stdout is not None and sealer.stdout.readline() == b"ready\n"
+        with _readable_pids() as pids:
+            for name in [*pids, str(sealer.pid)]:
+                try:
+                    with ProcessDir(name) as proc:
+                        data = proc.smaps(proc.status().state, layout=True)
+                        counted = proc.counted
+                except (ProcessGoneError, AccessDeniedError):
+                    continue
+                if not data:
+                    continue
+                count, vmas = scan_smaps(data)
+                assert counted == (count, bool(vmas.sealed_indices)), name
+                seen.add(counted[1])
+    finally:
+        sealer.communicate(timeout=60)
+    assert seen == {False, True}
 
 
 HOSTILE = [

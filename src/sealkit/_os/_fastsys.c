@@ -1357,6 +1357,12 @@ fastsys_read_fd(PyObject *self, PyObject *args)
  * retried once signal handlers ran). Returns (kept, 0), (None, 1), (None,
  * 2) or (None, 3). Linear in the text: every search resumes where the
  * last one stopped.
+ *
+ * With `counted` true it returns (kept, 0, mappings, sealed) for a whole
+ * read: what smaps_columns(kept, False) would say (how many mappings, and
+ * whether one is sealed: flags_sealed on each VmFlags line, as that scan
+ * does), learnt on the way, so that the sweep scans nothing more of a
+ * process without seals; (None, status, 0, False) otherwise.
  */
 static PyObject *
 fastsys_read_smaps_layout(PyObject *self, PyObject *args)
@@ -1370,11 +1376,12 @@ fastsys_read_smaps_layout(PyObject *self, PyObject *args)
     outbuf o = {NULL, 0, 0};
     PyObject *result = NULL;
     smaps_header h;
-    int status = 0;
+    int status = 0, counted = 0, sealed = 0;
+    Py_ssize_t mappings = 0;
 
     (void)self;
-    if (!PyArg_ParseTuple(args, "inndny#:read_smaps_layout", &fd, &chunk, &size_limit, &deadline,
-                          &clock_every, &first, &first_len))
+    if (!PyArg_ParseTuple(args, "inndny#|p:read_smaps_layout", &fd, &chunk, &size_limit,
+                          &deadline, &clock_every, &first, &first_len, &counted))
         return NULL;
     if (chunk <= 0 || chunk > (1 << 24) || size_limit < 0 || clock_every <= 0
         || first_len > (1 << 24)) {
@@ -1448,6 +1455,9 @@ fastsys_read_smaps_layout(PyObject *self, PyObject *args)
             memcpy(o.buf + o.len + he + FLAGS_TAG_LEN, r + fl, (size_t)(fe - fl));
             o.len += he + FLAGS_TAG_LEN + (fe - fl);
             o.buf[o.len++] = '\n';
+            mappings++;
+            if (!sealed)
+                sealed = flags_sealed(r + fl, fe - fl);
             pos += fe < avail ? fe + 1 : fe;
             he = fl = -1;
             look = 0;
@@ -1515,12 +1525,14 @@ fastsys_read_smaps_layout(PyObject *self, PyObject *args)
 finished:
     result = PyBytes_FromStringAndSize(o.buf ? o.buf : "", o.len);
     if (result != NULL)
-        result = Py_BuildValue("(Ni)", result, 0);
+        result = counted ? Py_BuildValue("(NinO)", result, 0, mappings, sealed ? Py_True : Py_False)
+                         : Py_BuildValue("(Ni)", result, 0);
     goto done;
 unusual:
     status = 3;
 stopped:
-    result = Py_BuildValue("(Oi)", Py_None, status);
+    result = counted ? Py_BuildValue("(OinO)", Py_None, status, (Py_ssize_t)0, Py_False)
+                     : Py_BuildValue("(Oi)", Py_None, status);
     goto done;
 fail:
     result = NULL;
@@ -2299,9 +2311,9 @@ static PyMethodDef fastsys_methods[] = {
      "sizes) | None: one process's sealed list of sealkit audit --json (with its sums per "
      "kind when kinds are given)."},
     {"read_smaps_layout", fastsys_read_smaps_layout, METH_VARARGS,
-     "read_smaps_layout(fd, chunk, size_limit, deadline, clock_every, first) -> (kept | None, "
-     "status): an smaps file read on to its end, keeping each mapping's header and VmFlags "
-     "lines."},
+     "read_smaps_layout(fd, chunk, size_limit, deadline, clock_every, first, counted=False) -> "
+     "(kept | None, status[, mappings, sealed]): an smaps file read on to its end, keeping each "
+     "mapping's header and VmFlags lines."},
     {"maps_json_rows", fastsys_maps_json_rows, METH_VARARGS,
      "maps_json_rows(start, end, perms, offset, inode, path, vmflags, kinds, sealed_only, text_of) "
      "-> (text, mappings, sealed, sealed_bytes) | None: the region lines of sealkit maps --json."},

@@ -72,9 +72,21 @@ def classify_kinds(
     kinds: tuple[str, ...],
     /,
 ) -> list[str] | None: ...
+@overload
 def read_smaps_layout(
     fd: int, chunk: int, size_limit: int, deadline: float, clock_every: int, first: bytes, /
 ) -> tuple[bytes | None, int]: ...
+@overload
+def read_smaps_layout(
+    fd: int,
+    chunk: int,
+    size_limit: int,
+    deadline: float,
+    clock_every: int,
+    first: bytes,
+    counted: Literal[True],
+    /,
+) -> tuple[bytes | None, int, int, bool]: ...
 @overload
 def sealed_json_rows(
     sealed: tuple[tuple[int, int, str, str, str], ...], text_of: Callable[[int, str], str], /

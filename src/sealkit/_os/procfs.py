@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Final, NamedTuple, cast, overload
+from typing import Any, Final, NamedTuple, cast, overload
 
 from ..errors import (
     AccessDeniedError,
@@ -233,7 +233,7 @@ _NO_LIMITS: Final = Limits()
 # from an older source) the Python loop and the regular expressions below do
 # it all, giving the same answers.
 _read_fd: Callable[[int, int, int, float, int, bytes], tuple[bytes | None, int]] | None
-_read_layout: Callable[[int, int, int, float, int, bytes], tuple[bytes | None, int]] | None
+_read_layout: Callable[[int, int, int, float, int, bytes, bool], tuple[Any, ...]] | None
 _smaps_columns: Callable[..., object] | None
 try:
     from . import _fastsys
@@ -264,7 +264,13 @@ def _read_bytes(
 
 
 def _read_verified(
-    path: str, pid: str, dir_fd: int | None, limits: Limits, verify: bool, layout: bool = False
+    path: str,
+    pid: str,
+    dir_fd: int | None,
+    limits: Limits,
+    verify: bool,
+    layout: bool = False,
+    counted: list[tuple[int, bool]] | None = None,
 ) -> tuple[bytes, bool]:
     """The bytes of a /proc file, and (with ``verify``) whether what the
     file shows was still there once it had been read to the end.
@@ -288,7 +294,9 @@ def _read_verified(
     each mapping's header and ``VmFlags`` lines, where the C extension can
     (``_fastsys.read_smaps_layout``): what ``scan_smaps`` reads of it is the
     same, without holding the counters (most of the text). Text of another
-    shape than the kernel's is read again whole.
+    shape than the kernel's is read again whole. When the C loop kept the
+    text, it appends to ``counted`` what :func:`scan_smaps` would say of it
+    without columns: (how many mappings, whether one is sealed).
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
@@ -305,8 +313,8 @@ def _read_verified(
                 ):
                     _check_read(path, pid, limits, len(chunk), 1)
                     deadline = -1.0 if limits.deadline is None else limits.deadline
-                    data, stop = _read_layout(
-                        fd, _CHUNK, limits.size or 0, deadline, _CLOCK_EVERY, chunk
+                    data, stop, mappings, sealed = _read_layout(
+                        fd, _CHUNK, limits.size or 0, deadline, _CLOCK_EVERY, chunk, True
                     )
                     if data is None and stop == 3:  # not the kernel's shape: all of it
                         os.close(fd)
@@ -314,6 +322,8 @@ def _read_verified(
                         return _read_verified(path, pid, dir_fd, limits, verify)
                     if data is None:
                         raise _cut_short(path, pid, limits, stop == 1)
+                    if counted is not None:
+                        counted.append((mappings, sealed))
                     return data, bool(os.pread(fd, 1, 0))
                 if verify and not calls and _read_fd is not None and not _FORCE_PYTHON:
                     # An address-space file, which may be tens of MB: the
@@ -851,7 +861,7 @@ class ProcessDir:
     :class:`AccessDeniedError` (the same boundary as :func:`read_smaps`).
     """
 
-    __slots__ = ("_fd", "pid", "restatus", "task")
+    __slots__ = ("_fd", "counted", "pid", "restatus", "task")
 
     _fd: int | None
     pid: str
@@ -862,11 +872,17 @@ class ProcessDir:
     restatus: TaskStatus | None
     """The status :meth:`smaps` read again after the process changed its
     program (or exited) during a read: who the bytes it returned belong to."""
+    counted: tuple[int, bool] | None
+    """What :func:`scan_smaps` would say, without columns, of the bytes
+    :meth:`smaps` last returned, when the C read learnt it on the way
+    (``layout`` reads): (how many mappings, whether one is sealed). ``None``
+    when it was not learnt."""
 
     def __init__(self, pid: int | str, procfs: str = "/proc") -> None:
         self._fd = None
         self.task = ""
         self.restatus = None
+        self.counted = None
         procfs = _check_root(procfs)
         self.pid = resolve_pid(pid)
         path = os.path.join(procfs, self.pid)
@@ -929,25 +945,32 @@ class ProcessDir:
         times in all; then :class:`ProcessChangedError`. ``limits`` bound
         each read (:class:`CutShortError`).
         """
+        self.counted = None
         for attempt in range(tries):
-            data, alive = self._smaps_once(state, limits, layout)
+            data, alive, counted = self._smaps_once(state, limits, layout)
             if alive:
+                self.counted = counted
                 return data
             self.restatus = self.status()  # ProcessGoneError once it is reaped
             state = self.restatus.state
             if state in ("Z", "X"):
-                data, alive = self._smaps_once(state, limits, layout)
+                data, alive, counted = self._smaps_once(state, limits, layout)
+                self.counted = counted if alive else None
                 return data if alive else b""
             if not data and attempt:
                 return b""  # no address space at all, twice: it is exiting
         raise ProcessChangedError(self.pid)
 
-    def _smaps_once(self, state: str, limits: Limits, layout: bool) -> tuple[bytes, bool]:
+    def _smaps_once(
+        self, state: str, limits: Limits, layout: bool
+    ) -> tuple[bytes, bool, tuple[int, bool] | None]:
         if self._fd is None:
             raise ProcessGoneError(self.pid, f"process {self.pid}: directory already closed")
+        counted: list[tuple[int, bool]] = []
         if state not in ("Z", "X"):
             self.task = ""
-            return _read_verified("smaps", self.pid, self._fd, limits, True, layout)
+            data, alive = _read_verified("smaps", self.pid, self._fd, limits, True, layout, counted)
+            return data, alive, counted[-1] if counted else None
         try:
             task = os.open("task", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
         except (FileNotFoundError, ProcessLookupError):
@@ -957,16 +980,17 @@ class ProcessDir:
         finally:
             os.close(task)
         for tid in tids:
+            counted.clear()
             try:
                 data, alive = _read_verified(
-                    f"task/{tid}/smaps", self.pid, self._fd, limits, True, layout
+                    f"task/{tid}/smaps", self.pid, self._fd, limits, True, layout, counted
                 )
             except ProcessGoneError:
                 continue
             if data and alive:
                 self.task = f"task/{tid}/"
-                return data, True
-        return b"", True
+                return data, True, counted[-1] if counted else None
+        return b"", True, None
 
     def readlink(self, name: str) -> str:
         """The target of the symlink ``/proc/PID/<name>`` (``exe``, ``map_files/...``)."""
