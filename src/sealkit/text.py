@@ -75,8 +75,10 @@ def label(text: str) -> str:
     the same label, and :func:`unlabel` undoes it. Text without those
     characters is unchanged."""
     # most names: printable ASCII without a backslash, the ASCII part of
-    # _LABEL_UNSAFE (checked in C, without the regular expression)
-    if text.isascii() and text.isprintable() and "\\" not in text:
+    # _LABEL_UNSAFE (checked in C, without the regular expression). Only
+    # for an exact str: the pattern raises TypeError for what is not text,
+    # and reads a subclass's characters, not what its methods say.
+    if type(text) is str and text.isascii() and text.isprintable() and "\\" not in text:
         return text
     if re.search(_LABEL_UNSAFE, text) is None:
         return text
