@@ -32,6 +32,7 @@ from sealkit._os.procfs import ProcessDir, Vma, scan_smaps
 from sealkit.errors import AccessDeniedError, ParseError, ProcessGoneError
 from sealkit.host import maps as maps_module
 from sealkit.host.maps import MappedRegion, ProcessMaps, maps_json, process_maps
+from tests.conftest import python_env
 
 fastsys = pytest.importorskip(
     "sealkit._os._fastsys", reason="the C extension was not built (no compiler at install)"
@@ -743,3 +744,57 @@ def test_a_mapping_longer_than_the_buffer(tmp_path: Path) -> None:
     name = "/" + "n" * (1 << 20)
     data = (_vma() + _vma(HEADER.replace("/lib/x.so", name)) + _vma()).encode()
     _layout_alike(data, (4096, 65536))
+
+
+# A stand-in for an extension built from main's older source: the same
+# functions with their older signatures (read_smaps_layout without
+# `counted`, smaps_columns taking its second argument as a truth value,
+# sealed_json_rows without the sums), and nothing the newer source added.
+_OLDER_EXTENSION = """
+import importlib, json, subprocess, sys, types
+real = importlib.import_module("sealkit._os._fastsys")
+old = types.ModuleType(real.__name__)
+old.__file__ = real.__file__
+for name in dir(real):
+    if not name.startswith("_") and not name.isupper():
+        setattr(old, name, getattr(real, name))
+def read_smaps_layout(fd, chunk, size_limit, deadline, clock_every, first, /):
+    return real.read_smaps_layout(fd, chunk, size_limit, deadline, clock_every, first)
+def smaps_columns(data, columns=True, /):
+    return real.smaps_columns(data, bool(columns))
+def sealed_json_rows(sealed, text_of, /):
+    return real.sealed_json_rows(sealed, text_of)
+old.read_smaps_layout = read_smaps_layout
+old.smaps_columns = smaps_columns
+old.sealed_json_rows = sealed_json_rows
+sys.modules[real.__name__] = old
+import sealkit._os
+sealkit._os._fastsys = old
+from sealkit.host import outputs
+from sealkit.host.sweep import scan_host
+code = "import sys, sealkit; k = sealkit.freeze(b'x' * 100); print(1, flush=True); sys.stdin.read()"
+child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+try:
+    child.stdout.readline()
+    audit = scan_host(pids=[child.pid, 1])
+finally:
+    child.communicate(timeout=60)
+fast = outputs.audit_json_text(audit)
+outputs._FORCE_PYTHON = True
+print(json.dumps([fast == outputs.audit_json_text(audit), [p.sealed_mappings for p in audit.processes]]))
+"""
+
+
+def test_an_extension_built_from_an_older_source_still_serves_the_audit() -> None:
+    """An editable install whose extension was built before the newer
+    source (pulled, not rebuilt) keeps working, as the modules promise:
+    the forms the older functions lack (a counted layout read, the scan
+    that builds columns only once a mapping is sealed, the sealed list's
+    sums) are not asked of it, and the audit says the same."""
+    done = subprocess.run(
+        [sys.executable, "-c", _OLDER_EXTENSION],
+        capture_output=True, text=True, check=False, env=python_env(), timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    same, sealed = json.loads(done.stdout)
+    assert same and sealed[-1] >= 1, done.stdout

@@ -2330,8 +2330,20 @@ static struct PyModuleDef fastsys_module = {
     fastsys_methods, NULL, NULL, NULL, NULL,
 };
 
+/* COUNTED_FORMS: this source has the forms the audit asks for since issue
+ * 13 (read_smaps_layout's `counted`, smaps_columns(data, 2),
+ * sealed_json_rows's kinds and row type). Python uses them only where it is
+ * set: an extension built from an older source (an editable install pulled
+ * but not rebuilt) has the same function names with fewer arguments, and is
+ * used as it was. */
 PyMODINIT_FUNC
 PyInit__fastsys(void)
 {
-    return PyModule_Create(&fastsys_module);
+    PyObject *m = PyModule_Create(&fastsys_module);
+
+    if (m != NULL && PyModule_AddIntConstant(m, "COUNTED_FORMS", 1) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -1,6 +1,8 @@
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, overload
 
+COUNTED_FORMS: int
+
 def syscall(number: int, /, *args: int) -> int: ...
 def loaded_objects() -> list[tuple[bytes, int, tuple[tuple[int, ...], ...]]]: ...
 def seal_verified(

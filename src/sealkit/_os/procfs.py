@@ -233,8 +233,12 @@ _NO_LIMITS: Final = Limits()
 # from an older source) the Python loop and the regular expressions below do
 # it all, giving the same answers.
 _read_fd: Callable[[int, int, int, float, int, bytes], tuple[bytes | None, int]] | None
-_read_layout: Callable[[int, int, int, float, int, bytes, bool], tuple[Any, ...]] | None
+_read_layout: Callable[..., tuple[Any, ...]] | None
 _smaps_columns: Callable[..., object] | None
+# Whether the extension has the counted forms (read_smaps_layout's
+# `counted`, smaps_columns(data, 2)): one built from an older source has
+# the same names with fewer arguments, and is asked only what it knows.
+_counted_forms = False
 try:
     from . import _fastsys
 except ImportError:  # pragma: no cover - depends on how sealkit was installed
@@ -243,6 +247,7 @@ else:
     _read_fd = getattr(_fastsys, "read_fd", None)
     _read_layout = getattr(_fastsys, "read_smaps_layout", None)
     _smaps_columns = getattr(_fastsys, "smaps_columns", None)
+    _counted_forms = bool(getattr(_fastsys, "COUNTED_FORMS", 0))
 
 _FORCE_PYTHON = bool(os.environ.get("SEALKIT_NO_FASTSYS"))
 """Read and scan in Python only (``SEALKIT_NO_FASTSYS=1``, as for the
@@ -313,16 +318,19 @@ def _read_verified(
                 ):
                     _check_read(path, pid, limits, len(chunk), 1)
                     deadline = -1.0 if limits.deadline is None else limits.deadline
-                    data, stop, mappings, sealed = _read_layout(
-                        fd, _CHUNK, limits.size or 0, deadline, _CLOCK_EVERY, chunk, True
-                    )
+                    args = (fd, _CHUNK, limits.size or 0, deadline, _CLOCK_EVERY, chunk)
+                    if _counted_forms:
+                        data, stop, mappings, sealed = _read_layout(*args, True)
+                    else:  # an older extension: nothing counted
+                        data, stop = _read_layout(*args)
+                        mappings = None
                     if data is None and stop == 3:  # not the kernel's shape: all of it
                         os.close(fd)
                         fd = -1
                         return _read_verified(path, pid, dir_fd, limits, verify)
                     if data is None:
                         raise _cut_short(path, pid, limits, stop == 1)
-                    if counted is not None:
+                    if counted is not None and mappings is not None:
                         counted.append((mappings, sealed))
                     return data, bool(os.pread(fd, 1, 0))
                 if verify and not calls and _read_fd is not None and not _FORCE_PYTHON:
@@ -733,11 +741,14 @@ def scan_smaps(
         # per mapping), the columns when one is (mode 2) or all are wanted.
         # It returns None for text it does not take, which the regular
         # expressions below then read.
-        found = cast(
-            "_CColumns | tuple[int, list[int]] | None", _smaps_columns(data, 1 if every else 2)
-        )
+        # (An extension built from an older source has no mode 2: a count
+        # first, then the columns when one is sealed.)
+        mode = 1 if every else 2 if _counted_forms else 0
+        found = cast("_CColumns | tuple[int, list[int]] | None", _smaps_columns(data, mode))
         if found is not None and len(found) == 2:
-            return found[0], ScannedVmas((), (), ())
+            if not found[1]:
+                return found[0], ScannedVmas((), (), ())
+            found = cast("_CColumns | None", _smaps_columns(data))
         if found is not None:
             return len(found[0]), ScannedVmas._of_columns(found, source)
     if not every:

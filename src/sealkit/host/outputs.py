@@ -45,7 +45,13 @@ try:
 except ImportError:  # pragma: no cover - depends on how sealkit was installed
     _sealed_rows = None
 else:
-    _sealed_rows = getattr(_fastsys, "sealed_json_rows", None)
+    # one built from an older source lacks the sums (no COUNTED_FORMS): the
+    # Python writer writes for it
+    _sealed_rows = (
+        getattr(_fastsys, "sealed_json_rows", None)
+        if getattr(_fastsys, "COUNTED_FORMS", 0)
+        else None
+    )
 _FORCE_PYTHON = bool(os.environ.get("SEALKIT_NO_FASTSYS"))
 _KINDS_TUPLE: Final = tuple(KINDS)
 
