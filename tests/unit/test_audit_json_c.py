@@ -9,6 +9,7 @@ Python writer must write.
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -167,3 +168,12 @@ _rows = st.lists(
 @given(st.lists(_rows, max_size=3))
 def test_generated_rows_agree(lists: list[tuple[SealedMapping, ...]]) -> None:
     _both(_host(*lists))
+
+
+def test_a_kind_of_any_text_is_written_as_json() -> None:
+    """The Python writer (the C one refuses kinds it does not know) escapes
+    a kind as the json module does: the text parses to to_json's document."""
+    rows = (SealedMapping(0x1000, 0x2000, "r--p", 'a "quoted"\\ kind\n', ""),)
+    audit = _host(rows)
+    text = _both(audit)
+    assert json.loads(text) == outputs.to_json(audit)

@@ -240,7 +240,7 @@ def audit_json_text(
                     path = paths[m.path] = strings(label(m.path))
                 items.append(
                     f'{{"start": "{m.start:#x}", "end": "{m.end:#x}", "size": {m.end - m.start}, '
-                    f'"perms": {strings(m.perms)}, "kind": "{m.kind}", "path": {path}}}'
+                    f'"perms": {strings(m.perms)}, "kind": {encode(m.kind)}, "path": {path}}}'
                 )
             listed = ", ".join(items)
             size = proc.sealed_bytes or 0
