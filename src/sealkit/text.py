@@ -24,12 +24,13 @@ from typing import Final
 
 __all__ = ["human_size", "label", "printable", "unlabel"]
 
+# The patterns are kept as text and compiled on first use (re caches them):
+# compiling them at import cost about 1 ms of every `sealkit audit` run.
+#
 # C0 and C1 controls and DEL; lone surrogates (undecodable bytes); line and
 # paragraph separators; bidirectional overrides and isolates, which reorder
 # what a terminal shows ("Trojan Source").
-_UNSAFE: Final = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
+_UNSAFE: Final = "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 _NAMED: Final = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
@@ -46,16 +47,14 @@ def printable(text: str, keep: str = "") -> str:
     bidirectional controls replaced by backslash escapes (``\\n``,
     ``\\x1b``, ``\\xff``, ``\\u202e``); other text, and the characters
     in ``keep`` (which the caller's format escapes its own way), unchanged."""
-    if _UNSAFE.search(text) is None:
+    if re.search(_UNSAFE, text) is None:
         return text
     if not keep:
-        return _UNSAFE.sub(_escape, text)
-    return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
+        return re.sub(_UNSAFE, _escape, text)
+    return re.sub(_UNSAFE, lambda m: m.group() if m.group() in keep else _escape(m), text)
 
 
-_LABEL_UNSAFE: Final = re.compile(
-    "[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
+_LABEL_UNSAFE: Final = "[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 
 
 def _label_escape(match: re.Match[str]) -> str:
@@ -75,12 +74,18 @@ def label(text: str) -> str:
     backslash written ``\\\\``. Injective: two different names never give
     the same label, and :func:`unlabel` undoes it. Text without those
     characters is unchanged."""
-    if _LABEL_UNSAFE.search(text) is None:
+    # most names: printable ASCII without a backslash, the ASCII part of
+    # _LABEL_UNSAFE (checked in C, without the regular expression). Only
+    # for an exact str: the pattern raises TypeError for what is not text,
+    # and reads a subclass's characters, not what its methods say.
+    if type(text) is str and text.isascii() and text.isprintable() and "\\" not in text:
         return text
-    return _LABEL_UNSAFE.sub(_label_escape, text)
+    if re.search(_LABEL_UNSAFE, text) is None:
+        return text
+    return re.sub(_LABEL_UNSAFE, _label_escape, text)
 
 
-_UNLABEL: Final = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|[\\ntr])")
+_UNLABEL: Final = r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|[\\ntr])"
 _UNNAMED: Final = {"\\\\": "\\", "\\n": "\n", "\\t": "\t", "\\r": "\r"}
 
 
@@ -98,7 +103,7 @@ def unlabel(text: str) -> str:
     """The name that :func:`label` turned into ``text`` (undecodable bytes
     come back as ``surrogateescape`` characters, as ``os.fsdecode`` gives
     them)."""
-    return _UNLABEL.sub(_unlabel_one, text)
+    return re.sub(_UNLABEL, _unlabel_one, text)
 
 
 def human_size(size: int) -> str:

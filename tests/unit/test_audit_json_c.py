@@ -9,6 +9,7 @@ Python writer must write.
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -100,11 +101,46 @@ def test_crafted_rows_agree(rows: tuple[SealedMapping, ...]) -> None:
     _both(_host(rows, None, rows))
 
 
+def test_the_c_writer_sums_each_kind() -> None:
+    rows = (
+        SealedMapping(0x1000, 0x3000, "r--p", "text", "/lib/x"),
+        SealedMapping(0x5000, 0x6000, "rw-p", "anon", ""),
+        SealedMapping(0x8000, 0xB000, "r--p", "text", "/lib/x"),
+    )
+    text, counts, sizes = fastsys.sealed_json_rows(
+        rows, outputs._text_of, tuple(KINDS), SealedMapping
+    )
+    assert text == fastsys.sealed_json_rows(rows, outputs._text_of)
+    got = {k: (n, b) for k, n, b in zip(KINDS, counts, sizes, strict=True) if n}
+    assert got == _host(rows).processes[0].by_kind() == {"text": (2, 0x5000), "anon": (1, 0x1000)}
+
+
 def test_what_the_c_writer_refuses() -> None:
     text_of = outputs._text_of
-    unhashable = SealedMapping(1, 2, "r--p", ["x"], "")  # type: ignore[arg-type]
-    assert not outputs._c_writes((unhashable,))  # the Python writer's turn
-    assert not outputs._c_writes([SealedMapping(1, 2, "r--p", "anon", "")])  # not a tuple
+    kinds = tuple(KINDS)
+
+    def summed(rows: object) -> object:
+        return fastsys.sealed_json_rows(rows, text_of, kinds, SealedMapping)
+
+    # each of these is the Python writer's turn (None)
+    assert summed((SealedMapping(1, 2, "r--p", ["x"], ""),)) is None  # type: ignore[arg-type]
+    assert summed((SealedMapping(1, 2, "r--p", "not a kind", ""),)) is None
+    assert summed(((1, 2, "r--p", "anon", ""),)) is None  # a tuple, not a SealedMapping
+
+    class Kind(str):
+        pass
+
+    assert summed((SealedMapping(1, 2, "r--p", Kind("anon"), ""),)) is None
+    huge = SealedMapping(0, (1 << 64) - 1, "r--p", "anon", "")
+    assert summed((huge, huge)) is None  # the sum passes 64 bits
+    assert summed((huge,)) is not None
+    _both(_host((huge, huge)))
+    with pytest.raises(ValueError):
+        fastsys.sealed_json_rows((), text_of, (), SealedMapping)  # no kinds
+    with pytest.raises(ValueError):
+        fastsys.sealed_json_rows((), text_of, (1,), SealedMapping)  # not str
+    with pytest.raises(ValueError):
+        fastsys.sealed_json_rows((), text_of, kinds)  # no row type
     assert fastsys.sealed_json_rows(((1, 2, "r--p", "anon"),), text_of) is None  # four fields
     assert fastsys.sealed_json_rows(([1, 2, "r--p", "anon", ""],), text_of) is None  # a list
     assert fastsys.sealed_json_rows(((-1, 2, "r--p", "anon", ""),), text_of) is None
@@ -132,3 +168,12 @@ _rows = st.lists(
 @given(st.lists(_rows, max_size=3))
 def test_generated_rows_agree(lists: list[tuple[SealedMapping, ...]]) -> None:
     _both(_host(*lists))
+
+
+def test_a_kind_of_any_text_is_written_as_json() -> None:
+    """The Python writer (the C one refuses kinds it does not know) escapes
+    a kind as the json module does: the text parses to to_json's document."""
+    rows = (SealedMapping(0x1000, 0x2000, "r--p", 'a "quoted"\\ kind\n', ""),)
+    audit = _host(rows)
+    text = _both(audit)
+    assert json.loads(text) == outputs.to_json(audit)

@@ -13,9 +13,11 @@ import os
 import re
 import xml.etree.ElementTree as ET
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sealkit import text as text_module
 from sealkit._os.procfs import Vma
 from sealkit.cli.commands.audit import _table
 from sealkit.host import audit, mapsvg
@@ -143,3 +145,46 @@ def test_a_requirement_given_twice_is_one_series_and_one_result() -> None:
     # results repeated by a caller of the library: still one series each
     again = parse_prometheus(audit.to_prometheus(report, [*results, *results]))
     assert again == samples
+
+
+def test_the_quick_path_of_label_agrees_with_the_pattern() -> None:
+    """label() returns printable ASCII without a backslash at once; every
+    code point, alone and between letters, gets what the pattern gives."""
+    pattern = re.compile(text_module._LABEL_UNSAFE)
+    for code in range(0x110000):
+        for name in (chr(code), f"a{chr(code)}b"):
+            slow = (
+                name
+                if pattern.search(name) is None
+                else pattern.sub(text_module._label_escape, name)
+            )
+            assert label(name) == slow, hex(code)
+
+
+class _LyingName(str):
+    """A str whose own methods say it is plain printable ASCII."""
+
+    def isascii(self) -> bool:
+        return True
+
+    def isprintable(self) -> bool:
+        return True
+
+    def __contains__(self, key: object) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("value", [None, 5, b"abc", bytearray(b"x")])
+def test_label_of_what_is_not_text_is_a_type_error(value: object) -> None:
+    """label() of a value that is not a str raises TypeError, as the
+    pattern always did; its quick path must not turn that into an
+    AttributeError (bytes have isascii() but no isprintable())."""
+    with pytest.raises(TypeError):
+        label(value)  # type: ignore[arg-type]
+
+
+def test_label_reads_the_characters_not_a_subclass_s_methods() -> None:
+    """The quick path asks str's own methods: a str subclass that claims
+    to be printable ASCII is still escaped by its characters."""
+    name = _LyingName("a\x1b[2Jb\\")
+    assert label(name) == "a\\x1b[2Jb\\\\"

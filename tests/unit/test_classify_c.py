@@ -25,7 +25,7 @@ import pytest
 from sealkit._os import procfs
 from sealkit._os.elf import LoadLayout, Segment
 from sealkit._os.procfs import ProcessDir, Vma, VmaColumns, scan_smaps
-from sealkit.errors import AccessDeniedError, ProcessGoneError
+from sealkit.errors import AccessDeniedError, ArgumentError, ArgumentTypeError, ProcessGoneError
 from sealkit.host import classify as classify_module
 from sealkit.host.classify import KINDS, FileLayouts, classify
 from tests.unit.naive_classify import naive_classify
@@ -356,3 +356,23 @@ def test_addresses_at_the_top_of_64_bits() -> None:
     ]
     assert _in_c(vmas, lambda v: LAYOUT) == naive_classify(vmas, lambda v: LAYOUT)
     assert _both(vmas, lambda v: LAYOUT) == naive_classify(vmas, lambda v: LAYOUT)
+
+
+def test_only_the_scanners_own_indices_go_unchecked() -> None:
+    """classify() trusts the sealed indices the C scanner found (it made
+    them: ints, in range) and checks any others, also ones assigned to the
+    same ScannedVmas afterwards."""
+    with ProcessDir("self") as proc:
+        data = proc.read("smaps")
+    lines = data.split(b"\n")
+    flags_at = next(i for i, line in enumerate(lines) if line.startswith(b"VmFlags:"))
+    lines[flags_at] += b" sl"  # one sealed mapping, so the scanner builds columns
+    _count, vmas = scan_smaps(b"\n".join(lines))
+    assert vmas.sealed_indices == (0,) and vmas._scanned is vmas.sealed_indices
+    assert len(classify(vmas, None, vmas.sealed_indices)) == 1
+    for bad, error in (((len(vmas),), ArgumentError), ((-1,), ArgumentError)):
+        vmas.sealed_indices = bad
+        with pytest.raises(error):
+            classify(vmas, None, vmas.sealed_indices)
+    with pytest.raises(ArgumentTypeError):
+        classify(vmas, None, ["0"])  # type: ignore[list-item]

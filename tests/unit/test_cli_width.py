@@ -9,6 +9,7 @@ import fcntl
 import os
 import pty
 import select
+import shutil
 import struct
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sealkit.cli.main import build_parser, discover
+from sealkit.cli.main import ArgumentParser, build_parser, discover
 from sealkit.fidelity.conformance import load_scenarios
 from sealkit.fidelity.fuzz import EXCLUDED
 from tests.conftest import python_env
@@ -147,3 +148,30 @@ def test_a_terminal_gets_tables_that_fit_it(tmp_path: Path) -> None:
     lines = [line for line in plain.replace("\r", "").splitlines() if line]
     assert lines and max(len(line) for line in lines) <= 90, plain
     assert "C fast path" in plain
+
+
+@pytest.mark.parametrize("columns", [None, "50", "133", "0", "-3", "wide"])
+def test_help_is_as_wide_as_shutil_says(
+    monkeypatch: pytest.MonkeyPatch, columns: str | None
+) -> None:
+    """The parser asks the terminal's width without importing shutil (about
+    2 ms of every run); it must get what shutil.get_terminal_size gives."""
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    formatter = ArgumentParser(prog="x")._get_formatter()
+    assert formatter._width == shutil.get_terminal_size().columns - 2
+
+
+def test_the_audit_command_line_does_not_import_shutil() -> None:
+    code = (
+        "import sys\n"
+        "from sealkit.cli.main import main\n"
+        "main(['audit', '--json', '--pid', str((1 << 22) + 1)])\n"
+        "print('shutil' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, env=python_env()
+    )
+    assert done.stderr.splitlines()[-1] == "False", done.stderr

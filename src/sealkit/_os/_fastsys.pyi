@@ -1,6 +1,8 @@
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, overload
 
+COUNTED_FORMS: int
+
 def syscall(number: int, /, *args: int) -> int: ...
 def loaded_objects() -> list[tuple[bytes, int, tuple[tuple[int, ...], ...]]]: ...
 def seal_verified(
@@ -25,6 +27,24 @@ def smaps_columns(
 ): ...
 @overload
 def smaps_columns(data: bytes, columns: Literal[False, 0], /) -> tuple[int, list[int]] | None: ...
+@overload
+def smaps_columns(
+    data: bytes, columns: Literal[2], /
+) -> (
+    tuple[int, list[int]]
+    | tuple[
+        list[int],
+        list[int],
+        list[str],
+        list[int],
+        list[str],
+        list[int],
+        list[str],
+        list[bytes],
+        list[int],
+    ]
+    | None
+): ...
 def maps_json_rows(
     start: Sequence[int],
     end: Sequence[int],
@@ -54,9 +74,30 @@ def classify_kinds(
     kinds: tuple[str, ...],
     /,
 ) -> list[str] | None: ...
+@overload
 def read_smaps_layout(
     fd: int, chunk: int, size_limit: int, deadline: float, clock_every: int, first: bytes, /
 ) -> tuple[bytes | None, int]: ...
+@overload
+def read_smaps_layout(
+    fd: int,
+    chunk: int,
+    size_limit: int,
+    deadline: float,
+    clock_every: int,
+    first: bytes,
+    counted: Literal[True],
+    /,
+) -> tuple[bytes | None, int, int, bool]: ...
+@overload
 def sealed_json_rows(
     sealed: tuple[tuple[int, int, str, str, str], ...], text_of: Callable[[int, str], str], /
 ) -> str | None: ...
+@overload
+def sealed_json_rows(
+    sealed: tuple[tuple[int, int, str, str, str], ...],
+    text_of: Callable[[int, str], str],
+    kinds: tuple[str, ...],
+    row_type: type,
+    /,
+) -> tuple[str, list[int], list[int]] | None: ...

@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Final, NamedTuple, cast, overload
+from typing import Any, Final, NamedTuple, cast, overload
 
 from ..errors import (
     AccessDeniedError,
@@ -233,8 +233,12 @@ _NO_LIMITS: Final = Limits()
 # from an older source) the Python loop and the regular expressions below do
 # it all, giving the same answers.
 _read_fd: Callable[[int, int, int, float, int, bytes], tuple[bytes | None, int]] | None
-_read_layout: Callable[[int, int, int, float, int, bytes], tuple[bytes | None, int]] | None
+_read_layout: Callable[..., tuple[Any, ...]] | None
 _smaps_columns: Callable[..., object] | None
+# Whether the extension has the counted forms (read_smaps_layout's
+# `counted`, smaps_columns(data, 2)): one built from an older source has
+# the same names with fewer arguments, and is asked only what it knows.
+_counted_forms = False
 try:
     from . import _fastsys
 except ImportError:  # pragma: no cover - depends on how sealkit was installed
@@ -243,6 +247,7 @@ else:
     _read_fd = getattr(_fastsys, "read_fd", None)
     _read_layout = getattr(_fastsys, "read_smaps_layout", None)
     _smaps_columns = getattr(_fastsys, "smaps_columns", None)
+    _counted_forms = bool(getattr(_fastsys, "COUNTED_FORMS", 0))
 
 _FORCE_PYTHON = bool(os.environ.get("SEALKIT_NO_FASTSYS"))
 """Read and scan in Python only (``SEALKIT_NO_FASTSYS=1``, as for the
@@ -264,7 +269,13 @@ def _read_bytes(
 
 
 def _read_verified(
-    path: str, pid: str, dir_fd: int | None, limits: Limits, verify: bool, layout: bool = False
+    path: str,
+    pid: str,
+    dir_fd: int | None,
+    limits: Limits,
+    verify: bool,
+    layout: bool = False,
+    counted: list[tuple[int, bool]] | None = None,
 ) -> tuple[bytes, bool]:
     """The bytes of a /proc file, and (with ``verify``) whether what the
     file shows was still there once it had been read to the end.
@@ -288,7 +299,9 @@ def _read_verified(
     each mapping's header and ``VmFlags`` lines, where the C extension can
     (``_fastsys.read_smaps_layout``): what ``scan_smaps`` reads of it is the
     same, without holding the counters (most of the text). Text of another
-    shape than the kernel's is read again whole.
+    shape than the kernel's is read again whole. When the C loop kept the
+    text, it appends to ``counted`` what :func:`scan_smaps` would say of it
+    without columns: (how many mappings, whether one is sealed).
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
@@ -305,15 +318,20 @@ def _read_verified(
                 ):
                     _check_read(path, pid, limits, len(chunk), 1)
                     deadline = -1.0 if limits.deadline is None else limits.deadline
-                    data, stop = _read_layout(
-                        fd, _CHUNK, limits.size or 0, deadline, _CLOCK_EVERY, chunk
-                    )
+                    args = (fd, _CHUNK, limits.size or 0, deadline, _CLOCK_EVERY, chunk)
+                    if _counted_forms:
+                        data, stop, mappings, sealed = _read_layout(*args, True)
+                    else:  # an older extension: nothing counted
+                        data, stop = _read_layout(*args)
+                        mappings = None
                     if data is None and stop == 3:  # not the kernel's shape: all of it
                         os.close(fd)
                         fd = -1
                         return _read_verified(path, pid, dir_fd, limits, verify)
                     if data is None:
                         raise _cut_short(path, pid, limits, stop == 1)
+                    if counted is not None and mappings is not None:
+                        counted.append((mappings, sealed))
                     return data, bool(os.pread(fd, 1, 0))
                 if verify and not calls and _read_fd is not None and not _FORCE_PYTHON:
                     # An address-space file, which may be tens of MB: the
@@ -391,7 +409,7 @@ def read_maps(pid: int | str = "self", procfs: str = "/proc") -> list[Vma]:
 
 
 # A mapping header or the VmFlags line: what smaps says about layout and seals.
-_LAYOUT_LINE: Final = re.compile(r"^(?:[0-9a-f]+-[0-9a-f]+ .*|VmFlags:.*)$", re.MULTILINE)
+_LAYOUT_LINE: Final = r"(?m)^(?:[0-9a-f]+-[0-9a-f]+ .*|VmFlags:.*)$"
 
 
 def read_smaps(
@@ -409,7 +427,7 @@ def read_smaps(
     name = resolve_pid(pid)
     text = _read_text(os.path.join(procfs, name, "smaps"), name)
     if not counters:
-        text = "\n".join(_LAYOUT_LINE.findall(text))
+        text = "\n".join(re.compile(_LAYOUT_LINE).findall(text))
     return parse_smaps(text, f"{procfs}/{name}/smaps")
 
 
@@ -495,7 +513,10 @@ def read_kernel_config(
 # costs three times that because spaces are everywhere in smaps), and Python
 # objects are built only for processes that have a sealed mapping.
 
-_FLAGS_LINES: Final = re.compile(rb"\nVmFlags:[^\n]*")
+# The patterns of this module are text, compiled on first use (re caches
+# them): the C scanner reads what the kernel prints, and compiling them at
+# import would cost every `sealkit audit` run about 1 ms.
+_FLAGS_LINES: Final = rb"\nVmFlags:[^\n]*"
 # A mapping header's fields, as show_vma_header_prefix prints them
 # (fs/proc/task_mmu.c).
 _HEADER_FIELDS: Final = (
@@ -504,8 +525,7 @@ _HEADER_FIELDS: Final = (
 )
 # A VmFlags line and the fields of the well-formed header line after it (the
 # next mapping's); the fields are empty when no well-formed header follows.
-_FLAGS_THEN_HEADER: Final = re.compile(rb"\nVmFlags:([^\n]*)(?:\n" + _HEADER_FIELDS + rb")?")
-_FIRST_HEADER: Final = re.compile(_HEADER_FIELDS)
+_FLAGS_THEN_HEADER: Final = rb"\nVmFlags:([^\n]*)(?:\n" + _HEADER_FIELDS + rb")?"
 
 
 class VmaColumns(NamedTuple):
@@ -564,7 +584,8 @@ class ScannedVmas(Sequence[Vma]):
     """
 
     __slots__ = (
-        "_built", "_columns", "_flags", "_flagsets", "_rows", "_source", "sealed_indices",
+        "_built", "_columns", "_flags", "_flagsets", "_rows", "_scanned", "_source",
+        "sealed_indices",
     )  # fmt: skip
 
     def __init__(
@@ -581,6 +602,9 @@ class ScannedVmas(Sequence[Vma]):
         self._columns: VmaColumns | None = None
         self._source = source
         self.sealed_indices = sealed_indices
+        # the C scanner's own sealed_indices (increasing, in range), which
+        # classify() need not check again; None for any other
+        self._scanned: tuple[int, ...] | None = None
 
     @classmethod
     def _of_columns(cls, found: _CColumns, source: str | None) -> ScannedVmas:
@@ -588,6 +612,7 @@ class ScannedVmas(Sequence[Vma]):
         ScannedVmas whose columns are already built."""
         start, end, perms, offset, dev, inode, path, flags, sealed = found
         vmas = cls(range(len(start)), flags, tuple(sealed), source)  # type: ignore[arg-type]
+        vmas._scanned = vmas.sealed_indices
         flagset = vmas._flagset
         sets = {raw: flagset(raw) for raw in set(flags)}
         vmflags = list(map(sets.__getitem__, flags))  # the loop in C: 65,000 rows
@@ -712,19 +737,22 @@ def scan_smaps(
         raise ArgumentTypeError(f"source must be a str or None, not {type(source).__name__}")
     data = bytes(data)
     if _smaps_columns is not None and not _FORCE_PYTHON:
-        # The C scanner: a count first when only the sealed ones matter (no
-        # object per mapping), the columns when some are sealed or all are
-        # wanted. It returns None for text it does not take, which the
-        # regular expressions below then read.
-        counted = None if every else cast("tuple[int, list[int]] | None", _smaps_columns(data, 0))
-        if counted is not None and not counted[1]:
-            return counted[0], ScannedVmas((), (), ())
-        if every or counted is not None:
+        # The C scanner: only a count when no mapping is sealed (no object
+        # per mapping), the columns when one is (mode 2) or all are wanted.
+        # It returns None for text it does not take, which the regular
+        # expressions below then read.
+        # (An extension built from an older source has no mode 2: a count
+        # first, then the columns when one is sealed.)
+        mode = 1 if every else 2 if _counted_forms else 0
+        found = cast("_CColumns | tuple[int, list[int]] | None", _smaps_columns(data, mode))
+        if found is not None and len(found) == 2:
+            if not found[1]:
+                return found[0], ScannedVmas((), (), ())
             found = cast("_CColumns | None", _smaps_columns(data))
-            if found is not None:
-                return len(found[0]), ScannedVmas._of_columns(found, source)
+        if found is not None:
+            return len(found[0]), ScannedVmas._of_columns(found, source)
     if not every:
-        lines = _FLAGS_LINES.findall(data)
+        lines = re.compile(_FLAGS_LINES).findall(data)
         # Only VmFlags lines are searched, not paths. show_smap_vma_flags
         # prints each mnemonic as "%c%c ", so a sealed mapping's line holds
         # " sl "; the end-of-line spellings cover captures whose trailing
@@ -740,7 +768,7 @@ def scan_smaps(
     # the line after each VmFlags line (and the first line), in the same kind
     # of pass. Anything unusual goes to the general parser, so the answers
     # stay parse_smaps's.
-    pairs = _FLAGS_THEN_HEADER.findall(data)
+    pairs = re.compile(_FLAGS_THEN_HEADER).findall(data)
     if not pairs:
         if not data.strip():
             return 0, ScannedVmas((), (), ())
@@ -750,7 +778,7 @@ def scan_smaps(
         raise ParseError("smaps text has no VmFlags lines: seals cannot be read", None, source)
     if data.startswith(b"VmFlags:"):
         return _scan_slowly(data, source, every)  # a field before any header: let it say so
-    first = _FIRST_HEADER.fullmatch(data, 0, max(data.find(b"\n"), 0))
+    first = re.compile(_HEADER_FIELDS).fullmatch(data, 0, max(data.find(b"\n"), 0))
     flags = [p[0] for p in pairs]
     last = b"\nVmFlags:" + flags[-1]
     tail = data[-len(last) - 16 :].rstrip(b" \t\n")  # the end only, not a copy of all
@@ -800,7 +828,7 @@ class TaskStatus(NamedTuple):
     kthread: bool
 
 
-_COMM_ESCAPE: Final = re.compile(r"\\[n\\]")
+_COMM_ESCAPE: Final = r"\\[n\\]"
 
 
 def task_status(fields: Mapping[str, str], source: str | None = None) -> TaskStatus:
@@ -824,7 +852,7 @@ def task_status(fields: Mapping[str, str], source: str | None = None) -> TaskSta
         raise ParseError(f"malformed status text ({exc})", None, source) from None
     # proc_task_name escapes only "\n" and "\\" (fs/proc/array.c,
     # seq_escape_str(..., "\n\\")): undo exactly those.
-    name = _COMM_ESCAPE.sub(lambda m: "\n" if m.group() == "\\n" else "\\", raw_name)
+    name = re.sub(_COMM_ESCAPE, lambda m: "\n" if m.group() == "\\n" else "\\", raw_name)
     if "Kthread" in fields:
         kthread = fields["Kthread"] == "1"
     else:
@@ -844,7 +872,7 @@ class ProcessDir:
     :class:`AccessDeniedError` (the same boundary as :func:`read_smaps`).
     """
 
-    __slots__ = ("_fd", "pid", "restatus", "task")
+    __slots__ = ("_fd", "counted", "pid", "restatus", "task")
 
     _fd: int | None
     pid: str
@@ -855,11 +883,17 @@ class ProcessDir:
     restatus: TaskStatus | None
     """The status :meth:`smaps` read again after the process changed its
     program (or exited) during a read: who the bytes it returned belong to."""
+    counted: tuple[int, bool] | None
+    """What :func:`scan_smaps` would say, without columns, of the bytes
+    :meth:`smaps` last returned, when the C read learnt it on the way
+    (``layout`` reads): (how many mappings, whether one is sealed). ``None``
+    when it was not learnt."""
 
     def __init__(self, pid: int | str, procfs: str = "/proc") -> None:
         self._fd = None
         self.task = ""
         self.restatus = None
+        self.counted = None
         procfs = _check_root(procfs)
         self.pid = resolve_pid(pid)
         path = os.path.join(procfs, self.pid)
@@ -922,25 +956,32 @@ class ProcessDir:
         times in all; then :class:`ProcessChangedError`. ``limits`` bound
         each read (:class:`CutShortError`).
         """
+        self.counted = None
         for attempt in range(tries):
-            data, alive = self._smaps_once(state, limits, layout)
+            data, alive, counted = self._smaps_once(state, limits, layout)
             if alive:
+                self.counted = counted
                 return data
             self.restatus = self.status()  # ProcessGoneError once it is reaped
             state = self.restatus.state
             if state in ("Z", "X"):
-                data, alive = self._smaps_once(state, limits, layout)
+                data, alive, counted = self._smaps_once(state, limits, layout)
+                self.counted = counted if alive else None
                 return data if alive else b""
             if not data and attempt:
                 return b""  # no address space at all, twice: it is exiting
         raise ProcessChangedError(self.pid)
 
-    def _smaps_once(self, state: str, limits: Limits, layout: bool) -> tuple[bytes, bool]:
+    def _smaps_once(
+        self, state: str, limits: Limits, layout: bool
+    ) -> tuple[bytes, bool, tuple[int, bool] | None]:
         if self._fd is None:
             raise ProcessGoneError(self.pid, f"process {self.pid}: directory already closed")
+        counted: list[tuple[int, bool]] = []
         if state not in ("Z", "X"):
             self.task = ""
-            return _read_verified("smaps", self.pid, self._fd, limits, True, layout)
+            data, alive = _read_verified("smaps", self.pid, self._fd, limits, True, layout, counted)
+            return data, alive, counted[-1] if counted else None
         try:
             task = os.open("task", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
         except (FileNotFoundError, ProcessLookupError):
@@ -950,16 +991,17 @@ class ProcessDir:
         finally:
             os.close(task)
         for tid in tids:
+            counted.clear()
             try:
                 data, alive = _read_verified(
-                    f"task/{tid}/smaps", self.pid, self._fd, limits, True, layout
+                    f"task/{tid}/smaps", self.pid, self._fd, limits, True, layout, counted
                 )
             except ProcessGoneError:
                 continue
             if data and alive:
                 self.task = f"task/{tid}/"
-                return data, True
-        return b"", True
+                return data, True, counted[-1] if counted else None
+        return b"", True, None
 
     def readlink(self, name: str) -> str:
         """The target of the symlink ``/proc/PID/<name>`` (``exe``, ``map_files/...``)."""
@@ -997,7 +1039,7 @@ PROC_PID_INIT_INO: Final = 0xEFFFFFFC
 """The inode of the initial PID namespace (include/linux/proc_ns.h)."""
 
 _HIDEPID_NAMES: Final = {"0": "off", "1": "noaccess", "2": "invisible", "4": "ptraceable"}
-_MOUNTINFO_ESCAPE: Final = re.compile(r"\\([0-7]{3})")
+_MOUNTINFO_ESCAPE: Final = r"\\([0-7]{3})"
 
 
 def parse_mountinfo_line(line: str) -> tuple[str, str, dict[str, str]] | None:
@@ -1010,7 +1052,7 @@ def parse_mountinfo_line(line: str) -> tuple[str, str, dict[str, str]] | None:
     rest = tail.split()
     if not sep or len(fields) < 6 or len(rest) < 3:
         return None
-    point = _MOUNTINFO_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
+    point = re.sub(_MOUNTINFO_ESCAPE, lambda m: chr(int(m.group(1), 8)), fields[4])
     options = {}
     for option in rest[2].split(","):
         key, _, value = option.partition("=")

@@ -101,6 +101,29 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes a formatter for every add_argument (to check the
+        # metavar), and a formatter without a width imports shutil (bz2,
+        # lzma, fnmatch) to ask for the terminal's: about 2 ms of every run,
+        # `sealkit audit` from cron included. The width shutil would give.
+        make = cast("Callable[..., argparse.HelpFormatter]", self.formatter_class)
+        return make(prog=self.prog, width=_terminal_columns() - 2)
+
+
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``: ``$COLUMNS`` when it is a
+    positive number, else the width of the terminal on stdout, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
 
 def command_names() -> list[str]:
     """Subcommand names, from the module files (nothing imported).

@@ -664,9 +664,12 @@ def classify(
     if layout_of is not None and not callable(layout_of):
         raise ArgumentTypeError("layout_of must be callable or None")
     count = len(vmas)
-    asked = None if indices is None else int_list(indices, "indices", 0)
-    if asked and max(asked) >= count:
-        raise ArgumentError("indices must point into vmas")
+    if isinstance(vmas, ScannedVmas) and vmas._scanned is not None and indices is vmas._scanned:
+        asked: list[int] | None = list(vmas._scanned)  # the scanner's own: ints, in range
+    else:
+        asked = None if indices is None else int_list(indices, "indices", 0)
+        if asked and max(asked) >= count:
+            raise ArgumentError("indices must point into vmas")
     process = _Process(vmas, layout_of)
     if _classify_kinds is not None and not _FORCE_PYTHON:
         found = process.kinds_in_c(asked)

@@ -10,7 +10,6 @@ different command names never share a Prometheus series.
 from __future__ import annotations
 
 import json
-import operator
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,29 +33,27 @@ _ENCODER: Final = json.JSONEncoder(separators=(", ", ": "))
 # sealed_json_rows): without it (no compiler at install, an extension built
 # from an older source), or with SEALKIT_NO_FASTSYS=1, audit_json_text
 # writes it in Python, the same bytes.
-_sealed_rows: Callable[[tuple[SealedMapping, ...], Callable[[int, str], str]], str | None] | None
+_sealed_rows: (
+    Callable[
+        [tuple[SealedMapping, ...], Callable[[int, str], str], tuple[str, ...], type],
+        tuple[str, list[int], list[int]] | None,
+    ]
+    | None
+)
 try:
     from .._os import _fastsys
 except ImportError:  # pragma: no cover - depends on how sealkit was installed
     _sealed_rows = None
 else:
-    _sealed_rows = getattr(_fastsys, "sealed_json_rows", None)
+    # one built from an older source lacks the sums (no COUNTED_FORMS): the
+    # Python writer writes for it
+    _sealed_rows = (
+        getattr(_fastsys, "sealed_json_rows", None)
+        if getattr(_fastsys, "COUNTED_FORMS", 0)
+        else None
+    )
 _FORCE_PYTHON = bool(os.environ.get("SEALKIT_NO_FASTSYS"))
-_KINDS: Final = frozenset(KINDS)
-_KIND: Final = operator.itemgetter(3)
-
-
-def _c_writes(sealed: object) -> bool:
-    """Whether the C writer takes ``sealed``: a tuple of SealedMapping rows
-    of known kinds (it prints kinds as they are)."""
-    try:
-        return (
-            type(sealed) is tuple
-            and set(map(type, sealed)) <= {SealedMapping}
-            and set(map(_KIND, sealed)) <= _KINDS
-        )
-    except TypeError:  # an unhashable kind: the Python writer prints it as it can
-        return False
+_KINDS_TUPLE: Final = tuple(KINDS)
 
 
 def _text_of(kind: int, value: str) -> str:
@@ -100,9 +97,21 @@ def _sealed_dict(m: SealedMapping, paths: dict[str, str]) -> dict[str, Any]:
 def process_json(proc: ProcessAudit, with_sealed: bool = True) -> dict[str, Any]:
     """One row of the sweep as JSON (``processes[]`` of the schema); without
     its ``sealed`` list when ``with_sealed`` is false."""
+    by_kind = None if proc.sealed is None else proc.by_kind()
+    return _record(proc, by_kind, proc.sealed_bytes, with_sealed)
+
+
+def _record(
+    proc: ProcessAudit,
+    by_kind: Mapping[str, tuple[int, int]] | None,
+    sealed_bytes: int | None,
+    with_sealed: bool,
+) -> dict[str, Any]:
+    """:func:`process_json`, given ``proc.by_kind()`` and
+    ``proc.sealed_bytes`` (the C writer sums them as it writes)."""
     kinds = None
-    if proc.sealed is not None:
-        kinds = {k: {"mappings": n, "bytes": b} for k, (n, b) in proc.by_kind().items()}
+    if by_kind is not None:
+        kinds = {k: {"mappings": n, "bytes": b} for k, (n, b) in by_kind.items()}
     paths: dict[str, str] = {}
     row: dict[str, Any] = {
         "pid": proc.pid,
@@ -113,7 +122,7 @@ def process_json(proc: ProcessAudit, with_sealed: bool = True) -> dict[str, Any]
         "reason": proc.reason,
         "mappings": proc.mappings,
         "sealed_mappings": proc.sealed_mappings,
-        "sealed_bytes": proc.sealed_bytes,
+        "sealed_bytes": sealed_bytes,
         "sealed_kinds": kinds,
     }
     if with_sealed:
@@ -138,12 +147,16 @@ def to_json(
 
 
 def _document(
-    audit: HostAudit, sealed_only: bool, requirements: Sequence[RequirementResult], rows: bool
+    audit: HostAudit,
+    sealed_only: bool,
+    requirements: Sequence[RequirementResult],
+    rows: bool,
+    sealed_bytes: int | None = None,
 ) -> dict[str, Any]:
     """:func:`to_json`'s document; with ``rows`` false its ``processes`` is
-    left empty (for :func:`audit_json_text`, which writes them itself)."""
-    if not isinstance(audit, HostAudit):
-        raise ArgumentTypeError(f"audit must be a HostAudit, not {type(audit).__name__}")
+    left empty (for :func:`audit_json_text`, which writes them itself, and
+    passes ``audit.sealed_bytes`` as it summed it on the way)."""
+    _check_audit(audit)
     filters = {"pid": None, "user": None, "comm": None, **(audit.filters or {})}
     if isinstance(filters["comm"], str):
         filters["comm"] = label(filters["comm"])
@@ -168,7 +181,7 @@ def _document(
             "not_found": len(audit.not_found),
             "kernel_threads": audit.kernel_threads,
             "sealed_mappings": audit.sealed_mappings,
-            "sealed_bytes": audit.sealed_bytes,
+            "sealed_bytes": audit.sealed_bytes if sealed_bytes is None else sealed_bytes,
         },
         "not_found": list(audit.not_found),
         "unreached": list(audit.unreached),
@@ -191,24 +204,35 @@ def audit_json_text(
     --json``): the sealed mappings, which a process may have by the tens of
     thousands, are formatted row by row instead of going through a dict
     each and the ``json`` module. The same document, byte for byte parsed."""
-    # the document without its rows: building each sealed mapping's dict
-    # only to replace it costs more than writing the rows
-    doc = _document(audit, sealed_only, requirements, rows=False)
+    _check_audit(audit)
     encode = _ENCODER.encode
     strings = encode_basestring_ascii
     paths: dict[str, str] = {}
-    rows = []
-    for proc in (p for p in audit.processes if _shown(p, sealed_only)):
-        record = process_json(proc, with_sealed=False)
-        text = encode(record)
-        if proc.sealed is None:
-            rows.append(text[:-1] + ', "sealed": null}')
+    # pieces of the "processes" list, joined once at the end (a process's
+    # sealed list may be megabytes: each concatenation would copy it)
+    pieces: list[str] = []
+    total = 0
+    for proc in audit.processes:
+        if not _shown(proc, sealed_only):
+            total += proc.sealed_bytes or 0
             continue
+        if pieces:
+            pieces.append(",\n  ")
         sealed = proc.sealed
-        listed = None
-        if _sealed_rows is not None and not _FORCE_PYTHON and _c_writes(sealed):
-            listed = _sealed_rows(sealed, _text_of)
-        if listed is None:
+        if sealed is None:
+            pieces += (encode(process_json(proc, with_sealed=False))[:-1], ', "sealed": null}')
+            continue
+        # the C writer also sums the record's fields; it refuses (None) all
+        # but a tuple of SealedMapping rows of known kinds
+        written = None
+        if _sealed_rows is not None and not _FORCE_PYTHON and type(sealed) is tuple:
+            written = _sealed_rows(sealed, _text_of, _KINDS_TUPLE, SealedMapping)
+        if written is not None:
+            listed, counts, sizes = written
+            by_kind = {k: (n, b) for k, n, b in zip(_KINDS_TUPLE, counts, sizes, strict=True) if n}
+            size = sum(sizes)
+            record = _record(proc, by_kind, size, with_sealed=False)
+        else:
             items = []
             for m in sealed:
                 path = paths.get(m.path)
@@ -216,15 +240,25 @@ def audit_json_text(
                     path = paths[m.path] = strings(label(m.path))
                 items.append(
                     f'{{"start": "{m.start:#x}", "end": "{m.end:#x}", "size": {m.end - m.start}, '
-                    f'"perms": {strings(m.perms)}, "kind": "{m.kind}", "path": {path}}}'
+                    f'"perms": {strings(m.perms)}, "kind": {encode(m.kind)}, "path": {path}}}'
                 )
             listed = ", ".join(items)
-        rows.append(text[:-1] + ', "sealed": [' + listed + "]}")
-    head = json_text(doc)
+            size = proc.sealed_bytes or 0
+            record = process_json(proc, with_sealed=False)
+        total += size
+        pieces += (encode(record)[:-1], ', "sealed": [', listed, "]}")
+    head = json_text(_document(audit, sealed_only, requirements, rows=False, sealed_bytes=total))
     marker = '"processes": []'
     at = head.index(marker)
-    body = "[\n  " + ",\n  ".join(rows) + "\n ]" if rows else "[]"
-    return head[:at] + '"processes": ' + body + head[at + len(marker) :]
+    if pieces:
+        pieces = [head[:at], '"processes": [\n  ', *pieces, "\n ]", head[at + len(marker) :]]
+        return "".join(pieces)
+    return head
+
+
+def _check_audit(audit: object) -> None:
+    if not isinstance(audit, HostAudit):
+        raise ArgumentTypeError(f"audit must be a HostAudit, not {type(audit).__name__}")
 
 
 def _exposition(value: str) -> str:

@@ -275,6 +275,10 @@ def _audit_pid(
                 if again.kthread:
                     return _KTHREAD
                 return _ZOMBIE if again.state in ("Z", "X") else _VANISHED
+            if proc.counted is not None and not proc.counted[1]:
+                # no mapping sealed: the C read counted them on the way, as
+                # scan_smaps would (tests/unit/test_smaps_scanner_c.py)
+                return _row(status, "ok", proc.counted[0], ())
             count, vmas = scan_smaps(data, f"{procfs}/{pid}/smaps")
             if not vmas.sealed_indices:
                 return _row(status, "ok", count, ())
