@@ -869,6 +869,8 @@ class _View:
         self._narrow: dict[int, int] = {}
         self._tables: tuple[list[int], list[int]] | None = None
         self._deps: dict[Footprint, int] = {}
+        self._fresh: int | None = None
+        self._blind_vec: Vec | None = None
 
     def footprint(self, g: int) -> int:
         """``F(c, s)`` for the calls of group ``g`` (``g < 0``: everything):
@@ -961,6 +963,18 @@ class _View:
         """The entries of ``mask`` with new objects renamed by first appearance
         (``~0``, ``~1``...); returns the view and the renaming (global -> local)."""
         vec = self.vec
+        fresh = self._fresh
+        if fresh is None:
+            fresh = self._fresh = self._fresh_slots()
+        if not mask & fresh:
+            # No new object to rename: the entries as they are.
+            if blind:
+                if self._blind_vec is None:
+                    self._blind_vec = tuple(
+                        e[:_BLIND] if type(e) is tuple and len(e) == _FIELDS else e for e in vec
+                    )
+                vec = self._blind_vec
+            return tuple(map(vec.__getitem__, _bits(mask))), {}
         out: list[Entry] = []
         local: dict[str, str] = {}
 
@@ -978,6 +992,18 @@ class _View:
                     e = e[:_BLIND]
             out.append(e)
         return tuple(out), local
+
+
+    def _fresh_slots(self) -> int:
+        """The page slots whose entry names an object the start state lacks
+        (what :func:`_renamed` renames)."""
+        out = 0
+        for j, e in enumerate(self.vec):
+            if type(e) is tuple and len(e) == _FIELDS:
+                name, anon = e[_NAME], e[_ANON]
+                if (name is not None and name[0] in "~+") or (anon is not None and anon[0] in "~+"):
+                    out |= 1 << j
+        return out
 
 
 class _Expansion:
@@ -1351,17 +1377,21 @@ class _Expansion:
         of the sequence that reached this state are judged (causality); a
         window as at the start breaks nothing still open."""
         engine, node, stats, fpv = self.engine, self.node, self.stats, self.fp
-        blind = not self.open & _DATA
+        open_props = self.open
+        blind = not open_props & _DATA
         if node.frontier:
-            mine = (fpv.footprint(g), fpv.writes(g))
-            if not all(_depends(mine, m) for m in node.frontier):
-                stats.independent += len(engine.groups[g])
-                return
+            # _depends((footprint, writes), m) for every recorded footprint m
+            reads, writes = fpv.footprint(g), fpv.writes(g)
+            for m_reads, m_writes in node.frontier:
+                if not (reads & m_writes or writes & m_reads):
+                    stats.independent += len(engine.groups[g])
+                    return
+        parts = engine.parts[g]
         for part in (0, 1):
-            members = engine.parts[g][part]
+            members = parts[part]
             if not members:
                 continue
-            wanted = engine.wanted(g, part, self.open)
+            wanted = engine.wanted(g, part, open_props)
             if not wanted:
                 stats.untouched += len(members)
                 continue
@@ -1379,9 +1409,10 @@ class _Expansion:
                 stats.untouched += len(members)
                 continue
             verdicts = self.verdicts(g, part, members, wanted, win, blind)
-            for i, broken in zip(members, verdicts, strict=True):
-                if broken:
-                    self.record(i, broken)
+            if verdicts is not None and any(verdicts):
+                for i, broken in zip(members, verdicts, strict=True):
+                    if broken:
+                        self.record(i, broken)
 
     def verdicts(
         self,
@@ -1391,18 +1422,23 @@ class _Expansion:
         wanted: tuple[int, ...],
         win: int,
         blind: bool,
-    ) -> Verdicts:
+    ) -> Verdicts | None:
+        """The properties each call of ``members`` breaks here (``None``:
+        none breaks any)."""
         engine, stats = self.engine, self.stats
-        rkey, refused = self.refusals(g)
-        if all(refused.get(i) for i in wanted):
-            stats.cached += len(members)
-            return tuple(_NOTHING for _ in members)
         view, _ = self.fp.view(win, blind)
         key = (g, part, blind, win, view)
         found = engine.verdicts.get(key)
         if found is not None:
             stats.cached += len(members)
             return found
+        # Looked up second: a cached verdict for this window already says
+        # nothing for calls known to fail without a change (the window holds
+        # the pages they name, so they failed without a change there too).
+        rkey, refused = self.refusals(g)
+        if all(map(refused.get, wanted)):
+            stats.cached += len(members)
+            return None
         learned: dict[int, bool] = {}
         # A call changes the facts of protected pages only in its window,
         # where the state breaks nothing still open: judge those pages after
