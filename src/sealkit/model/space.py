@@ -307,7 +307,7 @@ class AddressSpace:
         base = _zone_base(zone, lo, hi)
         start, end = base + lo * PAGE, base + hi * PAGE
         out: list[VmaView] = []
-        for v in self.vmas.range(start, end):
+        for v in self.vmas.between(start, end):
             # A VMA never changes once built (copies share it), so its entry
             # for a window is computed once (the analyzer asks for the same
             # windows of the same VMAs millions of times, and compares the
@@ -691,7 +691,14 @@ def _view_entry(v: Vma, base: int, s: int, e: int) -> VmaView:
     )
 
 
+_ZONE_BASES: Final = {"p": MODEL_BASES.arena, "h": MODEL_BASES.heap}
+
+
 def _zone_base(zone: str, lo: int, hi: int) -> int:
+    if type(lo) is int and type(hi) is int and lo <= hi:
+        base = _ZONE_BASES.get(zone)
+        if base is not None:
+            return base
     if zone not in ("p", "h"):
         raise ArgumentError(f"zone must be 'p' (arena) or 'h' (heap), not {zone!r}")
     if not isinstance(lo, int) or not isinstance(hi, int) or isinstance(lo, bool):
