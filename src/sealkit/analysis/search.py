@@ -546,6 +546,10 @@ class _Engine:
             for j in _bits(self.protected_mask)
             if self.root_vec[j] is not None
         }
+        self.before_blind_facts = {
+            page: (int(f.prot), f.shared, f.backing, f.obj, f.pgoff)
+            for page, f in self.before_blind.items()
+        }
         self.root_view = _View(self, self.root_vec)
         self.root_fp = [self.root_view.footprint(g) for g in range(len(self.groups))]
         self.root_writes = [self.root_view.writes(g) for g in range(len(self.groups))]
@@ -683,7 +687,9 @@ class _Engine:
         p = self.problem
         wanted = slots & self.protected_mask
         pages = frozenset(self.pages[j] for j in _bits(wanted))
-        after: dict[Page, PageFact] = {}
+        # Each page's facts as (rights, shared, backing, object, offset): the
+        # fields of the PageFact judged below (its seal and token are empty).
+        facts: dict[Page, tuple[int, bool, str, str | None, int]] = {}
         spans, _ = self.spans_of(wanted)
         roots = self.root_lnames
         for (zone, lo, hi), view in zip(spans, views, strict=True):
@@ -696,13 +702,19 @@ class _Engine:
                 else:
                     backing = "file:" + opened[2:]
                 name = lname if lname is None or lname in roots else "+"
-                prot, shared = Prot(flags & _RIGHTS), bool(flags & _VM_MAYSHARE)
+                rights, shared = flags & _RIGHTS, bool(flags & _VM_MAYSHARE)
                 for q in range(max(start, lo), min(end, hi)):
                     page = (zone, q)
                     if page in pages:
-                        after[page] = PageFact(
-                            prot, shared, backing, name, pgoff + q - start, "", ""
-                        )
+                        facts[page] = (rights, shared, backing, name, pgoff + q - start)
+        before = self.before_blind_facts
+        if len(facts) == len(pages) and all(before.get(page) == f for page, f in facts.items()):
+            # Every page as at the start: no property of these can be broken.
+            return _NOTHING
+        after = {
+            page: PageFact(Prot(rights), shared, backing, name, pgoff, "", "")
+            for page, (rights, shared, backing, name, pgoff) in facts.items()
+        }
         return frozenset(
             prop
             for prop in props
@@ -992,7 +1004,6 @@ class _View:
                     e = e[:_BLIND]
             out.append(e)
         return tuple(out), local
-
 
     def _fresh_slots(self) -> int:
         """The page slots whose entry names an object the start state lacks
