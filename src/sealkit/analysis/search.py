@@ -1633,12 +1633,18 @@ def search(
                 try:
                     # A few chunks in flight, submitted in order: once the
                     # budget is passed the rest are only judged (as on a
-                    # last level: no successors).
+                    # last level: no successors). On the last level every
+                    # chunk is only judged whatever the budget says, so all
+                    # are submitted at once: with a few in flight, a worker
+                    # done with its chunks waited, idle, for a slower chunk
+                    # ahead of them to be merged (linux depth 3 ran its last
+                    # level on 1.15 cores of 2).
                     spans = _chunks(len(frontier), workers * 16)
+                    window = len(spans) if last else workers * 2
                     pending: deque[Future[_Chunk]] = deque()
                     submitted = 0
                     for n in range(1, len(spans) + 1):
-                        while submitted < len(spans) and len(pending) < workers * 2:
+                        while submitted < len(spans) and len(pending) < window:
                             lo, hi = spans[submitted]
                             judge_only = last or merge.cut
                             pending.append(
