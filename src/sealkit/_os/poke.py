@@ -23,6 +23,7 @@ import errno as _errno
 import os
 import signal
 import struct
+from collections.abc import Callable
 from typing import Final
 
 from . import syscalls
@@ -92,6 +93,91 @@ def _read_all(fd: int, size: int) -> bytes:
     return out
 
 
+def _fork_helper(serve: Callable[[int, int], None]) -> tuple[int, int, int]:
+    """Fork a ptrace helper for this process; both helpers start here.
+
+    Two pipes: requests to the helper, answers from it. In the helper, the
+    parent's ends are closed, ``PR_SET_PDEATHSIG`` makes it die with this
+    process, it exits (1) at once if this process already died (it was
+    reparented between the fork and the prctl), then runs ``serve(requests,
+    answers)`` on its ends and exits: 0 when ``serve`` returns, 1 if anything
+    raised (a refused prctl included). Here the helper's ends are closed;
+    returns ``(pid, requests, answers)``: the helper's pid, the write end of
+    the requests and the read end of the answers. A refused pipe or fork
+    (``EMFILE``, ``EAGAIN``) is raised as it came, after closing the
+    descriptors already opened.
+    """
+    fds: list[int] = []
+    try:
+        fds += os.pipe()
+        fds += os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    req_r, req_w, res_r, res_w = fds
+    if pid == 0:  # the helper
+        code = 0
+        try:
+            os.close(req_w)
+            os.close(res_r)
+            syscalls.set_parent_death_signal(signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(1)
+            serve(req_r, res_w)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(req_r)
+    os.close(res_w)
+    return pid, req_w, res_r
+
+
+def _ask(requests: int, answers: int, message: bytes) -> int | None:
+    """Send ``message`` to a helper and return its answer, or ``None`` when
+    the helper died before it answered: its request pipe refused the write
+    (``EPIPE``: it died before it read) or its answer was cut short."""
+    view = memoryview(message)
+    try:
+        while view:
+            view = view[os.write(requests, view) :]
+    except BrokenPipeError:
+        return None
+    got = _read_all(answers, 8)
+    if len(got) != 8:
+        return None
+    result: int = struct.unpack("<q", got)[0]
+    return result
+
+
+def _end_helper(pid: int, requests: int, answers: int) -> None:
+    """End a helper :func:`_fork_helper` started: close this side's pipe ends
+    (its next read of a request sees the end of the pipe and it exits) and
+    reap it. A process that ignores ``SIGCHLD`` has its children reaped by the
+    kernel: ``waitpid`` then waits for the helper's exit and fails with
+    ``ECHILD``, which is not an error here."""
+    os.close(requests)
+    os.close(answers)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def _serve_pokes(requests: int, answers: int) -> None:
+    """The kept helper's loop: a request is (pid, addr, size) and ``size``
+    bytes, the answer is :func:`_poke_as_tracer`'s result; it returns when the
+    request pipe closes."""
+    while True:
+        head = _read_all(requests, 24)
+        if len(head) < 24:
+            return
+        target, addr, size = struct.unpack("<qQQ", head)
+        data = _read_all(requests, size)
+        os.write(answers, struct.pack("<q", _poke_as_tracer(target, addr, data)))
+
+
 class Poker:
     """A ptrace helper forked once and kept, serving :meth:`poke` requests
     for the process that made it (and for that process's forked children,
@@ -105,32 +191,7 @@ class Poker:
         self._res = -1
 
     def _start(self) -> None:
-        req_r, req_w = os.pipe()
-        res_r, res_w = os.pipe()
-        me = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the helper
-            code = 0
-            try:
-                os.close(req_w)
-                os.close(res_r)
-                syscalls.set_parent_death_signal(signal.SIGKILL)
-                if os.getppid() != me:
-                    os._exit(1)
-                while True:
-                    head = _read_all(req_r, 24)
-                    if len(head) < 24:
-                        break
-                    target, addr, size = struct.unpack("<qQQ", head)
-                    data = _read_all(req_r, size)
-                    os.write(res_w, struct.pack("<q", _poke_as_tracer(target, addr, data)))
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(req_r)
-        os.close(res_w)
-        self.pid, self._req, self._res = pid, req_w, res_r
+        self.pid, self._req, self._res = _fork_helper(_serve_pokes)
 
     def poke(self, addr: int, data: bytes) -> int:
         """As :func:`poke_self`, through the kept helper (started on first use)."""
@@ -142,64 +203,43 @@ class Poker:
         # process that is not its descendant; without yama this is EINVAL.
         syscalls.errno_call("prctl", PR_SET_PTRACER, self.pid, 0, 0, 0)
         request = struct.pack("<qQQ", os.getpid(), addr & _M64, len(data)) + bytes(data)
-        view = memoryview(request)
-        while view:
-            view = view[os.write(self._req, view) :]
-        got = _read_all(self._res, 8)
-        if len(got) != 8:
+        result = _ask(self._req, self._res, request)
+        if result is None:
             self.close()
             return -_errno.ECHILD  # the helper died before it answered
-        result: int = struct.unpack("<q", got)[0]
         return result
 
     def close(self) -> None:
         """Stop the helper (it exits when its request pipe closes)."""
         if self.pid:
-            os.close(self._req)
-            os.close(self._res)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
+            _end_helper(self.pid, self._req, self._res)
             self.pid = 0
 
 
 def poke_self(addr: int, data: bytes) -> int:
     """Write ``data`` at ``addr`` of this process with ``PTRACE_POKEDATA`` from
     a forked tracer. Returns 0, ``-EIO`` when a word could not be written
-    whole (the words before it were), or the ``-errno`` of an attach that
-    failed (``-EPERM``: yama or a security module forbids it)."""
+    whole (the words before it were), the ``-errno`` of an attach that
+    failed (``-EPERM``: yama or a security module forbids it), or ``-ECHILD``
+    when the helper died before it answered."""
     if not data:
         return 0
     me = os.getpid()
-    go_r, go_w = os.pipe()
-    res_r, res_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the helper
-        code = 0
-        try:
-            os.close(go_w)
-            os.close(res_r)
-            syscalls.set_parent_death_signal(signal.SIGKILL)
-            if os.getppid() != me or not _read_all(go_r, 1):
-                os._exit(1)
-            os.write(res_w, struct.pack("<q", _poke_as_tracer(me, addr, bytes(data))))
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(go_r)
-    os.close(res_w)
+
+    def serve(go: int, answers: int) -> None:
+        if not _read_all(go, 1):
+            os._exit(1)
+        os.write(answers, struct.pack("<q", _poke_as_tracer(me, addr, bytes(data))))
+
+    pid, go_w, res_r = _fork_helper(serve)
     try:
         # Under yama ptrace_scope=1 only a declared tracer may attach to an
         # ancestor; without yama the call is EINVAL and not needed.
         syscalls.errno_call("prctl", PR_SET_PTRACER, pid, 0, 0, 0)
-        os.write(go_w, b"g")
-        got = _read_all(res_r, 8)
+        result = _ask(go_w, res_r, b"g")
     finally:
-        os.close(go_w)
-        os.close(res_r)
-        os.waitpid(pid, 0)
+        _end_helper(pid, go_w, res_r)
         syscalls.errno_call("prctl", PR_SET_PTRACER, 0, 0, 0, 0)
-    if len(got) != 8:
+    if result is None:
         return -_errno.ECHILD  # the helper died before it answered
-    result: int = struct.unpack("<q", got)[0]
     return result
