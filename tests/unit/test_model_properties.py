@@ -259,6 +259,8 @@ def test_store_matches_a_sorted_list(edits: list[tuple[int, int, int]]) -> None:
         assert list(store.range(lo, hi + 1)) == [
             i for i in plain if i.end > lo and i.start < hi + 1
         ]
+        for a, b in ((lo, hi + 1), (lo, lo), (hi, lo), (0, 500)):
+            assert store.between(a, b) == list(store.range(a, b))
     for twin, items in snapshots:  # earlier copies never saw later edits
         assert [(i.start, i.end) for i in twin] == items
 
@@ -271,6 +273,12 @@ def test_store_scales_in_chunks() -> None:
     store.replace(5000, 5002, [])
     assert len(store) == 9_999 and len(twin) == 10_000
     assert store.lookup(5000) is None and twin.lookup(5000) is not None
+    # across chunk boundaries, from inside an item and from a gap
+    for a, b in ((0, 20_000), (3, 9_000), (4_999, 5_004), (6_399, 6_402), (19_998, 30_000)):
+        assert store.between(a, b) == list(store.range(a, b))
+        assert [(i.start, i.end) for i in twin.between(a, b)] == [
+            (i.start, i.end) for i in twin.range(a, b)
+        ]
 
 
 # ------------------------------------------------------------ content runs

@@ -546,6 +546,10 @@ class _Engine:
             for j in _bits(self.protected_mask)
             if self.root_vec[j] is not None
         }
+        self.before_blind_facts = {
+            page: (int(f.prot), f.shared, f.backing, f.obj, f.pgoff)
+            for page, f in self.before_blind.items()
+        }
         self.root_view = _View(self, self.root_vec)
         self.root_fp = [self.root_view.footprint(g) for g in range(len(self.groups))]
         self.root_writes = [self.root_view.writes(g) for g in range(len(self.groups))]
@@ -683,7 +687,9 @@ class _Engine:
         p = self.problem
         wanted = slots & self.protected_mask
         pages = frozenset(self.pages[j] for j in _bits(wanted))
-        after: dict[Page, PageFact] = {}
+        # Each page's facts as (rights, shared, backing, object, offset): the
+        # fields of the PageFact judged below (its seal and token are empty).
+        facts: dict[Page, tuple[int, bool, str, str | None, int]] = {}
         spans, _ = self.spans_of(wanted)
         roots = self.root_lnames
         for (zone, lo, hi), view in zip(spans, views, strict=True):
@@ -696,13 +702,19 @@ class _Engine:
                 else:
                     backing = "file:" + opened[2:]
                 name = lname if lname is None or lname in roots else "+"
-                prot, shared = Prot(flags & _RIGHTS), bool(flags & _VM_MAYSHARE)
+                rights, shared = flags & _RIGHTS, bool(flags & _VM_MAYSHARE)
                 for q in range(max(start, lo), min(end, hi)):
                     page = (zone, q)
                     if page in pages:
-                        after[page] = PageFact(
-                            prot, shared, backing, name, pgoff + q - start, "", ""
-                        )
+                        facts[page] = (rights, shared, backing, name, pgoff + q - start)
+        before = self.before_blind_facts
+        if len(facts) == len(pages) and all(before.get(page) == f for page, f in facts.items()):
+            # Every page as at the start: no property of these can be broken.
+            return _NOTHING
+        after = {
+            page: PageFact(Prot(rights), shared, backing, name, pgoff, "", "")
+            for page, (rights, shared, backing, name, pgoff) in facts.items()
+        }
         return frozenset(
             prop
             for prop in props
@@ -869,6 +881,8 @@ class _View:
         self._narrow: dict[int, int] = {}
         self._tables: tuple[list[int], list[int]] | None = None
         self._deps: dict[Footprint, int] = {}
+        self._fresh: int | None = None
+        self._blind_vec: Vec | None = None
 
     def footprint(self, g: int) -> int:
         """``F(c, s)`` for the calls of group ``g`` (``g < 0``: everything):
@@ -961,6 +975,18 @@ class _View:
         """The entries of ``mask`` with new objects renamed by first appearance
         (``~0``, ``~1``...); returns the view and the renaming (global -> local)."""
         vec = self.vec
+        fresh = self._fresh
+        if fresh is None:
+            fresh = self._fresh = self._fresh_slots()
+        if not mask & fresh:
+            # No new object to rename: the entries as they are.
+            if blind:
+                if self._blind_vec is None:
+                    self._blind_vec = tuple(
+                        e[:_BLIND] if type(e) is tuple and len(e) == _FIELDS else e for e in vec
+                    )
+                vec = self._blind_vec
+            return tuple(map(vec.__getitem__, _bits(mask))), {}
         out: list[Entry] = []
         local: dict[str, str] = {}
 
@@ -978,6 +1004,17 @@ class _View:
                     e = e[:_BLIND]
             out.append(e)
         return tuple(out), local
+
+    def _fresh_slots(self) -> int:
+        """The page slots whose entry names an object the start state lacks
+        (what :func:`_renamed` renames)."""
+        out = 0
+        for j, e in enumerate(self.vec):
+            if type(e) is tuple and len(e) == _FIELDS:
+                name, anon = e[_NAME], e[_ANON]
+                if (name is not None and name[0] in "~+") or (anon is not None and anon[0] in "~+"):
+                    out |= 1 << j
+        return out
 
 
 class _Expansion:
@@ -1351,17 +1388,21 @@ class _Expansion:
         of the sequence that reached this state are judged (causality); a
         window as at the start breaks nothing still open."""
         engine, node, stats, fpv = self.engine, self.node, self.stats, self.fp
-        blind = not self.open & _DATA
+        open_props = self.open
+        blind = not open_props & _DATA
         if node.frontier:
-            mine = (fpv.footprint(g), fpv.writes(g))
-            if not all(_depends(mine, m) for m in node.frontier):
-                stats.independent += len(engine.groups[g])
-                return
+            # _depends((footprint, writes), m) for every recorded footprint m
+            reads, writes = fpv.footprint(g), fpv.writes(g)
+            for m_reads, m_writes in node.frontier:
+                if not (reads & m_writes or writes & m_reads):
+                    stats.independent += len(engine.groups[g])
+                    return
+        parts = engine.parts[g]
         for part in (0, 1):
-            members = engine.parts[g][part]
+            members = parts[part]
             if not members:
                 continue
-            wanted = engine.wanted(g, part, self.open)
+            wanted = engine.wanted(g, part, open_props)
             if not wanted:
                 stats.untouched += len(members)
                 continue
@@ -1379,9 +1420,10 @@ class _Expansion:
                 stats.untouched += len(members)
                 continue
             verdicts = self.verdicts(g, part, members, wanted, win, blind)
-            for i, broken in zip(members, verdicts, strict=True):
-                if broken:
-                    self.record(i, broken)
+            if verdicts is not None and any(verdicts):
+                for i, broken in zip(members, verdicts, strict=True):
+                    if broken:
+                        self.record(i, broken)
 
     def verdicts(
         self,
@@ -1391,18 +1433,23 @@ class _Expansion:
         wanted: tuple[int, ...],
         win: int,
         blind: bool,
-    ) -> Verdicts:
+    ) -> Verdicts | None:
+        """The properties each call of ``members`` breaks here (``None``:
+        none breaks any)."""
         engine, stats = self.engine, self.stats
-        rkey, refused = self.refusals(g)
-        if all(refused.get(i) for i in wanted):
-            stats.cached += len(members)
-            return tuple(_NOTHING for _ in members)
         view, _ = self.fp.view(win, blind)
         key = (g, part, blind, win, view)
         found = engine.verdicts.get(key)
         if found is not None:
             stats.cached += len(members)
             return found
+        # Looked up second: a cached verdict for this window already says
+        # nothing for calls known to fail without a change (the window holds
+        # the pages they name, so they failed without a change there too).
+        rkey, refused = self.refusals(g)
+        if all(map(refused.get, wanted)):
+            stats.cached += len(members)
+            return None
         learned: dict[int, bool] = {}
         # A call changes the facts of protected pages only in its window,
         # where the state breaks nothing still open: judge those pages after
@@ -1586,12 +1633,18 @@ def search(
                 try:
                     # A few chunks in flight, submitted in order: once the
                     # budget is passed the rest are only judged (as on a
-                    # last level: no successors).
+                    # last level: no successors). On the last level every
+                    # chunk is only judged whatever the budget says, so all
+                    # are submitted at once: with a few in flight, a worker
+                    # done with its chunks waited, idle, for a slower chunk
+                    # ahead of them to be merged (linux depth 3 ran its last
+                    # level on 1.15 cores of 2).
                     spans = _chunks(len(frontier), workers * 16)
+                    window = len(spans) if last else workers * 2
                     pending: deque[Future[_Chunk]] = deque()
                     submitted = 0
                     for n in range(1, len(spans) + 1):
-                        while submitted < len(spans) and len(pending) < workers * 2:
+                        while submitted < len(spans) and len(pending) < window:
                             lo, hi = spans[submitted]
                             judge_only = last or merge.cut
                             pending.append(

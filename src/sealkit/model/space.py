@@ -307,37 +307,21 @@ class AddressSpace:
         base = _zone_base(zone, lo, hi)
         start, end = base + lo * PAGE, base + hi * PAGE
         out: list[VmaView] = []
-        names: dict[object, str] = {}
-        for v in self.vmas.range(start, end):
-            s, e = max(v.start, start), min(v.end, end)
-            off, n = (s - v.start) >> PAGE_SHIFT, (e - s) >> PAGE_SHIFT
-            if v.file is None:
-                opened: str | None = None
-                obj: str | None = None
-            else:
-                opened = "s" if v.file.startswith("s:") else v.file
-                obj = self.object_key(v.file)
-            data: list[str | None] = [None] * n
-            for a, b, k in v.priv:
-                if b <= off or a >= off + n:
-                    continue
-                lazy = content.is_lazy(k)
-                kind = content.unlazy(k) if lazy else k
-                for o in range(max(a, off), min(b, off + n)):
-                    token = content.token(kind, o)
-                    data[o - off] = content.LAZY + token if lazy else token
-            anon = v.anon
-            out.append(
-                (
-                    (v.start - base) >> PAGE_SHIFT,
-                    (v.end - base) >> PAGE_SHIFT,
-                    (v.flags, int(v.seal), opened, v.pgoff, anon is not None and anon.forked),
-                    obj,
-                    anon,
-                    self._obj_name(v, names),
-                    tuple(data),
-                )
-            )
+        for v in self.vmas.between(start, end):
+            # A VMA never changes once built (copies share it), so its entry
+            # for a window is computed once (the analyzer asks for the same
+            # windows of the same VMAs millions of times, and compares the
+            # answers: equal entries are then the same object).
+            s = v.start if v.start > start else start
+            e = v.end if v.end < end else end
+            views = v.views
+            if views is None:
+                views = v.views = {}
+            key = (base, s, e)
+            entry = views.get(key)
+            if entry is None:
+                entry = views[key] = _view_entry(v, base, s, e)
+            out.append(entry)  # type: ignore[arg-type]
         return tuple(out)
 
     def backing_view(self) -> tuple[int, tuple[tuple[str, int, Runs], ...]]:
@@ -676,7 +660,45 @@ class AddressSpace:
                 )
 
 
+def _view_entry(v: Vma, base: int, s: int, e: int) -> VmaView:
+    """The :meth:`AddressSpace.vma_view` entry of ``v`` seen through the
+    window ``[s, e)`` (bytes, inside ``v``) of the zone at ``base``."""
+    off, n = (s - v.start) >> PAGE_SHIFT, (e - s) >> PAGE_SHIFT
+    if v.file is None:
+        opened: str | None = None
+        obj: str | None = None
+    else:
+        opened = "s" if v.file.startswith("s:") else v.file
+        obj = AddressSpace.object_key(v.file)
+    data: list[str | None] = [None] * n
+    for a, b, k in v.priv:
+        if b <= off or a >= off + n:
+            continue
+        lazy = content.is_lazy(k)
+        kind = content.unlazy(k) if lazy else k
+        for o in range(max(a, off), min(b, off + n)):
+            token = content.token(kind, o)
+            data[o - off] = content.LAZY + token if lazy else token
+    anon = v.anon
+    return (
+        (v.start - base) >> PAGE_SHIFT,
+        (v.end - base) >> PAGE_SHIFT,
+        (v.flags, int(v.seal), opened, v.pgoff, anon is not None and anon.forked),
+        obj,
+        anon,
+        AddressSpace._obj_name(v, {}),
+        tuple(data),
+    )
+
+
+_ZONE_BASES: Final = {"p": MODEL_BASES.arena, "h": MODEL_BASES.heap}
+
+
 def _zone_base(zone: str, lo: int, hi: int) -> int:
+    if type(lo) is int and type(hi) is int and lo <= hi:
+        base = _ZONE_BASES.get(zone)
+        if base is not None:
+            return base
     if zone not in ("p", "h"):
         raise ArgumentError(f"zone must be 'p' (arena) or 'h' (heap), not {zone!r}")
     if not isinstance(lo, int) or not isinstance(hi, int) or isinstance(lo, bool):

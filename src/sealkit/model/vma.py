@@ -117,7 +117,7 @@ class Vma:
     anonymous data, guard markers ``#``) as runs relative to ``start``.
     """
 
-    __slots__ = ("anon", "end", "file", "flags", "pgoff", "priv", "seal", "start")
+    __slots__ = ("anon", "end", "file", "flags", "pgoff", "priv", "seal", "start", "views")
 
     def __init__(
         self,
@@ -138,6 +138,9 @@ class Vma:
         self.anon = anon
         self.seal = seal
         self.priv = priv
+        self.views: dict[tuple[int, int, int], tuple[object, ...]] | None = None
+        """``AddressSpace.vma_view``'s entries for this VMA, per window it was
+        clipped to (a cache: the VMA never changes, so neither do they)."""
 
     def __repr__(self) -> str:
         return (
