@@ -1,5 +1,5 @@
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypeAlias, overload
 
 COUNTED_FORMS: int
 
@@ -8,43 +8,21 @@ def loaded_objects() -> list[tuple[bytes, int, tuple[tuple[int, ...], ...]]]: ..
 def seal_verified(
     maps_fd: int, ranges: list[tuple[int, int, int, int, int, int, int, bytes | None]], /
 ) -> list[tuple[int, int]] | None: ...
+
+# start, end, perms, offset, dev, inode, path, VmFlags text, sealed indices
+_Columns: TypeAlias = tuple[
+    list[int], list[int], list[str], list[int], list[str], list[int], list[str], list[bytes],
+    list[int],
+]  # fmt: skip
+
 @overload
-def smaps_columns(
-    data: bytes, columns: Literal[True, 1] = ..., /
-) -> (
-    tuple[
-        list[int],
-        list[int],
-        list[str],
-        list[int],
-        list[str],
-        list[int],
-        list[str],
-        list[bytes],
-        list[int],
-    ]
-    | None
-): ...
+def smaps_columns(data: bytes, columns: Literal[True, 1] = ..., /) -> _Columns | None: ...
 @overload
 def smaps_columns(data: bytes, columns: Literal[False, 0], /) -> tuple[int, list[int]] | None: ...
 @overload
 def smaps_columns(
     data: bytes, columns: Literal[2], /
-) -> (
-    tuple[int, list[int]]
-    | tuple[
-        list[int],
-        list[int],
-        list[str],
-        list[int],
-        list[str],
-        list[int],
-        list[str],
-        list[bytes],
-        list[int],
-    ]
-    | None
-): ...
+) -> tuple[int, list[int]] | _Columns | None: ...
 def maps_json_rows(
     start: Sequence[int],
     end: Sequence[int],
