@@ -49,9 +49,11 @@ def page() -> Iterator[int]:
     syscalls.munmap(addr, PS)
 
 
-@pytest.fixture
-def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The pids of the helpers forked during the test (os.fork, recorded)."""
+def _record_forks(
+    monkeypatch: pytest.MonkeyPatch, after: Callable[[int], None] | None = None
+) -> list[int]:
+    """The pids of the helpers forked from now on (os.fork, recorded); in the
+    parent, ``after(pid)`` runs on each before fork returns."""
     pids: list[int] = []
     real = os.fork
 
@@ -59,10 +61,18 @@ def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         pid = real()
         if pid:
             pids.append(pid)
+            if after is not None:
+                after(pid)
         return pid
 
     monkeypatch.setattr(os, "fork", fork)
     return pids
+
+
+@pytest.fixture
+def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the helpers forked during the test."""
+    return _record_forks(monkeypatch)
 
 
 def test_poke_self_writes_and_leaves_nothing(page: int, forks: list[int]) -> None:
@@ -187,18 +197,8 @@ def test_a_helper_dead_before_it_reads_is_echild(
     before = open_fds()
     poker = poke.Poker()
     call: Callable[[int, bytes], int] = poke.poke_self if use == "poke_self" else poker.poke
-    forked: list[int] = []
-    real_fork = os.fork
-
-    def fork() -> int:
-        pid = real_fork()
-        if pid:
-            forked.append(pid)
-            _wait_until_exited(pid)
-        return pid
-
     monkeypatch.setattr(syscalls, "set_parent_death_signal", _refuse)
-    monkeypatch.setattr(os, "fork", fork)
+    forked = _record_forks(monkeypatch, _wait_until_exited)
     assert call(page, b"x") == -errno.ECHILD
     assert poker.pid == 0
     assert open_fds() == before
